@@ -1,0 +1,1 @@
+"""Kernel sources, IRON designs and the kernel manifest, shipped as package data."""

@@ -1,0 +1,48 @@
+"""`xdna-ep` / `python -m xdna_ep`: one entry, one sub-command per job.
+
+Each sub-command lives in its own module and registers itself through
+``add_parser(subparsers)``; imports are lazy so `xdna-ep devices` never loads
+the Whisper stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command -> module that defines add_parser(subparsers) and run(args) -> int
+COMMANDS: dict[str, str] = {
+    "bench": "xdna_ep.bench.cli",
+    "devices": "xdna_ep.runtime.cli",
+    "report": "xdna_ep.report.cli",
+    "transcribe": "xdna_ep.whisper.cli",
+    "calibrate": "xdna_ep.whisper.calibrate_cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xdna-ep",
+        description="ONNX Runtime execution provider for AMD XDNA NPUs (Whisper first).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("xdna_ep"):
+                continue  # sub-command not built yet in this checkout
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""ort stage of xdna-ep."""

@@ -1,0 +1,1 @@
+"""rewrite stage of xdna-ep."""

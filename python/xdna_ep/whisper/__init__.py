@@ -1,0 +1,1 @@
+"""whisper stage of xdna-ep."""

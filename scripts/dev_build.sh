@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Rebuild xdna_ep._emulator in place for development (serialised with flock so
+# several builds at once do not trample each other). Usage: scripts/dev_build.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+exec 9>/tmp/xdna_ep_dev_build.lock
+flock 9
+cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DPython_EXECUTABLE="$(realpath "$PY")" -DXDNA_EP_OUTPUT_DIR="$PWD/python/xdna_ep" >/dev/null
+cmake --build build/dev -j 2

@@ -1,0 +1,45 @@
+"""Build entry: setuptools drives CMake to build the native emulator module.
+
+CMake, Ninja and pybind11 come from PyPI (see pyproject.toml build-system),
+so a fresh machine needs only Python and a C++ compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext: Extension) -> None:
+        out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        build_temp = Path(self.build_temp).resolve() / "cmake"
+        build_temp.mkdir(parents=True, exist_ok=True)
+        cfg = "Debug" if self.debug else "Release"
+        configure = [
+            "cmake", "-S", str(ROOT), "-B", str(build_temp), "-G", "Ninja",
+            f"-DCMAKE_BUILD_TYPE={cfg}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-DXDNA_EP_OUTPUT_DIR={out_dir}",
+        ]
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        subprocess.run(configure, check=True)
+        subprocess.run(["cmake", "--build", str(build_temp), "-j", jobs], check=True)
+
+
+setup(
+    ext_modules=[CMakeExtension("xdna_ep._emulator")],
+    cmdclass={"build_ext": CMakeBuild},
+)
