@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -39,7 +39,27 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", "--build", str(build_temp), "-j", jobs], check=True)
 
 
+def packages() -> tuple[list[str], dict[str, str]]:
+    """python/xdna_ep is the package; the top-level models/ and kernels/ folders
+    (where a reader of the design card looks for them) are mapped into it."""
+    pkgs = find_packages("python")
+    mapped = {"xdna_ep.models": "models", "xdna_ep._kernels": "kernels"}
+    for pkg, folder in mapped.items():
+        pkgs.append(pkg)
+        pkgs += [f"{pkg}.{sub}" for sub in find_packages(folder)]
+    package_dir = {"": "python", **mapped}
+    for pkg in pkgs:
+        for prefix, folder in mapped.items():
+            if pkg.startswith(prefix + "."):
+                package_dir[pkg] = folder + "/" + pkg[len(prefix) + 1:].replace(".", "/")
+    return pkgs, package_dir
+
+
+PACKAGES, PACKAGE_DIR = packages()
+
 setup(
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
     ext_modules=[CMakeExtension("xdna_ep._emulator")],
     cmdclass={"build_ext": CMakeBuild},
 )

@@ -1,0 +1,103 @@
+"""Data classes shared by the partitioning stages.
+
+capability produces OpMatch objects (one recognised NPU operation, possibly
+covering several ONNX nodes, e.g. the 5-node Erf Gelu pattern) and a
+NodePlacement for every node; regions groups matches into Regions; quantize,
+compile and rewrite consume Regions; report reads the PartitionPlan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Placement = Literal["npu", "cpu"]
+
+
+@dataclass(frozen=True)
+class OpMatch:
+    """One operation the NPU can run, recognised in the ONNX graph.
+
+    kind: the kernel family ("matmul", "gelu", "layernorm", "attention", "add",
+    "conv1d", "softmax").
+    nodes: names of the ONNX nodes it covers, in graph order.
+    inputs: activation tensor names it consumes (initializers are in attrs).
+    outputs: tensor names it produces that are visible outside the match.
+    attrs: kind-specific facts the quantizer/compiler need, e.g. for matmul
+    {"weight": <initializer name>, "bias": <name or None>, "transpose_b": bool};
+    gelu {"approximate": "none" | "tanh", "bias": ...}; layernorm {"epsilon",
+    "gamma", "beta", "skip": <tensor or None>}; attention {"num_heads", "scale",
+    "q", "k", "v", "mask", "causal"}.
+    macs: multiply-accumulates per inference (0 if shape-dependent and unknown).
+    pattern: the form it was found in ("Gelu", "erf-pattern", "BiasGelu", ...).
+    graph: "" for the main graph, else the path of the If branch subgraph.
+    """
+
+    kind: str
+    nodes: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    macs: int = 0
+    pattern: str = ""
+    graph: str = ""
+
+
+@dataclass
+class NodePlacement:
+    """Where one ONNX node runs and why (one row of the report)."""
+
+    name: str
+    op_type: str
+    placement: Placement
+    reason: str
+    region: int | None = None
+    pattern: str = ""
+    macs: int = 0
+    graph: str = ""
+
+
+@dataclass
+class Region:
+    """A maximal connected, cycle-free group of matches that becomes ONE node."""
+
+    id: int
+    matches: list[OpMatch]
+    inputs: list[str]
+    outputs: list[str]
+    macs: int = 0
+    placement: Placement = "npu"
+    cost_reason: str = ""  # why the cost model kept it (or moved it to CPU)
+    graph: str = ""
+    sqnr_db: float | None = None
+    launches: int = 0
+
+    @property
+    def nodes(self) -> list[str]:
+        return [n for m in self.matches for n in m.nodes]
+
+
+@dataclass
+class PartitionPlan:
+    """The whole partitioning decision for one model."""
+
+    model_name: str
+    nodes: list[NodePlacement]
+    regions: list[Region]
+    total_macs: int = 0
+    device: str = ""
+    device_reason: str = ""
+    quantization: str = ""
+    fallbacks: list[str] = field(default_factory=list)
+
+    @property
+    def npu_macs(self) -> int:
+        return sum(r.macs for r in self.regions if r.placement == "npu")
+
+    @property
+    def npu_mac_share(self) -> float:
+        return self.npu_macs / self.total_macs if self.total_macs else 0.0
+
+    @property
+    def launches_per_inference(self) -> int:
+        return sum(r.launches for r in self.regions if r.placement == "npu")
