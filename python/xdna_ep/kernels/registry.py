@@ -7,6 +7,9 @@ own module, e.g. xdna_ep.kernels.matmul). A stage is executed as
                                                  # weights, build tables
     outputs = spec.run(state, inputs, attrs)     # per inference, on the emulator
     outputs = spec.reference(consts, inputs, attrs)   # numpy integer reference
+    blobs   = spec.device_constants(consts, attrs)    # bytes for the NPU weights BO
+
+Stage contracts (buffers, constant roles, attrs) are in kernels/STAGES.md.
 
 `consts` maps the stage's constant roles (documented per kernel, e.g.
 "weight", "bias", "requant_multiplier") to arrays; `inputs`/`outputs` are the
@@ -35,6 +38,11 @@ class KernelSpec:
     reference: Callable[[Consts, Sequence[np.ndarray], Attrs], Arrays]
     # multiply-accumulates of one call, from input shapes (for reports/cost model)
     macs: Callable[[Sequence[tuple[int, ...]], Consts, Attrs], int]
+    # The exact constant bytes the device receives for this stage (weights BO
+    # content, in order): packed/derived from the program constants once. The
+    # emulator's prepare() must be computed from the same arrays so both devices
+    # see the same bytes.
+    device_constants: Callable[[Consts, Attrs], list[np.ndarray]] = lambda consts, attrs: []
 
 
 KERNELS: dict[str, KernelSpec] = {}
