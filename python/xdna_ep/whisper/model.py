@@ -68,9 +68,12 @@ def load_tokenizer(onnx_dir: Path, n_vocab: int) -> WhisperTokenizer:
     return tok
 
 
-def session_factory(device: str, provider_options: dict[str, Any] | None = None
-                    ) -> SessionFactory:
-    """ORT CPU FP32 sessions for device "cpu"; xdna-ep sessions otherwise."""
+def session_factory(device: str, provider_options: dict[str, Any] | None = None,
+                    calibration_dir: Path | None = None) -> SessionFactory:
+    """ORT CPU FP32 sessions for device "cpu"; xdna-ep sessions otherwise.
+
+    With static quantization and no calibration of the caller's, each model file
+    gets its own calibration samples from `calibration_dir`/<file stem>."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r} (valid: {', '.join(DEVICES)})")
     if device == "cpu":
@@ -82,9 +85,16 @@ def session_factory(device: str, provider_options: dict[str, Any] | None = None
 
     from ..ort import InferenceSession
 
-    opts = {"device": device, **(provider_options or {})}
+    base = {"device": device, "quantization": "static", **(provider_options or {})}
 
     def xdna(path: Path) -> Any:
+        opts = dict(base)
+        if (opts["quantization"] == "static" and "calibration" not in opts
+                and calibration_dir is not None):
+            opts["calibration"] = str(calibration_dir / Path(path).stem)
+        if "report" in opts:  # one report per model file
+            rep = Path(str(opts["report"]))
+            opts["report"] = str(rep.with_name(f"{rep.stem}.{Path(path).stem}{rep.suffix}"))
         return InferenceSession(str(path),
                                 providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
                                 provider_options=[opts, {}])
@@ -103,7 +113,14 @@ class WhisperModel:
     def load(cls, model: str | Path | None = None, device: str = "auto",
              provider_options: dict[str, Any] | None = None) -> WhisperModel:
         onnx_dir = resolve_onnx_dir(model)
-        backend = OnnxWhisperBackend(onnx_dir, session_factory(device, provider_options))
+        opts = dict(provider_options or {})
+        calibration_dir = None
+        if (device != "cpu" and opts.get("quantization", "static") == "static"
+                and "calibration" not in opts):
+            from .calibrate import default_calibration
+
+            calibration_dir = default_calibration(onnx_dir)
+        backend = OnnxWhisperBackend(onnx_dir, session_factory(device, opts, calibration_dir))
         tok = load_tokenizer(onnx_dir, backend.n_vocab)
         sessions = {"encoder": backend.encoder, "decoder": backend.decoder,
                     "decoder_with_past": backend.decoder_with_past}

@@ -1,0 +1,193 @@
+"""`python -m xdna_ep bench whisper`: engines side by side on the same audio.
+
+Engines (each in its own subprocess so peak RSS is its own):
+  onnxruntime-cpu-fp32   the FP32 export on ONNX Runtime's CPU provider
+  onnxruntime-cpu-int8   the same export after onnxruntime's quantize_dynamic
+  faster-whisper-int8    CTranslate2 int8 on the same checkpoint (if installed)
+  xdna-ep-emulator       xdna-ep's INT8 NPU kernels run by the host emulator
+All speeds are CPU speeds on this machine. The NPU encoder time printed is a
+projection from the cost model, labelled as such, never a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ENGINES = ("onnxruntime-cpu-fp32", "onnxruntime-cpu-int8", "faster-whisper-int8",
+           "xdna-ep-emulator")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("whisper", help="Whisper end to end: ORT FP32/INT8, faster-whisper, "
+                                       "xdna-ep emulator, same audio, one run")
+    p.add_argument("--model", default=None, help="CTranslate2 checkpoint (default: tiny.en)")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help=f"comma-separated subset of {', '.join(ENGINES)}")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(run=run)
+
+
+# -- worker side (one engine, one process) ----------------------------------------------
+def _int8_export(onnx_dir: Path, out: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in onnx_dir.iterdir():
+        if f.suffix != ".onnx" and f.is_file():
+            shutil.copy2(f, out / f.name)
+    for name in ("encoder_model", "decoder_model", "decoder_with_past_model"):
+        quantize_dynamic(onnx_dir / f"{name}.onnx", out / f"{name}.onnx",
+                         weight_type=QuantType.QInt8)
+    return out
+
+
+def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict[str, Any]:
+    from ..whisper.decoding import DecodingOptions
+    from ..whisper.model import WhisperModel, resolve_onnx_dir
+    from ..whisper.timing import TimedBackend
+    from ..whisper.transcribe import TranscribeOptions, transcribe_file
+    from ..whisper.wer import word_error_rate
+
+    onnx_dir = resolve_onnx_dir(model)
+    extra: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if engine == "onnxruntime-cpu-int8":
+            onnx_dir = _int8_export(onnx_dir, Path(tmp) / "int8")
+        device = "emulator" if engine == "xdna-ep-emulator" else "cpu"
+        t_load = time.perf_counter()
+        wm = WhisperModel.load(onnx_dir, device)
+        extra["load_s"] = round(time.perf_counter() - t_load, 3)
+        timed = TimedBackend(wm.backend)
+        opts = TranscribeOptions(DecodingOptions(), progress=False)
+        wers, audio_s, wall = [], 0.0, 0.0
+        for s in samples:
+            t = transcribe_file(s.audio, timed, wm.tokenizer, opts)
+            wers.append(word_error_rate(s.reference, t.text))
+            audio_s += t.duration
+            wall += t.wall_time
+            extra.setdefault("texts", []).append(t.text)
+        if device != "cpu":
+            from ..whisper.api import npu_share
+
+            extra["npu_mac_share"], extra["device"] = npu_share(wm)
+            plan = getattr(wm.sessions["encoder"], "partition_plan", None)
+            if plan is not None:
+                try:
+                    from ..cost import projected_npu_time
+
+                    extra["projected_npu_encoder_ms"] = round(1000 * projected_npu_time(plan), 2)
+                except ImportError:
+                    extra["projected_npu_encoder_ms"] = None
+    return {"engine": engine, "rtf": wall / audio_s if audio_s else 0.0,
+            "wer": sum(wers) / len(wers), "encoder_ms": timed.stats.encoder_ms,
+            "decoder_ms_per_token": timed.stats.decoder_ms_per_token, **extra}
+
+
+def _run_faster_whisper(model: str | None, samples: list[Any]) -> dict[str, Any]:
+    try:
+        from faster_whisper import WhisperModel as FwModel
+    except ImportError:
+        return {"engine": "faster-whisper-int8", "error": "faster-whisper is not installed "
+                "(pip install 'xdna-ep[bench]')"}
+    from ..whisper.audio import load_audio
+    from ..whisper.model import bundled_checkpoint
+    from ..whisper.wer import word_error_rate
+
+    ckpt = Path(model) if model else bundled_checkpoint()
+    fw = FwModel(str(ckpt), device="cpu", compute_type="int8", cpu_threads=2)
+    wers, audio_s, wall = [], 0.0, 0.0
+    for s in samples:
+        audio = load_audio(s.audio)
+        t = time.perf_counter()
+        segs, _info = fw.transcribe(audio, beam_size=1, language="en")
+        text = "".join(seg.text for seg in segs)
+        wall += time.perf_counter() - t
+        audio_s += len(audio) / 16000
+        wers.append(word_error_rate(s.reference, text))
+    return {"engine": "faster-whisper-int8", "rtf": wall / audio_s, "wer": sum(wers) / len(wers),
+            "encoder_ms": None, "decoder_ms_per_token": None}
+
+
+def _worker(engine: str, model: str | None) -> dict[str, Any]:
+    from ..whisper.samples import list_samples
+
+    samples = list_samples()
+    if engine == "faster-whisper-int8":
+        out = _run_faster_whisper(model, samples)
+    else:
+        out = _run_onnx_engine(engine, model, samples)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+# -- parent side ----------------------------------------------------------------------------
+def _fmt(value: float | None, places: int = 1) -> str:
+    return "-" if value is None else f"{value:.{places}f}"
+
+
+def _spawn(engine: str, model: str | None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "xdna_ep", "bench", "whisper", "--worker", engine]
+    if model:
+        cmd += ["--model", model]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"engine": engine, "error": proc.stderr.strip().splitlines()[-1:] or
+                ["failed"]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.worker:
+        print(json.dumps(_worker(args.worker, args.model)))
+        return 0
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        print(f"unknown engines: {sorted(unknown)} (valid: {', '.join(ENGINES)})",
+              file=sys.stderr)
+        return 2
+    runs = [_spawn(e, args.model) for e in engines]
+    by = {r["engine"]: r for r in runs}
+    fp32, xdna = by.get("onnxruntime-cpu-fp32", {}), by.get("xdna-ep-emulator", {})
+    summary: dict[str, Any] = {}
+    if fp32.get("rtf") and xdna.get("rtf"):
+        summary["speed_ratio_xdna_vs_ort_fp32"] = fp32["rtf"] / xdna["rtf"]
+        summary["wer_delta_xdna_vs_ort_fp32"] = xdna["wer"] - fp32["wer"]
+    doc = {"runs": runs, "summary": summary,
+           "note": "CPU timings on this machine; projected_npu_encoder_ms is a cost-model "
+                   "projection, not a measurement"}
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Whisper end to end (same audio, one run; CPU speeds)")
+    for col in ("engine", "RTF", "WER", "encoder ms/window", "decoder ms/token",
+                "peak RSS MB"):
+        table.add_column(col)
+    for r in runs:
+        if "error" in r:
+            table.add_row(r["engine"], f"[red]{r['error']}[/red]", "", "", "", "")
+            continue
+        table.add_row(r["engine"], _fmt(r["rtf"], 3), f"{100 * r['wer']:.1f}%",
+                      _fmt(r["encoder_ms"]), _fmt(r["decoder_ms_per_token"], 2),
+                      _fmt(r["peak_rss_mb"], 0))
+    console = Console()
+    console.print(table)
+    for k, v in summary.items():
+        console.print(f"{k}: {v:.3f}")
+    if xdna.get("projected_npu_encoder_ms") is not None:
+        console.print(f"projected NPU encoder time per window (cost model, not measured): "
+                      f"{xdna['projected_npu_encoder_ms']} ms")
+    return 0
