@@ -1,0 +1,74 @@
+"""`xdna-ep devices [--json]`: what the runtime finds and which device auto would use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+from .discovery import Probes, probe_system
+from .selection import select_device
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("devices", help="list NPU devices, driver, firmware, xclbins "
+                                              "and the device `auto` would use")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+    return p
+
+
+def collect(probes: Probes | None = None) -> dict[str, Any]:
+    from .._native import emulator
+
+    probes = probes or Probes()
+    info = probe_system(probes)
+    choice = select_device("auto", probes=probes)
+    return {
+        "device_nodes": [asdict(n) for n in info.nodes],
+        "driver": {"name": "amdxdna", "loaded": info.driver_loaded,
+                   "version": info.driver_version},
+        "pyxrt": {"version": info.pyxrt_version, "error": info.pyxrt_error},
+        "xclbins": {"found": info.xclbins_found, "missing": info.xclbins_missing},
+        "emulator": {"kernel_paths": list(emulator.kernel_paths()),
+                     "active_kernel_path": emulator.active_kernel_path(),
+                     "threads": emulator.num_threads()},
+        "npu_problems": [{"missing": p.missing, "message": p.message} for p in info.problems],
+        "auto": choice.to_json(),
+        "hardware_validated": False,
+    }
+
+
+def _text(d: dict[str, Any]) -> str:
+    lines = ["NPU device nodes:"]
+    if d["device_nodes"]:
+        for n in d["device_nodes"]:
+            lines.append(f"  {n['path']}  driver={n['driver']}  firmware={n['firmware']}  "
+                         f"board={n['vbnv']}")
+    else:
+        lines.append("  none (no /dev/accel/accel*): there is no NPU on this machine")
+    drv = d["driver"]
+    lines.append(f"amdxdna driver: {'loaded' if drv['loaded'] else 'not loaded'}"
+                 + (f" (version {drv['version']})" if drv["version"] else ""))
+    py = d["pyxrt"]
+    lines.append(f"pyxrt: {py['version'] if py['version'] else 'not importable: ' + py['error']}")
+    x = d["xclbins"]
+    lines.append(f"xclbins: {len(x['found'])} found, {len(x['missing'])} missing")
+    for name, path in sorted(x["found"].items()):
+        lines.append(f"  found    {name}: {path}")
+    for name, why in sorted(x["missing"].items()):
+        lines.append(f"  missing  {why}" if name == "*" else f"  missing  {name}: {why}")
+    e = d["emulator"]
+    lines.append(f"emulator: kernel paths {', '.join(e['kernel_paths'])}; active "
+                 f"{e['active_kernel_path']}; {e['threads']} thread(s)")
+    a = d["auto"]
+    lines.append(f"auto -> {a['device']}: {a['reason']}")
+    lines.append("note: the xrt (NPU) path is complete but not yet validated on hardware")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    d = collect()
+    print(json.dumps(d, indent=1, sort_keys=True) if args.json else _text(d))
+    return 0

@@ -1,0 +1,262 @@
+"""How one launch's buffers are laid out in buffer objects (BOs).
+
+This is the single definition shared by the xrt device (which writes and reads
+BOs on the real NPU) and by the fake pyxrt used in tests (which plays the
+hardware and reads the same bytes back). Keeping one module means the two
+cannot drift: if the fake computes the emulator's bytes through this layout,
+the xrt device reads exactly those bytes.
+
+Kernel arguments of the MLIR-AIE kernel ("MLIR_AIE") for every design:
+
+    arg 0  opcode (3 = run a transaction/instruction stream)
+    arg 1  instruction BO (uint32 words, `cacheable`)
+    arg 2  number of instruction words
+    arg 3  IN      activations read by the launch, packed            (host_only)
+    arg 4  OUT     buffers the launch exports, packed                (host_only)
+    arg 5  WEIGHTS constants of every stage, packed, uploaded once   (host_only)
+    arg 6  PARAMS  launch parameter block (stage wiring, attrs, run-time shapes,
+                   offsets into IN/OUT/WEIGHTS), written per run     (host_only)
+
+Inside IN/OUT/WEIGHTS every buffer starts at a multiple of ALIGN bytes (DMA
+friendly); buffers are C-contiguous little-endian. A stage's WEIGHTS content
+is `KernelSpec.device_constants(consts, attrs)` when the kernel defines it,
+otherwise the stage's constants by role in sorted role order ("raw").
+
+The PARAMS block is MAGIC, uint32 version, uint32 length, then UTF-8 JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..compile.program import Launch, Program, Stage
+from .shapes import BufferSpec, output_specs
+
+ALIGN = 64
+OPCODE = 3
+ARG_INSTR = 1
+ARG_IN, ARG_OUT, ARG_WEIGHTS, ARG_PARAMS = 3, 4, 5, 6
+DATA_ARGS = (ARG_IN, ARG_OUT, ARG_WEIGHTS, ARG_PARAMS)
+PARAMS_MAGIC = b"XDNAEPL1"
+LAYOUT_VERSION = 1
+_HEADER = struct.Struct("<8sII")
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One buffer inside a BO."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+    def to_json(self) -> list[Any]:
+        return [self.name, self.dtype, list(self.shape), self.offset, self.nbytes]
+
+    @classmethod
+    def from_json(cls, v: Sequence[Any]) -> Slot:
+        return cls(str(v[0]), str(v[1]), tuple(int(d) for d in v[2]), int(v[3]), int(v[4]))
+
+
+@dataclass(frozen=True)
+class RegionLayout:
+    """The packed content of one BO: slots in order, total size (>= ALIGN)."""
+
+    slots: tuple[Slot, ...]
+    size: int
+
+    @classmethod
+    def plan(cls, specs: Sequence[tuple[str, BufferSpec]]) -> RegionLayout:
+        slots, off = [], 0
+        for name, spec in specs:
+            slots.append(Slot(name, spec.dtype, spec.shape, off, spec.nbytes))
+            off = _align(off + spec.nbytes)
+        return cls(tuple(slots), max(off, ALIGN))
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.slots)
+
+    def pack(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The BO bytes (uint8[size]); padding is zero so bytes are deterministic."""
+        buf = np.zeros(self.size, dtype=np.uint8)
+        for s in self.slots:
+            a = np.ascontiguousarray(arrays[s.name])
+            if str(a.dtype) != s.dtype or tuple(a.shape) != s.shape:
+                raise ValueError(f"buffer {s.name!r}: got {a.dtype}{list(a.shape)}, layout "
+                                 f"expects {s.dtype}{list(s.shape)}")
+            buf[s.offset:s.offset + s.nbytes] = a.reshape(-1).view(np.uint8)
+        return buf
+
+    def unpack(self, buf: np.ndarray | bytes | memoryview) -> dict[str, np.ndarray]:
+        """Arrays (fresh copies) from BO bytes."""
+        raw = _as_bytes(buf)
+        if raw.size < self.size:
+            raise ValueError(f"BO holds {raw.size} bytes, layout needs {self.size}")
+        out = {}
+        for s in self.slots:
+            chunk = raw[s.offset:s.offset + s.nbytes].copy()
+            out[s.name] = chunk.view(np.dtype(s.dtype)).reshape(s.shape)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "slots": [s.to_json() for s in self.slots]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RegionLayout:
+        return cls(tuple(Slot.from_json(s) for s in d["slots"]), int(d["size"]))
+
+
+# -- which buffers cross a launch boundary -------------------------------------------
+@dataclass(frozen=True)
+class LaunchIO:
+    inputs: tuple[str, ...]     # read from IN
+    outputs: tuple[str, ...]    # written to OUT (read later, or a program output)
+
+
+def launch_io(program: Program) -> list[LaunchIO]:
+    """Per launch: buffers it reads from outside, and produced buffers needed later.
+
+    Buffers produced and consumed inside one launch never leave the NPU, so they
+    have no place in IN/OUT.
+    """
+    needed_after: list[set[str]] = []
+    later: set[str] = {t.name for t in program.outputs}
+    for ln in reversed(program.launches):
+        needed_after.append(set(later))
+        later |= set(ln.inputs)
+    needed_after.reverse()
+    result = []
+    for ln, after in zip(program.launches, needed_after, strict=True):
+        produced: list[str] = []
+        for st in ln.stages:
+            produced += [b for b in st.outputs if b not in produced]
+        result.append(LaunchIO(ln.inputs, tuple(b for b in produced if b in after)))
+    return result
+
+
+# -- constants ----------------------------------------------------------------------
+def stage_consts(program: Program, stage: Stage) -> dict[str, np.ndarray]:
+    return {role: program.constants[name] for role, name in stage.consts.items()}
+
+
+def stage_weight_blobs(spec: Any, consts: Mapping[str, np.ndarray],
+                       attrs: Mapping[str, Any]) -> tuple[bool, list[tuple[str, np.ndarray]]]:
+    """(raw, [(key, array)]) that a stage puts into the WEIGHTS BO.
+
+    raw=True: keys are constant roles (the kernel defines no device_constants).
+    raw=False: keys are "#0", "#1", ... (the kernel's packed device constants).
+    """
+    blobs = list(spec.device_constants(dict(consts), dict(attrs)) or [])
+    if blobs:
+        return False, [(f"#{j}", np.ascontiguousarray(b)) for j, b in enumerate(blobs)]
+    return True, [(role, np.ascontiguousarray(consts[role])) for role in sorted(consts)]
+
+
+@dataclass(frozen=True)
+class WeightsPlan:
+    layout: RegionLayout
+    raw: tuple[bool, ...]                     # per stage
+    keys: tuple[dict[str, str], ...]          # per stage: key -> slot name
+    data: np.ndarray                          # the packed uint8 bytes
+
+
+def plan_weights(launch: Launch, specs: Sequence[Any],
+                 consts: Sequence[Mapping[str, np.ndarray]]) -> WeightsPlan:
+    entries: list[tuple[str, BufferSpec]] = []
+    arrays: dict[str, np.ndarray] = {}
+    raws, keys = [], []
+    for i, (st, spec, c) in enumerate(zip(launch.stages, specs, consts, strict=True)):
+        raw, blobs = stage_weight_blobs(spec, c, st.attrs)
+        raws.append(raw)
+        k: dict[str, str] = {}
+        for key, a in blobs:
+            slot = f"{i}/{key}"
+            k[key] = slot
+            entries.append((slot, BufferSpec.of(a)))
+            arrays[slot] = a
+        keys.append(k)
+    layout = RegionLayout.plan(entries)
+    return WeightsPlan(layout, tuple(raws), tuple(keys), layout.pack(arrays))
+
+
+# -- the per-run parameter block ------------------------------------------------------
+@dataclass(frozen=True)
+class LaunchParams:
+    """Everything a launch needs besides the BO contents: decoded by the design."""
+
+    design: str
+    stages: tuple[dict[str, Any], ...]   # kernel, inputs, outputs, attrs, raw, consts
+    inputs: RegionLayout
+    outputs: RegionLayout
+    weights: RegionLayout
+    version: int = LAYOUT_VERSION
+
+    def encode(self) -> np.ndarray:
+        body = json.dumps({
+            "version": self.version, "design": self.design, "stages": list(self.stages),
+            "in": self.inputs.to_json(), "out": self.outputs.to_json(),
+            "weights": self.weights.to_json(),
+        }, sort_keys=True, separators=(",", ":")).encode()
+        blob = _HEADER.pack(PARAMS_MAGIC, self.version, len(body)) + body
+        return np.frombuffer(blob + bytes(_align(len(blob)) - len(blob)), dtype=np.uint8)
+
+    @classmethod
+    def decode(cls, buf: np.ndarray | bytes | memoryview) -> LaunchParams:
+        whole = _as_bytes(buf)
+        if whole.size < _HEADER.size:
+            raise ValueError("params block shorter than its header")
+        magic, version, length = _HEADER.unpack(bytes(whole[:_HEADER.size]))
+        if magic != PARAMS_MAGIC or version != LAYOUT_VERSION:
+            raise ValueError(f"params block: bad magic/version {magic!r}/{version}")
+        body = bytes(whole[_HEADER.size:_HEADER.size + length])
+        if len(body) != length:
+            raise ValueError("params block truncated")
+        d = json.loads(body)
+        return cls(d["design"], tuple(d["stages"]), RegionLayout.from_json(d["in"]),
+                   RegionLayout.from_json(d["out"]), RegionLayout.from_json(d["weights"]),
+                   int(d["version"]))
+
+
+def _as_bytes(buf: np.ndarray | bytes | memoryview) -> np.ndarray:
+    """A flat uint8 view of BO bytes in any of the forms pyxrt/numpy hand out."""
+    if isinstance(buf, np.ndarray):
+        return np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    return np.frombuffer(buf, dtype=np.uint8)
+
+
+def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
+                consts: Sequence[Mapping[str, np.ndarray]], weights: WeightsPlan,
+                input_specs: Mapping[str, BufferSpec]) -> LaunchParams:
+    """The layout of one run of `launch` for these input shapes.
+
+    Output shapes are inferred stage by stage (shapes.output_specs), because the
+    OUT BO must be sized before the command is submitted.
+    """
+    known: dict[str, BufferSpec] = {b: input_specs[b] for b in io.inputs}
+    stages = []
+    for i, (st, spec, c) in enumerate(zip(launch.stages, specs, consts, strict=True)):
+        outs = output_specs(st.kernel, spec, [known[b] for b in st.inputs], dict(c), st.attrs)
+        if len(outs) != len(st.outputs):
+            raise ValueError(f"stage {st.kernel}: {len(st.outputs)} output buffers named, "
+                             f"its contract has {len(outs)}")
+        known.update(zip(st.outputs, outs, strict=True))
+        stages.append({"kernel": st.kernel, "inputs": list(st.inputs),
+                       "outputs": list(st.outputs), "attrs": st.attrs,
+                       "raw": weights.raw[i], "consts": weights.keys[i]})
+    return LaunchParams(
+        launch.design, tuple(stages),
+        RegionLayout.plan([(b, known[b]) for b in io.inputs]),
+        RegionLayout.plan([(b, known[b]) for b in io.outputs]),
+        weights.layout)

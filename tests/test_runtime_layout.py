@@ -1,0 +1,87 @@
+"""runtime.layout and runtime.shapes: the BO layout both the xrt device and the fake use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xdna_ep.runtime.layout import (
+    ALIGN,
+    LaunchParams,
+    RegionLayout,
+    launch_io,
+)
+from xdna_ep.runtime.shapes import BufferSpec, output_specs
+
+from fakes.kernels_for_tests import make_program  # isort: skip
+
+
+def test_region_layout_round_trip_and_alignment() -> None:
+    a = np.arange(5, dtype=np.int8)
+    b = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    lay = RegionLayout.plan([("a", BufferSpec.of(a)), ("b", BufferSpec.of(b))])
+    assert [s.offset for s in lay.slots] == [0, ALIGN]
+    assert lay.size == 2 * ALIGN
+    raw = lay.pack({"a": a, "b": b})
+    assert raw.dtype == np.uint8 and raw.size == lay.size
+    assert not raw[5:ALIGN].any()                     # padding is zero
+    assert raw[ALIGN:ALIGN + 24].tobytes() == b.tobytes()
+    back = lay.unpack(raw.view(np.int8))              # pyxrt's bo.read gives int8
+    np.testing.assert_array_equal(back["a"], a)
+    assert back["b"].dtype == np.float32 and back["b"].tobytes() == b.tobytes()
+
+
+def test_region_layout_rejects_wrong_buffers() -> None:
+    lay = RegionLayout.plan([("a", BufferSpec("int8", (4,)))])
+    with pytest.raises(ValueError, match="'a'"):
+        lay.pack({"a": np.zeros(4, np.float32)})
+    with pytest.raises(ValueError, match="layout needs"):
+        lay.unpack(np.zeros(3, np.uint8))
+
+
+def test_empty_region_still_has_a_bo_sized_payload() -> None:
+    assert RegionLayout.plan([]).size == ALIGN        # XRT cannot allocate 0 bytes
+
+
+def test_launch_params_round_trip_and_bad_magic() -> None:
+    lay = RegionLayout.plan([("x", BufferSpec("float32", (3, 8)))])
+    p = LaunchParams("d", ({"kernel": "k", "inputs": ["x"], "outputs": ["y"],
+                           "attrs": {"s": 0.5}, "raw": True, "consts": {}},), lay, lay, lay)
+    raw = p.encode()
+    assert raw.size % ALIGN == 0
+    assert LaunchParams.decode(raw) == p
+    assert LaunchParams.decode(bytes(raw)) == p
+    bad = raw.copy()
+    bad[0] ^= 0xFF
+    with pytest.raises(ValueError, match="magic"):
+        LaunchParams.decode(bad)
+
+
+def test_launch_io_keeps_intermediates_on_device() -> None:
+    io = launch_io(make_program())
+    # launch 0: h stays inside; q, qs feed launch 1 and qs is a program output
+    assert io[0].inputs == ("x",) and io[0].outputs == ("q", "qs")
+    assert io[1].inputs == ("q", "qs") and io[1].outputs == ("z",)
+    assert io[2].inputs == ("z",) and io[2].outputs == ("q2", "q2s")
+
+
+def test_stage_output_rules_follow_stages_md() -> None:
+    ins = [BufferSpec("int8", (2, 5, 16))]
+    w = {"weight": np.zeros((16, 24), np.int8)}
+    assert output_specs("matmul", None, ins, w, {"out": "int8"}) == \
+        [BufferSpec("int8", (2, 5, 24))]
+    # conv1d: Tout = (T + 2 pad - Kw) // stride + 1 = (3000 + 2 - 3)//2 + 1 = 1500
+    x = [BufferSpec("float32", (1, 80, 3000))]
+    cw = {"weight": np.zeros((384, 80, 3), np.int8)}
+    assert output_specs("conv1d", None, x, cw, {"stride": 2, "pad": 1}) == \
+        [BufferSpec("float32", (1, 384, 1500))]
+    assert output_specs("quantize", None, [BufferSpec("float32", (4,))], {},
+                        {"dynamic": True}) == [BufferSpec("int8", (4,)),
+                                               BufferSpec("float32", (1,))]
+    with pytest.raises(ValueError, match="out"):
+        output_specs("layernorm", None, ins, {}, {"out": "int4"})
+
+
+def test_unknown_kernel_has_no_output_rule() -> None:
+    with pytest.raises(NotImplementedError, match="no_such_kernel"):
+        output_specs("no_such_kernel", None, [], {}, {})
