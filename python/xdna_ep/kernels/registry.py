@@ -43,6 +43,14 @@ class KernelSpec:
     # emulator's prepare() must be computed from the same arrays so both devices
     # see the same bytes.
     device_constants: Callable[[Consts, Attrs], list[np.ndarray]] = lambda consts, attrs: []
+    # Optional: rebuild the emulator state from exactly the device_constants
+    # blobs (what the NPU's weights BO holds). When present, the fake pyxrt can
+    # run the kernel from BO bytes alone, and emulator == device bytes by
+    # construction.
+    prepare_device: Callable[[list[np.ndarray], Attrs], Any] | None = None
+    # Optional: output (shape, dtype) per output from input (shape, dtype) pairs;
+    # runtime/shapes.py holds the STAGES.md rules for kernels without one.
+    output_specs: Callable[..., Any] | None = None
 
 
 KERNELS: dict[str, KernelSpec] = {}
@@ -62,8 +70,8 @@ def register(spec: KernelSpec) -> KernelSpec:
 
 def get(name: str) -> KernelSpec:
     """The spec of kernel `name`; imports the kernel modules on first use."""
-    if not KERNELS:
-        for mod in _KERNEL_MODULES:
+    if name not in KERNELS:  # (not `if not KERNELS`: one module imported early must
+        for mod in _KERNEL_MODULES:  # not hide the others)
             importlib.import_module(f"{__package__}.{mod}")
     try:
         return KERNELS[name]
