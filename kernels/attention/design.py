@@ -1,0 +1,232 @@
+"""IRON design of the attention kernel for npu1 (Phoenix): 4 columns x 4 compute rows.
+
+Emits the MLIR module of one shape (B, H, Tq, Tk, Dh = 64). Run by
+kernels/build_xclbins.py when the MLIR-AIE toolchain is installed:
+
+    python design.py --batch 1 --heads 6 --tq 1500 --tk 1500 [--masked] [--float-out]
+
+The whole op is one launch. Work is cut into column groups: 128 query rows
+(four 32-row core blocks, i.e. two of the contract's 64-row query tiles) of one
+(batch, head). Groups go round-robin over the 4 columns. Per group, a column's
+memory tile splits the Q rows over its four cores and broadcasts the head's key
+blocks (64 keys x 64) to all four -- twice, once per pass -- and the value
+blocks once (aie/attention_aie.cc: pass 1 finds each row's logit maximum,
+pass 2 accumulates the exact weighted sums); the cores' output rows are joined
+back. Q, K, V and O stay in the ONNX layout [B, T, H*Dh]: the DMA picks a
+head's columns with a row stride of H*Dh, so the host never transposes.
+
+Launch arguments: q int8 [B*Tq_pad*H*Dh], k int8 [B*Tk_pad*H*Dh], v (same),
+params int32 [16], (mask f32 [Tq_pad*Tk_pad], one [Tq, Tk] mask broadcast over
+batch and heads, if masked), out int8 or f32 [B*Tq_pad*H*Dh]. The host pads Tq
+to a multiple of 128 (extra rows dropped) and Tk to a multiple of 64 (the
+kernel excludes keys >= params[4] = Tk). params: logit m, logit e, causal,
+past_len, Tk, out_float, out m, out e, fp32 bits of v_scale, groups per head.
+Masks of other broadcast shapes, and Dh != 64, run on the emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from aie.helpers.taplib import TensorAccessPattern
+from aie.iron import Buffer, Kernel, ObjectFifo, Program, Runtime, Worker
+from aie.iron.controlflow import range_
+from aie.iron.device import NPU1Col4, Tile
+from aie.iron.placers import SequentialPlacer
+
+N_COLS = 4
+N_ROWS = 4
+ROWS = 32  # query rows per core (aie kRows)
+KEYS = 64  # keys per block (aie kKeys)
+DH = 64  # head dim (aie kDh)
+GROUP_ROWS = ROWS * N_ROWS  # 128 query rows per column group
+PARAMS_LEN = 16
+
+
+def ceil_to(x: int, m: int) -> int:
+    return (x + m - 1) // m * m
+
+
+def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = False,
+                     float_out: bool = False):
+    tq_pad, tk_pad = ceil_to(tq, GROUP_ROWS), ceil_to(tk, KEYS)
+    hd = heads * DH
+    groups_per_head = tq_pad // GROUP_ROWS
+    n_groups = batch * heads * groups_per_head
+    rounds = (n_groups + N_COLS - 1) // N_COLS
+    n_kb = tk_pad // KEYS
+    depth = 1 if masked else 2  # local-memory budget (README)
+
+    q_ty = np.ndarray[(batch * tq_pad * hd,), np.dtype[np.int8]]
+    kv_ty = np.ndarray[(batch * tk_pad * hd,), np.dtype[np.int8]]
+    out_dt = np.float32 if float_out else np.int8
+    o_ty = np.ndarray[(batch * tq_pad * hd,), np.dtype[out_dt]]
+    par_ty = np.ndarray[(PARAMS_LEN,), np.dtype[np.int32]]
+    mask_ty = np.ndarray[(tq_pad * tk_pad,), np.dtype[np.float32]]
+    qb_ty = np.ndarray[(ROWS * DH,), np.dtype[np.int8]]
+    qg_ty = np.ndarray[(GROUP_ROWS * DH,), np.dtype[np.int8]]
+    kb_ty = np.ndarray[(KEYS * DH,), np.dtype[np.int8]]
+    mb_ty = np.ndarray[(ROWS * KEYS,), np.dtype[np.float32]]
+    mg_ty = np.ndarray[(GROUP_ROWS * KEYS,), np.dtype[np.float32]]
+    ob_ty = np.ndarray[(ROWS * DH,), np.dtype[out_dt]]
+    og_ty = np.ndarray[(GROUP_ROWS * DH,), np.dtype[out_dt]]
+    cnt_ty = np.ndarray[(1,), np.dtype[np.int32]]
+
+    obj = "attention_aie.o"
+    k_begin = Kernel("xdna_attn_begin", obj, [cnt_ty, par_ty, np.int32, np.int32])
+    k_rewind = Kernel("xdna_attn_rewind", obj, [])
+    k_end = Kernel("xdna_attn_end_f32" if float_out else "xdna_attn_end_i8", obj, [ob_ty, par_ty])
+    if masked:
+        k_p1 = Kernel("xdna_attn_pass1_masked", obj, [qb_ty, kb_ty, mb_ty, par_ty])
+        k_p2 = Kernel("xdna_attn_pass2_masked", obj, [qb_ty, kb_ty, kb_ty, mb_ty, par_ty])
+    else:
+        k_p1 = Kernel("xdna_attn_pass1", obj, [qb_ty, kb_ty, par_ty])
+        k_p2 = Kernel("xdna_attn_pass2", obj, [qb_ty, kb_ty, kb_ty, par_ty])
+
+    q_off = [ROWS * DH * r for r in range(N_ROWS)]
+    o_off = [ROWS * DH * r for r in range(N_ROWS)]
+    fifos: dict[str, list] = {n: [] for n in ("q", "k", "v", "m", "o", "par")}
+    core: dict[tuple[str, int, int], object] = {}
+    for col in range(N_COLS):
+        qf = ObjectFifo(qg_ty, name=f"q_{col}", depth=depth)
+        qs = qf.cons().split(q_off, obj_types=[qb_ty] * N_ROWS,
+                             names=[f"q_{col}_{r}" for r in range(N_ROWS)],
+                             placement=Tile(col, 1))
+        kf = ObjectFifo(kb_ty, name=f"k_{col}", depth=depth)
+        kl1 = kf.cons().forward(name=f"k_{col}_l1", placement=Tile(col, 1), depth=depth)
+        vf = ObjectFifo(kb_ty, name=f"v_{col}", depth=depth)
+        vl1 = vf.cons().forward(name=f"v_{col}_l1", placement=Tile(col, 1), depth=depth)
+        of = ObjectFifo(og_ty, name=f"o_{col}", depth=1)
+        os_ = of.prod().join(o_off, obj_types=[ob_ty] * N_ROWS,
+                             names=[f"o_{col}_{r}" for r in range(N_ROWS)],
+                             placement=Tile(col, 1))
+        pf = ObjectFifo(par_ty, name=f"par_{col}", depth=1)
+        pl1 = pf.cons().forward(name=f"par_{col}_l1", placement=Tile(col, 1))
+        for name, f in (("q", qf), ("k", kf), ("v", vf), ("o", of), ("par", pf)):
+            fifos[name].append(f)
+        if masked:
+            mf = ObjectFifo(mg_ty, name=f"m_{col}", depth=1)
+            ms = mf.cons().split([ROWS * KEYS * r for r in range(N_ROWS)],
+                                 obj_types=[mb_ty] * N_ROWS,
+                                 names=[f"m_{col}_{r}" for r in range(N_ROWS)],
+                                 placement=Tile(col, 1))
+            fifos["m"].append(mf)
+        for r in range(N_ROWS):
+            core["q", col, r], core["o", col, r] = qs[r], os_[r]
+            core["k", col, r], core["v", col, r], core["par", col, r] = kl1, vl1, pl1
+            if masked:
+                core["m", col, r] = ms[r]
+
+    # One worker per core; the body runs once per launch (default while_true).
+    def core_fn(of_q, of_k, of_v, of_m, of_o, of_par, begin, rewind, p1, p2, end, rnd, col,
+                row, n_rounds):
+        par = of_par.acquire(1)
+        rnd[0] = 0
+        for _ in range_(n_rounds):
+            qb = of_q.acquire(1)
+            begin(rnd, par, col, row)
+            for _ in range_(n_kb):  # pass 1: row maxima
+                kb = of_k.acquire(1)
+                if of_m is not None:
+                    mb = of_m.acquire(1)
+                    p1(qb, kb, mb, par)
+                    of_m.release(1)
+                else:
+                    p1(qb, kb, par)
+                of_k.release(1)
+            rewind()
+            for _ in range_(n_kb):  # pass 2: weights and exact weighted sums
+                kb = of_k.acquire(1)
+                vb = of_v.acquire(1)
+                if of_m is not None:
+                    mb = of_m.acquire(1)
+                    p2(qb, kb, vb, mb, par)
+                    of_m.release(1)
+                else:
+                    p2(qb, kb, vb, par)
+                of_k.release(1)
+                of_v.release(1)
+            ob = of_o.acquire(1)
+            end(ob, par)
+            of_o.release(1)
+            of_q.release(1)
+        of_par.release(1)
+
+    workers = []
+    for col in range(N_COLS):
+        n_rounds = len(range(col, n_groups, N_COLS))
+        for r in range(N_ROWS):
+            rnd = Buffer(cnt_ty, name=f"round_{col}_{r}", initial_value=np.zeros(1, np.int32))
+            m_cons = core["m", col, r].cons() if masked else None
+            workers.append(Worker(core_fn, [
+                core["q", col, r].cons(), core["k", col, r].cons(), core["v", col, r].cons(),
+                m_cons, core["o", col, r].prod(), core["par", col, r].cons(), k_begin, k_rewind,
+                k_p1, k_p2, k_end, rnd, col, r, n_rounds], placement=Tile(col, 2 + r),
+                stack_size=0xD00))
+
+    def rows_tap(t_pad: int, b: int, h: int, row0: int, n_rows: int):
+        """n_rows rows of head h (DH columns, row stride H*DH) from [B, T_pad, H*DH], as
+        64-row blocks so no DMA dimension is long (n_rows is a multiple of 64)."""
+        return TensorAccessPattern((1, batch * t_pad * hd), (b * t_pad + row0) * hd + h * DH,
+                                   [1, n_rows // KEYS, KEYS, DH], [0, KEYS * hd, hd, 1])
+
+    def mask_tap(row0: int):
+        """The group's rows of the [Tq, Tk] mask, key block by key block."""
+        return TensorAccessPattern((1, tq_pad * tk_pad), row0 * tk_pad,
+                                   [1, n_kb, GROUP_ROWS, KEYS], [0, KEYS, tk_pad, 1])
+
+    rt = Runtime()
+    arg_types = [q_ty, kv_ty, kv_ty, par_ty] + ([mask_ty] if masked else []) + [o_ty]
+    with rt.sequence(*arg_types) as args:
+        q, k, v, params = args[:4]
+        mask = args[4] if masked else None
+        out = args[-1]
+        rt.start(*workers)
+        tg = rt.task_group()
+        for col in range(N_COLS):
+            rt.fill(fifos["par"][col].prod(), params, placement=Tile(col, 0), task_group=tg)
+        rt.finish_task_group(tg)
+        for rnd in range(rounds):
+            tg = rt.task_group()
+            for col in range(N_COLS):
+                g = col + N_COLS * rnd
+                if g >= n_groups:
+                    continue
+                b, rest = divmod(g, heads * groups_per_head)
+                h, gr = divmod(rest, groups_per_head)
+                row0 = gr * GROUP_ROWS
+                place = Tile(col, 0)
+                rt.fill(fifos["q"][col].prod(), q, tap=rows_tap(tq_pad, b, h, row0, GROUP_ROWS),
+                        placement=place, task_group=tg)
+                for _ in range(2):  # keys once per pass
+                    rt.fill(fifos["k"][col].prod(), k, tap=rows_tap(tk_pad, b, h, 0, tk_pad),
+                            placement=place, task_group=tg)
+                    if masked:
+                        rt.fill(fifos["m"][col].prod(), mask, tap=mask_tap(row0),
+                                placement=place, task_group=tg)
+                rt.fill(fifos["v"][col].prod(), v, tap=rows_tap(tk_pad, b, h, 0, tk_pad),
+                        placement=place, task_group=tg)
+                rt.drain(fifos["o"][col].cons(), out,
+                         tap=rows_tap(tq_pad, b, h, row0, GROUP_ROWS),
+                         wait=True, placement=place, task_group=tg)
+            rt.finish_task_group(tg)
+
+    return Program(NPU1Col4(), rt).resolve_program(SequentialPlacer())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="xdna-ep attention IRON design (npu1, 4 columns)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--heads", type=int, required=True)
+    ap.add_argument("--tq", type=int, required=True)
+    ap.add_argument("--tk", type=int, required=True)
+    ap.add_argument("--masked", action="store_true", help="stream a [Tq, Tk] f32 mask")
+    ap.add_argument("--float-out", action="store_true", help="float32 output")
+    a = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    print(attention_design(a.batch, a.heads, a.tq, a.tk, a.masked, a.float_out))
+
+
+if __name__ == "__main__":
+    main()
