@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="ONNX Runtime execution provider for AMD XDNA NPUs (Whisper first).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module_name in COMMANDS.items():
+    for _name, module_name in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -28,6 +28,27 @@ class OpMatch:
     gelu {"approximate": "none" | "tanh", "bias": ...}; layernorm {"epsilon",
     "gamma", "beta", "skip": <tensor or None>}; attention {"num_heads", "scale",
     "q", "k", "v", "mask", "causal"}.
+
+    What compile/ (helper F) reads, precisely:
+    - matmul: inputs[0] is the activation [..., K]; "weight" an initializer
+      (or Constant output) [K, N], or [N, K] when "transpose_b"; "bias" an
+      initializer [N] or None; optional "alpha"/"beta" (Gemm; default 1.0);
+      outputs[0] is the result (bias included).
+    - gelu: inputs[0]; "bias" an initializer (BiasGelu/FastGelu with bias) or
+      None; a gelu bias is folded into the producing matmul.
+    - layernorm: inputs[0] the x tensor; "skip" the second addend
+      (SkipLayerNormalization) or None; "gamma"/"beta" initializers [C];
+      optional "sum_output": the x+skip tensor when the graph uses it.
+    - attention: "q", "k", "v" the float tensors [B, T, H*Dh] the match
+      consumes (before the head split; for the q/k/v fusion they should be the
+      projection matmuls' outputs, so a constant scaling Mul on q, as in
+      Whisper's export, belongs to the attention match); "scale" the total
+      constant factor on q.k^T inside the match (Mul on q or on the logits,
+      1/sqrt(Dh), ...; 1.0 if none); "mask" an additive float mask tensor or
+      None; outputs[0] the merged-heads result [B, Tq, H*Dh].
+    - add: inputs (a, b), both activations (no initializer operand).
+    - conv1d: inputs[0] x [B, Cin, T]; {"weight" [Cout, Cin, Kw], "bias" or
+      None, "stride", "pad" (symmetric), "dilation" (1), "group" (1)}.
     macs: multiply-accumulates per inference (0 if shape-dependent and unknown).
     pattern: the form it was found in ("Gelu", "erf-pattern", "BiasGelu", ...).
     graph: "" for the main graph, else the path of the If branch subgraph.
@@ -89,6 +110,7 @@ class PartitionPlan:
     device_reason: str = ""
     quantization: str = ""
     fallbacks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # assumptions (symbolic dims, ...)
 
     @property
     def npu_macs(self) -> int:

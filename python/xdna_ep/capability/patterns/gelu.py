@@ -1,0 +1,159 @@
+"""Gelu in every form exporters produce.
+
+- erf pattern  (torch nn.functional.gelu, opset < 20): x * 0.5 * (1 + erf(x / sqrt2))
+  in any of its orderings (Div by sqrt2 or Mul by 1/sqrt2; the 0.5 applied to x
+  first, to the product last, or to the erf term);
+- tanh pattern (gelu_new / approximate="tanh"):
+  0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)));
+- onnx Gelu (opset 20, attribute approximate), com.microsoft Gelu, BiasGelu
+  (x + bias, erf), FastGelu (tanh, optional bias).
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+
+from ...plan import OpMatch
+from ..graph import GraphView, attr
+from .common import build_match, const_operand, near
+
+SQRT2 = math.sqrt(2.0)
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _tail(
+    view: GraphView, t: str, x: str
+) -> tuple[list[onnx.NodeProto], str] | None:
+    """From the erf/tanh output `t`: Add 1, then multiply by x and 0.5 in any order."""
+    add = view.single_consumer(t)
+    if add is None or add.op_type != "Add":
+        return None
+    pair = const_operand(view, add)
+    if pair is None or pair[0] != t or not near(view.scalar(pair[1]), 1.0):
+        return None
+    u = add.output[0]
+    m1 = view.single_consumer(u)
+    if m1 is None or m1.op_type != "Mul":
+        return None
+    other = m1.input[1] if m1.input[0] == u else m1.input[0]
+    if other == x:  # (x * u) * 0.5
+        m2 = view.single_consumer(m1.output[0])
+        if m2 is None or m2.op_type != "Mul":
+            return None
+        p = const_operand(view, m2)
+        if p is None or p[0] != m1.output[0] or not near(view.scalar(p[1]), 0.5):
+            return None
+        return [add, m1, m2], m2.output[0]
+    if near(view.scalar(other), 0.5):  # (u * 0.5) * x
+        m2 = view.single_consumer(m1.output[0])
+        if m2 is None or m2.op_type != "Mul":
+            return None
+        rest = m2.input[1] if m2.input[0] == m1.output[0] else m2.input[0]
+        if rest != x:
+            return None
+        return [add, m1, m2], m2.output[0]
+    half = view.producer_of(other)  # (x * 0.5) * u
+    if half is None or half.op_type != "Mul" or view.single_consumer(other) is not m1:
+        return None
+    p = const_operand(view, half)
+    if p is None or p[0] != x or not near(view.scalar(p[1]), 0.5):
+        return None
+    return [half, add, m1], m1.output[0]
+
+
+def _erf_pattern(view: GraphView, erf: onnx.NodeProto) -> OpMatch | None:
+    pre = view.producer_of(erf.input[0])
+    if pre is None or view.single_consumer(erf.input[0]) is not erf:
+        return None
+    pair = const_operand(view, pre)
+    if pair is None:
+        return None
+    x, c = pair
+    if pre.op_type == "Div" and pre.input[0] == x:
+        ok = near(view.scalar(c), SQRT2)
+    elif pre.op_type == "Mul":
+        ok = near(view.scalar(c), 1.0 / SQRT2)
+    else:
+        ok = False
+    if not ok:
+        return None
+    tail = _tail(view, erf.output[0], x)
+    if tail is None:
+        return None
+    nodes, _y = tail
+    return build_match(view, "gelu", [pre, erf, *nodes],
+                       {"approximate": "none", "bias": None, "x": x}, "erf-pattern")
+
+
+def _cube(view: GraphView, name: str, x: str) -> list[onnx.NodeProto] | None:
+    """Nodes computing x^3 as Pow(x, 3) or x*x*x."""
+    p = view.producer_of(name)
+    if p is None or view.single_consumer(name) is None:
+        return None
+    if p.op_type == "Pow" and p.input[0] == x and near(view.scalar(p.input[1]), 3.0):
+        return [p]
+    if p.op_type == "Mul":
+        a, b = p.input
+        if x in (a, b):
+            sq = b if a == x else a
+            q = view.producer_of(sq)
+            if q is not None and q.op_type == "Mul" and list(q.input) == [x, x]:
+                return [q, p]
+            if q is not None and q.op_type == "Pow" and q.input[0] == x and near(
+                view.scalar(q.input[1]), 2.0
+            ):
+                return [q, p]
+    return None
+
+
+def _tanh_pattern(view: GraphView, tanh: onnx.NodeProto) -> OpMatch | None:
+    scale = view.producer_of(tanh.input[0])
+    if scale is None or scale.op_type != "Mul" or view.single_consumer(tanh.input[0]) is not tanh:
+        return None
+    pair = const_operand(view, scale)
+    if pair is None or not near(view.scalar(pair[1]), SQRT_2_OVER_PI):
+        return None
+    inner = view.producer_of(pair[0])
+    if inner is None or inner.op_type != "Add" or view.single_consumer(pair[0]) is not scale:
+        return None
+    for x, cubic in ((inner.input[0], inner.input[1]), (inner.input[1], inner.input[0])):
+        mulc = view.producer_of(cubic)
+        if mulc is None or mulc.op_type != "Mul":
+            continue
+        p = const_operand(view, mulc)
+        if p is None or not near(view.scalar(p[1]), 0.044715):
+            continue
+        cube = _cube(view, p[0], x)
+        if cube is None:
+            continue
+        tail = _tail(view, tanh.output[0], x)
+        if tail is None:
+            return None
+        nodes = [*cube, mulc, inner, scale, tanh, *tail[0]]
+        return build_match(view, "gelu", nodes,
+                           {"approximate": "tanh", "bias": None, "x": x}, "tanh-pattern")
+    return None
+
+
+def match_gelu(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
+    op = node.op_type
+    if op == "Erf":
+        return _erf_pattern(view, node)
+    if op == "Tanh":
+        return _tanh_pattern(view, node)
+    if op == "Gelu":  # onnx opset 20 or com.microsoft
+        approx = attr(node, "approximate", b"none")
+        approx = approx.decode() if isinstance(approx, bytes) else str(approx)
+        pattern = "Gelu" if node.domain in ("", "ai.onnx") else "com.microsoft.Gelu"
+        return build_match(view, "gelu", [node],
+                           {"approximate": approx, "bias": None, "x": node.input[0]}, pattern)
+    if op in ("BiasGelu", "FastGelu"):
+        bias = node.input[1] if len(node.input) > 1 and node.input[1] else None
+        if bias is not None and not view.is_const(bias):
+            return None
+        approx = "none" if op == "BiasGelu" else "tanh"
+        return build_match(view, "gelu", [node],
+                           {"approximate": approx, "bias": bias, "x": node.input[0]}, op)
+    return None

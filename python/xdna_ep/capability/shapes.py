@@ -1,0 +1,159 @@
+"""Shape inference with symbolic dimensions bound to representative sizes.
+
+MACs and the cost model need numbers: an encoder MatMul with M = 1500 rows
+belongs on the NPU, a decoder MatMul with M = 1 (one token) does not. Optimum
+exports Whisper with symbolic dims (batch_size, encoder_sequence_length, ...),
+so before running onnx.shape_inference we bind each symbolic input dim to a
+size: the caller's `dims` first, then the Whisper defaults below, else 1 (and
+we say so in the plan's notes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+# Substring of a dim_param -> size. First match wins, so the more specific
+# names come first. Sizes are one 30 s Whisper window decoded one token at a time.
+WHISPER_DIM_DEFAULTS: tuple[tuple[str, int], ...] = (
+    ("batch", 1),
+    ("encoder_sequence_length / 2", 1500),
+    ("encoder_sequence_length_out", 1500),
+    ("encoder_sequence_length", 1500),  # encoder frames as the decoders see them
+    ("past_decoder_sequence_length", 32),  # a representative KV-cache length
+    ("past_sequence_length", 32),
+    ("decoder_sequence_length", 1),  # one token per decoder call
+    ("feature_size", 80),
+    ("mel_frames", 3000),  # input_features frames when exported with a dynamic axis
+    ("num_mel", 80),
+)
+
+
+@dataclass
+class ShapeResult:
+    model: onnx.ModelProto  # copy with inferred value_info
+    bindings: dict[str, int] = field(default_factory=dict)  # dim_param -> size used
+    notes: list[str] = field(default_factory=list)
+
+
+def bind_dim(name: str, dims: dict[str, int] | None) -> tuple[int, bool]:
+    """Size for symbolic dim `name` and whether it was a guess (no rule matched)."""
+    if dims and name in dims:
+        return int(dims[name]), False
+    lowered = name.lower()
+    for key, size in WHISPER_DIM_DEFAULTS:
+        if key in lowered:
+            return size, False
+    return 1, True
+
+
+def infer_shapes(model: onnx.ModelProto, dims: dict[str, int] | None = None) -> ShapeResult:
+    """A copy of `model` with concrete input dims and inferred intermediate shapes."""
+    m = copy.deepcopy(model)
+    result = ShapeResult(model=m)
+    init_names = {t.name for t in m.graph.initializer}
+    for vi in m.graph.input:
+        if vi.name in init_names or not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        for d in tt.shape.dim:
+            if d.HasField("dim_value"):
+                continue
+            name = d.dim_param or f"{vi.name}:?"
+            size, guessed = bind_dim(name, dims)
+            if name not in result.bindings:
+                result.bindings[name] = size
+                if guessed:
+                    result.notes.append(f"symbolic dim '{name}' assumed {size} for MAC counts")
+            d.Clear()
+            d.dim_value = size
+    result.model = _run_inference(m, result.notes)
+    _infer_if_branches(result.model, result.notes)
+    return result
+
+
+def _infer_if_branches(model: onnx.ModelProto, notes: list[str]) -> None:
+    """Re-infer each top-level If branch as a standalone model.
+
+    onnxruntime's symbolic inference trips over Optimum's merged decoder and
+    onnx's own inference does not propagate Reshape targets inside subgraphs,
+    which leaves the branch MACs unknown. A branch is a graph in its own right:
+    its outer-scope reads become inputs (typed from the outer graph; small
+    initializers copied so shape constants stay known), and the inferred
+    value_info is copied back into the branch.
+    """
+    from .graph import implicit_inputs  # local: graph.py does not import shapes
+
+    outer = {vi.name: vi for vi in list(model.graph.input) + list(model.graph.value_info)}
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "If":
+            continue
+        for a in node.attribute:
+            if a.type != onnx.AttributeProto.GRAPH:
+                continue
+            branch = a.g
+            inputs, small = [], []
+            for name in implicit_inputs(branch):
+                t = inits.get(name)
+                if t is not None and int(np.prod(t.dims, dtype=np.int64)) <= 4096:
+                    small.append(t)
+                elif t is not None:
+                    inputs.append(onnx.helper.make_tensor_value_info(name, t.data_type,
+                                                                     list(t.dims)))
+                elif name in outer:
+                    inputs.append(outer[name])
+                else:
+                    inputs.append(onnx.helper.make_tensor_value_info(name, 0, None))
+            g = onnx.helper.make_graph(list(branch.node), "branch", inputs, list(branch.output),
+                                       small)
+            standalone = onnx.helper.make_model(g, opset_imports=list(model.opset_import))
+            standalone.ir_version = model.ir_version
+            try:
+                from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+                with contextlib.redirect_stdout(io.StringIO()):
+                    out = SymbolicShapeInference.infer_shapes(standalone, auto_merge=True,
+                                                              guess_output_rank=True)
+            except Exception as exc:  # noqa: BLE001 - shapes are best effort
+                notes.append(f"shape inference of If branch {node.name}/{a.name} failed "
+                             f"({type(exc).__name__}); its MACs may be undercounted")
+                continue
+            if out is None:
+                continue
+            known = {vi.name for vi in out.graph.value_info}
+            keep = [vi for vi in branch.value_info if vi.name not in known]
+            del branch.value_info[:]
+            branch.value_info.extend(keep + list(out.graph.value_info))
+
+
+def _run_inference(m: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    """onnxruntime's symbolic shape inference first (it follows If branches,
+    Shape->Gather->Concat reshape targets and com.microsoft ops), then
+    onnx.shape_inference as the fallback; shapes are best effort (they feed
+    MACs and the cost model only), so a failure becomes a note, not an error."""
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints, e.g. for old opsets
+            out = SymbolicShapeInference.infer_shapes(m, auto_merge=True, guess_output_rank=True)
+        if out is not None:
+            return out
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to onnx's inference
+        first = f"{type(exc).__name__}: {exc}"
+    else:
+        first = "returned no model"
+    try:
+        out = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"shape inference failed (onnxruntime: {first}; onnx: "
+                     f"{type(exc).__name__}: {exc}); MACs of shape-dependent ops are 0")
+        return m
+    return out

@@ -1,0 +1,165 @@
+"""The cost model, in one place: is a region worth a trip to the NPU?
+
+NPU time of a region  = call crossing + launches x launch overhead + MACs / NPU MAC rate
+CPU time of the same  = per match: MACs / CPU rate(rows) + elements / element rate
+                        + ONNX nodes x per-node dispatch cost
+
+Where the numbers come from (see /work/shared/DESIGN.md, "Numbers worth knowing"):
+
+- NPU rate: Phoenix npu1, about 10 INT8 TOPS peak = 5e12 MAC/s. We use the
+  peak, so NPU compute time is a lower bound.
+- Launch overhead: one launch of a tiny kernel on Phoenix takes 0.15-0.5 ms
+  (LayerNorm 256: ~0.15 ms, GELU 512: 0.16 ms, GELU 2048: 0.17 ms, matmul 16x16:
+  0.48 ms), i.e. the fixed cost dominates. We take the smallest, 0.15 ms, so the
+  model errs towards the NPU.
+- Region call: the ONNX Runtime -> region custom op crossing costs ~33 us per
+  call (the fast array path of DESIGN decision 2).
+- CPU GEMM: numpy fp32 1500x384x384 reaches 194 GOPS on the AVX2 host (the
+  slower of the two measured CPUs): 97e9 MAC/s. CPU GEMV: 1x384x51864 fp32 runs
+  at 7 GOPS: 3.5e9 MAC/s. A matmul with M rows is modelled at
+  min(GEMM rate, M x GEMV rate): a one-token decoder matmul runs at GEMV speed.
+- Element-wise work (Gelu, LayerNorm, Softmax, Add) on CPU: 1e9 elements/s, and
+  ~5 us dispatch per ONNX node. These two are assumptions (memory-bound float32
+  at a few GB/s per core; ORT's per-kernel overhead), not measurements.
+
+Every figure computed here is a projection from these constants, never a
+measurement on an NPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan import OpMatch, PartitionPlan, Region
+
+PROJECTION_LABEL = ("projection from the cost model (Phoenix figures from DESIGN.md, NPU at "
+                    "peak rate), not a measurement")
+
+
+@dataclass(frozen=True)
+class NpuCostModel:
+    name: str = "Phoenix npu1 (4x4 AIE2)"
+    peak_int8_tops: float = 10.0
+    launch_overhead_s: float = 0.15e-3
+    region_call_s: float = 33e-6
+
+    @property
+    def macs_per_s(self) -> float:
+        return self.peak_int8_tops * 1e12 / 2.0  # one MAC = two ops
+
+
+@dataclass(frozen=True)
+class CpuCostModel:
+    name: str = "host CPU, 2 cores, float32 (DESIGN.md AVX2 column)"
+    gemm_macs_per_s: float = 97e9
+    gemv_macs_per_s: float = 3.5e9
+    elements_per_s: float = 1e9
+    node_dispatch_s: float = 5e-6
+
+    def mac_rate(self, rows: int) -> float:
+        return min(self.gemm_macs_per_s, self.gemv_macs_per_s * max(1, rows))
+
+
+@dataclass(frozen=True)
+class RegionCost:
+    npu_s: float
+    cpu_s: float
+    launches: int
+    launches_estimated: bool
+
+    @property
+    def placement(self) -> str:
+        return "npu" if self.npu_s <= self.cpu_s else "cpu"
+
+
+def match_rows(m: OpMatch) -> int:
+    """Rows (M) a match's GEMMs process: what decides GEMM vs GEMV speed on CPU."""
+    for key in ("m", "tq"):
+        v = m.attrs.get(key)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 1
+
+
+def estimate_launches(region: Region) -> int:
+    """Before compile: one launch per matched op (compile fuses chains, then
+    Region.launches holds the real figure)."""
+    return len(region.matches)
+
+
+def cpu_time(matches: list[OpMatch], cpu: CpuCostModel) -> float:
+    t = 0.0
+    for m in matches:
+        t += m.macs / cpu.mac_rate(match_rows(m))
+        if m.macs == 0:
+            t += int(m.attrs.get("elements", 0) or 0) / cpu.elements_per_s
+        t += len(m.nodes) * cpu.node_dispatch_s
+    return t
+
+
+def region_cost(region: Region, npu: NpuCostModel | None = None,
+                cpu: CpuCostModel | None = None) -> RegionCost:
+    npu = npu or NpuCostModel()
+    cpu = cpu or CpuCostModel()
+    launches = region.launches if region.launches > 0 else estimate_launches(region)
+    npu_s = npu.region_call_s + launches * npu.launch_overhead_s + region.macs / npu.macs_per_s
+    return RegionCost(npu_s, cpu_time(region.matches, cpu), launches, region.launches <= 0)
+
+
+def _ms(s: float) -> str:
+    return f"{s * 1e3:.3f} ms"
+
+
+def place_by_cost(regions: list[Region], npu: NpuCostModel | None = None,
+                  cpu: CpuCostModel | None = None) -> list[Region]:
+    """Set placement and cost_reason of every region; return those moved to CPU."""
+    moved: list[Region] = []
+    for r in regions:
+        c = region_cost(r, npu, cpu)
+        est = " (estimated)" if c.launches_estimated else ""
+        detail = (f"NPU {_ms(c.npu_s)} ({c.launches} launch{'es' if c.launches != 1 else ''}"
+                  f"{est} x {_ms((npu or NpuCostModel()).launch_overhead_s)} + compute) vs "
+                  f"CPU {_ms(c.cpu_s)}")
+        if c.placement == "npu":
+            r.placement = "npu"
+            r.cost_reason = f"cost: {detail}: NPU faster"
+        else:
+            r.placement = "cpu"
+            r.cost_reason = f"cost: {detail}: stays on CPU (launch overhead exceeds the saving)"
+            moved.append(r)
+    return moved
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Projected time of one inference under the plan (not a measurement)."""
+
+    npu_s: float
+    cpu_s: float
+    label: str = PROJECTION_LABEL
+
+    @property
+    def total_s(self) -> float:
+        return self.npu_s + self.cpu_s
+
+
+def projected_npu_time(plan: PartitionPlan, npu: NpuCostModel | None = None,
+                       cpu: CpuCostModel | None = None) -> Projection:
+    """Projection of one inference: NPU regions at NPU cost, everything else at
+    CPU cost (CPU MACs outside regions at the GEMM rate, plus per-node dispatch).
+    If branches are all counted, so for merged decoders this over-counts."""
+    cpu = cpu or CpuCostModel()
+    npu_s = cpu_s = 0.0
+    counted = set()
+    for r in plan.regions:
+        c = region_cost(r, npu, cpu)
+        if r.placement == "npu":
+            npu_s += c.npu_s
+        else:
+            cpu_s += c.cpu_s
+        counted.update((r.graph, n) for n in r.nodes)
+    for n in plan.nodes:
+        if (n.graph, n.name) in counted or n.reason.startswith("constant"):
+            continue  # constants are folded into their consumers: no dispatch
+        cpu_s += n.macs / cpu.gemm_macs_per_s + cpu.node_dispatch_s
+    return Projection(npu_s, cpu_s)

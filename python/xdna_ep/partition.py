@@ -1,0 +1,104 @@
+"""The partition driver: capability -> regions -> placement by cost.
+
+Returns a PartitionPlan; quantize/compile (compile_plan) and rewrite run after
+it on the same ModelProto (node names are made unique in place here, so every
+later stage sees the names the plan uses).
+
+    plan = partition("encoder_model.onnx")             # a path: loaded here
+    plan = partition_model(model, exclude_ops=["Softmax"])   # a ModelProto
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import onnx
+
+from .capability import CapabilityOptions, analyze, load_model
+from .cost import CpuCostModel, NpuCostModel, place_by_cost
+from .plan import PartitionPlan
+from .regions import build_regions
+
+# reason categories that mean "the NPU could have taken it but did not"
+FALLBACK_CATEGORIES = ("opset", "excluded", "dtype", "shape", "non-constant weight")
+
+
+def partition_model(
+    model: onnx.ModelProto,
+    *,
+    exclude_ops: Iterable[str] = (),
+    exclude_nodes: Iterable[str] = (),
+    disable_kinds: Iterable[str] = (),
+    dims: dict[str, int] | None = None,
+    use_cost_model: bool = True,
+    npu_cost: NpuCostModel | None = None,
+    cpu_cost: CpuCostModel | None = None,
+    device: str = "",
+    device_reason: str = "",
+    quantization: str = "",
+    model_name: str = "",
+) -> PartitionPlan:
+    """Partition `model` (renames unnamed/duplicate nodes in place).
+
+    exclude_ops / exclude_nodes / disable_kinds: keep these on CPU.
+    dims: sizes for symbolic input dims (MACs and cost use them).
+    use_cost_model: False keeps every region on the NPU regardless of cost.
+    device / quantization: recorded in the plan for the report (later stages set them).
+    """
+    if not isinstance(model, onnx.ModelProto):
+        raise TypeError(f"model must be an onnx.ModelProto, got {type(model).__name__}")
+    if isinstance(exclude_ops, str) or isinstance(exclude_nodes, str):
+        raise TypeError("exclude_ops / exclude_nodes must be lists of names, not a string")
+    options = CapabilityOptions(
+        exclude_op_types=frozenset(exclude_ops), exclude_nodes=frozenset(exclude_nodes),
+        disable_kinds=frozenset(disable_kinds), dims=dict(dims) if dims else None,
+    )
+    cap = analyze(model, options)
+    regions = build_regions(cap)
+    fallbacks = list(cap.fallbacks)
+    if use_cost_model:
+        moved = place_by_cost(regions, npu_cost, cpu_cost)
+    else:
+        moved = []
+        for r in regions:
+            r.placement = "npu"
+            r.cost_reason = "cost model disabled (use_cost_model=False)"
+    moved_ids = {r.id for r in moved}
+    by_id = {r.id: r for r in regions}
+    for p in cap.placements:
+        if p.region in moved_ids:
+            p.placement = "cpu"
+            p.reason = f"{p.reason}; region {p.region} {by_id[p.region].cost_reason}"
+    for r in moved:
+        fallbacks.append(f"region {r.id} ({len(r.nodes)} nodes, {r.macs} MACs"
+                         f"{', ' + r.graph if r.graph else ''}): {r.cost_reason}")
+    for p in cap.placements:
+        if p.placement == "cpu" and p.region is None and p.reason.startswith(
+            FALLBACK_CATEGORIES[1:]
+        ):
+            fallbacks.append(f"node {p.name} ({p.op_type}): {p.reason}")
+    notes = list(cap.notes)
+    if cap.dim_bindings:
+        bound = ", ".join(f"{k}={v}" for k, v in cap.dim_bindings.items())
+        notes.append(f"symbolic input dims bound for MACs/cost: {bound}")
+    if any(p.graph for p in cap.placements):
+        notes.append("If branches are analysed separately; MAC totals count every branch")
+    name = model_name or model.graph.name or "model"
+    return PartitionPlan(
+        model_name=name, nodes=cap.placements, regions=regions, total_macs=cap.total_macs,
+        device=device, device_reason=device_reason, quantization=quantization,
+        fallbacks=fallbacks, notes=notes,
+    )
+
+
+def partition(model: onnx.ModelProto | str | os.PathLike[str], **kwargs) -> PartitionPlan:
+    """partition_model() on a ModelProto or on a path (loaded with clear errors)."""
+    if isinstance(model, onnx.ModelProto):
+        return partition_model(model, **kwargs)
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a path or onnx.ModelProto, got {type(model).__name__}")
+    path = Path(model)
+    kwargs.setdefault("model_name", path.name)
+    return partition_model(load_model(path), **kwargs)
