@@ -1,6 +1,85 @@
+// Host emulator of the GELU kernel (kernels/gelu/gelu.h): table build + apply.
+#include <pybind11/numpy.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "../kernels/gelu/gelu.h"
 #include "bindings.h"
+#include "parallel.h"
+
+namespace py = pybind11;
 
 namespace xdna {
-// Filled in by the gelu kernel work.
-void bind_gelu(pybind11::module_&) {}
+namespace {
+
+bool parse_approximate(const std::string& approximate) {
+  if (approximate == "none") return false;
+  if (approximate == "tanh") return true;
+  throw py::value_error("approximate must be 'none' or 'tanh', got '" + approximate + "'");
+}
+
+float checked_scale(double s, const char* name) {
+  if (!(s > 0.0) || !std::isfinite(s) || !std::isfinite(static_cast<float>(s)) ||
+      static_cast<float>(s) <= 0.0f)
+    throw py::value_error(std::string(name) + " must be a positive finite float32");
+  return static_cast<float>(s);
+}
+
+using I8 = py::array_t<int8_t, py::array::c_style>;
+
+py::array_t<int8_t> table_array(float in_scale, float out_scale, bool tanh_approx) {
+  py::array_t<int8_t> t(gelu::kTableSize);
+  gelu::build_table(in_scale, out_scale, tanh_approx, t.mutable_data());
+  return t;
+}
+
+// y = table[x + 128], split over the thread pool (GIL released).
+py::array_t<int8_t> apply(const I8& x, const int8_t* table) {
+  py::array_t<int8_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  const int8_t* xp = x.data();
+  int8_t* yp = y.mutable_data();
+  const std::size_t n = static_cast<std::size_t>(x.size());
+  {
+    py::gil_scoped_release nogil;
+    parallel_for(n, 1 << 16, [&](std::size_t b, std::size_t e) {
+      gelu::apply_table(xp + b, yp + b, e - b, table);
+    });
+  }
+  return y;
+}
+
+}  // namespace
+
+void bind_gelu(py::module_& m) {
+  m.def("gelu_table", [](double in_scale, double out_scale, const std::string& approximate) {
+    return table_array(checked_scale(in_scale, "in_scale"), checked_scale(out_scale, "out_scale"),
+                       parse_approximate(approximate));
+  }, py::arg("in_scale"), py::arg("out_scale"), py::arg("approximate") = "none",
+  "The 256-entry int8 GELU table (index q + 128); the one place it is built.");
+
+  m.def("gelu_dynamic_out_scale", [](double in_scale, const std::string& approximate) {
+    return gelu::dynamic_out_scale(checked_scale(in_scale, "in_scale"),
+                                   parse_approximate(approximate));
+  }, py::arg("in_scale"), py::arg("approximate") = "none",
+  "Dynamic-mode output scale: max(|gelu(127 s)|, |gelu(-127 s)|) / 127 in fp32.");
+
+  m.def("gelu_apply", [](const I8& x, const I8& table) {
+    if (table.ndim() != 1 || table.shape(0) != gelu::kTableSize)
+      throw py::value_error("table must be int8 [256]");
+    return apply(x, table.data());
+  }, py::arg("x"), py::arg("table"), "Static GELU: y = table[x + 128].");
+
+  m.def("gelu_dynamic", [](const I8& x, double in_scale, const std::string& approximate) {
+    const bool tanh_approx = parse_approximate(approximate);
+    const float si = checked_scale(in_scale, "in_scale");
+    const float so = gelu::dynamic_out_scale(si, tanh_approx);
+    int8_t table[gelu::kTableSize];
+    gelu::build_table(si, so, tanh_approx, table);
+    return py::make_tuple(apply(x, table), so);
+  }, py::arg("x"), py::arg("in_scale"), py::arg("approximate") = "none",
+  "Dynamic GELU: builds the table from in_scale per call; returns (y, out_scale).");
+}
+
 }  // namespace xdna

@@ -1,6 +1,74 @@
+// Python bindings of quantize (static / dynamic scale) and dequantize.
+#include <pybind11/numpy.h>
+
+#include <vector>
+
+#include "bind_checks.h"
 #include "bindings.h"
+#include "quantize.h"
+#include "quantize/quantize.h"
+
+namespace py = pybind11;
 
 namespace xdna {
-// Filled in by the quantize kernel work.
-void bind_quantize(pybind11::module_&) {}
+namespace {
+
+std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+py::array_t<int8_t> run_quantize(const py::array_t<float>& x, float scale) {
+  py::array_t<int8_t> q(shape_of(x));
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = quantize_static(x.data(), static_cast<std::size_t>(x.size()), scale, q.mutable_data());
+  }
+  if (!ok) throw py::value_error("x contains NaN, which has no int8 value");
+  return q;
+}
+
+py::array_t<int8_t> quantize_py(const py::handle& x_obj, double scale) {
+  auto x = checks::array_of<float>(x_obj, "x");
+  checks::require_nonempty(x, "x");
+  return run_quantize(x, checks::require_scale(scale, "scale"));
+}
+
+py::tuple quantize_dynamic_py(const py::handle& x_obj) {
+  auto x = checks::array_of<float>(x_obj, "x");
+  checks::require_nonempty(x, "x");
+  bool finite;
+  float m;
+  {
+    py::gil_scoped_release release;
+    m = max_abs(x.data(), static_cast<std::size_t>(x.size()), &finite);
+  }
+  if (!finite) throw py::value_error("x contains NaN or inf: no dynamic int8 scale exists");
+  const float scale = quant::dynamic_scale(m);
+  return py::make_tuple(run_quantize(x, scale), scale);
+}
+
+py::array_t<float> dequantize_py(const py::handle& q_obj, double scale) {
+  auto q = checks::array_of<int8_t>(q_obj, "q");
+  checks::require_nonempty(q, "q");
+  const float s = checks::require_scale(scale, "scale");
+  py::array_t<float> x(shape_of(q));
+  {
+    py::gil_scoped_release release;
+    dequantize(q.data(), static_cast<std::size_t>(q.size()), s, x.mutable_data());
+  }
+  return x;
+}
+
+}  // namespace
+
+void bind_quantize(py::module_& m) {
+  m.def("quantize", &quantize_py, py::arg("x"), py::arg("scale"),
+        "float32 -> int8: sat127(rint(x * (1/scale))) with a static per-tensor scale.");
+  m.def("quantize_dynamic", &quantize_dynamic_py, py::arg("x"),
+        "float32 -> (int8, scale) with scale = max|x|/127 (1.0 when all zero).");
+  m.def("dequantize", &dequantize_py, py::arg("q"), py::arg("scale"),
+        "int8 -> float32: float(q) * scale.");
+}
+
 }  // namespace xdna

@@ -7,5 +7,10 @@ PY=${PYTHON:-.venv/bin/python}
 exec 9>/tmp/xdna_ep_dev_build.lock
 flock 9
 cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DPython_EXECUTABLE="$(realpath "$PY")" -DXDNA_EP_OUTPUT_DIR="$PWD/python/xdna_ep" >/dev/null
+  -DPython_EXECUTABLE="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" -DXDNA_EP_OUTPUT_DIR="$PWD/build/dev/out" >/dev/null
 cmake --build build/dev -j 2
+# Swap the module in atomically: tests running meanwhile never see a half-written file.
+for so in build/dev/out/_emulator*.so; do
+  cp "$so" "python/xdna_ep/.$(basename "$so").tmp"
+  mv -f "python/xdna_ep/.$(basename "$so").tmp" "python/xdna_ep/$(basename "$so")"
+done

@@ -11,6 +11,11 @@
 //     round-to-nearest-even, never contracted into an FMA: -ffp-contract=off).
 //   * quantize:   q = sat127( rint(x * inv_scale) )   (fp32 multiply, round half
 //     to even), inv_scale = 1.0f / scale computed in fp32.
+//
+// The functions are `static inline` on purpose: ISA-specific translation units
+// (compiled with -mavx2 / -mavx512*) include this header, and a plain `inline`
+// function would be emitted as a weak symbol that the linker may pick for the
+// portable path too, putting AVX-512 instructions on an AVX2-only CPU.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -25,13 +30,13 @@ struct Requant {
   int32_t shift;       // total right shift e, 1..62
 };
 
-inline int8_t saturate_int8(int64_t v) {
+static inline int8_t saturate_int8(int64_t v) {
   return static_cast<int8_t>(v > kInt8Max ? kInt8Max : (v < kInt8Min ? kInt8Min : v));
 }
 
 // Real scale s > 0  ->  (m, e) with s ~= m * 2^-e. Computed once at compile
 // time on the host (double precision); the kernels only ever see (m, e).
-inline Requant make_requant(double scale) {
+static inline Requant make_requant(double scale) {
   Requant r{0, 31};
   if (!(scale > 0.0) || !std::isfinite(scale)) return r;
   int exp2 = 0;
@@ -56,19 +61,19 @@ inline Requant make_requant(double scale) {
   return r;
 }
 
-inline int8_t requantize(int32_t acc, Requant rq) {
+static inline int8_t requantize(int32_t acc, Requant rq) {
   const int64_t p = static_cast<int64_t>(acc) * rq.multiplier;
   const int64_t rounded = (p + (int64_t{1} << (rq.shift - 1))) >> rq.shift;
   return saturate_int8(rounded);
 }
 
-inline float dequantize(int32_t acc, float scale, float bias) {
+static inline float dequantize(int32_t acc, float scale, float bias) {
   const float a = static_cast<float>(acc);
   const float prod = a * scale;
   return prod + bias;
 }
 
-inline int8_t quantize(float x, float inv_scale) {
+static inline int8_t quantize(float x, float inv_scale) {
   const float v = std::nearbyint(x * inv_scale);  // default FE_TONEAREST: half to even
   if (v >= 127.0f) return 127;
   if (v <= -127.0f) return -127;

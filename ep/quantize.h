@@ -1,0 +1,21 @@
+// Host kernels of the quantize/dequantize stages (contract:
+// kernels/quantize/quantize.h). Raw pointers, no Python: bind_quantize.cpp
+// validates arrays and releases the GIL around these calls.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace xdna {
+
+// q = sat127(rint(x / scale)); returns false (and writes 0) where x is NaN.
+bool quantize_static(const float* x, std::size_t n, float scale, int8_t* q);
+// max |x| over the array; *finite = false when any element is NaN or inf.
+float max_abs(const float* x, std::size_t n, bool* finite);
+// x = float(q) * scale
+void dequantize(const int8_t* q, std::size_t n, float scale, float* x);
+
+// AVX2 chunks (ep/quantize_avx2.cpp), single-threaded, same bytes.
+bool quantize_chunk_avx2(const float* x, std::size_t n, float inv_scale, int8_t* q);
+float max_abs_chunk_avx2(const float* x, std::size_t n, bool* finite);
+
+}  // namespace xdna

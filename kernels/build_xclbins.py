@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Build the NPU xclbins and instruction streams from the IRON designs.
+
+    python kernels/build_xclbins.py [--out DIR] [--only NAME ...]   # build
+    python kernels/build_xclbins.py --check                         # CI check
+
+Build needs the MLIR-AIE toolchain: the `aie` Python package (mlir_aie
+wheel: IRON + aiecc.py + the aie_api headers) and Peano (llvm-aie; set
+PEANO_INSTALL_DIR or pip-install llvm-aie). xchesscc is not needed. Without
+them the script prints exactly what is missing and exits with status 2.
+
+For every kernel and fused design in kernels/manifest.json it compiles the
+AIE core source (<kernel>/aie/<kernel>_aie.cc, or fused/<d>/<d>_aie.cc) with
+Peano, runs the design (`python design.py <build_args>` prints MLIR) and
+calls aiecc.py to produce the xclbin and the instruction file named in the
+manifest, in --out (default: kernels/xclbin, which the runtime searches).
+
+--check needs no toolchain: it py_compiles every design and verifies that the
+manifest and the folders agree (used by tests/test_manifest.py and CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import py_compile
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+MANIFEST = ROOT / "manifest.json"
+NOT_KERNEL_DIRS = {"common", "fused", "xclbin", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    folder: Path
+    design: Path
+    source: Path
+    xclbin: str
+    instructions: str
+    build_args: tuple[str, ...]
+
+
+def load_manifest(path: Path = MANIFEST) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"cannot read {path}: {exc}") from exc
+    try:  # the package's validator, when xdna_ep is importable
+        from xdna_ep.kernels.manifest import ManifestError, parse
+    except ImportError:
+        return doc
+    try:
+        parse(doc)
+    except ManifestError as exc:
+        raise SystemExit(str(exc)) from exc
+    return doc
+
+
+def targets(doc: dict) -> list[Target]:
+    out = []
+    for name, k in doc["kernels"].items():
+        folder = ROOT / k["folder"]
+        out.append(Target(name, folder, folder / k["design"], folder / k["aie_source"],
+                          k["xclbin"], k["instructions"], tuple(k.get("build_args", []))))
+    for name, d in doc["designs"].items():
+        folder = ROOT / d["folder"]
+        out.append(Target(name, folder, folder / d["design"], folder / f"{name}_aie.cc",
+                          d["xclbin"], d["instructions"], tuple(d.get("build_args", []))))
+    return out
+
+
+# ------------------------------------------------------------------- --check
+def check(doc: dict) -> list[str]:
+    """Problems found (empty = the manifest matches the folders and every design compiles)."""
+    problems: list[str] = []
+    listed_folders = set()
+    for name, k in doc["kernels"].items():
+        folder = ROOT / k["folder"]
+        listed_folders.add(folder.name)
+        for key in ("header", "aie_source", "design"):
+            if not (folder / k[key]).is_file():
+                problems.append(f"kernel {name}: {k['folder']}/{k[key]} ({key}) is missing")
+        if not (folder / "README.md").is_file():
+            problems.append(f"kernel {name}: {k['folder']}/README.md is missing")
+    listed_designs = set()
+    for name, d in doc["designs"].items():
+        folder = ROOT / d["folder"]
+        listed_designs.add(folder.name)
+        if folder.name != name:
+            problems.append(f"design {name}: folder {d['folder']} should be fused/{name}")
+        for rel in (d["design"], f"{name}_aie.cc"):
+            if not (folder / rel).is_file():
+                problems.append(f"design {name}: {d['folder']}/{rel} is missing")
+    for sub in sorted(p for p in ROOT.iterdir() if p.is_dir() and p.name not in NOT_KERNEL_DIRS):
+        if (sub / "design.py").is_file() and sub.name not in listed_folders:
+            problems.append(f"folder kernels/{sub.name} has a design.py but no manifest entry")
+    fused = ROOT / "fused"
+    if fused.is_dir():
+        for sub in sorted(p for p in fused.iterdir() if p.is_dir() and p.name != "__pycache__"):
+            if sub.name not in listed_designs:
+                problems.append(f"folder kernels/fused/{sub.name} has no manifest design entry")
+    sources = [t.design for t in targets(doc)] + sorted(fused.glob("*.py"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, src in enumerate(dict.fromkeys(sources)):
+            if not src.is_file():
+                continue  # reported above
+            try:
+                py_compile.compile(str(src), cfile=os.path.join(tmp, f"{i}.pyc"), doraise=True)
+            except py_compile.PyCompileError as exc:
+                problems.append(f"{src.relative_to(ROOT)} does not compile: {exc.msg}")
+    return problems
+
+
+# -------------------------------------------------------------------- build
+@dataclass(frozen=True)
+class Toolchain:
+    python: str
+    aiecc: str
+    peano: Path
+    aie_include: Path
+
+
+def find_peano() -> Path | None:
+    env = os.environ.get("PEANO_INSTALL_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(p) / "llvm-aie" for p in sys.path if p]
+    for c in candidates:
+        if (c / "bin" / "clang++").is_file():
+            return c
+    return None
+
+
+def find_toolchain() -> tuple[Toolchain | None, list[str]]:
+    missing: list[str] = []
+    aie_root = None
+    if importlib.util.find_spec("aie") is None:
+        missing.append("Python package `aie` (the mlir_aie wheel with IRON: "
+                       "pip install mlir_aie from the MLIR-AIE release index)")
+    else:
+        try:
+            from aie.utils.config import root_path  # type: ignore[import-not-found]
+
+            aie_root = Path(root_path())
+        except Exception as exc:  # noqa: BLE001 - report any broken install
+            missing.append(f"a working `aie` package (aie.utils.config.root_path failed: {exc})")
+    aiecc = shutil.which("aiecc.py") or shutil.which("aiecc")
+    if aiecc is None:
+        missing.append("`aiecc.py` on PATH (installed with the mlir_aie wheel)")
+    peano = find_peano()
+    if peano is None:
+        missing.append("Peano (llvm-aie): set PEANO_INSTALL_DIR to a directory with "
+                       "bin/clang++, or pip install llvm-aie")
+    include = aie_root / "include" if aie_root else None
+    if aie_root is not None and not (include / "aie_api" / "aie.hpp").is_file():
+        missing.append(f"aie_api headers ({include}/aie_api/aie.hpp not found)")
+    if missing:
+        return None, missing
+    return Toolchain(sys.executable, str(aiecc), peano, include), []
+
+
+def run(cmd: list[str], cwd: Path, stdout=None) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=stdout)
+
+
+def build_one(t: Target, tc: Toolchain, out_dir: Path, work: Path) -> None:
+    wd = work / t.name
+    wd.mkdir(parents=True, exist_ok=True)
+    obj = wd / (t.source.stem + ".o")
+    run([str(tc.peano / "bin" / "clang++"), "-O2", "-std=c++20",
+         "--target=aie2-none-unknown-elf", "-DNDEBUG", f"-I{tc.aie_include}", f"-I{ROOT}",
+         "-c", str(t.source), "-o", str(obj)], cwd=wd)
+    with open(wd / "aie.mlir", "w") as mlir:
+        run([tc.python, str(t.design), *t.build_args], cwd=wd, stdout=mlir)
+    run([tc.aiecc, "--no-xchesscc", "--no-xbridge", f"--peano={tc.peano}",
+         "--aie-generate-xclbin", f"--xclbin-name={t.xclbin}",
+         "--aie-generate-npu-insts", f"--npu-insts-name={t.instructions}", "aie.mlir"], cwd=wd)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in (t.xclbin, t.instructions):
+        shutil.copy2(wd / f, out_dir / f)
+    print(f"built {t.name}: {out_dir / t.xclbin}, {out_dir / t.instructions}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true",
+                    help="py_compile every design and check the manifest against the folders")
+    ap.add_argument("--out", type=Path, default=ROOT / "xclbin", help="output directory")
+    ap.add_argument("--only", nargs="*", default=None, help="kernel/design names to build")
+    ap.add_argument("--work", type=Path, default=None, help="keep intermediates here")
+    args = ap.parse_args(argv)
+
+    doc = load_manifest()
+    if args.check:
+        problems = check(doc)
+        for p in problems:
+            print("ERROR:", p)
+        n = len(doc["kernels"]) + len(doc["designs"])
+        print(f"checked {n} kernels/designs: " + ("OK" if not problems else
+                                                   f"{len(problems)} problem(s)"))
+        return 1 if problems else 0
+
+    tc, missing = find_toolchain()
+    if tc is None:
+        print("Cannot build xclbins: the MLIR-AIE toolchain is incomplete. Missing:")
+        for m in missing:
+            print("  -", m)
+        return 2
+    selected = targets(doc)
+    if args.only:
+        unknown = set(args.only) - {t.name for t in selected}
+        if unknown:
+            print(f"unknown kernel/design names: {sorted(unknown)}")
+            return 2
+        selected = [t for t in selected if t.name in args.only]
+    work_ctx = tempfile.TemporaryDirectory() if args.work is None else None
+    work = Path(work_ctx.name) if work_ctx else args.work
+    try:
+        failed = []
+        for t in selected:
+            try:
+                build_one(t, tc, args.out, work)
+            except (subprocess.CalledProcessError, OSError) as exc:
+                print(f"FAILED {t.name}: {exc}")
+                failed.append(t.name)
+        if failed:
+            print(f"{len(failed)} of {len(selected)} builds failed: {failed}")
+            return 1
+        return 0
+    finally:
+        if work_ctx:
+            work_ctx.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Shared pieces of the fused-chain IRON designs (kernels/fused/<design>/design.py).
+
+A fused design chains the stage kernels' AIE core functions in ONE runtime
+sequence (one device launch): intermediates move core to core through
+ObjectFifos (through a memory tile where a re-layout is needed) instead of
+returning to host memory. Each design links one object, <design>_aie.o,
+built from kernels/fused/<design>/<design>_aie.cc, which includes the stage
+kernels' AIE sources, so every stage runs exactly its own kernel's code.
+
+Runtime sequence arguments follow runtime/layout.py: IN, OUT, WEIGHTS, PARAMS.
+Weight matrices are the matmul kernel's device constants (int8 [Kp, Np]
+row-major, then the per-channel epilogue words); the DMA blocks them into
+aie::mmul tiles on the way (tile_taps below), as kernels/matmul/design.py does.
+
+Imports of the `aie` package happen inside functions, so this module (and the
+designs) can be imported and py_compiled without the MLIR-AIE toolchain.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+COLUMNS = 4
+TILE_M, TILE_K, TILE_N = 32, 64, 64  # kernels/matmul/aie/matmul_aie.cc
+MMUL_R, MMUL_S, MMUL_T = 4, 8, 8
+PARAMS_WORDS = 16
+
+# AIE core functions each stage provides (extern "C" symbols of the stage sources).
+SYMBOLS = {
+    "layernorm": ("xdna_layernorm", "xdna_layernorm_ktiled"),
+    "matmul": ("matmul_zero_i32", "matmul_i8_i32", "matmul_epilogue_i8", "matmul_epilogue_f32"),
+    "gelu": ("xdna_gelu_i8",),
+    "add": ("xdna_add_f32",),
+    "conv1d": ("xdna_conv1d_im2col", "xdna_conv1d_block"),
+    # attention: symbol owned by kernels/attention/aie/attention_aie.cc
+    "attention": ("xdna_attn_begin", "xdna_attn_pass1", "xdna_attn_pass2", "xdna_attn_end_i8"),
+}
+
+
+def kernels_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def add_kernel_paths() -> None:
+    """Lets a design import a stage design module (e.g. matmul's padded_shape)."""
+    root = str(kernels_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def up(x: int, q: int) -> int:
+    return -(-x // q) * q
+
+
+def a_tile_dims(k_row: int) -> list[tuple[int, int]]:
+    """(size, stride) dims that block one row-major [TILE_M, TILE_K] slice of
+    rows of length k_row into aie::mmul A order [m/4][k/8][4][8]."""
+    return [(TILE_M // MMUL_R, MMUL_R * k_row), (TILE_K // MMUL_S, MMUL_S),
+            (MMUL_R, k_row), (MMUL_S, 1)]
+
+
+def w_tile_tap(total: int, base: int, n_cols: int, kt: int, nt: int):
+    """Access pattern of weight tile (kt, nt) of a row-major [K, n_cols] int8
+    matrix starting at byte `base` of WEIGHTS, in aie::mmul B order [k/8][n/8][8][8]."""
+    from aie.helpers.taplib import TensorAccessPattern
+
+    offset = base + kt * TILE_K * n_cols + nt * TILE_N
+    return TensorAccessPattern(
+        (1, total), offset,
+        [TILE_K // MMUL_S, TILE_N // MMUL_T, MMUL_S, MMUL_T],
+        [MMUL_S * n_cols, MMUL_T, n_cols, 1])
+
+
+def contiguous_tap(total: int, offset: int, length: int):
+    from aie.helpers.taplib import TensorAccessPattern
+
+    return TensorAccessPattern((1, total), offset, [1, 1, 1, length], [0, 0, 0, 1])
+
+
+def block_tap(total: int, row_len: int, row0: int, col0: int, rows: int, cols: int):
+    """A [rows, cols] block at (row0, col0) of a row-major matrix with rows of row_len."""
+    from aie.helpers.taplib import TensorAccessPattern
+
+    return TensorAccessPattern((1, total), row0 * row_len + col0, [1, 1, rows, cols],
+                               [0, 0, row_len, 1])
+
+
+def iron():
+    """The IRON names the designs use, imported lazily (toolchain optional)."""
+    import numpy as np
+    from aie.iron import Kernel, ObjectFifo, Program, Runtime, Worker
+    from aie.iron.controlflow import range_
+    from aie.iron.device import NPU1
+    from aie.iron.placers import SequentialPlacer
+
+    return np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, SequentialPlacer
+
+
+def a_tile_tap(total: int, base: int, row_len: int, row0: int, kt: int):
+    """A tile (rows row0..row0+31, K tile kt) of a row-major int8 [M, row_len]
+    matrix at byte `base`, in aie::mmul A order [m/4][k/8][4][8]."""
+    from aie.helpers.taplib import TensorAccessPattern
+
+    dims = a_tile_dims(row_len)
+    return TensorAccessPattern((1, total), base + row0 * row_len + kt * TILE_K,
+                               [d[0] for d in dims], [d[1] for d in dims])
+
+
+def aligned_offsets(sizes: list[int], align: int = 64) -> tuple[list[int], int]:
+    """Byte offsets of consecutive slots, each 64-byte aligned (runtime/layout.py)."""
+    offs, pos = [], 0
+    for n in sizes:
+        pos = up(pos, align)
+        offs.append(pos)
+        pos += n
+    return offs, pos

@@ -1,0 +1,111 @@
+"""IRON design of the quantize (float32 -> int8) and dequantize (int8 ->
+float32) kernels for npu1 (Phoenix, 4 columns).
+
+Elementwise over a flat buffer: the runtime sequence splits the (padded)
+tensor into 4 contiguous quarters, one per array column; each column's
+compute tile converts TILE elements per object with the per-tensor scale from
+a 16-float params buffer (params[0] = scale; the rest is padding that keeps
+the DMA transfer 64-byte aligned). One launch converts the whole tensor.
+
+Dynamic quantize: the scale max|x|/127 (kernels/quantize/README.md) is
+computed by the host runtime from the float32 region input it already holds,
+written to params[0], and the same design runs; the runtime returns that
+scale as the stage's scale buffer.
+
+Buffers of the runtime sequence, in order: input [Np], params float32 [16],
+output [Np]; Np = element count rounded up to 4 * TILE (zero padding; the
+runtime crops). Needs the MLIR-AIE toolchain (`aie` package) for build().
+"""
+
+from __future__ import annotations
+
+import argparse
+
+TILE = 1024  # elements per object, must match aie/quantize_aie.cc
+COLUMNS = 4
+PARAMS = 16
+KERNEL_OBJECT = "quantize_aie.o"
+
+
+def padded_size(n: int) -> int:
+    if n < 1:
+        raise ValueError(f"element count must be positive, got {n}")
+    step = COLUMNS * TILE
+    return -(-n // step) * step
+
+
+def build(n: int, kind: str = "quantize"):
+    """MLIR module converting n elements; kind is "quantize" or "dequantize"."""
+    import numpy as np
+    from aie.iron import Kernel, ObjectFifo, Program, Runtime, Worker
+    from aie.iron.placers import SequentialPlacer
+
+    try:
+        from aie.iron.device import NPU1Col4, Tile
+    except ImportError:  # newer IRON moved the physical device classes
+        from aie.iron.phys.device import NPU1Col4
+        from aie.iron.phys.tile import Tile
+    try:
+        from aie.iron.controlflow import range_
+    except ImportError:
+        from aie.helpers.dialects.ext.scf import _for as range_
+    from aie.helpers.taplib import TensorAccessPattern
+
+    if kind not in ("quantize", "dequantize"):
+        raise ValueError(f"kind must be 'quantize' or 'dequantize', got {kind!r}")
+    np_ = padded_size(n)
+    per_column = np_ // COLUMNS
+    tiles = per_column // TILE
+    in_dt, out_dt = (np.float32, np.int8) if kind == "quantize" else (np.int8, np.float32)
+    in_ty = np.ndarray[(np_,), np.dtype[in_dt]]
+    out_ty = np.ndarray[(np_,), np.dtype[out_dt]]
+    par_ty = np.ndarray[(PARAMS,), np.dtype[np.float32]]
+    in_tile = np.ndarray[(TILE,), np.dtype[in_dt]]
+    out_tile = np.ndarray[(TILE,), np.dtype[out_dt]]
+
+    fn = "quantize_f32_i8" if kind == "quantize" else "dequantize_i8_f32"
+    convert = Kernel(fn, KERNEL_OBJECT, [in_tile, par_ty, out_tile])
+
+    ins = [ObjectFifo(in_tile, name=f"in_{c}", default_depth=2) for c in range(COLUMNS)]
+    outs = [ObjectFifo(out_tile, name=f"out_{c}", default_depth=2) for c in range(COLUMNS)]
+    params = ObjectFifo(par_ty, name="params", default_depth=1)
+
+    def core(x_in, p_in, y_out, convert_k):
+        p = p_in.acquire(1)
+        for _ in range_(tiles):
+            x = x_in.acquire(1)
+            y = y_out.acquire(1)
+            convert_k(x, p, y)
+            x_in.release(1)
+            y_out.release(1)
+        p_in.release(1)
+
+    workers = [Worker(core, [ins[c].cons(), params.cons(), outs[c].prod(), convert],
+                      placement=Tile(c, 2)) for c in range(COLUMNS)]
+
+    rt = Runtime()
+    with rt.sequence(in_ty, par_ty, out_ty) as (X, P, Y):
+        rt.start(*workers)
+        tg = rt.task_group()
+        rt.fill(params.prod(), P, task_group=tg, placement=Tile(0, 0))
+        for c in range(COLUMNS):
+            tap = TensorAccessPattern((np_,), c * per_column, [1, 1, 1, per_column],
+                                      [0, 0, 0, 1])
+            rt.fill(ins[c].prod(), X, tap=tap, task_group=tg, placement=Tile(c, 0))
+            rt.drain(outs[c].cons(), Y, tap=tap, wait=True, task_group=tg,
+                     placement=Tile(c, 0))
+        rt.finish_task_group(tg)
+
+    return Program(NPU1Col4(), rt).resolve_program(SequentialPlacer())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, required=True, help="number of elements")
+    ap.add_argument("--kind", choices=("quantize", "dequantize"), default="quantize")
+    args = ap.parse_args()
+    print(build(args.n, args.kind))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""matmul: int8 activations [M, K] x int8 weights [K, N] with per-output-channel
+weight scales, exact int32 accumulation, and an int8 (requantized) or float32
+(dequantized) output. Byte-level contract: kernels/matmul/README.md.
+
+Modes (kernels/STAGES.md):
+  static, out="int8":    y = requantize(acc + bias_i32[n], make_requant(s_a * w_s[n] / s_y))
+  static, out="float32": y = float32(acc) * (f32(s_a) * w_s[n]) + bias[n]
+  dynamic (out float32): as above with s_a read from the a_scale buffer per call
+
+The per-channel constants (multiplier, shift, int32 bias, float32 scale) are
+derived here once, in `channel_params`, and shared by prepare(), reference()
+and device_constants(), so the emulator and the NPU receive the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._native import emulator as _emu
+from . import _validate as v
+from .registry import Arrays, Attrs, Consts, KernelSpec, register
+
+MAX_K = 65536  # |acc| + |bias_i32| < 2^31 (kernels/matmul/README.md)
+MAX_BIAS_I32 = 1 << 30
+OUTS = ("int8", "float32")
+
+
+# ------------------------------------------------------------- constants
+def make_requant(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised numpy mirror of xdna::make_requant (kernels/common/epilogue.h):
+    real scale s > 0 -> (m, e) with s ~= m * 2^-e, m in [2^30, 2^31), e in 1..62."""
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    if not (np.isfinite(s).all() and (s > 0).all()):
+        raise ValueError("requantization scales must be finite and > 0")
+    frac, exp2 = np.frexp(s)  # s = frac * 2^exp2, frac in [0.5, 1)
+    x = frac * 2147483648.0  # exact: a power-of-two scaling
+    m = np.floor(x)
+    m = (m + ((x - m) >= 0.5)).astype(np.int64)  # llround: half away from zero (x > 0)
+    exp2 = exp2.astype(np.int64)
+    top = m == (1 << 31)
+    m = np.where(top, m >> 1, m)
+    exp2 = np.where(top, exp2 + 1, exp2)
+    e = 31 - exp2
+    big = e < 1
+    m = np.where(big, (1 << 31) - 1, m)
+    e = np.where(big, 1, e)
+    over = np.maximum(e - 62, 0)  # tiny scales: drop precision until the shift fits
+    m = m >> np.minimum(over, 63)
+    e = e - over
+    zero = m == 0
+    e = np.where(zero, 62, e)
+    return m.astype(np.int32), e.astype(np.int32)
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """std::llround on float64 values (ties away from zero), as int64."""
+    a = np.abs(x)
+    f = np.floor(a)
+    r = f + ((a - f) >= 0.5)
+    return (np.sign(x) * r).astype(np.int64)
+
+
+def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 weights [K, N] -> (int8 [K, N] in [-127, 127], float32 scales [N]).
+
+    Symmetric per output channel: scale[n] = max_k |w[k, n]| / 127 (1.0 for an
+    all-zero column), q = clip(rint(w / scale), -127, 127)."""
+    w = v.array("w", w, np.float32, ndim=2)
+    if not np.isfinite(w).all():
+        raise ValueError("w contains NaN or inf")
+    scale = (np.max(np.abs(w), axis=0) / np.float32(127.0)).astype(np.float32)
+    with np.errstate(divide="ignore", over="ignore"):
+        bad = ~(scale > 0) | ~np.isfinite(np.float32(1.0) / scale)
+    scale[bad] = np.float32(1.0)
+    q = np.clip(np.rint(w / scale[None, :]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+@dataclass(frozen=True)
+class ChannelParams:
+    """Per-output-channel epilogue constants of one matmul stage."""
+
+    out: str            # "int8" | "float32"
+    dynamic: bool
+    K: int
+    N: int
+    mult: np.ndarray | None = None      # int32 [N]   (int8 out)
+    shift: np.ndarray | None = None     # int32 [N]   (int8 out)
+    bias_i32: np.ndarray | None = None  # int32 [N]   (int8 out)
+    scale: np.ndarray | None = None     # float32 [N] (static float32 out)
+    bias_f32: np.ndarray | None = None  # float32 [N] (float32 out)
+    w_scale: np.ndarray | None = None   # float32 [N] (dynamic: scale = a_scale * w_scale)
+
+
+def _weights(consts: Consts) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    if "weight" not in consts or "w_scale" not in consts:
+        raise ValueError("matmul consts need 'weight' (int8 [K, N]) and 'w_scale' (float32 [N])")
+    w = v.array("weight", consts["weight"], np.int8, ndim=2)
+    K, N = w.shape
+    if K > MAX_K:
+        raise ValueError(f"weight: K = {K} exceeds the kernel limit {MAX_K}")
+    if (w == -128).any():
+        raise ValueError("weight must lie in [-127, 127] (narrow int8 range)")
+    w_scale = v.scale_vector("w_scale", consts["w_scale"], N)
+    bias = consts.get("bias")
+    if bias is not None:
+        bias = v.array("bias", bias, np.float32, ndim=1)
+        if bias.shape[0] != N:
+            raise ValueError(f"bias must have shape ({N},), got {bias.shape}")
+        if not np.isfinite(bias).all():
+            raise ValueError("bias contains NaN or inf")
+    return w, w_scale, bias
+
+
+def channel_params(consts: Consts, attrs: Attrs) -> ChannelParams:
+    """Validates a stage's consts/attrs and derives its epilogue constants."""
+    w, w_scale, bias = _weights(consts)
+    K, N = w.shape
+    dynamic = v.flag(attrs, "dynamic")
+    out = v.choice("attrs['out']", attrs.get("out", "float32" if dynamic else "int8"), OUTS)
+    bias_f32 = bias if bias is not None else np.zeros(N, np.float32)
+    if dynamic:
+        if out != "float32":
+            raise ValueError("attrs['out']: dynamic matmul supports only out='float32'")
+        return ChannelParams(out, True, K, N, bias_f32=bias_f32, w_scale=w_scale)
+    in_scale = v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+    if out == "float32":
+        scale = (in_scale * w_scale).astype(np.float32)  # one fp32 multiply per channel
+        return ChannelParams(out, False, K, N, scale=scale, bias_f32=bias_f32)
+    out_scale = v.scale("attrs['out_scale']", v.required(attrs, "out_scale"))
+    acc_scale = float(in_scale) * w_scale.astype(np.float64)
+    mult, shift = make_requant(acc_scale / float(out_scale))
+    if bias is None:
+        bias_i32 = np.zeros(N, np.int32)
+    else:
+        bq = round_half_away(bias.astype(np.float64) / acc_scale)
+        bias_i32 = np.clip(bq, -MAX_BIAS_I32, MAX_BIAS_I32).astype(np.int32)
+    return ChannelParams(out, False, K, N, mult=mult, shift=shift, bias_i32=bias_i32)
+
+
+# ------------------------------------------------------------------ stage
+@dataclass(frozen=True)
+class MatmulState:
+    params: ChannelParams
+    weights: Any  # _emulator.MatmulWeights (packed once)
+
+
+def prepare(consts: Consts, attrs: Attrs) -> MatmulState:
+    params = channel_params(consts, attrs)
+    return MatmulState(params, _emu.matmul_pack(consts["weight"]))
+
+
+def _split_inputs(params: ChannelParams, inputs: Sequence[np.ndarray]
+                  ) -> tuple[np.ndarray, np.float32 | None]:
+    v.count("matmul", inputs, 2 if params.dynamic else 1)
+    a = v.array("a", inputs[0], np.int8, min_ndim=1)
+    if a.shape[-1] != params.K:
+        raise ValueError(f"a has K = {a.shape[-1]} (last dim) but weight has K = {params.K}")
+    a_scale = v.scale_buffer("a_scale", inputs[1]) if params.dynamic else None
+    return a, a_scale
+
+
+def _dynamic_scale(params: ChannelParams, a_scale: np.float32) -> np.ndarray:
+    return (np.float32(a_scale) * params.w_scale).astype(np.float32)
+
+
+def run(state: MatmulState, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:
+    p = state.params
+    a, a_scale = _split_inputs(p, inputs)
+    a2 = a.reshape(-1, p.K)
+    if p.out == "int8":
+        y = _emu.matmul_int8(a2, state.weights, p.mult, p.shift, p.bias_i32)
+    else:
+        scale = _dynamic_scale(p, a_scale) if p.dynamic else p.scale
+        y = _emu.matmul_f32(a2, state.weights, scale, p.bias_f32)
+    return [y.reshape(*a.shape[:-1], p.N)]
+
+
+def requantize_reference(acc: np.ndarray, bias_i32: np.ndarray, mult: np.ndarray,
+                         shift: np.ndarray) -> np.ndarray:
+    """numpy int64 mirror of matmul::output_int8 (kernels/matmul/matmul.h)."""
+    t = acc.astype(np.int64) + bias_i32.astype(np.int64)
+    p = t * mult.astype(np.int64)
+    sh = shift.astype(np.int64)
+    y = (p + np.left_shift(np.int64(1), sh - 1)) >> sh
+    return np.clip(y, -127, 127).astype(np.int8)
+
+
+def dequantize_reference(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """numpy mirror of matmul::output_f32: float32(acc) * scale, then + bias (fp32)."""
+    prod = acc.astype(np.float32) * scale.astype(np.float32)
+    return prod + bias.astype(np.float32)
+
+
+def reference(consts: Consts, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:
+    p = channel_params(consts, attrs)
+    a, a_scale = _split_inputs(p, inputs)
+    acc = a.reshape(-1, p.K).astype(np.int64) @ consts["weight"].astype(np.int64)
+    if p.out == "int8":
+        y = requantize_reference(acc, p.bias_i32, p.mult, p.shift)
+    else:
+        scale = _dynamic_scale(p, a_scale) if p.dynamic else p.scale
+        y = dequantize_reference(acc, scale, p.bias_f32)
+    return [y.reshape(*a.shape[:-1], p.N)]
+
+
+def macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> int:
+    a_shape = shapes[0]
+    K, N = consts["weight"].shape
+    return int(np.prod(a_shape[:-1], dtype=np.int64)) * int(K) * int(N)
+
+
+def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
+    """The NPU weights BO (kernels/matmul/README.md, "Device buffers"):
+    [0] int8 weight [Kp, Np] row-major, zero-padded to the design's tile
+    multiples; [1] per-channel epilogue words [3, Np] (int32: mult, shift,
+    bias_i32) for out="int8", or float32 [2, Np] (scale, bias) for a static
+    float32 output, or float32 [2, Np] (w_scale, bias) for dynamic mode (the
+    kernel multiplies w_scale by the run-time a_scale)."""
+    p = channel_params(consts, attrs)
+    kp = -(-p.K // DEVICE_TILE_K) * DEVICE_TILE_K
+    np_ = -(-p.N // DEVICE_TILE_N) * DEVICE_TILE_N
+    w = np.zeros((kp, np_), np.int8)
+    w[: p.K, : p.N] = consts["weight"]
+    if p.out == "int8":
+        words = np.zeros((3, np_), np.int32)
+        words[0, : p.N], words[1, : p.N], words[2, : p.N] = p.mult, p.shift, p.bias_i32
+        words[1, p.N:] = 31
+    else:
+        words = np.zeros((2, np_), np.float32)
+        words[0, : p.N] = p.w_scale if p.dynamic else p.scale
+        words[1, : p.N] = p.bias_f32
+    return [w, words]
+
+
+# Padding of kernels/matmul/design.py (padded_shape): K to its TILE_K, N to
+# whole groups of 4 array columns x TILE_N (tests check these against it).
+DEVICE_TILE_K = 64
+DEVICE_TILE_N = 256
+
+
+# ------------------------------------------------------------- public API
+def matmul(a: np.ndarray, weight: np.ndarray, w_scale: np.ndarray, *,
+           bias: np.ndarray | None = None, in_scale: float | None = None,
+           out_scale: float | None = None, a_scale: float | None = None,
+           out: str = "float32") -> np.ndarray:
+    """One-shot convenience wrapper (packs the weights on every call; stages
+    use prepare/run instead). Static mode with `in_scale`, dynamic with `a_scale`."""
+    consts: Consts = {"weight": weight, "w_scale": w_scale}
+    if bias is not None:
+        consts["bias"] = bias
+    if (in_scale is None) == (a_scale is None):
+        raise ValueError("give exactly one of in_scale (static) or a_scale (dynamic)")
+    attrs: Attrs = {"out": out}
+    inputs: list[np.ndarray] = [a]
+    if a_scale is not None:
+        attrs["dynamic"] = True
+        inputs.append(np.array([v.scale("a_scale", a_scale)], np.float32))
+    else:
+        attrs["in_scale"] = float(in_scale)
+        if out_scale is not None:
+            attrs["out_scale"] = float(out_scale)
+    return run(prepare(consts, attrs), inputs, attrs)[0]
+
+
+MATMUL = register(KernelSpec(
+    name="matmul", prepare=prepare, run=run, reference=reference, macs=macs,
+    device_constants=device_constants,
+))

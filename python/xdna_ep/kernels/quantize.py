@@ -1,0 +1,140 @@
+"""quantize / dequantize: the float32 <-> int8 boundary kernels.
+
+Contract (kernels/quantize/README.md, kernels/quantize/quantize.h):
+    quantize:   q = clip(rint(x * inv), -127, 127), inv = float32(1) / float32(scale)
+    dynamic:    scale = max|x| / 127 in float32 (1.0 when 0 or when 1/scale overflows)
+    dequantize: x = float32(q) * float32(scale)
+NaN has no int8 image and is rejected (ValueError); +-inf saturates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._native import emulator as _emu
+from . import _validate as v
+from .registry import Arrays, Attrs, Consts, KernelSpec, register
+
+_F32_ONE = np.float32(1.0)
+_F32_127 = np.float32(127.0)
+
+
+# ---------------------------------------------------------------- public API
+def quantize(x: np.ndarray, scale: float) -> np.ndarray:
+    """float32 -> int8 with a static per-tensor scale (emulator kernel)."""
+    x = v.array("x", x, np.float32)
+    s = v.scale("scale", scale)
+    return _emu.quantize(x, float(s))
+
+
+def quantize_dynamic(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """float32 -> (int8, scale) with scale = max|x|/127 (emulator kernel)."""
+    x = v.array("x", x, np.float32)
+    q, s = _emu.quantize_dynamic(x)
+    return q, np.float32(s)
+
+
+def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
+    """int8 -> float32: float32(q) * scale (emulator kernel)."""
+    q = v.array("q", q, np.int8)
+    s = v.scale("scale", scale)
+    return _emu.dequantize(q, float(s))
+
+
+# ------------------------------------------------------- numpy references
+def dynamic_scale_reference(x: np.ndarray) -> np.float32:
+    """max|x| / 127 in float32; 1.0 when that is 0 or its reciprocal overflows."""
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or inf: no dynamic int8 scale exists")
+    m = np.max(np.abs(x)).astype(np.float32)
+    s = np.float32(m / _F32_127)
+    with np.errstate(divide="ignore", over="ignore"):
+        if not (s > 0) or not np.isfinite(_F32_ONE / s):
+            return np.float32(1.0)
+    return s
+
+
+def quantize_reference(x: np.ndarray, scale: np.float32) -> np.ndarray:
+    """numpy mirror of xdna::quantize (fp32 multiply by the fp32 reciprocal,
+    round half to even, saturate to [-127, 127])."""
+    if np.isnan(x).any():
+        raise ValueError("x contains NaN, which has no int8 value")
+    inv = _F32_ONE / np.float32(scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        prod = x * inv  # float32 * float32 -> float32
+    return np.clip(np.rint(prod), -127, 127).astype(np.int8)
+
+
+def dequantize_reference(q: np.ndarray, scale: np.float32) -> np.ndarray:
+    return q.astype(np.float32) * np.float32(scale)
+
+
+# ------------------------------------------------------------ stage entries
+def _check_quantize_attrs(attrs: Attrs) -> tuple[bool, np.float32 | None]:
+    dynamic = v.flag(attrs, "dynamic")
+    if dynamic:
+        return True, None
+    return False, v.scale("attrs['out_scale']", v.required(attrs, "out_scale"))
+
+
+def _quantize_prepare(consts: Consts, attrs: Attrs) -> tuple[bool, np.float32 | None]:
+    return _check_quantize_attrs(attrs)
+
+
+def _quantize_run(state: tuple[bool, np.float32 | None], inputs: Sequence[np.ndarray],
+                  attrs: Attrs) -> Arrays:
+    v.count("quantize", inputs, 1)
+    dynamic, scale = state
+    if dynamic:
+        q, s = quantize_dynamic(inputs[0])
+        return [q, np.array([s], dtype=np.float32)]
+    return [quantize(inputs[0], scale)]
+
+
+def _quantize_reference(consts: Consts, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:
+    v.count("quantize", inputs, 1)
+    dynamic, scale = _check_quantize_attrs(attrs)
+    x = v.array("x", inputs[0], np.float32)
+    if dynamic:
+        s = dynamic_scale_reference(x)
+        return [quantize_reference(x, s), np.array([s], dtype=np.float32)]
+    return [quantize_reference(x, scale)]
+
+
+def _dequantize_scale(inputs: Sequence[np.ndarray], attrs: Attrs) -> np.float32:
+    if v.flag(attrs, "dynamic"):
+        v.count("dequantize", inputs, 2)
+        return v.scale_buffer("q_scale", inputs[1])
+    v.count("dequantize", inputs, 1)
+    return v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+
+
+def _dequantize_prepare(consts: Consts, attrs: Attrs) -> None:
+    if not v.flag(attrs, "dynamic"):
+        v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+
+
+def _dequantize_run(state: Any, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:
+    return [dequantize(inputs[0], _dequantize_scale(inputs, attrs))]
+
+
+def _dequantize_reference(consts: Consts, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:
+    s = _dequantize_scale(inputs, attrs)
+    return [dequantize_reference(v.array("q", inputs[0], np.int8), s)]
+
+
+def _no_macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> int:
+    return 0
+
+
+QUANTIZE = register(KernelSpec(
+    name="quantize", prepare=_quantize_prepare, run=_quantize_run,
+    reference=_quantize_reference, macs=_no_macs,
+))
+DEQUANTIZE = register(KernelSpec(
+    name="dequantize", prepare=_dequantize_prepare, run=_dequantize_run,
+    reference=_dequantize_reference, macs=_no_macs,
+))
