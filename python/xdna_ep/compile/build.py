@@ -1,0 +1,269 @@
+"""Lowered region + quantization -> Program (stages, buffers, launches).
+
+Buffer policy (why): tensors stay int8 between NPU ops, because every int8
+hop is a quarter of the bytes of float32 and the kernels consume int8
+anyway; float32 only where the design keeps float (region edges, the
+residual stream through add, layernorm input, conv1d input). A producer
+emits int8 when every consumer takes int8 and the tensor is not a region
+output; otherwise float32, plus a quantize stage for int8 consumers. In
+dynamic mode only gelu produces int8 (STAGES.md: matmul/layernorm/attention
+have no dynamic int8 output), so explicit quantize stages carry the scales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..quantize.region import QuantizedRegion
+from .kernel_api import FindDesign, gelu_table
+from .lower import LoweredRegion
+from .program import Dim, Launch, Program, Stage, TensorSpec
+
+# input slots that must be int8, per kernel
+_INT8_IN: dict[str, tuple[int, ...]] = {"matmul": (0,), "gelu": (0,), "attention": (0, 1, 2)}
+# input slots that take either dtype (follow the producer)
+_FLEX_IN: dict[str, tuple[int, ...]] = {"layernorm": (0,)}
+# kernels that can emit int8 with a static scale / in dynamic mode
+_INT8_OUT_STATIC = {"matmul", "layernorm", "attention", "gelu"}
+_INT8_OUT_DYNAMIC = {"gelu"}
+_INT8_ONLY_OUT = {"gelu"}
+
+
+@dataclass
+class BufferPlan:
+    """Per tensor: the dtype its producer emits, and which forms are needed."""
+
+    produced: dict[str, str] = field(default_factory=dict)  # tensor -> "int8" | "float32"
+    need_int8: set[str] = field(default_factory=set)
+    need_float: set[str] = field(default_factory=set)
+    scaled: set[str] = field(default_factory=set)  # tensors that need a static scale
+
+    def has_int8(self, t: str) -> bool:
+        return self.produced.get(t) == "int8" or t in self.need_int8
+
+
+def plan_buffers(lr: LoweredRegion, mode: str) -> BufferPlan:
+    """Which dtype every producer emits, and which tensors need a static scale.
+
+    Flexible consumers (layernorm) read whatever their producer emits, so they
+    add no requirement; conv1d quantizes its float32 input itself and so needs
+    that input's scale although no int8 buffer of it exists.
+    """
+    bp = BufferPlan()
+    for t in lr.inputs:
+        bp.produced[t] = "float32"
+    bp.need_float.update(lr.outputs)
+    for op in lr.ops:
+        for slot, t in enumerate(op.inputs):
+            if slot in _INT8_IN.get(op.kernel, ()):
+                bp.need_int8.add(t)
+            elif slot not in _FLEX_IN.get(op.kernel, ()):
+                bp.need_float.add(t)
+    can = _INT8_OUT_STATIC if mode == "static" else _INT8_OUT_DYNAMIC
+    for op in lr.ops:
+        int8 = op.kernel in _INT8_ONLY_OUT or (
+            op.kernel in can and all(t in bp.need_int8 and t not in bp.need_float
+                                     for t in op.outputs))
+        for t in op.outputs:
+            bp.produced[t] = "int8" if int8 else "float32"
+    if mode == "static":
+        bp.scaled.update(op.inputs[0] for op in lr.ops if op.kernel == "conv1d")
+        bp.scaled.update(t for t in bp.produced if bp.has_int8(t))
+    return bp
+
+
+def q8(t: str) -> str:
+    return f"{t}::q8"
+
+
+def q8s(t: str) -> str:
+    return f"{t}::q8.scale"
+
+
+class _Emitter:
+    def __init__(self, lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion) -> None:
+        self.lr, self.bp, self.qr = lr, bp, qr
+        self.dynamic = qr.mode == "dynamic"
+        self.stages: list[Stage] = []
+        self.constants: dict[str, Any] = {}
+        self.have: set[str] = set(lr.inputs)  # buffers available so far
+
+    # -- conversions -------------------------------------------------------------
+    def int8_in(self, t: str) -> tuple[str, ...]:
+        if q8(t) not in self.have:
+            attrs: dict[str, Any] = ({"dynamic": True} if self.dynamic
+                                     else {"out_scale": self.qr.scale(t)})
+            outs = (q8(t), q8s(t)) if self.dynamic else (q8(t),)
+            self.stages.append(Stage("quantize", (t,), outs, {}, attrs))
+            self.have.update(outs)
+        return (q8(t), q8s(t)) if self.dynamic else (q8(t),)
+
+    def float_in(self, t: str) -> str:
+        if t not in self.have:
+            ins = (q8(t), q8s(t)) if self.dynamic else (q8(t),)
+            attrs: dict[str, Any] = ({"dynamic": True} if self.dynamic
+                                     else {"in_scale": self.qr.scale(t)})
+            self.stages.append(Stage("dequantize", ins, (t,), {}, attrs))
+            self.have.add(t)
+        return t
+
+    def out_bufs(self, t: str) -> tuple[str, ...]:
+        if self.bp.produced[t] == "int8":
+            return (q8(t), q8s(t)) if self.dynamic else (q8(t),)
+        return (t,)
+
+    def const(self, i: int, role: str, value: Any) -> str:
+        name = f"r{self.lr.region_id}.op{i}.{self.lr.ops[i].kernel}.{role}"
+        self.constants[name] = value
+        return name
+
+    # -- ops ---------------------------------------------------------------------
+    def emit(self) -> None:
+        for i, op in enumerate(self.lr.ops):
+            getattr(self, f"_{op.kernel}")(i, op)
+        for t in self.lr.outputs:
+            self.float_in(t)
+
+    def _push(self, kernel: str, ins: Sequence[str], outs: Sequence[str], consts: dict[str, str],
+              attrs: dict[str, Any], op: Any, dynamic: bool | None = None) -> None:
+        if self.dynamic if dynamic is None else dynamic:
+            attrs["dynamic"] = True
+        self.stages.append(Stage(kernel, tuple(ins), tuple(outs), consts, attrs,
+                                 tuple(op.source_nodes)))
+        self.have.update(outs)
+
+    def _consts(self, i: int, roles: Sequence[str]) -> dict[str, str]:
+        c = self.qr.op_constants[i]
+        return {r: self.const(i, r, c[r]) for r in roles if r in c}
+
+    def _matmul(self, i: int, op: Any) -> None:
+        a = op.inputs[0]
+        ins = self.int8_in(a)
+        out_int8 = self.bp.produced[op.outputs[0]] == "int8"
+        attrs: dict[str, Any] = {"out": "int8" if out_int8 else "float32"}
+        if not self.dynamic:
+            attrs["in_scale"] = self.qr.scale(a)
+            if out_int8:
+                scales = [self.qr.scale(t) for t in op.outputs]
+                if len(scales) == 1:
+                    attrs["out_scale"] = scales[0]
+                else:
+                    attrs["out_scales"] = scales
+        if "split" in op.attrs:
+            attrs["split"] = list(op.attrs["split"])
+        outs = [b for t in op.outputs for b in self.out_bufs(t)]
+        self._push("matmul", ins, outs, self._consts(i, ("weight", "w_scale", "bias")), attrs, op)
+
+    def _gelu(self, i: int, op: Any) -> None:
+        x, y = op.inputs[0], op.outputs[0]
+        attrs: dict[str, Any] = {"approximate": op.attrs["approximate"]}
+        consts: dict[str, str] = {}
+        if not self.dynamic:
+            attrs["in_scale"] = self.qr.scale(x)
+            attrs["out_scale"] = self.qr.scale(y)
+            consts["table"] = self.const(i, "table", gelu_table(attrs["in_scale"],
+                                                                attrs["out_scale"],
+                                                                attrs["approximate"]))
+        self._push("gelu", self.int8_in(x), self.out_bufs(y), consts, attrs, op)
+
+    def _layernorm(self, i: int, op: Any) -> None:
+        x, y = op.inputs[0], op.outputs[0]
+        attrs: dict[str, Any] = {"epsilon": op.attrs["epsilon"]}
+        if self.bp.produced.get(x) == "int8":
+            ins: tuple[str, ...] = self.int8_in(x)
+            if not self.dynamic:
+                attrs["in_scale"] = self.qr.scale(x)
+        else:
+            ins = (self.float_in(x),)
+        out_int8 = self.bp.produced[y] == "int8"
+        attrs["out"] = "int8" if out_int8 else "float32"
+        if out_int8:
+            attrs["out_scale"] = self.qr.scale(y)
+        # "dynamic" concerns int8 inputs only: a float32-input layernorm has no scale to carry
+        self._push("layernorm", ins, self.out_bufs(y), self._consts(i, ("gamma", "beta")),
+                   attrs, op, dynamic=self.dynamic and len(ins) == 2)
+
+    def _attention(self, i: int, op: Any) -> None:
+        ins: list[str] = []
+        for t in op.inputs[:3]:
+            ins.extend(self.int8_in(t))
+        if op.attrs["has_mask"]:
+            ins.append(self.float_in(op.inputs[3]))
+        y = op.outputs[0]
+        out_int8 = self.bp.produced[y] == "int8"
+        attrs: dict[str, Any] = {k: op.attrs[k] for k in
+                                 ("num_heads", "softmax_scale", "causal", "has_mask")}
+        attrs["out"] = "int8" if out_int8 else "float32"
+        if not self.dynamic:
+            for role, t in zip(("q", "k", "v"), op.inputs[:3], strict=False):
+                attrs[f"{role}_scale"] = self.qr.scale(t)
+            if out_int8:
+                attrs["out_scale"] = self.qr.scale(y)
+        self._push("attention", ins, self.out_bufs(y), {}, attrs, op)
+
+    def _add(self, i: int, op: Any) -> None:
+        ins = [self.float_in(t) for t in op.inputs]
+        self.stages.append(Stage("add", tuple(ins), (op.outputs[0],), {}, {},
+                                 tuple(op.source_nodes)))
+        self.have.add(op.outputs[0])
+
+    def _conv1d(self, i: int, op: Any) -> None:
+        x = op.inputs[0]
+        attrs: dict[str, Any] = {"stride": op.attrs["stride"], "pad": op.attrs["pad"],
+                                 "out": "float32"}
+        if not self.dynamic:
+            attrs["in_scale"] = self.qr.scale(x)
+        self._push("conv1d", (self.float_in(x),), (op.outputs[0],),
+                   self._consts(i, ("weight", "w_scale", "bias")), attrs, op)
+
+
+def _design_name(found: Any) -> str | None:
+    """find_design may return a name or a manifest DesignEntry (with .name)."""
+    if found is None or isinstance(found, str):
+        return found or None
+    name = getattr(found, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(f"find_design returned {found!r}: expected a design name or entry")
+    return name
+
+
+def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> list[Launch]:
+    """Greedy longest chain of consecutive stages that the manifest has a design for;
+    a stage outside every chain is its own launch (design = its kernel name)."""
+    launches: list[Launch] = []
+    i = 0
+    while i < len(stages):
+        best, design = 1, stages[i].kernel
+        if find_design is not None:
+            for j in range(len(stages), i, -1):
+                name = _design_name(find_design([st.kernel for st in stages[i:j]]))
+                if name:
+                    best, design = j - i, name
+                    break
+        launches.append(Launch(design, tuple(stages[i:i + best])))
+        i += best
+    return launches
+
+
+def build_program(lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion, name: str,
+                  shapes: dict[str, tuple[Dim, ...]], find_design: FindDesign | None,
+                  kernel_version: str = "") -> Program:
+    em = _Emitter(lr, bp, qr)
+    em.emit()
+    prog = Program(
+        name=name,
+        inputs=tuple(TensorSpec(t, "float32", shapes.get(t, ())) for t in lr.inputs),
+        outputs=tuple(TensorSpec(t, "float32", shapes.get(t, ())) for t in lr.outputs),
+        launches=tuple(group_launches(em.stages, find_design)),
+        constants=em.constants,
+        kernel_version=kernel_version,
+        meta={"region": lr.region_id, "macs": int(lr.macs), "quantization": qr.mode,
+              "calibration_method": qr.method,
+              "source_nodes": [n for op in lr.ops for n in op.source_nodes],
+              "scales": dict(sorted(qr.scales.items())),
+              "fused_qkv": any("split" in op.attrs for op in lr.ops)},
+    )
+    prog.validate()
+    return prog

@@ -1,0 +1,102 @@
+"""Read-only lookups into an ONNX model that lowering needs.
+
+Why a separate class: constants can be initializers of the main graph, of an
+If branch, or outputs of Constant nodes; tensor types come from shape
+inference. Lowering should ask one object and get a clear error, not walk
+protobufs itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..quantize.weights import WeightError, check_float_weight
+
+
+class NotLowerable(Exception):
+    """The region cannot become an NPU program; `reason` goes into the report."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _graphs(g: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    yield g
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    yield from _graphs(sg)
+
+
+class ModelIndex:
+    """Constants, producers/consumers and float32-ness of tensors of one model."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        if not isinstance(model, onnx.ModelProto):
+            raise TypeError(f"model must be an onnx.ModelProto, got {type(model).__name__}")
+        self.model = model
+        self._init: dict[str, onnx.TensorProto] = {}
+        self._const_nodes: dict[str, onnx.NodeProto] = {}
+        self.types: dict[str, onnx.TypeProto] = {}
+        self.consumers: dict[str, list[str]] = {}
+        self.graph_outputs: set[str] = {o.name for o in model.graph.output}
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model)
+        except Exception:  # large or custom-op models: fall back to declared infos
+            inferred = model
+        for g in _graphs(inferred.graph):
+            for vi in (*g.input, *g.output, *g.value_info):
+                self.types.setdefault(vi.name, vi.type)
+        for g in _graphs(model.graph):
+            for t in g.initializer:
+                self._init.setdefault(t.name, t)
+            for n in g.node:
+                if n.op_type == "Constant" and n.output:
+                    self._const_nodes.setdefault(n.output[0], n)
+                for i in n.input:
+                    if i:
+                        self.consumers.setdefault(i, []).append(n.name)
+
+    def is_constant(self, name: str) -> bool:
+        return name in self._init or name in self._const_nodes
+
+    def constant(self, name: str) -> np.ndarray:
+        """The value of initializer/Constant `name`; NotLowerable if it is not constant."""
+        if name in self._init:
+            return numpy_helper.to_array(self._init[name])
+        if name in self._const_nodes:
+            for a in self._const_nodes[name].attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+            raise NotLowerable(f"Constant node for {name!r} has no tensor 'value'")
+        raise NotLowerable(f"{name!r} is not a constant (initializer or Constant): the NPU "
+                           f"program needs constant weights")
+
+    def float_weight(self, name: str) -> np.ndarray:
+        """A constant validated as a finite, non-empty float32 array."""
+        try:
+            return check_float_weight(self.constant(name), name)
+        except WeightError as e:
+            raise NotLowerable(str(e)) from None
+
+    def elem_type(self, name: str) -> int | None:
+        t = self.types.get(name)
+        if t is None or not t.HasField("tensor_type"):
+            return None
+        return t.tensor_type.elem_type
+
+    def shape(self, name: str) -> tuple[int | str, ...]:
+        """Static dims as ints, symbolic/unknown ones as strings ("?" if unnamed)."""
+        t = self.types.get(name)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return ()
+        return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                     for d in t.tensor_type.shape.dim)

@@ -1,0 +1,85 @@
+"""Quantization of one lowered region: int8 weights and activation scales.
+
+The result is data (QuantizedRegion), so the compiler, the report and the
+tests can all read which scale every quantized tensor got and where it came
+from (calibration method or dynamic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .calibration import scale_from_range
+from .weights import quantize_per_channel
+
+Mode = Literal["static", "dynamic"]
+
+# Which float constants of each kernel become int8, and their output-channel axis.
+_QUANTIZED_WEIGHTS = {"matmul": ("weight", 1), "conv1d": ("weight", 0)}
+
+
+@dataclass
+class QuantizedRegion:
+    """Everything quantize/ decided for one region.
+
+    scales: tensor -> int8 scale (static mode only; dynamic mode leaves it
+    empty because kernels compute scales at run time).
+    ranges: tensor -> (min, max) seen by the calibrator.
+    op_constants: per lowered op (same order), role -> array ready for the
+    device: int8 "weight" with float32 "w_scale", float32 "bias", "gamma"...
+    """
+
+    region_id: int
+    mode: Mode
+    method: str  # "minmax" | "entropy" | "percentile" | "dynamic"
+    scales: dict[str, float] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    op_constants: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def scale(self, tensor: str) -> float:
+        try:
+            return self.scales[tensor]
+        except KeyError:
+            raise KeyError(f"region {self.region_id}: no int8 scale for tensor {tensor!r} "
+                           f"(was it calibrated?)") from None
+
+
+def quantize_constants(kernel: str, weights: Mapping[str, np.ndarray], name: str
+                       ) -> dict[str, np.ndarray]:
+    """Float constants of one op -> device constants (int8 weight + per-channel scale)."""
+    out = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+    if kernel in _QUANTIZED_WEIGHTS:
+        role, axis = _QUANTIZED_WEIGHTS[kernel]
+        q, s = quantize_per_channel(out.pop(role), axis=axis, name=f"{name}.{role}")
+        out[role] = q
+        out["w_scale"] = s
+    return out
+
+
+def quantize_region(region_id: int, kernels: Sequence[str],
+                    weights: Sequence[Mapping[str, np.ndarray]], mode: Mode, method: str,
+                    quantized_tensors: Iterable[str],
+                    ranges: Mapping[str, tuple[float, float]] | None = None,
+                    ) -> QuantizedRegion:
+    """Quantizes weights of every op; in static mode, scales of `quantized_tensors`."""
+    if mode not in ("static", "dynamic"):
+        raise ValueError(f"quantization mode must be 'static' or 'dynamic', got {mode!r}")
+    consts = [quantize_constants(k, w, f"region{region_id}.op{i}")
+              for i, (k, w) in enumerate(zip(kernels, weights, strict=True))]
+    qr = QuantizedRegion(region_id, mode, method if mode == "static" else "dynamic",
+                         op_constants=consts)
+    if mode == "static":
+        ranges = ranges or {}
+        for t in sorted(set(quantized_tensors)):
+            if t not in ranges:
+                raise KeyError(f"region {region_id}: tensor {t!r} has no calibrated range")
+            lo, hi = ranges[t]
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"region {region_id}: tensor {t!r} has a non-finite range")
+            qr.ranges[t] = (float(lo), float(hi))
+            qr.scales[t] = scale_from_range((lo, hi))
+    return qr
