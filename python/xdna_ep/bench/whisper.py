@@ -80,7 +80,7 @@ def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict
             from ..whisper.api import npu_share
 
             extra["npu_mac_share"], extra["device"] = npu_share(wm)
-            plan = getattr(wm.sessions["encoder"], "partition_plan", None)
+            plan = getattr(wm.sessions["encoder"], "xdna_plan", None)
             if plan is not None:
                 try:
                     from ..cost import projected_npu_time

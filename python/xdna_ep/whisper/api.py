@@ -12,17 +12,23 @@ from .transcribe import TranscribeOptions, transcribe_file
 
 
 def npu_share(model: WhisperModel) -> tuple[float, str]:
-    """(share of the model's MACs in NPU regions, device actually used) over the
-    sessions of `model`; (0.0, "cpu") for plain ONNX Runtime sessions."""
-    total = npu = 0
+    """(share of the MACs executed so far that ran in NPU regions, device used).
+
+    Each session's plan gives MACs per run (symbolic lengths bound as the plan
+    notes say); weighting by how often each session ran makes the encoder (once
+    per window) and the decoders (once per token) count for what they did.
+    (0.0, "cpu") for plain ONNX Runtime sessions."""
+    total = npu = 0.0
     device = model.device
-    for sess in model.sessions.values():
-        plan = getattr(sess, "partition_plan", None)
+    for name, sess in model.sessions.items():
+        plan = getattr(sess, "xdna_plan", None)
         if plan is None:
             continue
-        total += plan.total_macs
-        npu += plan.npu_macs
-        device = getattr(sess, "device_name", device) or device
+        runs = model.run_counts.get(name, 0)
+        total += runs * plan.total_macs
+        npu += runs * plan.npu_macs
+        start = getattr(sess, "xdna_start", None)
+        device = (start.device if start is not None and start.device else device)
     return (npu / total if total else 0.0), device
 
 

@@ -82,6 +82,9 @@ def log_mel_spectrogram(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
     frames = x[idx] * _hann()
     spec = np.abs(np.fft.rfft(frames, n=N_FFT, axis=1)) ** 2  # [frames, 201]
     spec = spec[:-1]  # Whisper drops the last frame: exactly N_FRAMES remain
+    # absurdly loud (finite) input, |x| >~ 1e17, would overflow the float32 cast
+    # below to inf and turn every feature into inf/NaN; normal audio is far below
+    spec = np.minimum(spec, 1e30)
     mel = mel_filters(n_mels) @ spec.T.astype(np.float32)
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)

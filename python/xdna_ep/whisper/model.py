@@ -101,6 +101,20 @@ def session_factory(device: str, provider_options: dict[str, Any] | None = None,
     return xdna
 
 
+class CountingSession:
+    """Forwards to an ONNX Runtime session and counts run() calls."""
+
+    def __init__(self, inner: Any, counts: dict[str, int], name: str) -> None:
+        self.inner, self._counts, self._name = inner, counts, name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        self._counts[self._name] = self._counts.get(self._name, 0) + 1
+        return self.inner.run(*args, **kwargs)
+
+
 @dataclass
 class WhisperModel:
     onnx_dir: Path
@@ -108,6 +122,7 @@ class WhisperModel:
     tokenizer: WhisperTokenizer
     device: str
     sessions: dict[str, Any] = field(default_factory=dict)
+    run_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto",
@@ -124,4 +139,9 @@ class WhisperModel:
         tok = load_tokenizer(onnx_dir, backend.n_vocab)
         sessions = {"encoder": backend.encoder, "decoder": backend.decoder,
                     "decoder_with_past": backend.decoder_with_past}
-        return cls(onnx_dir, backend, tok, device, sessions)
+        counts: dict[str, int] = {}
+        backend.encoder = CountingSession(backend.encoder, counts, "encoder")
+        backend.decoder = CountingSession(backend.decoder, counts, "decoder")
+        backend.decoder_with_past = CountingSession(backend.decoder_with_past, counts,
+                                                    "decoder_with_past")
+        return cls(onnx_dir, backend, tok, device, sessions, counts)

@@ -116,6 +116,9 @@ def transcribe_stream(stream: AudioStream, backend: DecoderBackend, tok: Whisper
         stream.release(seek * HOP_LENGTH)
         if on_progress:
             on_progress(min(seek, total_frames), total_frames)
+    if stream.num_samples == 0:  # a header promising frames that do not decode
+        raise AudioError(f"{stream.info.path}: the file contains no audio samples "
+                         f"(its header says {stream.info.frames} frames)")
     duration = stream.num_samples / SAMPLE_RATE
     text = "".join(s.text for s in segments).strip()
     return Transcript(text=text, segments=segments, language=language or "en",

@@ -1,0 +1,207 @@
+"""`xdna-ep bench session`: session start cost (compile vs cache) and the cost of
+one region call through ONNX Runtime versus the same program called directly.
+
+Figures are host (emulator) figures: nothing here runs on an NPU.
+
+    first_start_s           partition + quantize + compile + rewrite + ORT init
+    cached_start_s          the same model again, compiled model taken from the cache
+    cache_speedup           first_start_s / cached_start_s  (target >= 5)
+    region_call_overhead_us session.run of a one-region model minus
+                            LoadedProgram.run on the same inputs (target <= 50)
+    result_path_ms          one region returning a 1500x384 float32 tensor, through
+                            the array result path vs the library's list path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+EP = "XDNAExecutionProvider"
+
+
+def ffn_model(layers: int = 4, t: int = 1500, d: int = 384, ff: int = 1536,
+              seed: int = 0) -> onnx.ModelProto:
+    """Whisper tiny.en-shaped FFN blocks (MatMul+Add -> Gelu -> MatMul+Add ->
+    residual Add), a float32 model built in code (no download)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    cur = "x"
+    for i in range(layers):
+        w1 = (rng.standard_normal((d, ff)) / np.sqrt(d)).astype(np.float32)
+        w2 = (rng.standard_normal((ff, d)) / np.sqrt(ff)).astype(np.float32)
+        b1 = (rng.standard_normal(ff) * 0.1).astype(np.float32)
+        b2 = (rng.standard_normal(d) * 0.1).astype(np.float32)
+        for name, arr in ((f"w1_{i}", w1), (f"b1_{i}", b1), (f"w2_{i}", w2), (f"b2_{i}", b2)):
+            inits.append(numpy_helper.from_array(arr, name))
+        nodes += [
+            helper.make_node("MatMul", [cur, f"w1_{i}"], [f"m1_{i}"], name=f"fc1_{i}"),
+            helper.make_node("Add", [f"m1_{i}", f"b1_{i}"], [f"a1_{i}"], name=f"fc1b_{i}"),
+            helper.make_node("Gelu", [f"a1_{i}"], [f"g_{i}"], name=f"gelu_{i}",
+                             domain="com.microsoft"),
+            helper.make_node("MatMul", [f"g_{i}", f"w2_{i}"], [f"m2_{i}"], name=f"fc2_{i}"),
+            helper.make_node("Add", [f"m2_{i}", f"b2_{i}"], [f"a2_{i}"], name=f"fc2b_{i}"),
+            helper.make_node("Add", [cur, f"a2_{i}"], [f"r_{i}"], name=f"res_{i}"),
+        ]
+        cur = f"r_{i}"
+    nodes.append(helper.make_node("Relu", [cur], ["y"], name="out_relu"))
+    g = helper.make_graph(nodes, "ffn", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [t, d])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [t, d])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                               helper.make_opsetid("com.microsoft", 1)])
+
+
+def one_region_model(t: int, d: int = 384, seed: int = 1) -> onnx.ModelProto:
+    """x[t,d] -> MatMul+Add -> y: the whole graph is one region."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
+    b = (rng.standard_normal(d) * 0.1).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+         helper.make_node("Add", ["m", "b"], ["y"], name="bias")], "one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [t, d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [t, d])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _median_s(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _session(model_bytes: bytes, cache_dir: str, **opts: Any):
+    from ..ort import InferenceSession
+
+    return InferenceSession(model_bytes, providers=[EP, "CPUExecutionProvider"],
+                            provider_options=[{"cache_dir": cache_dir, "device": "emulator",
+                                               "fallback": "error", **opts}, {}])
+
+
+class _RegionSession:
+    """A one-region model run the way XDNA sessions run it (rewrite + region op +
+    CPU provider), built without the cost model: the partitioner rightly keeps
+    a 16-row matmul on the CPU, but here the fixed cost of a call is the point."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        import onnxruntime as ort
+
+        from ..compile import CompileOptions, compile_plan
+        from ..ort import region_op
+        from ..partition import partition_model
+        from ..rewrite import region_nodes, rewrite_model
+        from ..rewrite.graph import set_string_attr
+        from ..runtime import EmulatorDevice
+
+        plan = partition_model(model, use_cost_model=False)
+        programs = compile_plan(model, plan, CompileOptions(quantization="dynamic"))
+        new, nodes = rewrite_model(model, plan, programs)
+        if len(nodes) != 1:
+            raise RuntimeError(f"expected one region, got {len(nodes)}")
+        self.table = region_op.ProgramTable()
+        self.loaded = EmulatorDevice().load(programs[nodes[0].region])
+        self.table.add(nodes[0].program, region_op.RegionEntry(
+            self.loaded, nodes[0].inputs, nodes[0].outputs, nodes[0].region))
+        for node in region_nodes(new):
+            set_string_attr(node, "session", self.table.token)
+        so = ort.SessionOptions()
+        region_op.register_library(so)
+        self.sess = ort.InferenceSession(new.SerializeToString(), so,
+                                         providers=["CPUExecutionProvider"])
+
+
+def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
+            model_path: str | None = None) -> dict[str, Any]:
+    from ..ort import region_op
+
+    if model_path:
+        with open(model_path, "rb") as f:
+            mb = f.read()
+        model_label = model_path
+    else:
+        mb = ffn_model(layers).SerializeToString()
+        model_label = f"synthetic Whisper tiny.en FFN x{layers} (1500x384, ff 1536)"
+    with tempfile.TemporaryDirectory(prefix="xdna-bench-") as cache_dir:
+        t0 = time.perf_counter()
+        first = _session(mb, cache_dir)
+        first_s = time.perf_counter() - t0
+        regions = first.xdna_start.regions
+        del first
+        cached_s = _median_s(lambda: _session(mb, cache_dir), repeats)
+
+        # region call overhead: small call, where fixed costs dominate
+        small = _RegionSession(one_region_model(16))
+        x = np.random.default_rng(2).standard_normal((16, 384)).astype(np.float32)
+        small.sess.run(None, {"x": x})
+        small.loaded.run({"x": x})
+        via_ort = _median_s(lambda: small.sess.run(None, {"x": x}), calls)
+        direct = _median_s(lambda: small.loaded.run({"x": x}), calls)
+
+        # result path: a 1500x384 float32 output, arrays vs lists
+        big = _RegionSession(one_region_model(1500))  # keep: it owns the program table
+        bsess = big.sess
+        xb = np.random.default_rng(3).standard_normal((1500, 384)).astype(np.float32)
+        bsess.run(None, {"x": xb})
+        fast = _median_s(lambda: bsess.run(None, {"x": xb}), max(5, calls // 20))
+        try:
+            region_op.install_stock_invoker()
+            slow = _median_s(lambda: bsess.run(None, {"x": xb}), 3)
+        finally:
+            region_op.ensure_registered()
+    return {
+        "model": model_label,
+        "regions": regions,
+        "first_start_s": round(first_s, 4),
+        "cached_start_s": round(cached_s, 4),
+        "cache_speedup": round(first_s / cached_s, 2),
+        "region_call_overhead_us": round((via_ort - direct) * 1e6, 1),
+        "region_call_us": round(via_ort * 1e6, 1),
+        "direct_call_us": round(direct * 1e6, 1),
+        "result_path_ms": {"array": round(fast * 1e3, 3), "list": round(slow * 1e3, 3)},
+        "device": "emulator (host CPU; not NPU figures)",
+    }
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("session", help="session start (compile vs cache) and region-call "
+                                       "overhead")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--layers", type=int, default=4, help="FFN blocks in the synthetic model")
+    p.add_argument("--model", default=None, help="an ONNX model instead of the synthetic one")
+    p.add_argument("--repeats", type=int, default=3, help="cached starts timed (median)")
+    p.add_argument("--calls", type=int, default=200, help="region calls timed (median)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.layers < 1 or args.repeats < 1 or args.calls < 1:
+        raise SystemExit("--layers, --repeats and --calls must be >= 1")
+    res = measure(args.layers, args.repeats, args.calls, args.model)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"model: {res['model']} ({res['regions']} NPU region(s)); device {res['device']}")
+    print(f"first start  (partition+quantize+compile): {res['first_start_s']:.3f} s")
+    print(f"second start (cache hit):                  {res['cached_start_s']:.3f} s")
+    print(f"cache speedup: {res['cache_speedup']:.1f}x (target >= 5x)")
+    print(f"region call through ORT {res['region_call_us']:.1f} us, program called directly "
+          f"{res['direct_call_us']:.1f} us: overhead {res['region_call_overhead_us']:.1f} us "
+          "(target <= 50 us)")
+    rp = res["result_path_ms"]
+    print(f"1500x384 float32 result: array path {rp['array']:.3f} ms, list path "
+          f"{rp['list']:.3f} ms")
+    return 0

@@ -1,0 +1,245 @@
+"""The compiled-model cache (DESIGN.md decision 5; like ORT's EPContext models).
+
+One entry per (model content, compile options): a directory
+
+    <cache_dir>/<entry id>/manifest.json      key fields + sha256 of every file
+    <cache_dir>/<entry id>/model.onnx         the rewritten model (region nodes)
+    <cache_dir>/<entry id>/programs/<ref>     one Program blob per region (zip of
+                                              JSON + npz: never unpickled)
+
+The entry id hashes the model and the options; the manifest also records the
+versions that make an entry *stale* (package version, kernel manifest, program
+format). A stale entry is rebuilt with a log line; an entry whose files do not
+match their checksums is *corrupt* and raises CacheCorrupt (the session logs
+it and rebuilds). Entries are written into a temporary directory and renamed
+into place, so a reader never sees half an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .. import __version__
+from ..compile.program import PROGRAM_FORMAT_VERSION, Program
+from ..rewrite.graph import check_program_ref, node_program, region_nodes
+
+log = logging.getLogger("xdna_ep.cache")
+
+CACHE_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+PROGRAM_DIR = "programs"
+
+
+class CacheCorrupt(RuntimeError):
+    """A cache entry's files do not match its manifest (corrupt or tampered)."""
+
+
+class CacheStale(RuntimeError):
+    """A cache entry was built by another version of xdna-ep or its kernels."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def kernel_manifest_version() -> str:
+    """sha256 of kernels/manifest.json (the NPU kernels and their shapes)."""
+    try:
+        from importlib import resources
+
+        ref = resources.files("xdna_ep._kernels").joinpath("manifest.json")
+        return hashlib.sha256(ref.read_bytes()).hexdigest()[:16]
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return "no-manifest"
+
+
+def versions() -> dict[str, Any]:
+    """What makes an entry stale when it changes."""
+    return {"package": __version__, "kernels": kernel_manifest_version(),
+            "program_format": PROGRAM_FORMAT_VERSION, "cache_format": CACHE_FORMAT_VERSION}
+
+
+def model_digest(model: str | os.PathLike[str] | bytes) -> str:
+    """sha256 of the model's content: the file bytes plus its external data files
+    (so an edited weights file is a different model)."""
+    h = hashlib.sha256()
+    if isinstance(model, bytes):
+        h.update(model)
+        return h.hexdigest()
+    path = Path(model)
+    h.update(path.read_bytes())
+    proto = onnx.load(str(path), load_external_data=False)
+    locations: set[str] = set()
+    for tensor in _all_tensors(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for kv in tensor.external_data:
+                if kv.key == "location":
+                    locations.add(kv.value)
+    for loc in sorted(locations):
+        ext = path.parent / loc
+        h.update(loc.encode())
+        h.update(sha256_file(ext).encode() if ext.is_file() else b"<missing>")
+    return h.hexdigest()
+
+
+def _all_tensors(model: onnx.ModelProto):
+    from onnx.external_data_helper import _get_all_tensors
+
+    return _get_all_tensors(model)
+
+
+def entry_id(model_hash: str, options_json: str, calibration_hash: str) -> str:
+    h = hashlib.sha256()
+    for part in (model_hash, options_json, calibration_hash):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class CacheEntry:
+    """A loaded entry: the rewritten model and its programs by reference name."""
+
+    path: Path
+    model: onnx.ModelProto
+    programs: dict[str, Program]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelCache:
+    """The cache directory (one per provider option `cache_dir`)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def entry_dir(self, eid: str) -> Path:
+        return self.root / eid
+
+    def load(self, eid: str, key: dict[str, Any]) -> CacheEntry | None:
+        """The entry, or None on a miss. Raises CacheStale / CacheCorrupt."""
+        d = self.entry_dir(eid)
+        mpath = d / MANIFEST
+        if not d.is_dir():
+            return None
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (OSError, ValueError) as exc:
+            raise CacheCorrupt(f"cache entry {d}: unreadable {MANIFEST} ({exc})") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            raise CacheCorrupt(f"cache entry {d}: {MANIFEST} has no file list")
+        built = manifest.get("versions", {})
+        if not isinstance(built, dict):
+            raise CacheCorrupt(f"cache entry {d}: {MANIFEST} has no version table")
+        now = versions()
+        if built != now:
+            changed = {k: (built.get(k), v) for k, v in now.items() if built.get(k) != v}
+            raise CacheStale(f"cache entry {d} was built with {changed} "
+                             "(built, current)")
+        if manifest.get("key") != key:
+            raise CacheCorrupt(f"cache entry {d}: its key does not match this model/options "
+                               "(hash collision or tampering)")
+        files: dict[str, str] = manifest["files"]
+        if MODEL_FILE not in files:
+            raise CacheCorrupt(f"cache entry {d}: {MANIFEST} lists no {MODEL_FILE}")
+        for rel, digest in files.items():
+            p = self._confined(d, rel)
+            if not p.is_file():
+                raise CacheCorrupt(f"cache entry {d}: file {rel} is missing")
+            try:
+                actual = sha256_file(p)
+            except OSError as exc:  # e.g. replaced by a concurrent writer mid-read
+                raise CacheCorrupt(f"cache entry {d}: cannot read {rel} ({exc})") from None
+            if actual != digest:
+                raise CacheCorrupt(f"cache entry {d}: file {rel} does not match its sha256 "
+                                   "checksum (corrupt or modified)")
+        try:
+            model = onnx.load(str(d / MODEL_FILE))
+        except Exception as exc:  # noqa: BLE001 - protobuf raises assorted types
+            raise CacheCorrupt(f"cache entry {d}: {MODEL_FILE} does not parse ({exc})") from None
+        programs: dict[str, Program] = {}
+        for node in region_nodes(model):
+            ref, digest = node_program(node)
+            rel = f"{PROGRAM_DIR}/{ref}"
+            if rel not in files:
+                raise CacheCorrupt(f"cache entry {d}: program {ref} is not in {MANIFEST}")
+            try:
+                prog = Program.from_bytes(self._confined(d, rel).read_bytes())
+            except Exception as exc:  # noqa: BLE001 - zip/json/npz errors of a damaged blob
+                raise CacheCorrupt(f"cache entry {d}: program {ref} does not load ({exc})"
+                                   ) from None
+            if prog.digest() != digest:
+                raise CacheCorrupt(f"cache entry {d}: program {ref} digest differs from the "
+                                   "one its region node names")
+            programs[ref] = prog
+        return CacheEntry(d, model, programs, manifest)
+
+    @staticmethod
+    def _confined(d: Path, rel: str) -> Path:
+        """A manifest path, refused if it leaves the entry directory."""
+        parts = rel.split("/")
+        if rel.startswith("/") or ".." in parts or not all(parts):
+            raise CacheCorrupt(f"cache entry {d}: file name {rel!r} leaves the entry")
+        if len(parts) == 2 and parts[0] == PROGRAM_DIR:
+            check_program_ref(parts[1])
+        elif rel != MODEL_FILE:
+            raise CacheCorrupt(f"cache entry {d}: unexpected file {rel!r} in {MANIFEST}")
+        path = d.joinpath(*parts)
+        # a symlink could point anywhere: never follow one out of the entry
+        if path.is_symlink() or (path.parent != d and path.parent.is_symlink()):
+            raise CacheCorrupt(f"cache entry {d}: {rel!r} is a symbolic link")
+        return path
+
+    def store(self, eid: str, key: dict[str, Any], model: onnx.ModelProto,
+              programs: dict[str, Program], info: dict[str, Any] | None = None) -> Path:
+        """Write an entry atomically (temp dir + rename); returns its directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{eid}-{uuid.uuid4().hex[:8]}"
+        try:
+            (tmp / PROGRAM_DIR).mkdir(parents=True)
+            files: dict[str, str] = {}
+            mpath = tmp / MODEL_FILE
+            onnx.save(model, str(mpath))
+            files[MODEL_FILE] = sha256_file(mpath)
+            for ref, prog in sorted(programs.items()):
+                rel = f"{PROGRAM_DIR}/{check_program_ref(ref)}"
+                (tmp / rel).write_bytes(prog.to_bytes())
+                files[rel] = sha256_file(tmp / rel)
+            manifest = {"cache_format": CACHE_FORMAT_VERSION, "key": key,
+                        "versions": versions(), "files": files, "info": info or {}}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            final = self.entry_dir(eid)
+            if final.exists():  # a stale or corrupt entry being rebuilt
+                old = self.root / f".old-{eid}-{uuid.uuid4().hex[:8]}"
+                try:
+                    os.replace(final, old)
+                except FileNotFoundError:  # another writer moved it first
+                    pass
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                # another process published the same entry between our two renames:
+                # theirs is as good as ours (same key), keep it
+                if not (final / MANIFEST).is_file():
+                    raise
+                log.info("cache entry %s was written concurrently; keeping that copy", final)
+            return final
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,53 @@
+"""The calls from the session into the other stages (partition, compile, device,
+report), kept in one module so the session reads as the pipeline and the
+stage interfaces are visible in one place."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ..compile.program import Program
+from ..plan import PartitionPlan
+from .options import ProviderOptions
+
+log = logging.getLogger("xdna_ep")
+
+
+def partition(model: onnx.ModelProto, opts: ProviderOptions, device_name: str,
+              device_reason: str = "", model_name: str = "") -> PartitionPlan:
+    """capability + regions + placement by cost (helper E's driver)."""
+    from ..partition import partition_model
+
+    return partition_model(model, exclude_ops=list(opts.exclude_ops),
+                           exclude_nodes=list(opts.exclude_nodes), device=device_name,
+                           device_reason=device_reason, model_name=model_name)
+
+
+def compile_regions(model: onnx.ModelProto, plan: PartitionPlan, opts: ProviderOptions,
+                    samples: list[dict[str, Any]] | None) -> dict[int, Program]:
+    """quantize + compile (helper F): region id -> Program."""
+    from ..compile import CompileOptions, compile_plan
+
+    return compile_plan(model, plan, CompileOptions(quantization=opts.quantization,
+                                                    calibration=samples))
+
+
+def select_device(name: str, fallback: str = "allow") -> tuple[Any, str]:
+    """(device, why it was chosen) for provider options `device` and `fallback`
+    (helper D's runtime: a DeviceChoice that opens the device)."""
+    from ..runtime import select_device as choose
+
+    choice = choose(name, fallback)
+    return choice.open(), choice.reason
+
+
+def write_report(plan: PartitionPlan, path: Path) -> None:
+    """The partition report in the format the suffix names (helper E's report)."""
+    from .. import report
+
+    report.write_report(plan, path)
+    log.info("XDNA partition report written to %s", path)

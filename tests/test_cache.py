@@ -1,0 +1,224 @@
+"""Compiled-model cache: miss, hit, stale, corrupt, tampered; EPContext models."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+from test_ort_support import big_linear_model
+
+from xdna_ep.ort import InferenceSession, cache
+from xdna_ep.ort.cache import CacheCorrupt, ModelCache
+from xdna_ep.ort.epcontext import BLOB_ATTR, EPContextError
+from xdna_ep.rewrite import DOMAIN
+
+EP = "XDNAExecutionProvider"
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return big_linear_model(two_regions=True)
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(7).standard_normal((256, 384)).astype(np.float32)
+
+
+def _start(model_bytes: bytes, cache_dir: Path, **opts) -> InferenceSession:
+    return InferenceSession(model_bytes, providers=[EP],
+                            provider_options=[{"cache_dir": str(cache_dir), **opts}])
+
+
+def _entries(cache_dir: Path) -> list[Path]:
+    return sorted(p for p in cache_dir.iterdir() if not p.name.startswith("."))
+
+
+def test_miss_then_hit(lm, x, tmp_path):
+    mb = lm.model.SerializeToString()
+    first = _start(mb, tmp_path)
+    assert first.xdna_start.source == "compiled"
+    (entry,) = _entries(tmp_path)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"model.onnx", *(f"programs/{r}"
+                                                      for r in first._xdna_table.entries)}
+    assert manifest["versions"] == cache.versions()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    second = _start(mb, tmp_path)
+    assert second.xdna_start.source == "cache"
+    assert second.xdna_start.cache_entry == entry
+    for a, b in zip(first.run(None, {"x": x}), second.run(None, {"x": x}), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_key_covers_model_and_options(lm, tmp_path):
+    mb = lm.model.SerializeToString()
+    _start(mb, tmp_path)
+    other = big_linear_model(seed=1, two_regions=True).model.SerializeToString()
+    assert _start(other, tmp_path).xdna_start.source == "compiled"
+    assert _start(mb, tmp_path, exclude_nodes="mm1").xdna_start.source == "compiled"
+    # options that do not change the compiled model share the entry
+    assert _start(mb, tmp_path, fallback="error").xdna_start.source == "cache"
+    assert len(_entries(tmp_path)) == 3
+
+
+def test_stale_entry_is_rebuilt_with_a_log_line(lm, tmp_path, monkeypatch, caplog):
+    mb = lm.model.SerializeToString()
+    _start(mb, tmp_path)
+    real = cache.versions()
+    monkeypatch.setattr(cache, "versions", lambda: {**real, "package": "999.0"})
+    with caplog.at_level(logging.WARNING, logger="xdna_ep"):
+        s = _start(mb, tmp_path)
+    assert s.xdna_start.source == "compiled"
+    assert "was built with" in caplog.text and "rebuilding" in caplog.text
+    monkeypatch.undo()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xdna_ep"):
+        assert _start(mb, tmp_path).xdna_start.source == "compiled"  # rebuilt for 0.1.0 again
+    assert _start(mb, tmp_path).xdna_start.source == "cache"
+
+
+@pytest.mark.parametrize("target", ["program", "model"])
+def test_corrupt_file_is_detected_and_rebuilt(lm, x, tmp_path, caplog, target):
+    mb = lm.model.SerializeToString()
+    good = _start(mb, tmp_path).run(None, {"x": x})
+    (entry,) = _entries(tmp_path)
+    f = next((entry / "programs").iterdir()) if target == "program" else entry / "model.onnx"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="xdna_ep"):
+        s = _start(mb, tmp_path)
+    assert s.xdna_start.source == "compiled"
+    assert "sha256" in caplog.text and "rebuilding" in caplog.text
+    for a, b in zip(good, s.run(None, {"x": x}), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert _start(mb, tmp_path).xdna_start.source == "cache"
+
+
+def _entry_and_key(lm, tmp_path):
+    mb = lm.model.SerializeToString()
+    s = _start(mb, tmp_path)
+    entry = s.xdna_start.cache_entry
+    manifest = json.loads((entry / "manifest.json").read_text())
+    return entry, manifest
+
+
+def test_tampered_program_with_fixed_checksum_is_refused(lm, tmp_path):
+    """Someone swaps a program and updates the manifest's sha256: the program's
+    digest no longer matches the one its region node names."""
+    entry, manifest = _entry_and_key(lm, tmp_path)
+    progs = sorted((entry / "programs").iterdir())
+    a, b = progs[0], progs[1]
+    a.write_bytes(b.read_bytes())
+    manifest["files"][f"programs/{a.name}"] = cache.sha256_file(a)
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheCorrupt, match="digest differs"):
+        ModelCache(tmp_path).load(entry.name, manifest["key"])
+
+
+def test_manifest_cannot_point_outside_the_entry(lm, tmp_path):
+    entry, manifest = _entry_and_key(lm, tmp_path)
+    manifest["files"]["../../etc/passwd"] = "0" * 64
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheCorrupt, match="leaves the entry"):
+        ModelCache(tmp_path).load(entry.name, manifest["key"])
+
+
+def test_unreadable_manifest_and_wrong_key(lm, tmp_path):
+    entry, manifest = _entry_and_key(lm, tmp_path)
+    with pytest.raises(CacheCorrupt, match="key does not match"):
+        ModelCache(tmp_path).load(entry.name, {**manifest["key"], "model": "x"})
+    (entry / "manifest.json").write_text("{not json")
+    with pytest.raises(CacheCorrupt, match="unreadable"):
+        ModelCache(tmp_path).load(entry.name, manifest["key"])
+    assert ModelCache(tmp_path).load("0" * 32, manifest["key"]) is None  # a plain miss
+
+
+def test_epcontext_model_written_and_shipped(lm, x, tmp_path):
+    so = ort.SessionOptions()
+    so.add_session_config_entry("ep.context_enable", "1")
+    ctx = tmp_path / "ship" / "model_ctx.onnx"
+    ctx.parent.mkdir()
+    so.add_session_config_entry("ep.context_file_path", str(ctx))
+    first = InferenceSession(lm.model.SerializeToString(), so, providers=[EP],
+                             provider_options=[{"cache_dir": str(tmp_path / "c1")}])
+    want = first.run(None, {"x": x})
+    shipped = onnx.load(str(ctx))
+    nodes = [n for n in shipped.graph.node if n.domain == DOMAIN]
+    assert len(nodes) == 2
+    assert all(any(a.name == BLOB_ATTR for a in n.attribute) for n in nodes)
+    # a user loads the shipped file elsewhere: no partition, no compile, empty cache
+    s = InferenceSession(str(ctx), providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path / "c2")}])
+    assert s.xdna_start.source == "epcontext"
+    assert not (tmp_path / "c2").exists()
+    for a, b in zip(want, s.run(None, {"x": x}), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_epcontext_tampered_blob_is_refused(lm, tmp_path):
+    so = ort.SessionOptions()
+    so.add_session_config_entry("ep.context_enable", "1")
+    ctx = tmp_path / "m_ctx.onnx"
+    so.add_session_config_entry("ep.context_file_path", str(ctx))
+    InferenceSession(lm.model.SerializeToString(), so, providers=[EP],
+                     provider_options=[{"cache_dir": str(tmp_path / "c")}])
+    m = onnx.load(str(ctx))
+    node = next(n for n in m.graph.node if n.domain == DOMAIN)
+    attr = next(a for a in node.attribute if a.name == BLOB_ATTR)
+    blob = numpy_helper.to_array(attr.t).copy()
+    blob[len(blob) // 2] ^= 1
+    attr.t.CopyFrom(numpy_helper.from_array(blob, attr.t.name))
+    with pytest.raises(EPContextError, match="embedded program"):
+        InferenceSession(m.SerializeToString(), providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path / "c")}])
+
+
+def test_cache_internal_model_alone_is_refused(lm, tmp_path):
+    entry, _ = _entry_and_key(lm, tmp_path)
+    with pytest.raises(EPContextError, match="without an embedded program"):
+        InferenceSession(str(entry / "model.onnx"), providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path)}])
+
+
+def test_epcontext_default_path_next_to_the_model(lm, tmp_path):
+    path = tmp_path / "enc.onnx"
+    onnx.save(lm.model, str(path))
+    so = ort.SessionOptions()
+    so.add_session_config_entry("ep.context_enable", "1")
+    s = InferenceSession(str(path), so, providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path / "c")}])
+    assert (tmp_path / "enc_ctx.onnx").is_file()
+    assert s.xdna_start.notes == [f"context model: {tmp_path / 'enc_ctx.onnx'}"]
+
+
+def test_concurrent_writers_leave_one_valid_entry(lm, tmp_path):
+    import threading
+
+    entry, manifest = _entry_and_key(lm, tmp_path / "src")
+    loaded = ModelCache(tmp_path / "src").load(entry.name, manifest["key"])
+    target = ModelCache(tmp_path / "dst")
+    errors: list[BaseException] = []
+
+    def write():
+        try:
+            target.store(entry.name, manifest["key"], loaded.model, loaded.programs)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert [p.name for p in (tmp_path / "dst").iterdir()] == [entry.name]
+    again = target.load(entry.name, manifest["key"])
+    assert set(again.programs) == set(loaded.programs)

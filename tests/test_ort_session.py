@@ -1,0 +1,344 @@
+"""The ORT integration: providers list, a real ORT session, fallbacks, threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from test_ort_support import big_linear_model, linear_model
+
+import xdna_ep
+from xdna_ep.compile import Program
+from xdna_ep.ort import (
+    InferenceSession,
+    ProviderOptionError,
+    XDNAFallbackWarning,
+    XDNAUnavailableError,
+)
+from xdna_ep.ort.session import XDNARegionError, split_providers
+from xdna_ep.runtime import EmulatorDevice
+
+EP = "XDNAExecutionProvider"
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return big_linear_model(two_regions=True)
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(5).standard_normal((256, 384)).astype(np.float32)
+
+
+def _programs(sess: InferenceSession) -> dict[str, Program]:
+    return {ref: e.loaded.program for ref, e in sess._xdna_table.entries.items()}
+
+
+def _expected(sess: InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Region outputs computed by loading the session's programs on a separate
+    emulator device, without ONNX Runtime."""
+    out = {}
+    for prog in _programs(sess).values():
+        out.update(EmulatorDevice().load(prog).run({"x": x}))
+    return out
+
+
+def test_session_runs_regions_on_xdna(lm, x, tmp_path):
+    sess = InferenceSession(lm.model.SerializeToString(), providers=[EP, "CPUExecutionProvider"],
+                            provider_options=[{"cache_dir": str(tmp_path)}, {}])
+    assert sess.get_providers()[0] == EP
+    assert sess.xdna_start.regions == 2 and sess.xdna_start.source == "compiled"
+    assert [i.name for i in sess.get_inputs()] == ["x"]
+    assert [o.name for o in sess.get_outputs()] == ["y", "z"]
+    y, z = sess.run(None, {"x": x})
+    exp = _expected(sess, x)
+    np.testing.assert_array_equal(y, np.maximum(exp["h"], 0))
+    np.testing.assert_allclose(z, 1 / (1 + np.exp(-exp["h2"])), rtol=1e-6, atol=1e-7)
+    ref = lm.fp32(x)
+    for got, want in ((y, ref["y"]), (z, ref["z"])):
+        cos = float(np.dot(got.ravel(), want.ravel())
+                    / (np.linalg.norm(got) * np.linalg.norm(want)))
+        assert cos > 0.999
+
+
+def test_install_makes_onnxruntime_accept_the_name(lm, x, tmp_path):
+    orig_cls, orig_fn = ort.InferenceSession, ort.get_available_providers
+    xdna_ep.install()
+    xdna_ep.install()  # idempotent
+    try:
+        assert ort.get_available_providers()[0] == EP
+        assert "CPUExecutionProvider" in ort.get_available_providers()
+        opts = {"cache_dir": str(tmp_path)}
+        by_name = ort.InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                                       provider_options=[opts])
+        as_tuple = ort.InferenceSession(lm.model.SerializeToString(),
+                                        providers=[(EP, opts), "CPUExecutionProvider"])
+        for s in (by_name, as_tuple):
+            assert s.get_providers() == [EP, "CPUExecutionProvider"]
+            assert isinstance(s, orig_cls)
+        np.testing.assert_array_equal(by_name.run(None, {"x": x})[0],
+                                      as_tuple.run(None, {"x": x})[0])
+        # without the name it is a plain ORT session and the options are untouched
+        so = ort.SessionOptions()
+        plain = ort.InferenceSession(lm.model.SerializeToString(), so,
+                                     providers=["CPUExecutionProvider"])
+        assert plain.get_providers() == ["CPUExecutionProvider"]
+        with pytest.raises(RuntimeError):
+            so.get_session_config_entry("xdna_ep.custom_ops_library")
+        np.testing.assert_allclose(plain.run(None, {"x": x})[0], lm.fp32(x)["y"], rtol=1e-4,
+                                   atol=1e-4)
+    finally:
+        xdna_ep.uninstall()
+    assert ort.InferenceSession is orig_cls and ort.get_available_providers is orig_fn
+    assert EP not in ort.get_available_providers()
+    xdna_ep.uninstall()  # idempotent
+
+
+def test_ort_api_surface(lm, x, tmp_path):
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "prof")
+    sess = xdna_ep.InferenceSession(lm.model.SerializeToString(), so, providers=[EP],
+                                    provider_options=[{"cache_dir": str(tmp_path)}])
+    want = sess.run(["y"], {"x": x})[0]
+    ov = sess.run_with_ort_values(["y"], {"x": ort.OrtValue.ortvalue_from_numpy(x)})
+    np.testing.assert_array_equal(ov[0].numpy(), want)
+    binding = sess.io_binding()
+    binding.bind_cpu_input("x", x)
+    binding.bind_output("y")
+    binding.bind_output("z")
+    sess.run_with_iobinding(binding)
+    np.testing.assert_array_equal(binding.copy_outputs_to_cpu()[0], want)
+    prof = sess.end_profiling()
+    with open(prof) as f:
+        events = json.load(f)
+    assert any("xdna_region" in str(e.get("name", "")) for e in events)
+    assert sess.get_provider_options()[EP]["device"] == "emulator"
+
+
+def test_model_as_path_and_with_external_data(lm, x, tmp_path):
+    path = tmp_path / "m" / "model.onnx"
+    path.parent.mkdir()
+    copy = onnx.ModelProto()
+    copy.CopyFrom(lm.model)  # onnx.save with external data rewrites the proto it saves
+    onnx.save(copy, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    assert (path.parent / "weights.bin").stat().st_size > 384 * 384 * 4
+    cache = str(tmp_path / "cache")
+    from_path = InferenceSession(str(path), providers=[EP], provider_options=[{"cache_dir": cache}])
+    from_bytes = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                                  provider_options=[{"cache_dir": cache}])
+    np.testing.assert_array_equal(from_path.run(None, {"x": x})[0],
+                                  from_bytes.run(None, {"x": x})[0])
+
+
+def test_nothing_on_npu_warns_never_silent(tmp_path):
+    tiny = linear_model()  # 64x32 matmuls: the cost model keeps them on the CPU
+    with pytest.warns(XDNAFallbackWarning, match="cannot run this model.*launch overhead"):
+        sess = InferenceSession(tiny.model.SerializeToString(), providers=[EP],
+                                provider_options=[{"cache_dir": str(tmp_path)}])
+    assert EP not in sess.get_providers()
+    x = np.ones((2, 64), np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], tiny.fp32(x)["y"], rtol=1e-5)
+    with pytest.raises(XDNAUnavailableError, match="fallback=error"):
+        InferenceSession(tiny.model.SerializeToString(), providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path), "fallback": "error"}])
+
+
+def test_device_npu_without_hardware_is_an_error(lm, tmp_path):
+    with pytest.raises(XDNAUnavailableError, match="device=npu"):
+        InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path), "device": "npu"}])
+
+
+def test_report_written_on_compile_and_on_cache_hit(lm, tmp_path):
+    for i in range(2):
+        rep = tmp_path / f"report{i}.json"
+        sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                                provider_options=[{"cache_dir": str(tmp_path / "c"),
+                                                   "report": str(rep)}])
+        assert sess.xdna_start.source == ("compiled", "cache")[i]
+        doc = json.loads(rep.read_text())
+        assert doc["npu_mac_share"] == pytest.approx(1.0)
+        assert {n["name"] for n in doc["nodes"] if n["placement"] == "npu"} == {
+            "mm0", "add0", "mm1", "add1"}
+
+
+def test_region_failure_raises_from_run(lm, x, tmp_path):
+    sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                            provider_options=[{"cache_dir": str(tmp_path)}])
+    entry = next(iter(sess._xdna_table.entries.values()))
+    good = entry.loaded
+
+    class Broken:
+        def run(self, inputs):
+            raise RuntimeError("kernel fault 42")
+
+    entry.loaded = Broken()
+    with pytest.raises(XDNARegionError, match="kernel fault 42"):
+        sess.run(None, {"x": x})
+    entry.loaded = good
+    sess.run(None, {"x": x})  # recovers; the error was reported once
+
+
+def test_four_threads_one_session(lm, tmp_path):
+    sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                            provider_options=[{"cache_dir": str(tmp_path)}])
+    rng = np.random.default_rng(11)
+    feeds = [rng.standard_normal((256, 384)).astype(np.float32) for _ in range(4)]
+    want = [sess.run(None, {"x": f}) for f in feeds]
+    errors: list[BaseException] = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                got = sess.run(None, {"x": feeds[i]})
+                for g, w in zip(got, want[i], strict=True):
+                    np.testing.assert_array_equal(g, w)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_bad_option_fails_at_session_creation(lm, tmp_path):
+    with pytest.raises(ProviderOptionError, match="Valid options: device"):
+        InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path), "devise": "npu"}])
+
+
+def test_split_providers_forms():
+    assert split_providers([EP, "CPUExecutionProvider"], None) == (
+        {}, ["CPUExecutionProvider"], [{}])
+    assert split_providers([(EP, {"device": "emulator"})], None)[0] == {"device": "emulator"}
+    assert split_providers(["CPUExecutionProvider", EP], [{}, {"fallback": "error"}])[0] == {
+        "fallback": "error"}
+    assert split_providers(["CPUExecutionProvider"], None)[0] is None
+    with pytest.raises(ValueError, match="one entry per provider"):
+        split_providers([EP], [{}, {}])
+    with pytest.raises(ValueError, match="twice"):
+        split_providers([EP, EP], None)
+    with pytest.raises(TypeError, match="list of provider names"):
+        split_providers(EP, None)
+
+
+def test_bad_model_input_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="not a valid ONNX"):
+        InferenceSession(b"\x08\x07garbage", providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path)}])
+    with pytest.raises(TypeError, match="path_or_bytes"):
+        InferenceSession(12, providers=[EP])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Exception, match="not found"):
+            InferenceSession(str(tmp_path / "missing.onnx"), providers=[EP],
+                             provider_options=[{"cache_dir": str(tmp_path)}])
+
+
+def test_model_path_and_set_providers(lm, x, tmp_path):
+    path = tmp_path / "model.onnx"
+    onnx.save(lm.model, str(path))
+    sess = InferenceSession(str(path), providers=[EP],
+                            provider_options=[{"cache_dir": str(tmp_path / "c")}])
+    assert sess._model_path == str(path)  # what Optimum reads (save_pretrained, model dir)
+    with pytest.raises(NotImplementedError, match="create a new InferenceSession"):
+        sess.set_providers([EP])
+    sess.set_providers(["CPUExecutionProvider"])  # the list decides: plain ORT now
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], lm.fp32(x)["y"], rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_fallback_keeps_external_data_of_a_path_model(tmp_path):
+    tiny = linear_model()
+    path = tmp_path / "tiny.onnx"
+    copy = onnx.ModelProto()
+    copy.CopyFrom(tiny.model)
+    onnx.save(copy, str(path), save_as_external_data=True, location="tiny.bin",
+              size_threshold=0)
+    with pytest.warns(XDNAFallbackWarning):
+        sess = InferenceSession(str(path), providers=[EP],
+                                provider_options=[{"cache_dir": str(tmp_path / "c")}])
+    x = np.ones((3, 64), np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], tiny.fp32(x)["y"], rtol=1e-5)
+
+
+def test_get_ep_devices_lists_the_emulator():
+    devices = xdna_ep.get_ep_devices()
+    assert all(d.ep_name == EP and d.device.type == "NPU" for d in devices)
+    assert [d.device.metadata.get("backend") for d in devices][-1] == "emulator"
+
+
+def test_run_async_reports_results_and_region_failures(lm, x, tmp_path):
+    sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                            provider_options=[{"cache_dir": str(tmp_path)}])
+    want = sess.run(None, {"x": x})
+    done = threading.Event()
+    got: dict = {}
+
+    def callback(results, data, err):
+        got["results"], got["data"], got["err"] = results, data, err
+        done.set()
+
+    sess.run_async(None, {"x": x}, callback, "tag")
+    assert done.wait(120)
+    assert got["err"] == "" and got["data"] == "tag"
+    np.testing.assert_array_equal(got["results"][0], want[0])
+
+    entry = next(iter(sess._xdna_table.entries.values()))
+
+    class Broken:
+        def run(self, inputs):
+            raise RuntimeError("async fault 7")
+
+    entry.loaded = Broken()
+    done.clear()
+    sess.run_async(None, {"x": x}, callback, None)
+    assert done.wait(120)
+    assert "async fault 7" in got["err"]
+
+
+def test_region_the_op_cannot_call_goes_back_to_cpu(lm, x, tmp_path, monkeypatch):
+    from xdna_ep.rewrite import graph
+
+    monkeypatch.setattr(graph, "MAX_INPUTS", 0)  # no region fits the op family now
+    rep = tmp_path / "r.json"
+    with pytest.warns(XDNAFallbackWarning, match="no node of the model"):
+        sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                                provider_options=[{"cache_dir": str(tmp_path),
+                                                   "report": str(rep)}])
+    assert EP not in sess.get_providers()
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], lm.fp32(x)["y"], rtol=1e-4,
+                               atol=1e-4)
+    doc = json.loads(rep.read_text())  # the report is written and says why
+    assert doc["npu_mac_share"] == 0
+    assert all(n["placement"] == "cpu" for n in doc["nodes"])
+    assert any("kept on CPU: a region with 1 inputs" in n["reason"] for n in doc["nodes"])
+
+
+def test_compile_failure_is_announced_never_silent(lm, x, tmp_path, monkeypatch):
+    from xdna_ep.ort import pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("quantizer exploded")
+
+    monkeypatch.setattr(pipeline, "compile_regions", broken)
+    with pytest.warns(XDNAFallbackWarning, match="compiling failed.*quantizer exploded"):
+        sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                                provider_options=[{"cache_dir": str(tmp_path)}])
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+    assert sess.xdna_start.source == "cpu-fallback"
+    with pytest.raises(XDNAUnavailableError, match="quantizer exploded"):
+        InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                         provider_options=[{"cache_dir": str(tmp_path), "fallback": "error"}])
