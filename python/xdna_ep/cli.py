@@ -27,14 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="ONNX Runtime execution provider for AMD XDNA NPUs (Whisper first).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for _name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("xdna_ep"):
-                continue  # sub-command not built yet in this checkout
-            raise
-        module.add_parser(sub)
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).add_parser(sub)
     return parser
 
 

@@ -16,11 +16,12 @@ BENCHMARKS: dict[str, str] = {
     "kernels": "xdna_ep.bench.kernels",
     "session": "xdna_ep.bench.session",
     "whisper": "xdna_ep.bench.whisper",
+    "accuracy": "xdna_ep.bench.accuracy",
 }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="benchmarks (kernels, session, whisper)")
+    parser = sub.add_parser("bench", help="benchmarks (kernels, session, whisper, accuracy)")
     bench_sub = parser.add_subparsers(dest="bench_command", required=True)
     for module_name in BENCHMARKS.values():
         try:

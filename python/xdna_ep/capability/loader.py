@@ -60,6 +60,26 @@ def validate_model(model: onnx.ModelProto, label: str = "model") -> None:
     bad = _first_bad_name(model.graph)
     if bad is not None:
         raise ModelLoadError(f"{label}: corrupt ONNX model (a name is not valid UTF-8: {bad!r})")
+    _check_element_types(model.graph, label)
+
+
+_ELEM_TYPES = frozenset(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+
+
+def _check_element_types(graph: onnx.GraphProto, label: str) -> None:
+    """Graph inputs/outputs/initializers must have a defined element type: an
+    undefined one sends onnxruntime's symbolic shape inference into an endless
+    loop (found by tests/test_reliability_models.py) and breaks later stages."""
+    for kind, items in (("input", graph.input), ("output", graph.output)):
+        for vi in items:
+            if vi.type.HasField("tensor_type") and \
+                    vi.type.tensor_type.elem_type not in _ELEM_TYPES:
+                raise ModelLoadError(f"{label}: graph {kind} {vi.name!r} has an undefined or "
+                                     f"unknown element type ({vi.type.tensor_type.elem_type})")
+    for t in graph.initializer:
+        if t.data_type not in _ELEM_TYPES:
+            raise ModelLoadError(f"{label}: initializer {t.name!r} has an undefined or unknown "
+                                 f"data type ({t.data_type})")
 
 
 def _first_bad_name(graph: onnx.GraphProto) -> bytes | None:

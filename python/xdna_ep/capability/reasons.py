@@ -30,6 +30,8 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str:
     if problem:
         return problem
     if op in ("MatMul", "Gemm"):
+        if len(node.input) < 2:
+            return f"unsupported op: {op} with {len(node.input)} input(s)"
         a, b = node.input[0], node.input[1]
         if view.is_const(a) and view.is_const(b):
             return "unmatched: both inputs are constants (a constant-folding candidate)"

@@ -140,7 +140,13 @@ class _Emitter:
 
     def _matmul(self, i: int, op: Any) -> None:
         a = op.inputs[0]
-        ins = self.int8_in(a)
+        if not self.dynamic and self.bp.produced.get(a) == "float32" and q8(a) not in self.have:
+            # The input exists only as float32 (a region input, or a tensor that must also
+            # leave the region): the static matmul quantizes it itself (the quantize kernel's
+            # rule, same bytes), saving a quantize launch that would split a fused chain.
+            ins: tuple[str, ...] = (self.float_in(a),)
+        else:
+            ins = self.int8_in(a)
         out_int8 = self.bp.produced[op.outputs[0]] == "int8"
         attrs: dict[str, Any] = {"out": "int8" if out_int8 else "float32"}
         if not self.dynamic:

@@ -134,7 +134,7 @@ class Program:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / "program.json").write_text(json.dumps(self.to_json_dict(), indent=1, sort_keys=True))
-        np.savez(d / "constants.npz", **self.constants)
+        (d / "constants.npz").write_bytes(npz_bytes(self.constants))
         return d
 
     @classmethod
@@ -170,13 +170,16 @@ class Program:
         return cls.from_json_dict(doc, constants)
 
     def to_bytes(self) -> bytes:
-        """One self-contained blob (zip of program.json + constants.npz)."""
+        """One self-contained blob (zip of program.json + constants.npz).
+
+        Byte-stable: the same program gives the same bytes on every run (fixed
+        zip timestamps and attributes, constants in sorted order), so cache
+        blobs are reproducible and can be compared or hashed as files."""
         buf = io.BytesIO()
-        npz = io.BytesIO()
-        np.savez(npz, **self.constants)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-            z.writestr("program.json", json.dumps(self.to_json_dict(), sort_keys=True))
-            z.writestr("constants.npz", npz.getvalue())
+            _write_member(z, "program.json",
+                          json.dumps(self.to_json_dict(), sort_keys=True).encode())
+            _write_member(z, "constants.npz", npz_bytes(self.constants))
         return buf.getvalue()
 
     @classmethod
@@ -196,3 +199,28 @@ class Program:
             h.update(str(a.dtype).encode() + str(a.shape).encode())
             h.update(a.tobytes())
         return h.hexdigest()
+
+
+# -- deterministic zip/npz writing ------------------------------------------------------
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: no wall clock in the bytes
+
+
+def _write_member(z: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_STORED
+    info.create_system = 3  # unix, on every platform
+    info.external_attr = 0o644 << 16
+    z.writestr(info, data)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz (readable by np.load, no pickle) whose bytes depend only on the
+    arrays: members in sorted name order with fixed timestamps (np.savez stamps
+    the current time and keeps insertion order)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
+            _write_member(z, f"{name}.npy", member.getvalue())
+    return buf.getvalue()

@@ -82,6 +82,8 @@ def dequantize(consts: dict[str, np.ndarray], inputs: Sequence[np.ndarray],
 def matmul(consts: dict[str, np.ndarray], inputs: Sequence[np.ndarray],
            attrs: dict[str, Any]) -> Arrays:
     a, sa, _ = _int8_in(inputs, attrs, "in_scale")
+    if a.dtype == np.float32:  # static float32 input: quantized by the matmul itself
+        a = quantize_values(a, sa)
     w = consts["weight"]
     k, n = w.shape
     lead = a.shape[:-1]

@@ -94,12 +94,30 @@ def _call(fn: Any, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarra
     return [fn(inputs[0], inputs[1])]
 
 
-def prepare(consts: Consts, attrs: Attrs) -> None:
-    """Nothing to prepare: the requant integers are derived per call (cheap)."""
-    return None
+def prepare(consts: Consts, attrs: Attrs) -> tuple[int, int, int] | None:
+    """Through the device bytes: prepare_device(device_constants(consts, attrs))."""
+    return prepare_device(device_constants(consts, attrs), attrs)
 
 
-def run(state: None, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarray]:
+def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> tuple[int, int, int] | None:
+    """The state from exactly the NPU weights BO content: (ma, mb, shift) for a
+    static int8 add, None otherwise. The emulator kernel derives the same
+    integers from the attrs' scales with the one C++ builder (add::make_add_requant);
+    a BO whose integers disagree is refused, never silently ignored."""
+    want = device_constants({}, attrs)
+    if len(blobs) != len(want):
+        raise ValueError(f"add device constants: expected {len(want)} blob(s), got {len(blobs)}")
+    if not want:
+        return None
+    got = chk.array("requant", blobs[0], (np.int32,), ndim=1)
+    if got.tobytes() != want[0].tobytes():
+        raise ValueError(f"add requant block {got.tolist()} disagrees with the stage attrs "
+                         f"(expected {want[0].tolist()})")
+    ma, mb, e = (int(x) for x in got)
+    return ma, mb, e
+
+
+def run(state: tuple[int, int, int] | None, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarray]:
     return _call(add, inputs, attrs)
 
 
@@ -123,5 +141,5 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
 
 SPEC = register(KernelSpec(
     name="add", prepare=prepare, run=run, reference=stage_reference, macs=macs,
-    device_constants=device_constants,
+    device_constants=device_constants, prepare_device=prepare_device,
 ))

@@ -142,13 +142,54 @@ def _out(attrs: Attrs) -> None:
 
 
 def prepare(consts: Consts, attrs: Attrs) -> Conv1dState:
+    """Through the device bytes: prepare_device(device_constants(consts, attrs)),
+    with the weight blob viewed in its program shape [Cout, Cin, Kw] (same bytes)."""
     _out(attrs)
-    return _consts(consts)
+    st = prepare_device(device_constants(consts, attrs), attrs)
+    return Conv1dState(st.weight.reshape(consts["weight"].shape), st.w_scale, st.bias)
+
+
+def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> Conv1dState:
+    """The emulator state from exactly the NPU weights BO content [weight
+    [Cout, Cin*Kw], w_scale, bias, (static) scalars]. The BO does not say how
+    Cin*Kw splits, so run() takes Cin from x (the launch's input shape). The
+    static scalar block must match attrs['in_scale'] (the emulator takes the
+    scale as an argument); a disagreeing block is refused."""
+    _out(attrs)
+    static = not chk.is_dynamic(attrs) and "in_scale" in attrs
+    if len(blobs) != 3 + static:
+        raise ValueError(f"conv1d device constants: expected {3 + static} blob(s), got "
+                         f"{len(blobs)}")
+    weight = chk.array("weight", blobs[0], (np.int8,), ndim=2)
+    w_scale = chk.array("w_scale", blobs[1], (np.float32,), ndim=1)
+    bias = chk.array("bias", blobs[2], (np.float32,), ndim=1)
+    if static:
+        si = np.float32(chk.scale("in_scale", attrs["in_scale"]))
+        want = np.array([si, np.float32(1.0) / si], dtype=np.float32)
+        got = chk.array("scalars", blobs[3], (np.float32,), ndim=1)
+        if got.tobytes() != want.tobytes():
+            raise ValueError(f"conv1d scalar block {got.tolist()} disagrees with "
+                             f"attrs['in_scale'] (expected {want.tolist()})")
+    return Conv1dState(weight, w_scale, bias)
+
+
+def _weight_for(state: Conv1dState, x: Any) -> np.ndarray:
+    """The [Cout, Cin, Kw] weight: as prepared, or (device-blob state) split by x's Cin."""
+    w = state.weight
+    if w.ndim == 3:
+        return w
+    x = chk.array("x", x, (np.float32,), ndim=3)
+    cin = x.shape[1]
+    if w.shape[1] % cin:
+        raise ValueError(f"x has Cin={cin}, which does not divide the weight's Cin*Kw="
+                         f"{w.shape[1]}")
+    return w.reshape(w.shape[0], cin, w.shape[1] // cin)
 
 
 def run(state: Conv1dState, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarray]:
     chk.count("conv1d", inputs, 1)
-    return [conv1d(inputs[0], state.weight, state.w_scale, state.bias, **_kw(attrs))]
+    weight = _weight_for(state, inputs[0])
+    return [conv1d(inputs[0], weight, state.w_scale, state.bias, **_kw(attrs))]
 
 
 def stage_reference(consts: Consts, inputs: Sequence[np.ndarray],
@@ -182,5 +223,5 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
 
 SPEC = register(KernelSpec(
     name="conv1d", prepare=prepare, run=run, reference=stage_reference, macs=macs,
-    device_constants=device_constants,
+    device_constants=device_constants, prepare_device=prepare_device,
 ))

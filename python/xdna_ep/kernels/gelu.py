@@ -91,9 +91,21 @@ def _static_table(consts: Consts, attrs: Attrs) -> np.ndarray:
 
 
 def prepare(consts: Consts, attrs: Attrs) -> GeluState:
+    """Through the device bytes: prepare_device(device_constants(consts, attrs))."""
+    return prepare_device(device_constants(consts, attrs), attrs)
+
+
+def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> GeluState:
+    """The emulator state from exactly the NPU weights BO content: the static
+    table (dynamic mode has no device constants: the core builds it per call)."""
     if chk.is_dynamic(attrs):
+        if blobs:
+            raise ValueError(f"gelu (dynamic) has no device constants, got {len(blobs)} blob(s)")
         return GeluState(_approx(attrs), True, None)
-    return GeluState(_approx(attrs), False, _static_table(consts, attrs))
+    if len(blobs) != 1:
+        raise ValueError(f"gelu device constants: expected the int8[256] table, got "
+                         f"{len(blobs)} blob(s)")
+    return GeluState(_approx(attrs), False, _table(blobs[0]))
 
 
 def run(state: GeluState, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarray]:
@@ -131,5 +143,5 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
 
 SPEC = register(KernelSpec(
     name="gelu", prepare=prepare, run=run, reference=stage_reference, macs=macs,
-    device_constants=device_constants,
+    device_constants=device_constants, prepare_device=prepare_device,
 ))

@@ -165,7 +165,24 @@ def _consts(consts: Consts) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare(consts: Consts, attrs: Attrs) -> LayerNormState:
-    gamma, beta = _consts(consts)
+    """Through the device bytes: prepare_device(device_constants(consts, attrs))."""
+    return prepare_device(device_constants(consts, attrs), attrs)
+
+
+def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> LayerNormState:
+    """The emulator state from exactly the NPU weights BO content [gamma, beta,
+    scalars]. The emulator kernel takes epsilon and the scales as arguments
+    (from attrs, per call); the BO's scalar block must hold the same values,
+    so a disagreeing block is refused instead of silently ignored."""
+    if len(blobs) != 3:
+        raise ValueError(f"layernorm device constants: expected [gamma, beta, scalars], got "
+                         f"{len(blobs)} blob(s)")
+    gamma, beta = _consts({"gamma": blobs[0], "beta": blobs[1]})
+    want = device_constants({"gamma": gamma, "beta": beta}, attrs)[2]
+    got = chk.array("scalars", blobs[2], (np.float32,), ndim=1)
+    if got.tobytes() != want.tobytes():
+        raise ValueError(f"layernorm scalar block {got.tolist()} disagrees with the stage "
+                         f"attrs (expected {want.tolist()})")
     return LayerNormState(gamma, beta)
 
 
@@ -220,5 +237,5 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
 
 SPEC = register(KernelSpec(
     name="layernorm", prepare=prepare, run=run, reference=stage_reference, macs=macs,
-    device_constants=device_constants,
+    device_constants=device_constants, prepare_device=prepare_device,
 ))

@@ -7,26 +7,46 @@ Modes (kernels/STAGES.md):
   static, out="float32": y = float32(acc) * (f32(s_a) * w_s[n]) + bias[n]
   dynamic (out float32): as above with s_a read from the a_scale buffer per call
 
+float32 input (static mode only): `a` may be float32 [M, K]; the kernel
+quantizes it with the quantize kernel's rule (sat127(rint(a * (1/in_scale)))),
+bit for bit what a separate quantize stage would give. Why: when a float
+tensor must also leave the region (e.g. a layernorm output that a CPU Shape
+node reads), its int8 copy would otherwise need its own quantize launch
+between the producer and the matmul, breaking the fused design chain.
+
+Split outputs (fused q/k/v projections): `attrs["split"] = [N0, N1, ...]`
+(sum N) makes the stage emit one output per contiguous column block
+[..., Ni]; for int8 output `attrs["out_scales"] = [s0, s1, ...]` gives each
+block its own output scale (the requantization (m, e) of every column comes
+from its block's scale). The epilogue writes each block straight into its
+own array (no full-width temporary).
+
 The per-channel constants (multiplier, shift, int32 bias, float32 scale) are
-derived here once, in `channel_params`, and shared by prepare(), reference()
-and device_constants(), so the emulator and the NPU receive the same numbers.
+derived here once, in `channel_params`, and shared by reference() and
+device_constants(); prepare() rebuilds the emulator state from exactly the
+device_constants blobs (prepare_device), so the emulator and the NPU receive
+the same bytes by construction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._native import emulator as _emu
 from . import _validate as v
+from . import quantize as _quant
 from .registry import Arrays, Attrs, Consts, KernelSpec, register
 
 MAX_K = 65536  # |acc| + |bias_i32| < 2^31 (kernels/matmul/README.md)
 MAX_BIAS_I32 = 1 << 30
 OUTS = ("int8", "float32")
+# compile/ fuses the q/k/v projections into one stage when this is True
+# (xdna_ep.compile.kernel_api.matmul_supports_split).
+SUPPORTS_SPLIT = True
 
 
 # ------------------------------------------------------------- constants
@@ -94,6 +114,8 @@ class ChannelParams:
     scale: np.ndarray | None = None     # float32 [N] (static float32 out)
     bias_f32: np.ndarray | None = None  # float32 [N] (float32 out)
     w_scale: np.ndarray | None = None   # float32 [N] (dynamic: scale = a_scale * w_scale)
+    split: tuple[int, ...] | None = None  # column blocks, one output each (sum N)
+    in_scale: np.float32 | None = None  # static mode: quantizes a float32 input
 
 
 def _weights(consts: Consts) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -116,30 +138,71 @@ def _weights(consts: Consts) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]
     return w, w_scale, bias
 
 
+def split_blocks(attrs: Attrs, n: int) -> tuple[int, ...] | None:
+    """attrs["split"] validated against N: positive ints summing to n (None if absent)."""
+    split = attrs.get("split")
+    if split is None:
+        return None
+    if isinstance(split, (str, bytes)) or not hasattr(split, "__iter__"):
+        raise TypeError(f"attrs['split'] must be a list of ints, got {type(split).__name__}")
+    blocks = []
+    for x in split:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+            raise TypeError(f"attrs['split'] must hold ints, got {x!r}")
+        if x <= 0:
+            raise ValueError(f"attrs['split'] block widths must be > 0, got {list(split)}")
+        blocks.append(int(x))
+    if not blocks or sum(blocks) != n:
+        raise ValueError(f"attrs['split'] = {list(split)} must sum to the weight's N = {n}")
+    return tuple(blocks)
+
+
+def _column_out_scales(attrs: Attrs, split: tuple[int, ...] | None, n: int) -> np.ndarray:
+    """float64 [N]: every column's output scale (its block's, for split outputs)."""
+    if "out_scales" in attrs:
+        scales = attrs["out_scales"]
+        if split is None:
+            raise ValueError("attrs['out_scales'] needs attrs['split'] (one scale per block)")
+        if "out_scale" in attrs:
+            raise ValueError("give attrs['out_scale'] or attrs['out_scales'], not both")
+        if isinstance(scales, (str, bytes)) or len(scales) != len(split):
+            raise ValueError(f"attrs['out_scales'] must hold {len(split)} scales (one per "
+                             f"split block), got {scales!r}")
+        per = [float(v.scale(f"attrs['out_scales'][{j}]", s)) for j, s in enumerate(scales)]
+        return np.repeat(np.array(per, np.float64), split)
+    out_scale = v.scale("attrs['out_scale']", v.required(attrs, "out_scale"))
+    return np.full(n, float(out_scale), np.float64)
+
+
 def channel_params(consts: Consts, attrs: Attrs) -> ChannelParams:
     """Validates a stage's consts/attrs and derives its epilogue constants."""
     w, w_scale, bias = _weights(consts)
     K, N = w.shape
     dynamic = v.flag(attrs, "dynamic")
     out = v.choice("attrs['out']", attrs.get("out", "float32" if dynamic else "int8"), OUTS)
+    split = split_blocks(attrs, N)
     bias_f32 = bias if bias is not None else np.zeros(N, np.float32)
+    if out != "int8" and "out_scales" in attrs:
+        raise ValueError("attrs['out_scales'] applies only to out='int8'")
     if dynamic:
         if out != "float32":
             raise ValueError("attrs['out']: dynamic matmul supports only out='float32'")
-        return ChannelParams(out, True, K, N, bias_f32=bias_f32, w_scale=w_scale)
+        return ChannelParams(out, True, K, N, bias_f32=bias_f32, w_scale=w_scale, split=split)
     in_scale = v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
     if out == "float32":
         scale = (in_scale * w_scale).astype(np.float32)  # one fp32 multiply per channel
-        return ChannelParams(out, False, K, N, scale=scale, bias_f32=bias_f32)
-    out_scale = v.scale("attrs['out_scale']", v.required(attrs, "out_scale"))
+        return ChannelParams(out, False, K, N, scale=scale, bias_f32=bias_f32, split=split,
+                             in_scale=in_scale)
+    col_scale = _column_out_scales(attrs, split, N)
     acc_scale = float(in_scale) * w_scale.astype(np.float64)
-    mult, shift = make_requant(acc_scale / float(out_scale))
+    mult, shift = make_requant(acc_scale / col_scale)
     if bias is None:
         bias_i32 = np.zeros(N, np.int32)
     else:
         bq = round_half_away(bias.astype(np.float64) / acc_scale)
         bias_i32 = np.clip(bq, -MAX_BIAS_I32, MAX_BIAS_I32).astype(np.int32)
-    return ChannelParams(out, False, K, N, mult=mult, shift=shift, bias_i32=bias_i32)
+    return ChannelParams(out, False, K, N, mult=mult, shift=shift, bias_i32=bias_i32,
+                         split=split, in_scale=in_scale)
 
 
 # ------------------------------------------------------------------ stage
@@ -150,14 +213,59 @@ class MatmulState:
 
 
 def prepare(consts: Consts, attrs: Attrs) -> MatmulState:
-    params = channel_params(consts, attrs)
-    return MatmulState(params, _emu.matmul_pack(consts["weight"]))
+    """Through the device bytes: state = prepare_device(device_constants(...))."""
+    return prepare_device(device_constants(consts, attrs), attrs)
+
+
+def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> MatmulState:
+    """The emulator state from exactly the NPU weights BO content (device_constants):
+    [0] int8 weight [Kp, Np], [1] epilogue words, [2] int32 (K, N)."""
+    if len(blobs) != 3:
+        raise ValueError(f"matmul device constants: expected 3 blobs, got {len(blobs)}")
+    dims = v.array("dims", blobs[2], np.int32, ndim=1)
+    if dims.shape != (2,):
+        raise ValueError(f"dims must be int32 [2] (K, N), got shape {dims.shape}")
+    K, N = int(dims[0]), int(dims[1])
+    w_pad = v.array("weight", blobs[0], np.int8, ndim=2)
+    if not (0 < K <= w_pad.shape[0] and 0 < N <= w_pad.shape[1]):
+        raise ValueError(f"dims (K={K}, N={N}) do not fit the padded weight {w_pad.shape}")
+    dynamic = v.flag(attrs, "dynamic")
+    out = v.choice("attrs['out']", attrs.get("out", "float32" if dynamic else "int8"), OUTS)
+    split = split_blocks(attrs, N)
+    in_scale = None if dynamic else v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+    if out == "int8":
+        if dynamic:
+            raise ValueError("attrs['out']: dynamic matmul supports only out='float32'")
+        words = v.array("params", blobs[1], np.int32, ndim=2)
+        if words.shape != (3, w_pad.shape[1]):
+            raise ValueError(f"params must be int32 [3, {w_pad.shape[1]}], got {words.shape}")
+        params = ChannelParams(out, False, K, N, mult=words[0, :N].copy(),
+                               shift=words[1, :N].copy(), bias_i32=words[2, :N].copy(),
+                               split=split, in_scale=in_scale)
+    else:
+        words = v.array("params", blobs[1], np.float32, ndim=2)
+        if words.shape != (2, w_pad.shape[1]):
+            raise ValueError(f"params must be float32 [2, {w_pad.shape[1]}], got {words.shape}")
+        row0, bias = words[0, :N].copy(), words[1, :N].copy()
+        params = (ChannelParams(out, True, K, N, bias_f32=bias, w_scale=row0, split=split)
+                  if dynamic else
+                  ChannelParams(out, False, K, N, scale=row0, bias_f32=bias, split=split,
+                                in_scale=in_scale))
+    weight = np.ascontiguousarray(w_pad[:K, :N])
+    return MatmulState(params, _emu.matmul_pack(weight))
 
 
 def _split_inputs(params: ChannelParams, inputs: Sequence[np.ndarray]
                   ) -> tuple[np.ndarray, np.float32 | None]:
     v.count("matmul", inputs, 2 if params.dynamic else 1)
-    a = v.array("a", inputs[0], np.int8, min_ndim=1)
+    first = inputs[0] if inputs else None
+    if isinstance(first, np.ndarray) and first.dtype == np.float32:
+        if params.dynamic:
+            raise TypeError("a must have dtype int8 in dynamic mode (a float32 input needs "
+                            "the static attrs['in_scale'])")
+        a = v.array("a", first, np.float32, min_ndim=1)
+    else:
+        a = v.array("a", first, np.int8, min_ndim=1)
     if a.shape[-1] != params.K:
         raise ValueError(f"a has K = {a.shape[-1]} (last dim) but weight has K = {params.K}")
     a_scale = v.scale_buffer("a_scale", inputs[1]) if params.dynamic else None
@@ -171,13 +279,27 @@ def _dynamic_scale(params: ChannelParams, a_scale: np.float32) -> np.ndarray:
 def run(state: MatmulState, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:
     p = state.params
     a, a_scale = _split_inputs(p, inputs)
+    if a.dtype == np.float32:  # static float32 input: the quantize kernel's own code
+        a = _quant.quantize(a, float(p.in_scale))
     a2 = a.reshape(-1, p.K)
+    split = None if p.split is None else list(p.split)
     if p.out == "int8":
-        y = _emu.matmul_int8(a2, state.weights, p.mult, p.shift, p.bias_i32)
+        y = _emu.matmul_int8(a2, state.weights, p.mult, p.shift, p.bias_i32, split)
     else:
         scale = _dynamic_scale(p, a_scale) if p.dynamic else p.scale
-        y = _emu.matmul_f32(a2, state.weights, scale, p.bias_f32)
-    return [y.reshape(*a.shape[:-1], p.N)]
+        y = _emu.matmul_f32(a2, state.weights, scale, p.bias_f32, split)
+    lead = a.shape[:-1]
+    if p.split is None:
+        return [y.reshape(*lead, p.N)]
+    return [b.reshape(*lead, n) for b, n in zip(y, p.split, strict=True)]
+
+
+def _split_columns(y: np.ndarray, split: tuple[int, ...] | None) -> Arrays:
+    if split is None:
+        return [y]
+    bounds = np.cumsum((0, *split))
+    return [np.ascontiguousarray(y[..., lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:],
+                                                                   strict=True)]
 
 
 def requantize_reference(acc: np.ndarray, bias_i32: np.ndarray, mult: np.ndarray,
@@ -199,13 +321,15 @@ def dequantize_reference(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray) -
 def reference(consts: Consts, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:
     p = channel_params(consts, attrs)
     a, a_scale = _split_inputs(p, inputs)
+    if a.dtype == np.float32:
+        a = _quant.quantize_reference(a, p.in_scale)
     acc = a.reshape(-1, p.K).astype(np.int64) @ consts["weight"].astype(np.int64)
     if p.out == "int8":
         y = requantize_reference(acc, p.bias_i32, p.mult, p.shift)
     else:
         scale = _dynamic_scale(p, a_scale) if p.dynamic else p.scale
         y = dequantize_reference(acc, scale, p.bias_f32)
-    return [y.reshape(*a.shape[:-1], p.N)]
+    return _split_columns(y.reshape(*a.shape[:-1], p.N), p.split)
 
 
 def macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> int:
@@ -220,7 +344,10 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
     multiples; [1] per-channel epilogue words [3, Np] (int32: mult, shift,
     bias_i32) for out="int8", or float32 [2, Np] (scale, bias) for a static
     float32 output, or float32 [2, Np] (w_scale, bias) for dynamic mode (the
-    kernel multiplies w_scale by the run-time a_scale)."""
+    kernel multiplies w_scale by the run-time a_scale); [2] int32 (K, N), the
+    unpadded shape (the runtime crops y to it). Split outputs change nothing
+    here: each column's words already carry its block's output scale, and
+    the block bounds travel in attrs["split"]."""
     p = channel_params(consts, attrs)
     kp = -(-p.K // DEVICE_TILE_K) * DEVICE_TILE_K
     np_ = -(-p.N // DEVICE_TILE_N) * DEVICE_TILE_N
@@ -234,7 +361,29 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
         words = np.zeros((2, np_), np.float32)
         words[0, : p.N] = p.w_scale if p.dynamic else p.scale
         words[1, : p.N] = p.bias_f32
-    return [w, words]
+    return [w, words, np.array([p.K, p.N], np.int32)]
+
+
+class OutputSpec(NamedTuple):
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def output_specs(inputs: Sequence[Any], consts: dict[str, Any], attrs: Attrs
+                 ) -> list[OutputSpec]:
+    """Output (dtype, shape) per output from the input/constant buffer specs
+    (runtime/shapes.py hook): one [..., N] output, or one [..., Ni] per split block."""
+    w = consts.get("weight")
+    if w is None or len(w.shape) != 2:
+        raise ValueError("matmul: constant 'weight' [K, N] is required to size the output")
+    k, n = (int(d) for d in w.shape)
+    if not inputs or inputs[0].shape[-1] != k:
+        raise ValueError(f"matmul: input last dim must equal weight K = {k}")
+    dynamic = v.flag(attrs, "dynamic")
+    out = v.choice("attrs['out']", attrs.get("out", "float32" if dynamic else "int8"), OUTS)
+    lead = tuple(int(d) for d in inputs[0].shape[:-1])
+    split = split_blocks(attrs, n) or (n,)
+    return [OutputSpec(out, (*lead, c)) for c in split]
 
 
 # Padding of kernels/matmul/design.py (padded_shape): K to its TILE_K, N to
@@ -269,5 +418,6 @@ def matmul(a: np.ndarray, weight: np.ndarray, w_scale: np.ndarray, *,
 
 MATMUL = register(KernelSpec(
     name="matmul", prepare=prepare, run=run, reference=reference, macs=macs,
-    device_constants=device_constants,
+    device_constants=device_constants, prepare_device=prepare_device,
+    output_specs=output_specs,
 ))

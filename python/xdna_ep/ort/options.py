@@ -26,7 +26,7 @@ OPTION_HELP: dict[str, str] = {
     "quantization": f"one of {'|'.join(QUANTIZATION)} (default dynamic)",
     "calibration": "a CalibrationDataReader, or a path to an .npz file (one sample, arrays "
                    "named after the model inputs) or a directory of them",
-    "cache_dir": "directory of the compiled-model cache (default ~/.cache/xdna_ep)",
+    "cache_dir": "directory of the compiled-model cache (default ~/.cache/xdna-ep/compiled)",
     "report": f"path of a partition report, suffix one of {'|'.join(REPORT_SUFFIXES)}",
     "fallback": f"one of {'|'.join(FALLBACK)} (default allow): what to do when nothing "
                 "or not everything can run on the NPU",
@@ -46,7 +46,7 @@ def _valid_list() -> str:
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(os.environ.get("XDNA_EP_CACHE_DIR") or os.path.join(base, "xdna_ep"))
+    return Path(os.environ.get("XDNA_EP_CACHE_DIR") or os.path.join(base, "xdna-ep", "compiled"))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ program will quantize.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from onnxruntime.quantization.calibrate import (
     CalibrationMethod,
     create_calibrator,
 )
+
+log = logging.getLogger("xdna_ep.quantize")
 
 Sample = dict[str, np.ndarray]
 
@@ -260,8 +265,14 @@ def _run_calibrator(model: onnx.ModelProto, taps: Mapping[str, Tap], samples: Se
                                 augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                 calibrate_method=METHODS[name], use_external_data_format=True,
                                 extra_options=dict(extra))
-        cal.collect_data(ListCalibrationReader(samples))
-        data = cal.compute_data()
+        # onnxruntime's calibrators print progress to stdout: keep it off the
+        # user's terminal (a transcript on stdout must stay clean) and log it instead
+        chatter = io.StringIO()
+        with contextlib.redirect_stdout(chatter):
+            cal.collect_data(ListCalibrationReader(samples))
+            data = cal.compute_data()
+        if chatter.getvalue().strip():
+            log.debug("calibrator %s: %s", name, chatter.getvalue().strip())
         out: dict[str, tuple[float, float]] = {}
         for key in taps:
             tname = key + TAP_SUFFIX

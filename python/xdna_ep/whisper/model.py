@@ -8,6 +8,8 @@ xdna_ep.models), or an Optimum ONNX export folder (used as it is).
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,9 +97,22 @@ def session_factory(device: str, provider_options: dict[str, Any] | None = None,
         if "report" in opts:  # one report per model file
             rep = Path(str(opts["report"]))
             opts["report"] = str(rep.with_name(f"{rep.stem}.{Path(path).stem}{rep.suffix}"))
-        return InferenceSession(str(path),
-                                providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
-                                provider_options=[opts, {}])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sess = InferenceSession(str(path),
+                                    providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
+                                    provider_options=[opts, {}])
+        for w in caught:
+            msg = str(w.message)
+            if "launch overhead exceeds the saving" in msg and "no node" in msg:
+                # a cost decision, not a failure: say it in one line (the report has
+                # the per-region figures)
+                print(f"xdna-ep: {Path(path).name} runs on CPUExecutionProvider: the cost "
+                      "model finds its per-token work cheaper on the CPU than NPU launches",
+                      file=sys.stderr)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return sess
     return xdna
 
 
