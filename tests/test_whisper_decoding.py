@@ -15,9 +15,9 @@ import soundfile as sf
 
 from xdna_ep.whisper.decoding import Decoder, DecodingOptions, LogitRules, compression_ratio
 from xdna_ep.whisper.features import N_FRAMES, log_mel_spectrogram
+from xdna_ep.whisper.longform import TranscribeOptions, _split_segments, transcribe_file
 from xdna_ep.whisper.model import bundled_checkpoint
 from xdna_ep.whisper.tokenizer import WhisperTokenizer
-from xdna_ep.whisper.transcribe import TranscribeOptions, _split_segments, transcribe_file
 
 SR = 16000
 

@@ -53,9 +53,9 @@ def _int8_export(onnx_dir: Path, out: Path) -> Path:
 
 def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict[str, Any]:
     from ..whisper.decoding import DecodingOptions
+    from ..whisper.longform import TranscribeOptions, transcribe_file
     from ..whisper.model import WhisperModel, resolve_onnx_dir
     from ..whisper.timing import TimedBackend
-    from ..whisper.transcribe import TranscribeOptions, transcribe_file
     from ..whisper.wer import word_error_rate
 
     onnx_dir = resolve_onnx_dir(model)

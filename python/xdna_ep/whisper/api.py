@@ -7,8 +7,8 @@ from typing import Any
 
 from .decoding import DecodingOptions
 from .formats import Transcript
+from .longform import TranscribeOptions, transcribe_file
 from .model import WhisperModel
-from .transcribe import TranscribeOptions, transcribe_file
 
 
 def npu_share(model: WhisperModel) -> tuple[float, str]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .decoding import DecodingOptions
-from .transcribe import TranscribeOptions, transcribe_file
+from .longform import TranscribeOptions, transcribe_file
 
 MODEL_FILES = ("encoder_model", "decoder_model", "decoder_with_past_model")
 
