@@ -22,6 +22,11 @@ from .formats import Segment, Transcript
 from .tokenizer import WhisperTokenizer
 
 INPUT_STRIDE = 2  # mel frames per encoder position (20 ms per timestamp step)
+# Silence handling. Whisper's own rule (no-speech probability above the threshold
+# AND low average log-probability) lets confident hallucinations through on
+# silent or near-silent windows ("you", ". . ."), so two energy rules join it:
+DIGITAL_SILENCE_DBFS = -70.0  # quieter than this: not decoded at all
+QUIET_DBFS = -45.0  # quieter than this and no-speech probable: no text
 FRAME_SECONDS = HOP_LENGTH / SAMPLE_RATE  # 10 ms
 
 
@@ -71,6 +76,14 @@ def _split_segments(tokens: list[int], tok: WhisperTokenizer, time_offset: float
     return segments, max(advance, 1)
 
 
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Level of `samples` in dB relative to full scale (-inf for empty/zero)."""
+    if samples.size == 0:
+        return float("-inf")
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+
 def transcribe_stream(stream: AudioStream, backend: DecoderBackend, tok: WhisperTokenizer,
                       options: TranscribeOptions | None = None,
                       on_progress: ProgressCallback | None = None) -> Transcript:
@@ -89,6 +102,13 @@ def transcribe_stream(stream: AudioStream, backend: DecoderBackend, tok: Whisper
         segment_frames = min(N_FRAMES, total_frames - seek)
         audio = stream.window(seek * HOP_LENGTH, N_SAMPLES)
         audio[segment_frames * HOP_LENGTH:] = 0.0  # never look past this window's span
+        level = rms_dbfs(audio[:segment_frames * HOP_LENGTH])
+        if level < DIGITAL_SILENCE_DBFS:
+            seek += segment_frames
+            stream.release(seek * HOP_LENGTH)
+            if on_progress:
+                on_progress(min(seek, total_frames), total_frames)
+            continue
         mel = log_mel_spectrogram(audio, n_mels)[None]
         enc = backend.encode(mel)
         if language is None:
@@ -99,7 +119,7 @@ def transcribe_stream(stream: AudioStream, backend: DecoderBackend, tok: Whisper
         time_offset = seek * FRAME_SECONDS
         skip = (dec_opts.no_speech_threshold is not None
                 and result.no_speech_prob > dec_opts.no_speech_threshold
-                and (dec_opts.logprob_threshold is None
+                and (level < QUIET_DBFS or dec_opts.logprob_threshold is None
                      or result.avg_logprob < dec_opts.logprob_threshold))
         if skip:  # silence: no text, move a full window on
             advance = segment_frames
