@@ -36,6 +36,15 @@ struct PackedWeights {
   }
 };
 
+// Whether any byte is -128. A branch-free OR reduction (the compiler
+// vectorises it), unlike an early-exit loop: this check would otherwise cost
+// more than a few-row GEMM.
+bool has_int8_min(const int8_t* p, long n) {
+  unsigned char hit = 0;
+  for (long i = 0; i < n; ++i) hit |= static_cast<unsigned char>(p[i] == -128);
+  return hit != 0;
+}
+
 std::shared_ptr<PackedWeights> pack_weights(const py::handle& w_obj) {
   auto w = checks::array_of<int8_t>(w_obj, "weight");
   checks::require_ndim(w, 2, "weight");
@@ -46,9 +55,8 @@ std::shared_ptr<PackedWeights> pack_weights(const py::handle& w_obj) {
                           std::to_string(kMaxK));
   if (N > (1L << 30)) throw py::value_error("weight: N is too large");
   const int8_t* p = w.data();
-  for (long i = 0; i < K * N; ++i)
-    if (p[i] == -128)
-      throw py::value_error("weight must lie in [-127, 127] (narrow int8 range); found -128");
+  if (has_int8_min(p, K * N))
+    throw py::value_error("weight must lie in [-127, 127] (narrow int8 range); found -128");
   auto out = std::make_shared<PackedWeights>();
   out->K = static_cast<int>(K);
   out->N = static_cast<int>(N);
@@ -73,9 +81,44 @@ long check_activations(const py::array_t<int8_t>& a, const PackedWeights& w) {
   return a.shape(0);
 }
 
-py::array_t<int8_t> matmul_int8(const py::handle& a_obj, const PackedWeights& w,
-                                const py::handle& mult_obj, const py::handle& shift_obj,
-                                const py::handle& bias_obj) {
+// Column blocks of a split-output matmul (fused q/k/v): validated bounds and
+// one freshly allocated [M, Ni] array per block, wired into the epilogue.
+template <class T>
+struct SplitOutputs {
+  std::vector<int> bounds;
+  std::vector<void*> ptrs;
+  py::list arrays;
+
+  SplitOutputs(const py::handle& split_obj, long M, int N) {
+    bounds.push_back(0);
+    for (const py::handle& h : split_obj) {
+      if (!py::isinstance<py::int_>(h) || py::isinstance<py::bool_>(h))
+        throw py::type_error("split must be a sequence of ints");
+      const long n = h.cast<long>();
+      if (n <= 0) throw py::value_error("split: every block width must be > 0");
+      if (bounds.back() + n > N)
+        throw py::value_error("split: block widths sum past N = " + std::to_string(N));
+      bounds.push_back(bounds.back() + static_cast<int>(n));
+      py::array_t<T> y({M, n});
+      ptrs.push_back(y.mutable_data());
+      arrays.append(y);
+    }
+    if (bounds.size() < 2) throw py::value_error("split must name at least one block");
+    if (bounds.back() != N)
+      throw py::value_error("split: block widths sum to " + std::to_string(bounds.back()) +
+                            ", weight has N = " + std::to_string(N));
+  }
+
+  void wire(Epilogue& epi) const {
+    epi.nsplit = static_cast<int>(ptrs.size());
+    epi.split_start = bounds.data();
+    epi.split_out = ptrs.data();
+  }
+};
+
+py::object matmul_int8(const py::handle& a_obj, const PackedWeights& w,
+                       const py::handle& mult_obj, const py::handle& shift_obj,
+                       const py::handle& bias_obj, const py::handle& split_obj) {
   auto a = checks::array_of<int8_t>(a_obj, "a");
   const long M = check_activations(a, w);
   auto mult = checks::array_of<int32_t>(mult_obj, "mult");
@@ -91,41 +134,60 @@ py::array_t<int8_t> matmul_int8(const py::handle& a_obj, const PackedWeights& w,
     if (bias.data()[n] < -kMaxBiasI32 || bias.data()[n] > kMaxBiasI32)
       throw py::value_error("bias must lie in [-2^30, 2^30]");
   }
-  py::array_t<int8_t> y({M, static_cast<long>(w.N)});
   Epilogue epi;
   epi.kind = EpilogueKind::kRequantInt8;
-  epi.out = y.mutable_data();
-  epi.ldo = w.N;
   epi.mult = mult.data();
   epi.shift = shift.data();
   epi.bias_i32 = bias.data();
+  if (!split_obj.is_none()) {
+    SplitOutputs<int8_t> outs(split_obj, M, w.N);
+    outs.wire(epi);
+    {
+      py::gil_scoped_release release;
+      gemm_packed_parallel(w.view(), a.data(), w.K, static_cast<int>(M), epi);
+    }
+    return std::move(outs.arrays);
+  }
+  py::array_t<int8_t> y({M, static_cast<long>(w.N)});
+  epi.out = y.mutable_data();
+  epi.ldo = w.N;
   {
     py::gil_scoped_release release;
     gemm_packed_parallel(w.view(), a.data(), w.K, static_cast<int>(M), epi);
   }
-  return y;
+  return std::move(y);
 }
 
-py::array_t<float> matmul_f32(const py::handle& a_obj, const PackedWeights& w,
-                              const py::handle& scale_obj, const py::handle& bias_obj) {
+py::object matmul_f32(const py::handle& a_obj, const PackedWeights& w,
+                      const py::handle& scale_obj, const py::handle& bias_obj,
+                      const py::handle& split_obj) {
   auto a = checks::array_of<int8_t>(a_obj, "a");
   const long M = check_activations(a, w);
   auto scale = checks::array_of<float>(scale_obj, "scale");
   auto bias = checks::array_of<float>(bias_obj, "bias");
   checks::require_len(scale, w.N, "scale");
   checks::require_len(bias, w.N, "bias");
-  py::array_t<float> y({M, static_cast<long>(w.N)});
   Epilogue epi;
   epi.kind = EpilogueKind::kDequantF32;
-  epi.out = y.mutable_data();
-  epi.ldo = w.N;
   epi.scale = scale.data();
   epi.bias_f32 = bias.data();
+  if (!split_obj.is_none()) {
+    SplitOutputs<float> outs(split_obj, M, w.N);
+    outs.wire(epi);
+    {
+      py::gil_scoped_release release;
+      gemm_packed_parallel(w.view(), a.data(), w.K, static_cast<int>(M), epi);
+    }
+    return std::move(outs.arrays);
+  }
+  py::array_t<float> y({M, static_cast<long>(w.N)});
+  epi.out = y.mutable_data();
+  epi.ldo = w.N;
   {
     py::gil_scoped_release release;
     gemm_packed_parallel(w.view(), a.data(), w.K, static_cast<int>(M), epi);
   }
-  return y;
+  return std::move(y);
 }
 
 py::array_t<int32_t> gemm_nt(const py::handle& a_obj, const py::handle& bt_obj) {
@@ -138,8 +200,8 @@ py::array_t<int32_t> gemm_nt(const py::handle& a_obj, const py::handle& bt_obj) 
   if (a.shape(1) != bt.shape(1)) throw py::value_error("a and bt must have the same K");
   if (a.shape(1) > kMaxK) throw py::value_error("K exceeds the kernel limit");
   const long M = a.shape(0), N = bt.shape(0), K = a.shape(1);
-  for (long i = 0; i < N * K; ++i)
-    if (bt.data()[i] == -128) throw py::value_error("bt must lie in [-127, 127]; found -128");
+  if (has_int8_min(bt.data(), N * K))
+    throw py::value_error("bt must lie in [-127, 127]; found -128");
   py::array_t<int32_t> c({M, N});
   {
     py::gil_scoped_release release;
@@ -206,11 +268,14 @@ void bind_matmul(py::module_& m) {
   m.def("matmul_pack", &pack_weights, py::arg("weight"),
         "Pack int8 weights [K, N] (values in [-127, 127]) for matmul_int8/matmul_f32.");
   m.def("matmul_int8", &matmul_int8, py::arg("a"), py::arg("weight"), py::arg("mult"),
-        py::arg("shift"), py::arg("bias"),
-        "y[m,n] = requantize(sum_k a[m,k] w[k,n] + bias[n], (mult[n], shift[n])) -> int8 [M,N].");
+        py::arg("shift"), py::arg("bias"), py::arg("split") = py::none(),
+        "y[m,n] = requantize(sum_k a[m,k] w[k,n] + bias[n], (mult[n], shift[n])) -> int8 [M,N]; "
+        "with split=[N0, N1, ...] (sum N) a list of the column blocks [M, Ni], each written "
+        "directly by the epilogue.");
   m.def("matmul_f32", &matmul_f32, py::arg("a"), py::arg("weight"), py::arg("scale"),
-        py::arg("bias"),
-        "y[m,n] = float(sum_k a[m,k] w[k,n]) * scale[n] + bias[n] -> float32 [M,N].");
+        py::arg("bias"), py::arg("split") = py::none(),
+        "y[m,n] = float(sum_k a[m,k] w[k,n]) * scale[n] + bias[n] -> float32 [M,N]; "
+        "split=[N0, ...] returns the column blocks [M, Ni] as a list.");
   m.def("matmul_header_reference", &header_reference, py::arg("a"), py::arg("weight"),
         py::arg("p0"), py::arg("p1"), py::arg("p2") = py::none(), py::arg("out") = "int8",
         "Reference loops of kernels/matmul/matmul.h on unpacked weights (tests): int8 out "

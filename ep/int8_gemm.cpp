@@ -66,10 +66,21 @@ void gemm_packed_parallel(const PackedB& b, const int8_t* A, long lda, int M,
 void gemm_s8s8s32_nt(int M, int N, int K, const int8_t* A, int lda, const int8_t* Bt, int ldb,
                      int32_t* C, int ldc) {
   if (M <= 0 || N <= 0) return;
-  if (active_isa() == Isa::kPortable || K <= 0) {
+  const Isa isa = active_isa();
+  if (isa == Isa::kPortable || K <= 0) {
     gemm_s8s8s32_nt_portable(M, N, K, A, lda, Bt, ldb, C, ldc);
     return;
   }
+#if !defined(XDNA_NO_X86_PATHS)
+  // No packing for few rows; nor for few columns (one or two panels), where the
+  // packed kernel's column blocking gains little over the unpacked rows up to
+  // 4 * kSmallM rows (measured: kernels/matmul/README.md).
+  if (M < kSmallM || (N <= 2 * kPanelCols && M <= 4 * kSmallM)) {
+    if (isa == Isa::kAvx2) gemm_nt_small_avx2(M, N, K, A, lda, Bt, ldb, C, ldc);
+    else gemm_nt_small_avx512(M, N, K, A, lda, Bt, ldb, C, ldc);
+    return;
+  }
+#endif
   // Fast paths want the panel layout: pack B once per call (O(N K), small
   // next to the O(M N K) product) into a per-thread scratch buffer.
   thread_local std::vector<int8_t> packed;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <new>
 
+#include "int8_gemm.h"
 #include "int8_gemm_epilogue.h"
 #include "int8_gemm_packed.h"
 
@@ -58,12 +59,8 @@ inline __m256i requant_half(__m256i t, __m256i mult, __m256i sh) {
   return _mm256_blendv_epi8(y, lo, _mm256_cmpgt_epi64(lo, y));
 }
 
-inline void epilogue_row_avx2(const Epilogue& e, int m, int n0, int cnt, const int32_t* acc) {
-  if (e.kind != EpilogueKind::kRequantInt8) {
-    apply_epilogue_row(e, m, n0, cnt, acc);
-    return;
-  }
-  int8_t* o = static_cast<int8_t*>(e.out) + static_cast<long>(m) * e.ldo + n0;
+inline void epilogue_piece_avx2(const Epilogue& e, int8_t* o, int n0, int cnt,
+                                const int32_t* acc) {
   const __m256i lo32 = _mm256_set1_epi64x(0xFFFFFFFFLL);
   int i = 0;
   for (; i + 8 <= cnt; i += 8) {
@@ -83,7 +80,17 @@ inline void epilogue_row_avx2(const Epilogue& e, int m, int n0, int cnt, const i
     std::memcpy(o + i, &lo4, 4);
     std::memcpy(o + i + 4, &hi4, 4);
   }
-  if (i < cnt) apply_epilogue_row(e, m, n0 + i, cnt - i, acc + i);
+  if (i < cnt) store_epilogue_piece(e, o + i, n0 + i, cnt - i, acc + i);
+}
+
+inline void epilogue_row_avx2(const Epilogue& e, int m, int n0, int cnt, const int32_t* acc) {
+  if (e.kind != EpilogueKind::kRequantInt8) {
+    apply_epilogue_row(e, m, n0, cnt, acc);
+    return;
+  }
+  for_each_out_piece(e, m, n0, cnt, acc, [&e](void* dst, int p0, int c, const int32_t* a) {
+    epilogue_piece_avx2(e, static_cast<int8_t*>(dst), p0, c, a);
+  });
 }
 
 // Named accumulators (not an array) so that GCC keeps them in registers.
@@ -126,6 +133,91 @@ void tile(const PackedB& b, const int8_t* panel, const int32_t* aw_block, int m,
   for (int r = 0; r < MR; ++r) epilogue_row_avx2(epi, m + r, n0, cnt, out[r]);
 }
 
+// One row (decoder GEMV, lm head): the whole 64-column panel in one sweep
+// with 8 independent accumulators. tile<1> would sweep the panel 4 times with
+// 2 accumulator chains each and stall on the maddubs/madd/add latency.
+void tile_row(const PackedB& b, const int8_t* panel, const int32_t* aw, int m, int n0, int cnt,
+              const Epilogue& epi) {
+  const int groups = b.Kp / kKGroup;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
+          c7 = c0;
+  const int8_t* bp = panel;
+  const auto ld = [](const int8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  };
+  for (int g = 0; g < groups; ++g, bp += kPanelCols * kKGroup) {
+    _mm_prefetch(reinterpret_cast<const char*>(bp + 8 * kPanelCols * kKGroup), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(bp + 8 * kPanelCols * kKGroup + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(bp + 8 * kPanelCols * kKGroup + 128),
+                 _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(bp + 8 * kPanelCols * kKGroup + 192),
+                 _MM_HINT_T0);
+    const __m256i av = _mm256_set1_epi32(aw[g]);
+    const __m256i ua = _mm256_abs_epi8(av);
+    c0 = dot4(c0, av, ua, ld(bp), ones);
+    c1 = dot4(c1, av, ua, ld(bp + 32), ones);
+    c2 = dot4(c2, av, ua, ld(bp + 64), ones);
+    c3 = dot4(c3, av, ua, ld(bp + 96), ones);
+    c4 = dot4(c4, av, ua, ld(bp + 128), ones);
+    c5 = dot4(c5, av, ua, ld(bp + 160), ones);
+    c6 = dot4(c6, av, ua, ld(bp + 192), ones);
+    c7 = dot4(c7, av, ua, ld(bp + 224), ones);
+  }
+  alignas(32) int32_t out[kPanelCols];
+  __m256i* o = reinterpret_cast<__m256i*>(out);
+  _mm256_store_si256(o + 0, c0);
+  _mm256_store_si256(o + 1, c1);
+  _mm256_store_si256(o + 2, c2);
+  _mm256_store_si256(o + 3, c3);
+  _mm256_store_si256(o + 4, c4);
+  _mm256_store_si256(o + 5, c5);
+  _mm256_store_si256(o + 6, c6);
+  _mm256_store_si256(o + 7, c7);
+  epilogue_row_avx2(epi, m, n0, cnt, out);
+}
+
+// Two rows: two sweeps of 32 columns, 2 x 4 accumulators (tile<2> would use 4).
+void tile_two(const PackedB& b, const int8_t* panel, const int32_t* aw, int m, int n0, int cnt,
+              const Epilogue& epi) {
+  const int groups = b.Kp / kKGroup;
+  const __m256i ones = _mm256_set1_epi16(1);
+  alignas(32) int32_t out[2][kPanelCols];
+  const auto ld = [](const int8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  };
+  for (int half = 0; half < 2; ++half) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const int8_t* bp = panel + half * 128;
+    for (int g = 0; g < groups; ++g, bp += kPanelCols * kKGroup) {
+      const __m256i w0 = ld(bp), w1 = ld(bp + 32), w2 = ld(bp + 64), w3 = ld(bp + 96);
+      const __m256i x0 = _mm256_set1_epi32(aw[2 * g]), u0 = _mm256_abs_epi8(x0);
+      const __m256i x1 = _mm256_set1_epi32(aw[2 * g + 1]), u1 = _mm256_abs_epi8(x1);
+      a0 = dot4(a0, x0, u0, w0, ones);
+      a1 = dot4(a1, x0, u0, w1, ones);
+      a2 = dot4(a2, x0, u0, w2, ones);
+      a3 = dot4(a3, x0, u0, w3, ones);
+      b0 = dot4(b0, x1, u1, w0, ones);
+      b1 = dot4(b1, x1, u1, w1, ones);
+      b2 = dot4(b2, x1, u1, w2, ones);
+      b3 = dot4(b3, x1, u1, w3, ones);
+    }
+    __m256i* o0 = reinterpret_cast<__m256i*>(out[0] + half * 32);
+    __m256i* o1 = reinterpret_cast<__m256i*>(out[1] + half * 32);
+    _mm256_store_si256(o0 + 0, a0);
+    _mm256_store_si256(o0 + 1, a1);
+    _mm256_store_si256(o0 + 2, a2);
+    _mm256_store_si256(o0 + 3, a3);
+    _mm256_store_si256(o1 + 0, b0);
+    _mm256_store_si256(o1 + 1, b1);
+    _mm256_store_si256(o1 + 2, b2);
+    _mm256_store_si256(o1 + 3, b3);
+  }
+  epilogue_row_avx2(epi, m, n0, cnt, out[0]);
+  epilogue_row_avx2(epi, m + 1, n0, cnt, out[1]);
+}
+
 void pack_a_block(const int8_t* A, long lda, int K, int m, int mr, int32_t* aw) {
   const int full = K / kKGroup, rest = K - full * kKGroup;
   for (int r = 0; r < mr; ++r) {
@@ -159,12 +251,68 @@ void gemm_packed_avx2(const PackedB& b, const int8_t* A, long lda, int m0, int m
       switch (m1 - m < kMr2 ? m1 - m : kMr2) {
         case 4: tile<4>(b, panel, blk, m, n0, cnt, epi); break;
         case 3: tile<3>(b, panel, blk, m, n0, cnt, epi); break;
-        case 2: tile<2>(b, panel, blk, m, n0, cnt, epi); break;
-        default: tile<1>(b, panel, blk, m, n0, cnt, epi); break;
+        case 2: tile_two(b, panel, blk, m, n0, cnt, epi); break;
+        default: tile_row(b, panel, blk, m, n0, cnt, epi); break;
       }
     }
   }
   std::free(aw);
+}
+
+namespace {
+
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// MR rows of A against Bt rows read in place, 32 k per step (|a| x sign(b, a)
+// with vpmaddubsw, exact as in tile()); the k tail (< 32) is scalar so no byte
+// past a row is read. Each column n is an independent chain.
+template <int MR>
+void small_rows(int N, int K, const int8_t* A, int lda, const int8_t* Bt, int ldb, int32_t* C,
+                int ldc) {
+  const int full = K / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int n = 0; n < N; ++n) {
+    const int8_t* b = Bt + static_cast<long>(n) * ldb;
+    __m256i acc[MR];
+    for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+    for (int c = 0; c < full; ++c) {
+      const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + c * 32));
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(A + static_cast<long>(r) * lda + c * 32));
+        acc[r] = dot4(acc[r], av, _mm256_abs_epi8(av), bv, ones);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const int8_t* a = A + static_cast<long>(r) * lda;
+      int32_t s = hsum_epi32(acc[r]);
+      for (int k = full * 32; k < K; ++k) s += static_cast<int32_t>(a[k]) * b[k];
+      C[static_cast<long>(r) * ldc + n] = s;
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_nt_small_avx2(int M, int N, int K, const int8_t* A, int lda, const int8_t* Bt, int ldb,
+                        int32_t* C, int ldc) {
+  for (int m = 0; m < M;) {  // blocks of up to 4 rows share each Bt load
+    const int mr = M - m >= 4 ? 4 : M - m;
+    const int8_t* a = A + static_cast<long>(m) * lda;
+    int32_t* c = C + static_cast<long>(m) * ldc;
+    switch (mr) {
+      case 4: small_rows<4>(N, K, a, lda, Bt, ldb, c, ldc); break;
+      case 3: small_rows<3>(N, K, a, lda, Bt, ldb, c, ldc); break;
+      case 2: small_rows<2>(N, K, a, lda, Bt, ldb, c, ldc); break;
+      default: small_rows<1>(N, K, a, lda, Bt, ldb, c, ldc); break;
+    }
+    m += mr;
+  }
 }
 
 }  // namespace xdna

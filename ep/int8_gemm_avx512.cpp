@@ -17,6 +17,7 @@
 #include <cstring>
 #include <new>
 
+#include "int8_gemm.h"
 #include "int8_gemm_epilogue.h"
 #include "int8_gemm_packed.h"
 
@@ -53,12 +54,8 @@ inline int32_t load_u8_word_tail(const int8_t* p, int n) {
 // does not vectorise the scalar form (per-lane 64-bit shifts), and at ~1 ns
 // per output it would cost as much as the GEMM itself. The hypothesis tests
 // compare this path with the numpy mirror of the scalar epilogue.
-inline void epilogue_row_avx512(const Epilogue& e, int m, int n0, int cnt, const int32_t* acc) {
-  if (e.kind == EpilogueKind::kInt32) {
-    apply_epilogue_row(e, m, n0, cnt, acc);
-    return;
-  }
-  const long off = static_cast<long>(m) * e.ldo + n0;
+inline void epilogue_piece_avx512(const Epilogue& e, void* dst, int n0, int cnt,
+                                  const int32_t* acc) {
   for (int i = 0; i < cnt; i += 16) {
     const int rem = cnt - i;
     const __mmask16 mk = rem >= 16 ? static_cast<__mmask16>(0xFFFF)
@@ -68,7 +65,7 @@ inline void epilogue_row_avx512(const Epilogue& e, int m, int n0, int cnt, const
       const __m512 sc = _mm512_maskz_loadu_ps(mk, e.scale + n0 + i);
       const __m512 bi = _mm512_maskz_loadu_ps(mk, e.bias_f32 + n0 + i);
       const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sc), bi);
-      _mm512_mask_storeu_ps(static_cast<float*>(e.out) + off + i, mk, y);
+      _mm512_mask_storeu_ps(static_cast<float*>(dst) + i, mk, y);
       continue;
     }
     const __m512i t = _mm512_add_epi32(a, _mm512_maskz_loadu_epi32(mk, e.bias_i32 + n0 + i));
@@ -88,8 +85,19 @@ inline void epilogue_row_avx512(const Epilogue& e, int m, int n0, int cnt, const
     y_e = _mm512_min_epi64(_mm512_max_epi64(y_e, lo), hi);
     y_o = _mm512_min_epi64(_mm512_max_epi64(y_o, lo), hi);
     const __m512i y = _mm512_or_si512(_mm512_and_si512(y_e, lo32), _mm512_slli_epi64(y_o, 32));
-    _mm512_mask_cvtepi32_storeu_epi8(static_cast<int8_t*>(e.out) + off + i, mk, y);
+    _mm512_mask_cvtepi32_storeu_epi8(static_cast<int8_t*>(dst) + i, mk, y);
   }
+}
+
+inline void epilogue_row_avx512(const Epilogue& e, int m, int n0, int cnt, const int32_t* acc) {
+  if (e.kind == EpilogueKind::kInt32) {
+    apply_epilogue_row(e, m, n0, cnt, acc);
+    return;
+  }
+  // one piece per output array the segment touches (split outputs: q/k/v blocks)
+  for_each_out_piece(e, m, n0, cnt, acc, [&e](void* dst, int p0, int c, const int32_t* a) {
+    epilogue_piece_avx512(e, dst, p0, c, a);
+  });
 }
 
 // Accumulators are named variables (not an array): GCC keeps a 2-D array of
@@ -242,6 +250,82 @@ void gemm_packed_avx512(const PackedB& b, const int8_t* A, long lda, int m0, int
     }
   }
   std::free(aw);
+}
+
+namespace {
+
+// MR rows of A (as u8 = a XOR 0x80, zero bytes past K) against Bt rows read in
+// place: one zmm of 64 k per step, the k tail through a masked (non-faulting)
+// load, so no byte past a row of Bt is touched. The correction
+// 128 * sum_k Bt[n, k] comes from vpdpbusd of 0x80 bytes with the same b
+// vectors. Independent columns n give the out-of-order core parallel chains.
+template <int MR>
+void small_rows(int N, int K, const uint8_t* au, long ldau, const int8_t* Bt, int ldb, int32_t* C,
+                int ldc) {
+  const int full = K / 64, rest = K % 64;
+  const __mmask64 tail = rest ? static_cast<__mmask64>((1ull << rest) - 1) : 0;
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int n = 0; n < N; ++n) {
+    const int8_t* b = Bt + static_cast<long>(n) * ldb;
+    __m512i corr = _mm512_setzero_si512();
+    __m512i acc[MR];
+    for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
+    int c = 0;
+    for (; c < full; ++c) {
+      const __m512i bv = _mm512_loadu_si512(b + c * 64);
+      corr = dpbusd(corr, k80, bv);
+      for (int r = 0; r < MR; ++r)
+        acc[r] = dpbusd(acc[r], _mm512_loadu_si512(au + r * ldau + c * 64), bv);
+    }
+    if (rest) {
+      const __m512i bv = _mm512_maskz_loadu_epi8(tail, b + c * 64);
+      corr = dpbusd(corr, k80, bv);
+      for (int r = 0; r < MR; ++r)
+        acc[r] = dpbusd(acc[r], _mm512_loadu_si512(au + r * ldau + c * 64), bv);
+    }
+    for (int r = 0; r < MR; ++r)
+      C[static_cast<long>(r) * ldc + n] = _mm512_reduce_add_epi32(_mm512_sub_epi32(acc[r], corr));
+  }
+}
+
+}  // namespace
+
+void gemm_nt_small_avx512(int M, int N, int K, const int8_t* A, int lda, const int8_t* Bt,
+                          int ldb, int32_t* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  // A as u8 rows padded to whole zmm (bytes past K are 0; they meet masked-out b).
+  const long chunks = (K + 63) / 64, ldau = chunks * 64;
+  alignas(64) uint8_t stack_buf[4 * 4096];
+  const long need = static_cast<long>(M) * ldau;
+  uint8_t* au = need <= static_cast<long>(sizeof(stack_buf))
+                    ? stack_buf
+                    : static_cast<uint8_t*>(std::malloc(static_cast<size_t>(need)));
+  if (!au) throw std::bad_alloc();
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int r = 0; r < M; ++r) {
+    const int8_t* a = A + static_cast<long>(r) * lda;
+    for (long c = 0; c < chunks; ++c) {
+      const int left = K - static_cast<int>(c * 64);
+      const __mmask64 mk = left >= 64 ? ~static_cast<__mmask64>(0)
+                                      : static_cast<__mmask64>((1ull << left) - 1);
+      const __m512i v = _mm512_maskz_loadu_epi8(mk, a + c * 64);
+      _mm512_storeu_si512(au + r * ldau + c * 64,
+                          _mm512_maskz_mov_epi8(mk, _mm512_xor_si512(v, k80)));
+    }
+  }
+  for (int m = 0; m < M;) {  // blocks of up to 4 rows share each Bt load
+    const int mr = M - m >= 4 ? 4 : M - m;
+    const uint8_t* blk = au + static_cast<long>(m) * ldau;
+    int32_t* c = C + static_cast<long>(m) * ldc;
+    switch (mr) {
+      case 4: small_rows<4>(N, K, blk, ldau, Bt, ldb, c, ldc); break;
+      case 3: small_rows<3>(N, K, blk, ldau, Bt, ldb, c, ldc); break;
+      case 2: small_rows<2>(N, K, blk, ldau, Bt, ldb, c, ldc); break;
+      default: small_rows<1>(N, K, blk, ldau, Bt, ldb, c, ldc); break;
+    }
+    m += mr;
+  }
+  if (au != stack_buf) std::free(au);
 }
 
 }  // namespace xdna

@@ -12,6 +12,25 @@ void pack_b(int K, int N, const int8_t* W, long ldw, bool transposed, int8_t* ds
   const int Np = (N + kPanelCols - 1) / kPanelCols * kPanelCols;
   std::memset(dst, 0, static_cast<size_t>(Np) * Kp);
   for (int n = 0; n < Np; ++n) colsum[n] = 0;
+  if (transposed) {
+    // Column n is contiguous in k: move whole k-groups (4 bytes) at a time.
+    // (gemm_s8s8s32_nt packs on every call, so this loop is on its hot path.)
+    const int full = K / kKGroup;
+    for (int n = 0; n < N; ++n) {
+      const int8_t* src = W + static_cast<long>(n) * ldw;
+      int8_t* out = dst + static_cast<long>(n / kPanelCols) * Kp * kPanelCols +
+                    (n % kPanelCols) * kKGroup;
+      for (int g = 0; g < full; ++g)
+        std::memcpy(out + static_cast<long>(g) * kPanelCols * kKGroup, src + g * kKGroup,
+                    kKGroup);
+      for (int k = full * kKGroup; k < K; ++k)
+        out[static_cast<long>(full) * kPanelCols * kKGroup + (k - full * kKGroup)] = src[k];
+      int32_t s = 0;
+      for (int k = 0; k < K; ++k) s += src[k];
+      colsum[n] = s;
+    }
+    return;
+  }
   for (int n = 0; n < N; ++n) {
     int8_t* panel = dst + static_cast<long>(n / kPanelCols) * Kp * kPanelCols;
     const int c = n % kPanelCols;

@@ -48,6 +48,13 @@ struct Epilogue {
   const int32_t* bias_i32 = nullptr;
   const float* scale = nullptr;
   const float* bias_f32 = nullptr;
+  // Split outputs (fused q/k/v projections): when nsplit > 0, columns
+  // [split_start[j], split_start[j + 1]) go to split_out[j], a row-major
+  // [M, split_start[j + 1] - split_start[j]] array, and `out`/`ldo` are unused.
+  // The blocks are written directly: no full-width temporary, no copy.
+  int nsplit = 0;
+  const int* split_start = nullptr;  // nsplit + 1 ascending bounds, [0] = 0, [nsplit] = N
+  void* const* split_out = nullptr;  // nsplit arrays of the epilogue's element type
 };
 
 // Packs W ([K, N] with row stride ldw, or transposed: element (k, n) at

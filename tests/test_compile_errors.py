@@ -169,13 +169,15 @@ def test_bias_gelu_bias_is_folded_into_the_matmul() -> None:
     prog, plan = compile_region(model, region, CompileOptions("static", samples, "minmax"))
     assert prog is not None, plan.fallbacks
     st = prog.stages()
-    assert [s.kernel for s in st] == ["quantize", "matmul", "gelu", "matmul"]
-    np.testing.assert_array_equal(prog.constants[st[1].consts["bias"]], gb)
-    assert st[1].attrs["out"] == "int8" and st[1].outputs == ("mm::biased::q8",)
-    assert st[1].source_nodes == ("mm1", "bgelu")
+    # the float32 region input goes straight into the static matmul (it quantizes it)
+    assert [s.kernel for s in st] == ["matmul", "gelu", "matmul"]
+    assert st[0].inputs == ("x",)
+    np.testing.assert_array_equal(prog.constants[st[0].consts["bias"]], gb)
+    assert st[0].attrs["out"] == "int8" and st[0].outputs == ("mm::biased::q8",)
+    assert st[0].source_nodes == ("mm1", "bgelu")
     # the gelu input scale was calibrated on mm + gb (independently computed here)
     pre = np.concatenate([s["x"] @ w1 + gb for s in samples])
-    assert st[2].attrs["in_scale"] == pytest.approx(np.abs(pre).max() / 127, rel=1e-4)
+    assert st[1].attrs["in_scale"] == pytest.approx(np.abs(pre).max() / 127, rel=1e-4)
     out = [run_program(prog, s).outputs["y"] for s in samples]
     db = sqnr_db(_fp32(model, samples), out)
     assert db >= MLP_SQNR_DB and plan.regions[0].sqnr_db == pytest.approx(db, abs=0.01)
@@ -183,7 +185,8 @@ def test_bias_gelu_bias_is_folded_into_the_matmul() -> None:
 
 def test_gemm_transb_and_float_output_with_int8_consumer() -> None:
     """Gemm(transB) weights are transposed to [K, N]; a layernorm output that is both a
-    region output (float32) and a matmul input (int8) gets float32 + a quantize stage."""
+    region output (float32) and a matmul input is emitted once as float32; the static
+    matmul quantizes it itself (no quantize stage between the two)."""
     wt = _w((N, K))  # [N, K], as Gemm with transB=1 stores it
     gamma = np.ones(K, np.float32)
     beta = np.zeros(K, np.float32)
@@ -208,9 +211,10 @@ def test_gemm_transb_and_float_output_with_int8_consumer() -> None:
     prog, plan = compile_region(model, region, CompileOptions("static", samples))
     assert prog is not None, plan.fallbacks
     st = prog.stages()
-    assert [s.kernel for s in st] == ["layernorm", "quantize", "matmul"]
-    assert st[0].attrs["out"] == "float32" and st[2].attrs["out"] == "float32"
-    assert prog.constants[st[2].consts["weight"]].shape == (K, N)
+    assert [s.kernel for s in st] == ["layernorm", "matmul"]
+    assert st[0].attrs["out"] == "float32" and st[1].attrs["out"] == "float32"
+    assert st[1].inputs == ("ln",) and "in_scale" in st[1].attrs
+    assert prog.constants[st[1].consts["weight"]].shape == (K, N)
     assert [t.shape for t in prog.outputs] == [(40, K), (40, N)]
     outs = [run_program(prog, s).outputs for s in samples]
     assert sqnr_db(_fp32(model, samples), [o["y"] for o in outs]) >= MLP_SQNR_DB

@@ -195,8 +195,9 @@ def test_device_constants_layout() -> None:
     rng = np.random.default_rng(11)
     consts = _consts(rng, 70, 100, True)
     attrs = {"out": "int8", "in_scale": 0.02, "out_scale": 0.3}
-    w, words = mm.device_constants(consts, attrs)
+    w, words, dims = mm.device_constants(consts, attrs)
     assert w.shape == (128, 256) and words.shape == (3, 256)
+    assert dims.dtype == np.int32 and dims.tolist() == [70, 100]
     assert (w[:70, :100] == consts["weight"]).all() and not w[70:].any() and not w[:, 100:].any()
     p = mm.channel_params(consts, attrs)
     assert (words[0, :100] == p.mult).all() and (words[2, :100] == p.bias_i32).all()
@@ -231,7 +232,7 @@ def _run(consts: dict, attrs: dict, inputs: list) -> None:
 
 
 @pytest.mark.parametrize("a, exc, name", [
-    (np.zeros((4, 16), np.float32), TypeError, "a"),
+    (np.zeros((4, 16), np.float64), TypeError, "a"),  # (float32 is the static f32-input mode)
     (np.zeros((4, 16), np.uint8), TypeError, "a"),
     (np.zeros((16, 4), np.int8).T, ValueError, "a"),
     (np.zeros((4, 15), np.int8), ValueError, "K"),

@@ -1,8 +1,11 @@
-"""The runtime with the project's real kernels (no packed constants) through the FAKE pyxrt.
+"""The runtime with the project's real kernels through the FAKE pyxrt.
 
 This checks the runtime's STAGES.md output rules against what the kernels
 actually emit, and the xrt path's bytes against the emulator's, on every
 kernel path this CPU supports (the `kernel_path` fixture of tests/conftest.py).
+Kernels with packed device constants (matmul, layernorm, conv1d, static gelu,
+static int8 add) run in the fake from the weights BO bytes alone, through
+their prepare_device hooks.
 """
 
 from __future__ import annotations
@@ -69,9 +72,9 @@ def test_real_kernels_xrt_through_fake_equals_emulator_and_reference(npu, kernel
     assert not [d for n, d in fake.calls if n == "device.error"]
 
 
-def test_packed_constants_need_prepare_device_in_the_fake(npu, tmp_path: Path) -> None:
-    """matmul packs its weights for the NPU; the FAKE says plainly it cannot run them
-    until the kernel offers prepare_device (see docs/RUNTIME.md)."""
+def test_packed_constants_run_through_prepare_device_in_the_fake(npu, tmp_path: Path) -> None:
+    """matmul packs its weights for the NPU; the FAKE runs them through prepare_device
+    (without it, it says plainly that it cannot: see docs/RUNTIME.md)."""
     fake, _ = npu
     d = tmp_path / "mm"
     d.mkdir()
@@ -89,9 +92,83 @@ def test_packed_constants_need_prepare_device_in_the_fake(npu, tmp_path: Path) -
     spec = registry.get("matmul")
     loaded = XrtDevice(make_fake_pyxrt(), manifest=manifest, xclbin_dirs=[d]).load(prog)
     a = rng.integers(-127, 128, (4, 64), dtype=np.int8)
-    if getattr(spec, "prepare_device", None) is None:
-        with pytest.raises(NotImplementedError, match="prepare_device"):
-            loaded.run({"a": a})
-    else:
-        got = loaded.run({"a": a})["y"]
-        assert got.tobytes() == EmulatorDevice().load(prog).run({"a": a})["y"].tobytes()
+    assert spec.prepare_device is not None
+    got = loaded.run({"a": a})["y"]
+    assert got.tobytes() == EmulatorDevice().load(prog).run({"a": a})["y"].tobytes()
+
+
+_PACKED = ("conv1d", "layernorm", "matmul", "gelu", "add")
+
+
+def _packed_program() -> Program:
+    """conv1d -> layernorm(int8) -> split matmul (two int8 blocks) -> static gelu ->
+    static int8 add -> float32 matmul; plus a float32-input matmul on the conv output."""
+    from xdna_ep.kernels.gelu import build_table
+
+    rng = np.random.default_rng(21)
+    consts = {
+        "cw": rng.integers(-127, 128, (16, 8, 3), dtype=np.int8),
+        "cws": rng.uniform(0.005, 0.02, 16).astype(np.float32),
+        "cb": rng.normal(0, 0.1, 16).astype(np.float32),
+        "g": rng.uniform(0.5, 1.5, 20).astype(np.float32),
+        "b": rng.normal(0, 0.1, 20).astype(np.float32),
+        "w1": rng.integers(-127, 128, (20, 24), dtype=np.int8),
+        "w1s": rng.uniform(0.002, 0.01, 24).astype(np.float32),
+        "w1b": rng.normal(0, 0.2, 24).astype(np.float32),
+        "table": build_table(0.05, 0.04, "none"),
+        "w2": rng.integers(-127, 128, (16, 4), dtype=np.int8),
+        "w2s": rng.uniform(0.002, 0.01, 4).astype(np.float32),
+        "w3": rng.integers(-127, 128, (20, 5), dtype=np.int8),
+        "w3s": rng.uniform(0.002, 0.01, 5).astype(np.float32),
+    }
+    st = [
+        Stage("conv1d", ("x",), ("c",), {"weight": "cw", "w_scale": "cws", "bias": "cb"},
+              {"stride": 1, "pad": 1, "in_scale": 0.02, "out": "float32"}),
+        Stage("layernorm", ("c",), ("h",), {"gamma": "g", "beta": "b"},
+              {"epsilon": 1e-5, "out": "int8", "out_scale": 0.03}),
+        Stage("matmul", ("h",), ("q", "r"), {"weight": "w1", "w_scale": "w1s", "bias": "w1b"},
+              {"out": "int8", "in_scale": 0.03, "split": [8, 16], "out_scales": [0.06, 0.05]}),
+        Stage("gelu", ("r",), ("gr",), {"table": "table"},
+              {"approximate": "none", "in_scale": 0.05, "out_scale": 0.04}),
+        Stage("add", ("gr", "r"), ("s",), {}, {"a_scale": 0.04, "b_scale": 0.05,
+                                               "out_scale": 0.07}),
+        Stage("matmul", ("s",), ("y",), {"weight": "w2", "w_scale": "w2s"},
+              {"out": "float32", "in_scale": 0.07}),
+        Stage("matmul", ("c",), ("z",), {"weight": "w3", "w_scale": "w3s"},
+              {"out": "float32", "in_scale": 0.1}),
+    ]
+    return Program("packed", (TensorSpec("x", "float32", (1, 8, 20)),),
+                   (TensorSpec("y", "float32", (1, 16, 4)), TensorSpec("q", "int8", (1, 16, 8)),
+                    TensorSpec("z", "float32", (1, 16, 5))),
+                   tuple(Launch(s.kernel, (s,)) for s in st), consts)
+
+
+def test_packed_kernels_xrt_through_fake_equal_emulator_and_reference(tmp_path: Path,
+                                                                      kernel_path) -> None:
+    d = tmp_path / "xclbin"
+    d.mkdir()
+    manifest = {"designs": {}}
+    for name in _PACKED:
+        write_fake_xclbin(d / f"{name}.xclbin", name)
+        write_instructions(d / f"{name}.insts.bin", [0x06030100, 0x1])
+        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    fake = make_fake_pyxrt()
+    prog = _packed_program()
+    for name in _PACKED:
+        assert registry.get(name).prepare_device is not None, name
+    on_npu = XrtDevice(fake, manifest=manifest, xclbin_dirs=[d]).load(prog)
+    emu = EmulatorDevice().load(prog)
+    rng = np.random.default_rng(22)
+    for _ in range(2):
+        x = rng.normal(0, 1.5, (1, 8, 20)).astype(np.float32)
+        got, want = on_npu.run({"x": x}), emu.run({"x": x})
+        env = {"x": x}  # the chain through each kernel's numpy reference
+        for st in prog.stages():
+            consts = {r: prog.constants[c] for r, c in st.consts.items()}
+            env.update(zip(st.outputs, registry.get(st.kernel).reference(
+                consts, [env[b] for b in st.inputs], st.attrs), strict=True))
+        for k in ("y", "q", "z"):
+            assert got[k].shape == want[k].shape == env[k].shape
+            assert got[k].tobytes() == want[k].tobytes() == env[k].tobytes(), k
+    assert not [c for n, c in fake.calls if n == "device.error"]
+    assert [c for n, c in fake.calls if n == "device.completed"]
