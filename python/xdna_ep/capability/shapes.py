@@ -117,11 +117,7 @@ def _infer_if_branches(model: onnx.ModelProto, notes: list[str]) -> None:
             standalone = onnx.helper.make_model(g, opset_imports=list(model.opset_import))
             standalone.ir_version = model.ir_version
             try:
-                from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-                with contextlib.redirect_stdout(io.StringIO()):
-                    out = SymbolicShapeInference.infer_shapes(standalone, auto_merge=True,
-                                                              guess_output_rank=True)
+                out = _symbolic_inference(standalone)
             except Exception as exc:  # noqa: BLE001 - shapes are best effort
                 notes.append(f"shape inference of If branch {node.name}/{a.name} failed "
                              f"({type(exc).__name__}); its MACs may be undercounted")
@@ -134,16 +130,49 @@ def _infer_if_branches(model: onnx.ModelProto, notes: list[str]) -> None:
             branch.value_info.extend(keep + list(out.graph.value_info))
 
 
+class IncompleteShapeInference(RuntimeError):
+    """onnxruntime's symbolic shape inference could not finish the graph."""
+
+
+def _symbolic_inference(m: onnx.ModelProto) -> onnx.ModelProto | None:
+    """onnxruntime's SymbolicShapeInference without its side effect.
+
+    Why not `SymbolicShapeInference.infer_shapes`: when it cannot finish a graph
+    it saves `sym_shape_infer_temp.onnx` plus external data files into the
+    current working directory before raising, leaving stray files wherever the
+    user runs xdna-ep. We drive the same steps it does (preprocess, infer until
+    stable, copy the output shapes) and raise without writing anything. If a
+    future onnxruntime renames those steps we use the public call. Its prints
+    (e.g. for old opsets) are swallowed.
+    """
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference, get_opset
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        steps = ("_preprocess", "_infer_impl", "_update_output_from_vi")
+        if not all(hasattr(SymbolicShapeInference, s) for s in steps):
+            return SymbolicShapeInference.infer_shapes(m, auto_merge=True,
+                                                       guess_output_rank=True)
+        opset = get_opset(m)
+        if not opset or opset < 7:
+            return None
+        ssi = SymbolicShapeInference(2**31 - 1, True, True, 0)
+        done = False
+        ssi._preprocess(m)
+        while ssi.run_:
+            done = ssi._infer_impl()
+        ssi._update_output_from_vi()
+    if not done:
+        raise IncompleteShapeInference("incomplete symbolic shape inference")
+    return ssi.out_mp_
+
+
 def _run_inference(m: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     """onnxruntime's symbolic shape inference first (it follows If branches,
     Shape->Gather->Concat reshape targets and com.microsoft ops), then
     onnx.shape_inference as the fallback; shapes are best effort (they feed
     MACs and the cost model only), so a failure becomes a note, not an error."""
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints, e.g. for old opsets
-            out = SymbolicShapeInference.infer_shapes(m, auto_merge=True, guess_output_rank=True)
+        out = _symbolic_inference(m)
         if out is not None:
             return out
     except Exception as exc:  # noqa: BLE001 - any failure falls back to onnx's inference
