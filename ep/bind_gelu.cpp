@@ -29,9 +29,10 @@ float checked_scale(double s, const char* name) {
 
 using I8 = py::array_t<int8_t, py::array::c_style>;
 
-py::array_t<int8_t> table_array(float in_scale, float out_scale, bool tanh_approx) {
+py::array_t<int8_t> table_array(float in_scale, float out_scale, bool tanh_approx,
+                                float out_offset) {
   py::array_t<int8_t> t(gelu::kTableSize);
-  gelu::build_table(in_scale, out_scale, tanh_approx, t.mutable_data());
+  gelu::build_table(in_scale, out_scale, tanh_approx, t.mutable_data(), out_offset);
   return t;
 }
 
@@ -53,11 +54,16 @@ py::array_t<int8_t> apply(const I8& x, const int8_t* table) {
 }  // namespace
 
 void bind_gelu(py::module_& m) {
-  m.def("gelu_table", [](double in_scale, double out_scale, const std::string& approximate) {
+  m.def("gelu_table", [](double in_scale, double out_scale, const std::string& approximate,
+                         double out_offset) {
+    if (!std::isfinite(out_offset) || !std::isfinite(static_cast<float>(out_offset)))
+      throw py::value_error("out_offset must be a finite float32");
     return table_array(checked_scale(in_scale, "in_scale"), checked_scale(out_scale, "out_scale"),
-                       parse_approximate(approximate));
+                       parse_approximate(approximate), static_cast<float>(out_offset));
   }, py::arg("in_scale"), py::arg("out_scale"), py::arg("approximate") = "none",
-  "The 256-entry int8 GELU table (index q + 128); the one place it is built.");
+  py::arg("out_offset") = 0.0,
+  "The 256-entry int8 GELU table (index q + 128; output code q stands for "
+  "q * out_scale + out_offset); the one place it is built.");
 
   m.def("gelu_dynamic_out_scale", [](double in_scale, const std::string& approximate) {
     return gelu::dynamic_out_scale(checked_scale(in_scale, "in_scale"),

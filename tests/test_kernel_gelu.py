@@ -23,10 +23,11 @@ def gelu64(x: float, approximate: str) -> float:
     return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def independent_table(si: float, so: float, approximate: str) -> np.ndarray:
+def independent_table(si: float, so: float, approximate: str, off: float = 0.0) -> np.ndarray:
     out = []
     for i in range(256):
-        v = round(gelu64((i - 128) * float(np.float32(si)), approximate) / float(np.float32(so)))
+        v = round((gelu64((i - 128) * float(np.float32(si)), approximate)
+                   - float(np.float32(off))) / float(np.float32(so)))
         out.append(max(-127, min(127, v)))  # Python round(): half to even, like rint
     return np.array(out, dtype=np.int8)
 
@@ -36,6 +37,23 @@ def independent_table(si: float, so: float, approximate: str) -> np.ndarray:
 def test_table_matches_independent_formula(si: float, so: float, approximate: str) -> None:
     np.testing.assert_array_equal(G.build_table(si, so, approximate),
                                   independent_table(si, so, approximate))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("si,so,off", [(0.05, 0.02, 2.4), (0.03, 0.015, 1.905), (0.1, 0.1, -0.3)])
+def test_table_with_output_offset_matches_independent_formula(si: float, so: float, off: float,
+                                                              approximate: str) -> None:
+    table = G.build_table(si, so, approximate, off)
+    np.testing.assert_array_equal(table, independent_table(si, so, approximate, off))
+    assert not np.array_equal(table, G.build_table(si, so, approximate))
+    # the stage builds the same bytes from its attrs
+    attrs = {"approximate": approximate, "in_scale": si, "out_scale": so, "out_offset": off}
+    np.testing.assert_array_equal(G.device_constants({}, attrs)[0], table)
+
+
+def test_output_offset_must_be_finite() -> None:
+    with pytest.raises(ValueError, match="out_offset must be a finite"):
+        G.build_table(0.05, 0.02, "none", float("inf"))
 
 
 def test_tanh_and_erf_tables_differ_somewhere() -> None:

@@ -5,7 +5,14 @@
 // applies it (CPU or AIE core) produces the same bytes. The table is built in
 // ONE place, build_table() below, from the input/output scales:
 //
-//   table[i] = sat127( nearbyint( gelu(double(i - 128) * in_scale) / out_scale ) )
+//   table[i] = sat127( nearbyint( (gelu(double(i - 128) * in_scale) - out_offset)
+//                                 / out_scale ) )
+//
+// out_offset (0 unless given) makes the output code stand for
+// q * out_scale + out_offset: GELU's outputs lie in [-0.17, max], so a
+// symmetric int8 range would leave the negative half of the codes unused; the
+// compiler centres the range and folds the offset into the consuming matmul's
+// bias (kernels/gelu/README.md). The table is still the whole contract.
 //
 // in double precision, rounding half to even; index i = q + 128, so entry 0
 // (q = -128, never produced by the narrow-range quantizer) is defined by the
@@ -39,13 +46,16 @@ inline int8_t quantize_double(double v) {
   return static_cast<int8_t>(r);
 }
 
-// Builds the 256-entry table. in_scale, out_scale > 0 (checked by callers).
-inline void build_table(float in_scale, float out_scale, bool tanh_approx, int8_t* table) {
+// Builds the 256-entry table. in_scale, out_scale > 0 and out_offset finite
+// (checked by callers).
+inline void build_table(float in_scale, float out_scale, bool tanh_approx, int8_t* table,
+                        float out_offset = 0.0f) {
   const double si = static_cast<double>(in_scale);
   const double so = static_cast<double>(out_scale);
+  const double off = static_cast<double>(out_offset);
   for (int i = 0; i < kTableSize; ++i) {
     const double x = static_cast<double>(i - kTableOffset) * si;
-    table[i] = quantize_double(gelu_real(x, tanh_approx) / so);
+    table[i] = quantize_double((gelu_real(x, tanh_approx) - off) / so);
   }
 }
 

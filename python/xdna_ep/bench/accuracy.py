@@ -10,6 +10,9 @@ What it measures (tiny.en encoder by default, the bundled real speech clips):
   regions before it included), against the FP32 model;
 - per quantized tensor: the SQNR of quantizing its FP32 values with the
   program's scale (rounding + clipping), worst first: where the error enters;
+- the configurations: static with each onnxruntime calibrator, dynamic, and both
+  without the MLP outlier split, calibration data always from the calibration
+  clips (dynamic mode uses it only to choose outlier channels);
 - greedy transcripts with the FP32 decoder fed by the FP32 encoder and by the
   INT8 encoder: WER of each against the published reference, and whether the
   two transcripts are identical.
@@ -24,6 +27,7 @@ arithmetic as the NPU kernels.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -67,7 +71,7 @@ class Config:
     name: str
     quantization: str = "static"
     calibrate_method: str = "percentile"
-    percentile: float = 99.99
+    percentile: float = 99.999
     extra: dict[str, Any] = field(default_factory=dict)  # further CompileOptions fields
 
     def compile_options(self, calibration: list[dict[str, np.ndarray]] | None) -> Any:
@@ -82,6 +86,11 @@ CONFIGS: dict[str, Config] = {
     "static-minmax": Config("static-minmax", calibrate_method="minmax"),
     "static-entropy": Config("static-entropy", calibrate_method="entropy"),
     "dynamic": Config("dynamic", quantization="dynamic"),
+    # the same without the MLP outlier split (compile/outliers.py): the "before" figures
+    "static-percentile-nosplit": Config("static-percentile-nosplit",
+                                        extra={"split_outliers": False}),
+    "dynamic-nosplit": Config("dynamic-nosplit", quantization="dynamic",
+                              extra={"split_outliers": False}),
 }
 
 
@@ -216,8 +225,9 @@ def compile_model(model: onnx.ModelProto, config: Config,
     m = onnx.ModelProto()
     m.CopyFrom(model)
     plan = partition_model(m)
-    programs = compile_plan(m, plan, config.compile_options(
-        calibration if config.quantization == "static" else None))
+    # onnxruntime's calibrators print progress on stdout: keep it free for --json
+    with contextlib.redirect_stdout(sys.stderr):
+        programs = compile_plan(m, plan, config.compile_options(calibration))
     return (m, plan), programs
 
 
@@ -226,13 +236,20 @@ def _taps(model: onnx.ModelProto, plan: Any, programs: dict[int, Any]) -> dict[s
     from ..compile.kernel_api import matmul_supports_split
     from ..compile.lower import lower_region
     from ..compile.model_index import ModelIndex
+    from ..compile.outliers import find_mlp_chains, split_chain
 
     idx = ModelIndex(model)
     taps: dict[str, Any] = {}
     for r in plan.regions:
         if r.id in programs:
             fused = bool(programs[r.id].meta.get("fused_qkv", matmul_supports_split()))
-            taps.update(lower_region(idx, r, fused).taps)
+            lr = lower_region(idx, r, fused)
+            split = programs[r.id].meta.get("outlier_channels", {})
+            for ch in sorted(find_mlp_chains(lr), key=lambda c: -c.fc2):
+                h = lr.ops[ch.fc1].outputs[0]
+                if h in split:  # the compile split this chain: same taps as it used
+                    split_chain(lr, ch, split[h], fused)
+            taps.update(lr.taps)
     return taps
 
 
@@ -242,8 +259,9 @@ def tensor_errors(model: onnx.ModelProto, plan: Any, programs: dict[int, Any],
 
     The tensor's FP32 values (observed on the FP32 model through the same taps the
     calibrator used) are quantized with the program's scale exactly like the
-    quantize kernel (sat127(rint(x * (1/scale)))); `clipped` is the share of
-    values beyond the int8 range.
+    quantize kernel (sat127(rint(x * (1/scale)))), after subtracting the offset of
+    a centred GELU output (compile/build.py); `clipped` is the share of values
+    beyond the int8 range.
     """
     import onnxruntime as ort
 
@@ -251,9 +269,11 @@ def tensor_errors(model: onnx.ModelProto, plan: Any, programs: dict[int, Any],
     from ..quantize.calibration import TAP_SUFFIX, tap_model
 
     scales: dict[str, tuple[int, float]] = {}
+    offsets: dict[str, float] = {}
     for rid, p in programs.items():
         for t, s in p.meta.get("scales", {}).items():
             scales[t] = (rid, float(s))
+        offsets.update({t: float(o) for t, o in p.meta.get("offsets", {}).items()})
     if not scales:
         return []
     taps = _taps(model, plan, programs)
@@ -275,12 +295,14 @@ def tensor_errors(model: onnx.ModelProto, plan: Any, programs: dict[int, Any],
             continue
         ref = [v[t] for v in values]
         inv = np.float32(1.0) / np.float32(s)
-        q = [np.clip(np.rint(x * inv), -127, 127) * np.float32(s) for x in ref]
-        clipped = sum(int(np.sum(np.abs(x * inv) > 127.5)) for x in ref)
+        off = np.float32(offsets.get(t, 0.0))
+        q = [np.clip(np.rint((x - off) * inv), -127, 127) * np.float32(s) + off for x in ref]
+        clipped = sum(int(np.sum(np.abs((x - off) * inv) > 127.5)) for x in ref)
         total = sum(x.size for x in ref)
         lo = min(float(x.min()) for x in ref)
         hi = max(float(x.max()) for x in ref)
-        rows.append({"tensor": t, "region": rid, "scale": s, "min": lo, "max": hi,
+        rows.append({"tensor": t, "region": rid, "scale": s, "offset": float(off),
+                     "min": lo, "max": hi,
                      "sqnr_db": round(sqnr_db(ref, q), 2),
                      "clipped": clipped / max(total, 1)})
     rows.sort(key=lambda r: r["sqnr_db"])
@@ -306,7 +328,7 @@ class Transcriber:
         import soundfile as sf
 
         from ..whisper.decoding import DecodingOptions
-        from ..whisper.transcribe import TranscribeOptions, transcribe_file
+        from ..whisper.longform import TranscribeOptions, transcribe_file
 
         self.wm.backend.encoder = encoder if encoder is not None else self.fp32_encoder
         try:
@@ -334,7 +356,7 @@ def measure_config(model: onnx.ModelProto, config: Config, cal: Sequence[Window]
                    top_tensors: int = 12) -> dict[str, Any]:
     """All figures of one configuration on the held-out windows."""
     from ..compile.observe import observe, sqnr_db
-    from ..whisper.wer import word_error_rate
+    from ..whisper.wer import normalize, word_error_rate
 
     t0 = time.perf_counter()
     calib = [{"input_features": w.features} for w in cal]
@@ -359,6 +381,7 @@ def measure_config(model: onnx.ModelProto, config: Config, cal: Sequence[Window]
             text = transcriber.transcribe(w.audio, EncoderSession(pm))
             row.update(int8_text=text, fp32_text=fp32_text[i],
                        identical=text == fp32_text[i],
+                       same_words=normalize(text) == normalize(fp32_text[i]),
                        wer_fp32=round(word_error_rate(w.reference, fp32_text[i]), 4),
                        wer_int8=round(word_error_rate(w.reference, text), 4))
         windows.append(row)
@@ -430,6 +453,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-transcripts", action="store_true", help="skip the greedy transcripts")
     p.add_argument("--top", type=int, default=12, help="worst tensors listed per configuration")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the summary table (docs/ACCURACY.md)")
     p.set_defaults(run=run)
 
 
@@ -450,8 +475,29 @@ def _print(report: dict[str, Any]) -> None:
                      if "identical" in w else "")
             print(f"  {w['window']:<44} cos {w['cosine']:.4f}  {w['sqnr_db']:6.2f} dB{extra}")
         for t in c["worst_tensors"]:
+            off = f" offset {t['offset']:.3g}" if t.get("offset") else ""
             print(f"    {t['sqnr_db']:6.2f} dB  clip {t['clipped']:.1e}  "
-                  f"[{t['min']:.3g}, {t['max']:.3g}]  scale {t['scale']:.3g}  {t['tensor']}")
+                  f"[{t['min']:.3g}, {t['max']:.3g}]  scale {t['scale']:.3g}{off}  {t['tensor']}")
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The summary table of docs/ACCURACY.md, one row per configuration."""
+    joined = report["heldout_windows"][-1]
+    rows = ["| configuration | cosine min | cosine mean | SQNR (dB) | region SQNR (dB) "
+            f"| WER INT8 / FP32 ({joined}) | transcripts identical (exact / words) "
+            "| launches |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in report["configs"]:
+        w = next(x for x in c["windows"] if x["window"] == joined)
+        same = sum(1 for x in c["windows"] if x.get("identical"))
+        words = sum(1 for x in c["windows"] if x.get("same_words", x.get("identical")))
+        wer = (f"{w['wer_int8']:.3f} / {w['wer_fp32']:.3f}" if "wer_int8" in w else "-")
+        regions = ", ".join(f"{k}: {v:.1f}" for k, v in c["regions"].items())
+        rows.append(f"| {c['config']['name']} | {c['cosine_min']:.4f} | {c['cosine_mean']:.4f} "
+                    f"| {c['sqnr_db']:.2f} | {regions} | {wer} "
+                    f"| {same}/{len(c['windows'])} / {words}/{len(c['windows'])} "
+                    f"| {c['launches']} |")
+    return "\n".join(rows)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -463,6 +509,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         print(json.dumps(report, indent=1))
+    elif args.markdown:
+        print(markdown_table(report))
     else:
         _print(report)
     return 0

@@ -34,7 +34,8 @@ def gelu_float(x: np.ndarray, approximate: str) -> np.ndarray:
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
-def gelu_table(in_scale: float, out_scale: float, approximate: str) -> np.ndarray:
+def gelu_table(in_scale: float, out_scale: float, approximate: str,
+               out_offset: float = 0.0) -> np.ndarray:
     """int8[256] lookup table of the gelu stage.
 
     Uses xdna_ep.kernels.gelu.build_table when it exists (the kernel's own
@@ -44,10 +45,12 @@ def gelu_table(in_scale: float, out_scale: float, approximate: str) -> np.ndarra
     """
     mod = _module("gelu")
     if mod is not None and hasattr(mod, "build_table"):
-        return np.asarray(mod.build_table(in_scale, out_scale, approximate), dtype=np.int8)
+        return np.asarray(mod.build_table(in_scale, out_scale, approximate, out_offset),
+                          dtype=np.int8)
     codes = np.arange(-128, 128, dtype=np.float64)
     codes[0] = -127
-    y = gelu_float(codes * np.float64(np.float32(in_scale)), approximate) / out_scale
+    y = (gelu_float(codes * np.float64(np.float32(in_scale)), approximate)
+         - np.float64(np.float32(out_offset))) / out_scale
     return np.clip(np.rint(y), -127, 127).astype(np.int8)
 
 

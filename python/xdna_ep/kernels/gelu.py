@@ -23,11 +23,16 @@ TABLE_SIZE = 256
 TABLE_OFFSET = 128  # table index = q + 128
 
 
-def build_table(in_scale: float, out_scale: float, approximate: str = "none") -> np.ndarray:
-    """int8[256] table: entry q+128 = sat127(rint(gelu(q * in_scale) / out_scale))."""
+def build_table(in_scale: float, out_scale: float, approximate: str = "none",
+                out_offset: float = 0.0) -> np.ndarray:
+    """int8[256] table: entry q+128 = sat127(rint((gelu(q * in_scale) - out_offset) / out_scale)).
+
+    out_offset (static mode) centres GELU's lopsided output range [-0.17, max] on
+    the int8 codes; the consumer adds it back (compile/build.py folds it into the
+    next matmul's bias)."""
     approximate = chk.choice("approximate", approximate, APPROXIMATIONS)
     return _emu.gelu_table(chk.scale("in_scale", in_scale), chk.scale("out_scale", out_scale),
-                           approximate)
+                           approximate, float(out_offset))
 
 
 def dynamic_out_scale(in_scale: float, approximate: str = "none") -> float:
@@ -87,7 +92,8 @@ def _approx(attrs: Attrs) -> str:
 def _static_table(consts: Consts, attrs: Attrs) -> np.ndarray:
     if "table" in consts:
         return _table(consts["table"])
-    return build_table(chk.attr(attrs, "in_scale"), chk.attr(attrs, "out_scale"), _approx(attrs))
+    return build_table(chk.attr(attrs, "in_scale"), chk.attr(attrs, "out_scale"), _approx(attrs),
+                       float(attrs.get("out_offset", 0.0)))
 
 
 def prepare(consts: Consts, attrs: Attrs) -> GeluState:

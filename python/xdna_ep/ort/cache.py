@@ -68,10 +68,25 @@ def kernel_manifest_version() -> str:
         return "no-manifest"
 
 
+def compile_defaults() -> str:
+    """The compiler's default choices (percentile, outlier split, GELU offset, ...)
+    as JSON: a change of default makes old entries stale even within one package
+    version (a development checkout), since provider options do not name them."""
+    import dataclasses
+
+    from ..compile import CompileOptions
+
+    fields = {f.name: f.default for f in dataclasses.fields(CompileOptions)
+              if f.default is not dataclasses.MISSING
+              and isinstance(f.default, (bool, int, float, str, type(None)))}
+    return json.dumps(fields, sort_keys=True)
+
+
 def versions() -> dict[str, Any]:
     """What makes an entry stale when it changes."""
     return {"package": __version__, "kernels": kernel_manifest_version(),
-            "program_format": PROGRAM_FORMAT_VERSION, "cache_format": CACHE_FORMAT_VERSION}
+            "program_format": PROGRAM_FORMAT_VERSION, "cache_format": CACHE_FORMAT_VERSION,
+            "compile_defaults": compile_defaults()}
 
 
 def model_digest(model: str | os.PathLike[str] | bytes) -> str:

@@ -162,10 +162,14 @@ class Tap:
 
         v = tensor                                  (an ONNX tensor), then
         v = (v @ matmul)[..., cols[0]:cols[1]]      if matmul (an initializer), then
-        v = v + add[add_cols[0]:add_cols[1]]        if add (an initializer or tensor)
+        v = v + add[add_cols[0]:add_cols[1]]        if add (an initializer or tensor), then
+        v = v[..., take]                            if take (channel indices), then
+        v = gelu(v)                                 if gelu ("none" | "tanh")
 
     e.g. a matmul output with a BiasGelu bias folded in (add), or the q part of
-    a packed QKV projection of a fused Attention node (matmul + cols + add).
+    a packed QKV projection of a fused Attention node (matmul + cols + add), or
+    one channel group of the fc1 output / GELU output of an MLP that
+    compile/outliers.py split (take, gelu).
     """
 
     tensor: str
@@ -173,6 +177,8 @@ class Tap:
     matmul: str | None = None
     cols: tuple[int, int] | None = None
     add_cols: tuple[int, int] | None = None
+    take: tuple[int, ...] | None = None
+    gelu: str | None = None
 
 
 def _slice_last(g: onnx.GraphProto, src: str, cols: tuple[int, int], out: str) -> str:
@@ -182,6 +188,43 @@ def _slice_last(g: onnx.GraphProto, src: str, cols: tuple[int, int], out: str) -
                                                           f"{out}.{suffix}"))
     g.node.append(helper.make_node("Slice", [src, f"{out}.starts", f"{out}.ends", f"{out}.axes"],
                                    [out], name=f"{out}_node"))
+    return out
+
+
+def _take_cols(g: onnx.GraphProto, src: str, take: tuple[int, ...], out: str) -> str:
+    """Appends Gather(src, take, axis=-1): the listed last-axis channels, in that order."""
+    g.initializer.append(onnx.numpy_helper.from_array(np.asarray(take, np.int64),
+                                                      f"{out}.idx"))
+    g.node.append(helper.make_node("Gather", [src, f"{out}.idx"], [out], axis=-1,
+                                   name=f"{out}_node"))
+    return out
+
+
+def _gelu(g: onnx.GraphProto, src: str, approximate: str, out: str) -> str:
+    """Appends GELU(src) in standard ops: 0.5 x (1 + erf(x / sqrt 2)), or the tanh form."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu tap: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+    def const(name: str, v: float) -> str:
+        g.initializer.append(onnx.numpy_helper.from_array(np.array(v, np.float32),
+                                                          f"{out}.{name}"))
+        return f"{out}.{name}"
+
+    def node(op: str, ins: list[str], name: str) -> str:
+        g.node.append(helper.make_node(op, ins, [f"{out}.{name}"], name=f"{out}.{name}_node"))
+        return f"{out}.{name}"
+
+    if approximate == "none":
+        inner = node("Erf", [node("Mul", [src, const("rsqrt2", 1.0 / np.sqrt(2.0))], "xs")],
+                     "erf")
+    else:
+        x3 = node("Mul", [node("Mul", [src, src], "x2"), src], "x3")
+        poly = node("Add", [src, node("Mul", [x3, const("c", 0.044715)], "cx3")], "poly")
+        inner = node("Tanh", [node("Mul", [poly, const("k", np.sqrt(2.0 / np.pi))], "kp")],
+                     "tanh")
+    one_plus = node("Add", [inner, const("one", 1.0)], "onep")
+    half_x = node("Mul", [src, const("half", 0.5)], "halfx")
+    g.node.append(helper.make_node("Mul", [half_x, one_plus], [out], name=f"{out}_node"))
     return out
 
 
@@ -209,6 +252,10 @@ def tap_model(model: onnx.ModelProto, taps: Mapping[str, Tap]) -> onnx.ModelProt
             g.node.append(helper.make_node("Add", [src, b], [f"{key}::xdna_add"],
                                            name=f"{key}::xdna_add_node"))
             src = f"{key}::xdna_add"
+        if tap.take is not None:
+            src = _take_cols(g, src, tap.take, f"{key}::xdna_take")
+        if tap.gelu is not None:
+            src = _gelu(g, src, tap.gelu, f"{key}::xdna_gelu")
         g.node.append(helper.make_node("Identity", [src], [key + TAP_SUFFIX],
                                        name=f"{key}::xdna_cal_node"))
         g.output.append(helper.make_tensor_value_info(key + TAP_SUFFIX, onnx.TensorProto.FLOAT,
