@@ -69,3 +69,16 @@ def test_quantized_region_scale_lookup_names_tensor() -> None:
     assert qr.scale("a") == 0.5
     with pytest.raises(KeyError, match="region 3.*'b'"):
         qr.scale("b")
+
+
+def test_channel_with_a_corrupted_value_is_refused() -> None:
+    w = (np.random.default_rng(3).standard_normal((384, 8)) * 0.02).astype(np.float32)
+    quantize_per_channel(w, axis=1)  # ordinary weights pass
+    spiky = w.copy()
+    spiky[7, 5] = 0.02 * 2e4  # > 1e4 x the channel's median |w|
+    with pytest.raises(WeightError, match="fc2.weight.*output channel 5.*int8 cannot represent"):
+        quantize_per_channel(spiky, axis=1, name="fc2.weight")
+    large = w.copy()
+    large[7, 5] = 0.02 * 60  # a large but real-looking weight (tiny.en: up to 63 x)
+    q, s = quantize_per_channel(large, axis=1)
+    assert q[7, 5] == 127

@@ -9,7 +9,9 @@ IOBinding, get_inputs/get_outputs and profiling are ORT's own.
 
 Only the providers list decides: without "XDNAExecutionProvider" in it this
 class is a plain ORT session. With it, XDNA runs or a warning (fallback=allow)
-or an error (fallback=error) says why not: never a silent CPU fallback.
+or an error (fallback=error) says why not: never a silent CPU fallback. A model
+whose regions the cost model keeps on the CPU (e.g. Whisper's per-token decoder)
+gets a warning in both modes: that is a placement decision, not a failure.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class XDNARegionError(RuntimeError):
 class StartInfo:
     """How this session started (the benchmark and tests read it)."""
 
-    source: str = ""  # "compiled" | "cache" | "epcontext" | "cpu-fallback"
+    source: str = ""  # "compiled" | "cache" | "epcontext" | "cpu-fallback" | "cpu-by-cost"
     seconds: float = 0.0
     cache_entry: Path | None = None
     regions: int = 0
@@ -292,6 +294,15 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             pipeline.write_report(plan, opts.report)
         if not programs and info.source == "cpu-fallback":
             return original  # _obtain already said why
+        if not programs and plan is not None and _cost_kept_everything_on_cpu(plan):
+            # a placement decision, not a failure: announced, but fallback=error is
+            # about what cannot run (model or device), so it does not raise here
+            reasons = sorted({r.cost_reason for r in plan.regions})[:2]
+            warnings.warn(f"{EP_NAME} places no node on the NPU: the cost model keeps "
+                          f"every region on CPUExecutionProvider ({'; '.join(reasons)})",
+                          XDNAFallbackWarning, stacklevel=3)
+            info.source = "cpu-by-cost"
+            return original
         if not programs:
             why = "no node of the model can run on the NPU"
             if plan is not None:
@@ -405,6 +416,13 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         os.replace(tmp, path)
         log.info("%s: compiled model written to %s", EP_NAME, path)
         self.xdna_start.notes.append(f"context model: {path}")
+
+
+def _cost_kept_everything_on_cpu(plan: PartitionPlan) -> bool:
+    """True when NPU-capable regions exist and the cost model (not a failure) put
+    every one of them on the CPU."""
+    return bool(plan.regions) and all(
+        r.placement == "cpu" and r.cost_reason.startswith("cost:") for r in plan.regions)
 
 
 def _drop_unrunnable(plan: PartitionPlan, compiled: dict[int, Program]) -> None:

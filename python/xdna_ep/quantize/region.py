@@ -64,12 +64,19 @@ def quantize_region(region_id: int, kernels: Sequence[str],
                     weights: Sequence[Mapping[str, np.ndarray]], mode: Mode, method: str,
                     quantized_tensors: Iterable[str],
                     ranges: Mapping[str, tuple[float, float]] | None = None,
+                    labels: Sequence[str] | None = None,
                     ) -> QuantizedRegion:
-    """Quantizes weights of every op; in static mode, scales of `quantized_tensors`."""
+    """Quantizes weights of every op; in static mode, scales of `quantized_tensors`.
+
+    labels: one name per op for error messages (e.g. its ONNX node), so a refused
+    weight points at the node a user can find; default `region<id>.op<i>`.
+    """
     if mode not in ("static", "dynamic"):
         raise ValueError(f"quantization mode must be 'static' or 'dynamic', got {mode!r}")
-    consts = [quantize_constants(k, w, f"region{region_id}.op{i}")
-              for i, (k, w) in enumerate(zip(kernels, weights, strict=True))]
+    names = list(labels) if labels is not None else [f"region{region_id}.op{i}"
+                                                      for i in range(len(kernels))]
+    consts = [quantize_constants(k, w, n)
+              for k, w, n in zip(kernels, weights, names, strict=True)]
     qr = QuantizedRegion(region_id, mode, method if mode == "static" else "dynamic",
                          op_constants=consts)
     if mode == "static":

@@ -12,6 +12,14 @@ import numpy as np
 
 INT8_MAX = 127
 
+# A channel whose largest |w| is this many times its median |w| is refused: at a
+# ratio of 254 the median weight already rounds to 0 in int8, and at 1e4 int8 keeps
+# nothing of the channel but its outliers. Real Whisper weights stay far below
+# (tiny.en: worst max/median over any whole weight tensor 63); a ratio like this is
+# a corrupted value (e.g. one bit flip turning 0.014 into 4.8e36), where the int8
+# channel would silently compute something else than the FP32 model.
+MAX_CHANNEL_SPREAD = 1.0e4
+
 
 class WeightError(ValueError):
     """A weight cannot be quantized for the NPU (dtype, size or values)."""
@@ -49,7 +57,17 @@ def quantize_per_channel(w: np.ndarray, axis: int, name: str = "weight"
         raise WeightError(f"weight {name!r}: axis {axis} out of range for shape {w.shape}")
     axis %= w.ndim
     red = tuple(i for i in range(w.ndim) if i != axis)
-    amax = np.max(np.abs(w), axis=red) if red else np.abs(w)
+    absw = np.abs(w)
+    amax = np.max(absw, axis=red) if red else absw
+    if red:
+        med = np.median(absw, axis=red).astype(np.float64)  # float64: no overflow below
+        bad = np.flatnonzero((med > 0) & (amax.astype(np.float64) > MAX_CHANNEL_SPREAD * med))
+        if bad.size:
+            c = int(bad[0])
+            raise WeightError(
+                f"weight {name!r}: output channel {c} has max |w| {float(amax.flat[c]):.3g} = "
+                f"{float(amax.flat[c] / med.flat[c]):.3g} x its median |w|; int8 cannot "
+                f"represent it (limit {MAX_CHANNEL_SPREAD:g} x, a corrupted weight?)")
     scale = (amax / np.float32(INT8_MAX)).astype(np.float32)
     scale[scale == 0] = np.float32(1.0)
     shape = [1] * w.ndim
