@@ -4,9 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
+if ! "$PY" -c "import pybind11, cmake, ninja" 2>/dev/null; then
+  # pip's isolated build env had them; a dev rebuild needs them in the venv
+  "$PY" -m pip install -q cmake ninja pybind11
+fi
+export PATH="$(cd "$(dirname "$PY")" && pwd):$PATH"
+PYBIND11_DIR=$("$PY" -c "import pybind11; print(pybind11.get_cmake_dir())")
 exec 9>/tmp/xdna_ep_dev_build.lock
 flock 9
-cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -Dpybind11_DIR="$PYBIND11_DIR" \
   -DPython_EXECUTABLE="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" -DXDNA_EP_OUTPUT_DIR="$PWD/build/dev/out" >/dev/null
 cmake --build build/dev -j 2
 # Swap the module in atomically: tests running meanwhile never see a half-written file.

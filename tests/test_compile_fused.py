@@ -1,6 +1,6 @@
 """Layers as onnxruntime.transformers' optimizer leaves them (Attention / MultiHeadAttention,
-SkipLayerNormalization with bias, BiasGelu), and the capability pass (helper E's
-partition_model) feeding compile_plan directly."""
+SkipLayerNormalization with bias, BiasGelu), and the capability pass
+(partition_model) feeding compile_plan directly."""
 
 from __future__ import annotations
 

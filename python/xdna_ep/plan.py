@@ -29,7 +29,7 @@ class OpMatch:
     "gamma", "beta", "skip": <tensor or None>}; attention {"num_heads", "scale",
     "q", "k", "v", "mask", "causal"}.
 
-    What compile/ (helper F) reads, precisely:
+    What compile/ reads, precisely:
     - matmul: inputs[0] is the activation [..., K]; "weight" an initializer
       (or Constant output) [K, N], or [N, K] when "transpose_b"; "bias" an
       initializer [N] or None; optional "alpha"/"beta" (Gemm; default 1.0);

@@ -1,7 +1,7 @@
 """A small Program executor for compile/'s own tests and accuracy figures.
 
 When every stage kernel is registered, the program runs on the runtime's
-EmulatorDevice (helper D), the production executor. Otherwise stages run in
+EmulatorDevice (xdna_ep.runtime), the production executor. Otherwise stages run in
 order on named buffers here: each stage uses the registered
 emulator kernel (xdna_ep.kernels registry: prepare + run) when its module is
 importable, else the contract-level numpy version in reference.py; which one
@@ -56,7 +56,7 @@ class ProgramRunner:
             "split" in st.attrs for st in program.stages() if st.kernel == "matmul")
         if prefer_registry and split_ok and all(registered_kernel(k) is not None
                                                 for k in kernels):
-            try:  # helper D's production executor, when the runtime package has it
+            try:  # the runtime's production executor
                 from ..runtime.emulator import EmulatorDevice
             except ImportError:
                 EmulatorDevice = None  # noqa: N806

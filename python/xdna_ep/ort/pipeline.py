@@ -19,7 +19,7 @@ log = logging.getLogger("xdna_ep")
 
 def partition(model: onnx.ModelProto, opts: ProviderOptions, device_name: str,
               device_reason: str = "", model_name: str = "") -> PartitionPlan:
-    """capability + regions + placement by cost (helper E's driver)."""
+    """capability + regions + placement by cost."""
     from ..partition import partition_model
 
     return partition_model(model, exclude_ops=list(opts.exclude_ops),
@@ -29,7 +29,7 @@ def partition(model: onnx.ModelProto, opts: ProviderOptions, device_name: str,
 
 def compile_regions(model: onnx.ModelProto, plan: PartitionPlan, opts: ProviderOptions,
                     samples: list[dict[str, Any]] | None) -> dict[int, Program]:
-    """quantize + compile (helper F): region id -> Program."""
+    """quantize + compile: region id -> Program."""
     from ..compile import CompileOptions, compile_plan
 
     return compile_plan(model, plan, CompileOptions(quantization=opts.quantization,
@@ -38,7 +38,7 @@ def compile_regions(model: onnx.ModelProto, plan: PartitionPlan, opts: ProviderO
 
 def select_device(name: str, fallback: str = "allow") -> tuple[Any, str]:
     """(device, why it was chosen) for provider options `device` and `fallback`
-    (helper D's runtime: a DeviceChoice that opens the device)."""
+    (the runtime's DeviceChoice that opens the device)."""
     from ..runtime import select_device as choose
 
     choice = choose(name, fallback)
@@ -46,7 +46,7 @@ def select_device(name: str, fallback: str = "allow") -> tuple[Any, str]:
 
 
 def write_report(plan: PartitionPlan, path: Path) -> None:
-    """The partition report in the format the suffix names (helper E's report)."""
+    """The partition report in the format the suffix names."""
     from .. import report
 
     report.write_report(plan, path)
