@@ -112,6 +112,28 @@ def test_good_and_bad_regions_in_one_plan_static() -> None:
     assert plan.fallbacks == [f"region 1: {plan.regions[1].cost_reason.split(': ', 1)[1]}"]
 
 
+@pytest.mark.parametrize("bad_value", [np.float32(4.8e36), np.float32(np.nan)])
+def test_corrupted_weight_keeps_every_region_on_cpu(bad_value: np.float32) -> None:
+    """A damaged weight (one flipped bit: 0.014 -> 4.8e36, or a NaN) in region 1 also
+    keeps region 0 on the CPU: values computed from it would reach int8 regions
+    far outside any scale (fuzz finding F1, docs/RELIABILITY.md)."""
+    model = _mm_gelu_model(_w((K, N)))
+    w2 = _w((K, N))
+    w2[3, 7] = bad_value
+    model.graph.initializer.append(numpy_helper.from_array(w2, "W2"))
+    for mode in ("dynamic", "static"):
+        r1 = Region(1, [OpMatch("matmul", ("mm2",), ("x",), ("z",), {"weight": "W2"})],
+                    ["x"], ["z"])
+        plan = _plan(_mm_gelu_region(0), r1)
+        opts = CompileOptions(mode, _samples() if mode == "static" else None)
+        assert compile_plan(model, plan, opts) == {}
+        assert [r.placement for r in plan.regions] == ["cpu", "cpu"]
+        assert "corrupted weight" in plan.regions[0].cost_reason
+        assert "'node mm2.weight'" in plan.regions[0].cost_reason or "'W2'" in \
+            plan.regions[0].cost_reason
+        assert all(n.placement == "cpu" for n in plan.nodes)
+
+
 def test_calibration_data_errors() -> None:
     model = _mm_gelu_model(_w((K, N)))
     bad = _samples(2)

@@ -24,7 +24,7 @@ from onnxruntime.quantization.calibrate import CalibrationDataReader
 from ..plan import PartitionPlan, Region
 from ..quantize.calibration import Tap, collect_ranges, materialize, method_name
 from ..quantize.region import QuantizedRegion, quantize_region
-from ..quantize.weights import WeightError
+from ..quantize.weights import CorruptWeightError, WeightError
 from .build import BufferPlan, build_program, plan_buffers
 from .execute import ProgramRunner
 from .kernel_api import FindDesign, find_design_function, kernel_version, matmul_supports_split
@@ -120,6 +120,18 @@ def _to_cpu(plan: PartitionPlan, region: Region, reason: str) -> None:
             n.reason = f"region {region.id} not compiled: {reason}"
 
 
+def _all_to_cpu(plan: PartitionPlan, corrupt: list[str]) -> dict[int, Program]:
+    """A corrupted weight anywhere: every region stays on the CPU. Why not just its
+    own region: the values computed from it (e.g. 1e36 from one flipped bit) flow
+    into the other regions, where no int8 scale can represent them, so their int8
+    results would silently differ from the FP32 model's (fuzz finding F1)."""
+    for r in plan.regions:
+        if r.placement == "npu":
+            _to_cpu(plan, r, f"the model has a corrupted weight, so no region runs in "
+                             f"int8 ({corrupt[0]})")
+    return {}
+
+
 def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOptions
                  ) -> dict[int, Program]:
     """Programs for the plan's NPU regions, keyed by region id.
@@ -142,6 +154,7 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
                          "(CompileOptions.calibration); or use quantization='dynamic'")
 
     fuse = matmul_supports_split() if options.fuse_qkv is None else options.fuse_qkv
+    corrupt: list[str] = []  # CorruptWeightError messages: the whole model stays on CPU
     work: list[_Work] = []
     for r in plan.regions:
         if r.placement != "npu":
@@ -156,6 +169,10 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
             work.append(_Work(r, lr, plan_buffers(lr, options.quantization)))
         except (NotLowerable, WeightError) as e:
             _to_cpu(plan, r, getattr(e, "reason", str(e)))
+            if isinstance(e, CorruptWeightError):
+                corrupt.append(str(e))
+    if corrupt:
+        return _all_to_cpu(plan, corrupt)
 
     outliers: dict[int, dict[str, list[int]]] = {}
     if options.split_outliers and samples is not None and work:
@@ -192,12 +209,16 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
                                  gelu_offset=options.gelu_offset)
         except (ValueError, WeightError, NotLowerable) as e:
             _to_cpu(plan, w.region, getattr(e, "reason", str(e)))
+            if isinstance(e, CorruptWeightError):
+                corrupt.append(str(e))
             continue
         if w.region.id in outliers:
             prog.meta["outlier_channels"] = outliers[w.region.id]
         programs[w.region.id] = prog
         w.region.launches = prog.num_launches
 
+    if corrupt:
+        return _all_to_cpu(plan, corrupt)
     if options.measure_sqnr and samples is not None and programs:
         _measure(model, plan, programs, samples, options.prefer_registry)
     mode = options.quantization

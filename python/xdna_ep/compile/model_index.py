@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..quantize.weights import WeightError, check_float_weight
+from ..quantize.weights import CorruptWeightError, WeightError, check_float_weight
 
 
 class NotLowerable(Exception):
@@ -84,6 +84,8 @@ class ModelIndex:
         """A constant validated as a finite, non-empty float32 array."""
         try:
             return check_float_weight(self.constant(name), name)
+        except CorruptWeightError:
+            raise  # compile_plan keeps the whole model on the CPU for these
         except WeightError as e:
             raise NotLowerable(str(e)) from None
 

@@ -25,6 +25,13 @@ class WeightError(ValueError):
     """A weight cannot be quantized for the NPU (dtype, size or values)."""
 
 
+class CorruptWeightError(WeightError):
+    """A weight's values cannot come from a trained model (NaN/inf, or one value
+    10^4 x its channel's median): the model is damaged, and the values computed
+    downstream of that weight lie outside any int8 range, so compile_plan keeps
+    the whole model on the CPU rather than only this weight's region."""
+
+
 def check_float_weight(w: np.ndarray, name: str) -> np.ndarray:
     """Validates a float32 constant; returns it as a C-contiguous float32 array.
 
@@ -40,7 +47,7 @@ def check_float_weight(w: np.ndarray, name: str) -> np.ndarray:
     if w.size == 0:
         raise WeightError(f"weight {name!r} is empty (shape {w.shape})")
     if not np.all(np.isfinite(w)):
-        raise WeightError(f"weight {name!r} contains NaN or infinity")
+        raise CorruptWeightError(f"weight {name!r} contains NaN or infinity")
     return np.ascontiguousarray(w)
 
 
@@ -64,7 +71,7 @@ def quantize_per_channel(w: np.ndarray, axis: int, name: str = "weight"
         bad = np.flatnonzero((med > 0) & (amax.astype(np.float64) > MAX_CHANNEL_SPREAD * med))
         if bad.size:
             c = int(bad[0])
-            raise WeightError(
+            raise CorruptWeightError(
                 f"weight {name!r}: output channel {c} has max |w| {float(amax.flat[c]):.3g} = "
                 f"{float(amax.flat[c] / med.flat[c]):.3g} x its median |w|; int8 cannot "
                 f"represent it (limit {MAX_CHANNEL_SPREAD:g} x, a corrupted weight?)")
