@@ -84,6 +84,23 @@ def _median_s(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _paired_median_s(a: Callable[[], Any], b: Callable[[], Any], pairs: int
+                     ) -> tuple[float, float, float]:
+    """(median a, median b, median of a - b per pair): a and b alternate, so a
+    noisy neighbour on a shared machine slows both sides of each pair alike."""
+    ta, tb = [], []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return (statistics.median(ta), statistics.median(tb),
+            statistics.median(x - y for x, y in zip(ta, tb, strict=True)))
+
+
 def _session(model_bytes: bytes, cache_dir: str, **opts: Any):
     from ..ort import InferenceSession
 
@@ -148,8 +165,9 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
         x = np.random.default_rng(2).standard_normal((16, 384)).astype(np.float32)
         small.sess.run(None, {"x": x})
         small.loaded.run({"x": x})
-        via_ort = _median_s(lambda: small.sess.run(None, {"x": x}), calls)
-        direct = _median_s(lambda: small.loaded.run({"x": x}), calls)
+        via_ort, direct, overhead = _paired_median_s(
+            lambda: small.sess.run(None, {"x": x}), lambda: small.loaded.run({"x": x}),
+            max(calls, 1000))
 
         # result path: a 1500x384 float32 output, arrays vs lists
         big = _RegionSession(one_region_model(1500))  # keep: it owns the program table
@@ -168,7 +186,7 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
         "first_start_s": round(first_s, 4),
         "cached_start_s": round(cached_s, 4),
         "cache_speedup": round(first_s / cached_s, 2),
-        "region_call_overhead_us": round((via_ort - direct) * 1e6, 1),
+        "region_call_overhead_us": round(overhead * 1e6, 1),
         "region_call_us": round(via_ort * 1e6, 1),
         "direct_call_us": round(direct * 1e6, 1),
         "result_path_ms": {"array": round(fast * 1e3, 3), "list": round(slow * 1e3, 3)},
