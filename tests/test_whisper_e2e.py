@@ -153,3 +153,19 @@ def test_bad_inputs_exit_non_zero_with_a_message(tmp_path):
         assert "Traceback" not in proc.stderr
     proc = cli("--device", "cpu")
     assert proc.returncode == 2 and "give audio files" in proc.stderr
+
+
+def test_bench_whisper_engines_report_every_field():
+    """bench whisper's engine runner on one real clip: the xdna-ep engine reports its
+    NPU share and the cost-model projection (a float, labelled a projection), and WER
+    is the corpus WER of what it transcribed."""
+    from xdna_ep.bench import whisper as bw
+
+    sample = list_samples()[:1]
+    for engine in ("onnxruntime-cpu-fp32", "xdna-ep-emulator"):
+        r = bw._run_onnx_engine(engine, None, sample)
+        assert r["engine"] == engine and r["rtf"] > 0 and r["encoder_ms"] > 0
+        assert r["wer"] == pytest.approx(word_error_rate(sample[0].reference, r["texts"][0]))
+        if engine == "xdna-ep-emulator":
+            assert r["npu_mac_share"] > 0.9 and r["device"] == "emulator"
+            assert r["projected_npu_encoder_ms"] > r["projected_npu_regions_ms"] > 0
