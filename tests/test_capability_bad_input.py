@@ -65,6 +65,21 @@ def test_opset_outside_range_places_everything_on_cpu(opset: int) -> None:
     assert any(f"opset {opset}" in f for f in plan.fallbacks)
 
 
+def test_custom_domain_op_is_not_matched_as_the_onnx_op() -> None:
+    """A "MatMul" of another domain may compute anything: it stays on CPU, named
+    (finding F3 of docs/RELIABILITY.md). The same node in the ONNX domain matches."""
+    w = np.ones((384, 8), np.float32)
+    plain = _matmul_model([1500, 384], w)
+    assert analyze(plain).placements[0].reason.startswith("matmul")
+    custom = _matmul_model([1500, 384], w)
+    custom.graph.node[0].domain = "fuzz.domain"
+    custom.opset_import.append(helper.make_opsetid("fuzz.domain", 1))
+    (p,) = analyze(custom).placements
+    assert p.placement == "cpu"
+    assert p.reason == ("unsupported op: fuzz.domain.MatMul has no NPU kernel (custom domain: "
+                        "only ONNX and com.microsoft ops are matched)")
+
+
 def test_dynamic_weight_stays_on_cpu_with_reason() -> None:
     res = analyze(_matmul_model([4, 16], None))
     (p,) = res.placements
@@ -113,7 +128,9 @@ def test_unknown_custom_op_is_announced() -> None:
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
                                                 helper.make_opsetid("my.domain", 1)])
     res = analyze(model)
-    assert res.placements[0].reason == "unsupported op: my.domain.Frobnicate has no NPU kernel"
+    assert res.placements[0].reason == ("unsupported op: my.domain.Frobnicate has no NPU kernel "
+                                        "(custom domain: only ONNX and com.microsoft ops are "
+                                        "matched)")
     assert partition(model).npu_mac_share == 0.0
 
 

@@ -78,6 +78,18 @@ def test_bad_weight_moves_region_to_cpu(w: np.ndarray, reason: str) -> None:
     assert all(n.placement == "cpu" and reason in n.reason for n in plan.nodes)
 
 
+def test_unknown_boundary_shape_moves_region_to_cpu() -> None:
+    """A region input whose shape nothing determined would be recorded as rank 0 and
+    fail at every run (finding F4): the region stays on the CPU instead."""
+    model = _mm_gelu_model(_w((K, N)))
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    plan = _plan(_mm_gelu_region())
+    assert compile_plan(model, plan, CompileOptions("dynamic")) == {}
+    r = plan.regions[0]
+    assert r.placement == "cpu" and "shape of region boundary tensor 'x' is unknown" in \
+        r.cost_reason
+
+
 def test_non_constant_weight_moves_region_to_cpu() -> None:
     plan = _plan(_mm_gelu_region())
     assert compile_plan(_mm_gelu_model(_w((K, N)), weight_as_input=True), plan,

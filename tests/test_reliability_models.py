@@ -135,3 +135,20 @@ def test_corrupted_weight_bit_flips_give_right_numbers(tmp_path, whisper_bases):
         v = run_case(encoder, encoder.model.SerializeToString(), muts[name], tmp_path,
                      timeout=300)
         assert v.outcome == "ok" and not v.problems, (name, v.problems, v.record)
+
+
+@pytest.mark.slow
+def test_ir_version_2_copy_runs_or_stays_on_cpu(tmp_path, whisper_bases):
+    """Finding F4: an IR-version-2 copy of the real encoder once compiled a region whose
+    boundary shape was unknown (recorded as rank 0) and failed at every run. It no
+    longer reproduces with this mutant; compile/model_index.py boundary_shape now
+    refuses unknown boundary shapes (tests/test_compile_errors.py), and this keeps
+    the mutant itself covered: a correct session or a clear error."""
+    from fuzz.model_fuzz import run_case
+
+    encoder = next(b for b in whisper_bases if b.name == "whisper_encoder")
+    muts = {m.name: m for m in catalogue()}
+    v = run_case(encoder, encoder.model.SerializeToString(), muts["ir_version/2"], tmp_path,
+                 timeout=300)
+    assert v.outcome == "ok" and not v.problems, (v.problems, v.record)
+    assert v.session in ("ok", "clear"), v.record

@@ -17,7 +17,7 @@ from .graph import GraphView, named_subgraphs
 from .loader import ensure_node_names, validate_model
 from .patterns import KINDS, MATCHERS
 from .patterns.common import dtype_problem, node_macs, shape_problem
-from .reasons import cpu_reason
+from .reasons import cpu_reason, foreign_domain
 from .shapes import infer_shapes
 
 MIN_OPSET = 13
@@ -131,7 +131,7 @@ def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) ->
                         continue
                     by_name = {n.name: n for n in nodes}
                     members = [by_name[n] for n in m.nodes]
-                    if any(_excluded(n, options) or dtype_problem(view, n)
+                    if any(_excluded(n, options) or foreign_domain(n) or dtype_problem(view, n)
                            or shape_problem(view, n) for n in members):
                         continue
                     matches.append(m)

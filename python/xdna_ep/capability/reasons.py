@@ -21,9 +21,23 @@ PATTERN_OPS = {
 }
 
 
+# Domains whose op types the patterns know: ONNX itself and onnxruntime's contrib ops
+# (fused Attention, BiasGelu, SkipLayerNormalization, ...).
+KNOWN_DOMAINS = ("", "ai.onnx", "com.microsoft")
+
+
+def foreign_domain(node: onnx.NodeProto) -> bool:
+    """A node of another domain: its op type says nothing about what it computes
+    (a custom "MatMul" may be anything), so no pattern may claim it."""
+    return node.domain not in KNOWN_DOMAINS
+
+
 def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str:
     """The reason `node` (not part of any match) stays on CPU."""
     op = node.op_type
+    if foreign_domain(node):
+        return (f"unsupported op: {node.domain}.{op} has no NPU kernel (custom domain: only "
+                f"ONNX and com.microsoft ops are matched)")
     if op == "Constant" or (op == "Identity" and node.input and view.is_const(node.input[0])):
         return "constant: a constant value, read directly by its consumers (no compute)"
     problem = dtype_problem(view, node) or shape_problem(view, node)

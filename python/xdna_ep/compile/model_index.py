@@ -102,3 +102,13 @@ class ModelIndex:
             return ()
         return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                      for d in t.tensor_type.shape.dim)
+
+    def boundary_shape(self, name: str) -> tuple[int | str, ...]:
+        """shape() of a region input/output, which must be known: a Program records
+        each boundary tensor's rank and checks it at run time, so an unknown shape
+        (recorded as rank 0) would make every run fail; better a CPU placement now."""
+        t = self.types.get(name)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            raise NotLowerable(f"the shape of region boundary tensor {name!r} is unknown "
+                               f"(shape inference could not determine it)")
+        return self.shape(name)
