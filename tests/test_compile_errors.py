@@ -86,7 +86,7 @@ def test_unknown_boundary_shape_moves_region_to_cpu() -> None:
     plan = _plan(_mm_gelu_region())
     assert compile_plan(model, plan, CompileOptions("dynamic")) == {}
     r = plan.regions[0]
-    assert r.placement == "cpu" and "shape of region boundary tensor 'x' is unknown" in \
+    assert r.placement == "cpu" and "shape of region input 'x' is unknown" in \
         r.cost_reason
 
 

@@ -203,8 +203,10 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
                                  labels=[f"node {'/'.join(op.source_nodes)}" if op.source_nodes
                                          else f"region{w.region.id}.op{i}"
                                          for i, op in enumerate(w.lowered.ops)])
-            shapes = {t: idx.boundary_shape(t)
-                      for t in (*w.lowered.inputs, *w.lowered.outputs)}
+            # inputs are rank-checked at every run, so theirs must be known; an
+            # output's unknown shape is recorded as () and not checked
+            shapes = {**{t: idx.shape(t) for t in w.lowered.outputs},
+                      **{t: idx.boundary_shape(t) for t in w.lowered.inputs}}
             prog = build_program(w.lowered, w.buffers, qr,
                                  _program_name(plan.model_name, w.region.id), shapes, find, kv,
                                  gelu_offset=options.gelu_offset)

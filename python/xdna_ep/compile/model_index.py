@@ -104,11 +104,11 @@ class ModelIndex:
                      for d in t.tensor_type.shape.dim)
 
     def boundary_shape(self, name: str) -> tuple[int | str, ...]:
-        """shape() of a region input/output, which must be known: a Program records
-        each boundary tensor's rank and checks it at run time, so an unknown shape
-        (recorded as rank 0) would make every run fail; better a CPU placement now."""
+        """shape() of a region input, which must be known: a Program records each
+        input's rank and checks it at every run, so an unknown shape (recorded as
+        rank 0) would make every run fail; better a CPU placement now."""
         t = self.types.get(name)
         if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
-            raise NotLowerable(f"the shape of region boundary tensor {name!r} is unknown "
+            raise NotLowerable(f"the shape of region input {name!r} is unknown "
                                f"(shape inference could not determine it)")
         return self.shape(name)
