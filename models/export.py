@@ -8,9 +8,13 @@ and every config/tokenizer/feature-extractor file is built from the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -163,11 +167,38 @@ def export_onnx(hf_dir: Path, onnx_dir: Path) -> list[str]:
     return [f for f in ONNX_FILES + OPTIONAL_ONNX_FILES if (onnx_dir / f).is_file()]
 
 
+@contextlib.contextmanager
+def _export_chatter_to_debug_log() -> Iterator[None]:
+    """transformers' tracer/config warnings and Optimum's log lines during the
+    one-time conversion go to xdna_ep's debug log instead of the terminal: they
+    are inherent to tracing Whisper, say nothing the user can act on, and would
+    bury the transcript of a first run. Errors still raise."""
+    log = logging.getLogger("xdna_ep.models")
+    # import first: both libraries set their root logger's level on first use
+    with contextlib.suppress(ImportError):
+        import optimum.exporters.onnx  # noqa: F401
+        import transformers  # noqa: F401
+    loggers = [logging.getLogger(n) for n in ("transformers", "optimum", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            log.debug("export: %s: %s", w.category.__name__, w.message)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def convert_checkpoint(checkpoint_dir: Path, onnx_dir: Path, work_dir: Path) -> dict:
     """Full conversion into `onnx_dir` (which must not exist yet); returns the manifest body."""
     hf_dir = work_dir / "transformers"
-    summary = build_transformers_folder(checkpoint_dir, hf_dir)
-    files = export_onnx(hf_dir, onnx_dir)
+    with _export_chatter_to_debug_log():
+        summary = build_transformers_folder(checkpoint_dir, hf_dir)
+        files = export_onnx(hf_dir, onnx_dir)
     # Keep the CTranslate2 config (suppression lists, language ids) for the decoder loop.
     ct2_config = checkpoint_dir / "config.json"
     if ct2_config.is_file():
