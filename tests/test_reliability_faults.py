@@ -26,7 +26,7 @@ import pytest
 from test_runtime_select import fake_machine
 
 import xdna_ep
-from xdna_ep.compile.program import Launch, Program, Stage, TensorSpec
+from xdna_ep.compile.program import Program
 from xdna_ep.runtime import (
     EmulatorDevice,
     FallbackDevice,
@@ -38,25 +38,14 @@ from xdna_ep.runtime import (
 
 from fakes.fake_pyxrt import (  # isort: skip
     Faults, make_fake_pyxrt, write_fake_xclbin, write_instructions)
+from fakes.real_chain import ffn_chain_program  # isort: skip
 
 WINDOWS = 40
 SEEDS = range(8)
 
 
 def chain_program() -> Program:
-    """Real kernels with no packed constants (the FAKE can run those): the
-    quantize -> gelu -> dequantize -> residual add chain of an encoder FFN."""
-    launches = (
-        Launch("quantize", (Stage("quantize", ("x",), ("q", "qs"), {}, {"dynamic": True}),)),
-        Launch("gelu_dequantize", (
-            Stage("gelu", ("q", "qs"), ("g", "gs"), {}, {"dynamic": True,
-                                                          "approximate": "tanh"}),
-            Stage("dequantize", ("g", "gs"), ("y",), {}, {"dynamic": True}))),
-        Launch("add", (Stage("add", ("y", "x"), ("out",)),)),
-    )
-    return Program("ffn_chain", (TensorSpec("x", "float32", ("B", "T", 384)),),
-                   (TensorSpec("out", "float32", ("B", "T", 384)),
-                    TensorSpec("gs", "float32", (1,))), launches, {})
+    return ffn_chain_program("ffn_chain")
 
 
 def all_designs() -> set[str]:

@@ -20,20 +20,11 @@ from xdna_ep.kernels import registry
 from xdna_ep.runtime import EmulatorDevice, XrtDevice
 
 from fakes.fake_pyxrt import make_fake_pyxrt, write_fake_xclbin, write_instructions  # isort: skip
+from fakes.real_chain import ffn_chain_program  # isort: skip
 
 
 def _program() -> Program:
-    launches = (
-        Launch("quantize", (Stage("quantize", ("x",), ("q", "qs"), {}, {"dynamic": True}),)),
-        Launch("gelu_dequantize", (
-            Stage("gelu", ("q", "qs"), ("g", "gs"), {}, {"dynamic": True,
-                                                          "approximate": "tanh"}),
-            Stage("dequantize", ("g", "gs"), ("y",), {}, {"dynamic": True}))),
-        Launch("add", (Stage("add", ("y", "x"), ("out",)),)),
-    )
-    return Program("real_kernels", (TensorSpec("x", "float32", ("B", "T", 384)),),
-                   (TensorSpec("out", "float32", ("B", "T", 384)),
-                    TensorSpec("gs", "float32", (1,))), launches, {})
+    return ffn_chain_program("real_kernels")
 
 
 def _reference(prog: Program, x: np.ndarray) -> dict[str, np.ndarray]:
