@@ -153,8 +153,45 @@ def test_front_end_conv1d_and_position_add() -> None:
     assert [c.attrs["kernel"] for c in convs] == [3, 3]
     # conv1: d x mels x 3 per output frame (2t frames); conv2: d x d x 3 per frame (t frames)
     assert [c.macs for c in convs] == [d * mels * 3 * 2 * t, d * d * 3 * t]
-    pos_add = next(p for p in res.placements if p.op_type == "Add" and p.placement == "cpu")
-    assert "constant operand" in pos_add.reason
+    # Transpose(0, 2, 1) + the constant [T, D] position table: one "add" match
+    pos = next(m for m in res.matches if m.pattern == "TransposePositionAdd")
+    assert pos.kind == "add" and pos.attrs["transpose_a"] is True
+    assert pos.attrs["table"].startswith("embed_positions.weight")
+    by_node = {p.name: p for p in res.placements}
+    assert [by_node[n].op_type for n in pos.nodes] == ["Transpose", "Add"]
+    assert all(by_node[n].placement == "npu" for n in pos.nodes)
+
+
+def _position_add_model(perm: list[int], table_shape: tuple[int, ...], extra_use: bool
+                        ) -> onnx.ModelProto:
+    d, t = 8, 6
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="tr", perm=perm),
+             helper.make_node("Add", ["xt", "pos"], ["y"], name="pos_add")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_use:
+        nodes.append(helper.make_node("Relu", ["xt"], ["r"], name="other_use"))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+    table = numpy_helper.from_array(np.ones(table_shape, np.float32), "pos")
+    g = helper.make_graph(nodes, "pos", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, d, t])], outputs, [table])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("perm,table_shape,extra_use,placed", [
+    ([0, 2, 1], (6, 8), False, True),
+    ([0, 2, 1], (1, 6, 8), False, True),
+    ([0, 2, 1], (8,), False, False),  # a per-channel vector: a bias, not a position table
+    ([0, 2, 1], (5, 8), False, False),  # wrong length: would broadcast wrongly
+    ([0, 1, 2], (8, 6), False, False),  # not the front end's transpose
+    ([0, 2, 1], (6, 8), True, False),  # the transposed tensor is used elsewhere too
+])
+def test_position_add_is_matched_only_in_its_exact_form(perm, table_shape, extra_use,
+                                                         placed) -> None:
+    res = analyze(_position_add_model(perm, table_shape, extra_use))
+    add = next(p for p in res.placements if p.name == "pos_add")
+    assert (add.placement == "npu") is placed, add.reason
+    if not placed:
+        assert "constant operand" in add.reason
 
 
 def test_symbolic_dims_are_bound_for_macs() -> None:

@@ -36,7 +36,12 @@ def test_encoder_macs_on_npu(whisper) -> None:
     assert all(r.placement == "npu" for r in plan.regions)
     kinds = Counter(m.kind for r in plan.regions for m in r.matches)
     assert kinds == {"matmul": 6 * LAYERS, "attention": LAYERS, "layernorm": 2 * LAYERS + 1,
-                     "gelu": 2 + LAYERS, "add": 2 * LAYERS, "conv1d": 2}
+                     "gelu": 2 + LAYERS, "add": 2 * LAYERS + 1, "conv1d": 2}
+    # the front end's Transpose + position Add is a region node too, so the whole
+    # encoder (conv front end to final layernorm) is one region
+    assert len(plan.regions) == 1
+    pos = [m for r in plan.regions for m in r.matches if m.pattern == "TransposePositionAdd"]
+    assert len(pos) == 1 and pos[0].attrs["transpose_a"]
     for r in plan.regions:
         for m in r.matches:
             if m.kind == "attention":

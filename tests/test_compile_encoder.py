@@ -233,3 +233,25 @@ def test_conv_frontend(mode: str) -> None:
     assert w.dtype == np.int8 and w.shape == (384, 80, 3)
     assert prog.outputs[0].dtype == "float32"
     assert kernels[-1] == "dequantize"  # gelu's int8 output leaves the region as float32
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_conv_frontend_with_position_add_is_one_launch(mode: str) -> None:
+    """conv1d -> gelu -> conv1d -> gelu -> transposed position add: the whole chain
+    (quantize/dequantize glue included) is the manifest's conv_frontend design, one
+    launch, in static mode; the result matches onnxruntime FP32 on [B, T/2, D]."""
+    sm = conv_frontend(t=200, seed=2, positions=True)
+    samples = sm.samples(3, seed=4)
+    prog, plan = compile_region(sm.model, sm.region, CompileOptions(mode, samples))
+    assert prog is not None, plan.fallbacks
+    add = prog.stages()[-1]
+    assert add.kernel == "add" and add.attrs["transpose_a"] and add.attrs["table_rows"] == 100
+    assert prog.constants[add.consts["b"]].shape == (100, 384)
+    if mode == "static":
+        assert [ln.design for ln in prog.launches] == ["conv_frontend"]
+        assert plan.launches_per_inference == 1
+    want = _fp32(sm.model, samples)
+    got = _program_outputs(prog, samples, sm.input_name)
+    assert got[0].shape == want[0].shape == (1, 100, 384)
+    worst = min(sqnr_db(w, g) for w, g in zip(want, got, strict=True))
+    assert worst >= FRONTEND_SQNR_DB, worst

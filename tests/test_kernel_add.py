@@ -126,3 +126,34 @@ F32 = np.zeros((2, 3), np.float32)
 def test_bad_inputs(call, match: str) -> None:
     with pytest.raises((TypeError, ValueError), match=match):
         call()
+
+
+def test_position_add_stage_constant_table_and_transposed_a() -> None:
+    """The front end's position add: a [B, D, T] transposed, plus a constant [T, D]
+    table that reaches the device padded to whole 32-row tiles."""
+    spec = registry.get("add")
+    rng = np.random.default_rng(5)
+    b, d, t = 2, 8, 45
+    a = rng.standard_normal((b, d, t)).astype(np.float32)
+    table = rng.standard_normal((t, d)).astype(np.float32)
+    attrs = {"transpose_a": True, "table_rows": t}
+    blobs = spec.device_constants({"b": table}, attrs)
+    assert len(blobs) == 1 and blobs[0].shape == (64, d) and blobs[0].dtype == np.float32
+    assert np.array_equal(blobs[0][:t], table) and not blobs[0][t:].any()
+    state = spec.prepare({"b": table}, attrs)
+    (y,) = spec.run(state, [a], attrs)
+    want = a.transpose(0, 2, 1) + table
+    assert y.shape == (b, t, d) and y.tobytes() == want.astype(np.float32).tobytes()
+    (ref,) = spec.reference({"b": table}, [a], attrs)
+    assert ref.tobytes() == y.tobytes()
+    # the table is shorter than the sequence: a clear error, not a silent broadcast
+    short = {"transpose_a": True, "table_rows": 40}
+    with pytest.raises(ValueError, match="suffix"):
+        spec.run(spec.prepare({"b": table[:40]}, short), [a], short)
+    with pytest.raises(ValueError, match="table_rows"):
+        spec.device_constants({"b": table[:40]}, attrs)
+    with pytest.raises(ValueError, match="fewer than"):
+        spec.prepare_device([table[:40]], attrs)
+    # a constant b is a float32-only form
+    with pytest.raises(ValueError, match="float32 adds only"):
+        spec.device_constants({"b": table}, {"a_scale": 0.1, "b_scale": 0.1, "out_scale": 0.2})

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from xdna_ep.capability import analyze
+from xdna_ep.capability import CapabilityOptions, analyze
 from xdna_ep.capability.graph import node_inputs
 from xdna_ep.partition import partition
 from xdna_ep.regions import build_regions
@@ -104,10 +104,15 @@ def test_dynamic_reshape_shapes_do_not_split_the_region() -> None:
     assert len(regions) == 1
 
 
-def test_front_end_is_its_own_region() -> None:
+def test_front_end_joins_the_layers_through_the_position_add() -> None:
+    """Transpose + position Add are a region node, so the conv front end and the
+    layers are one region (before, the CPU Transpose/Add split them in two)."""
     regions = build_regions(analyze(ms.encoder_layer(front_end=True)))
     assert [sorted({m.kind for m in r.matches}) for r in regions] == [
-        ["conv1d", "gelu"], ["add", "attention", "gelu", "layernorm", "matmul"]]
+        ["add", "attention", "conv1d", "gelu", "layernorm", "matmul"]]
+    no_pos = build_regions(analyze(ms.encoder_layer(front_end=True),
+                                   CapabilityOptions(exclude_op_types=frozenset({"Transpose"}))))
+    assert sorted({m.kind for m in no_pos[0].matches}) == ["conv1d", "gelu"]  # own region
 
 
 def test_kv_cache_concat_splits_projection_from_attention() -> None:

@@ -163,3 +163,31 @@ def test_packed_kernels_xrt_through_fake_equal_emulator_and_reference(tmp_path: 
             assert got[k].tobytes() == want[k].tobytes() == env[k].tobytes(), k
     assert not [c for n, c in fake.calls if n == "device.error"]
     assert [c for n, c in fake.calls if n == "device.completed"]
+
+
+def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Path) -> None:
+    """The compiled front end (conv1d, gelu, conv1d, gelu, transposed position add) as
+    ONE conv_frontend launch: the FAKE pyxrt rebuilds every stage from the weights BO
+    bytes alone (the position table included, tile-padded) and gives the emulator's
+    bytes."""
+    from xdna_ep.compile import CompileOptions, compile_region
+    from xdna_ep.compile.synthetic import conv_frontend
+
+    sm = conv_frontend(t=60, seed=7, positions=True)
+    prog, plan = compile_region(sm.model, sm.region,
+                                CompileOptions("static", sm.samples(2, seed=1)))
+    assert prog is not None, plan.fallbacks
+    assert [ln.design for ln in prog.launches] == ["conv_frontend"]
+    d = tmp_path / "xclbin"
+    d.mkdir()
+    write_fake_xclbin(d / "conv_frontend.xclbin", "conv_frontend")
+    write_instructions(d / "conv_frontend.insts.bin", [0x06030100, 0x1])
+    manifest = {"designs": {"conv_frontend": {"xclbin": "conv_frontend.xclbin",
+                                              "insts": "conv_frontend.insts.bin"}}}
+    dev = XrtDevice(make_fake_pyxrt(), manifest=manifest, xclbin_dirs=[d])
+    emu, on_npu = EmulatorDevice().load(prog), dev.load(prog)
+    x = sm.samples(1, seed=9)[0][sm.input_name]
+    got, want = on_npu.run({sm.input_name: x}), emu.run({sm.input_name: x})
+    name = prog.outputs[0].name
+    assert got[name].shape == (1, 30, 384)
+    assert got[name].tobytes() == want[name].tobytes()

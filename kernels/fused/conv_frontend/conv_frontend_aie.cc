@@ -31,7 +31,10 @@ void frontend_conv_gelu(const int8_t* __restrict w, const float* __restrict w_sc
   frontend_gelu(y, table, gs, nco * nt);
 }
 
-// conv block -> gelu glue -> + positional embedding block (same [nco, nt] order).
+// conv block -> gelu glue -> + positional embedding block. The block is [nco, nt];
+// emb arrives as the position table's rows, [nt, nco] (the add stage's constant b,
+// row-major [T, D] in WEIGHTS), so it is read transposed: the same fp32 add as
+// xdna_add_f32, element by element.
 void frontend_conv_gelu_add(const int8_t* __restrict w, const float* __restrict w_scale,
                             const float* __restrict bias, const float* __restrict scal,
                             const int8_t* __restrict table, const float* __restrict gs,
@@ -39,7 +42,11 @@ void frontend_conv_gelu_add(const int8_t* __restrict w, const float* __restrict 
                             int32_t co0, int32_t nco, int32_t nt) {
   xdna_conv1d_block(w, w_scale, bias, scal, g_blk, K, co0, nco, nt);
   frontend_gelu(g_blk, table, gs, nco * nt);
-  xdna_add_f32(g_blk, emb, y, nco * nt);
+  for (int32_t co = 0; co < nco; ++co) {
+    for (int32_t t = 0; t < nt; ++t) {
+      y[co * nt + t] = g_blk[co * nt + t] + emb[t * nco + co];
+    }
+  }
 }
 
 }  // extern "C"

@@ -16,12 +16,15 @@ Phase 2 (conv2): windows of h -> blocks -> gelu glue -> + positional embedding
 -> OUT, written transposed ([B, T/2, D]) by the drain pattern.
 
 Runtime sequence: IN = fp32: mel [B, 80, T1p + 2] (zero-padded by the host
-layout, as kernels/conv1d/design.py; T1p = T rounded up to 32) then pos
-[T2p, D] (the add's second input, T2p = T/2 rounded up to 32); OUT = fp32:
-y [B, T2p, D] (cropped to T/2 by the host) then h; WEIGHTS = conv1 (W1 int8 [D, 240],
-w_scale, bias, {s, 1/s}), gelu1 table, gelu1 glue {1/s_in, s_out}, conv2
-(same four), gelu2 table, gelu2 glue, 64-byte aligned; PARAMS. Static
-scales only.
+layout, as kernels/conv1d/design.py; T1p = T rounded up to 32); OUT = fp32:
+y [B, T2p, D] (cropped to T/2 by the host; T2p = T/2 rounded up to 32) then h;
+WEIGHTS = conv1 (W1 int8 [D, 240], w_scale, bias, {s, 1/s}), gelu1 table,
+gelu1 glue {1/s_in, s_out}, conv2 (same four), gelu2 table, gelu2 glue, then
+the add stage's constant b: the position table fp32 [T2p, D], row-major, zero
+rows past T/2 (kernels/add device_constants pads it to whole 32-row tiles),
+64-byte aligned; PARAMS. The table reaches the cores row by row ([NT, NCO]
+blocks: 32 contiguous bytes per position) and frontend_conv_gelu_add adds it
+transposed. Static scales only.
 
     python design.py [--batch 1] [--mels 80] [--d-model 384] [--frames 3000]
 """
@@ -57,12 +60,12 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
     def ty(n, dt):
         return np.ndarray[(n,), np.dtype[dt]]
 
-    sizes = [d * k1, 4 * d, 4 * d, 8, 256, 8, d * k2, 4 * d, 4 * d, 8, 256, 8]
-    (o_w1, o_s1, o_b1, o_c1, o_t1, o_g1, o_w2, o_s2, o_b2, o_c2, o_t2, o_g2), w_total = \
+    sizes = [d * k1, 4 * d, 4 * d, 8, 256, 8, d * k2, 4 * d, 4 * d, 8, 256, 8, 4 * t2 * d]
+    (o_w1, o_s1, o_b1, o_c1, o_t1, o_g1, o_w2, o_s2, o_b2, o_c2, o_t2, o_g2, o_pos), w_total = \
         S.aligned_offsets(sizes)
     # IN and OUT hold only fp32, so they are typed float32 and offsets count floats
-    (o_mel, o_pos), in_bytes = S.aligned_offsets([4 * batch * mels * tp1, 4 * t2 * d])
-    o_mel, o_pos, in_total = o_mel // 4, o_pos // 4, S.up(in_bytes, 4) // 4
+    (o_mel,), in_bytes = S.aligned_offsets([4 * batch * mels * tp1])
+    o_mel, in_total = o_mel // 4, S.up(in_bytes, 4) // 4
     (o_y, o_h), out_bytes = S.aligned_offsets([4 * batch * t2 * d, 4 * batch * d * tp2])
     o_y, o_h, out_total = o_y // 4, o_h // 4, S.up(out_bytes, 4) // 4
 
@@ -144,11 +147,11 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
                             TensorAccessPattern((1, src_total), base, [1, tiles, cin, win],
                                                 [0, NT * stride, tp, 1]),
                             task_group=tg)
-                    if final:  # pos[t, co] in the block's [nco, nt] order
-                        rt.fill(cols[c]["emb"].prod(), x_in,
-                                TensorAccessPattern((1, in_total), o_pos + t0 * d,
-                                                    [tiles, d // NCO, NCO, NT],
-                                                    [NT * d, NCO, 1, d]),
+                    if final:  # pos rows [NT, NCO] per block, bytes of WEIGHTS
+                        rt.fill(cols[c]["emb"].prod(), weights,
+                                TensorAccessPattern((1, w_total), o_pos + 4 * t0 * d,
+                                                    [tiles, d // NCO, NT, 4 * NCO],
+                                                    [4 * NT * d, 4 * NCO, 4 * d, 1]),
                                 task_group=tg)
             for _ in range(batch * tiles):
                 rt.fill(f["w"].prod(), weights, S.contiguous_tap(w_total, o_w, d * k),

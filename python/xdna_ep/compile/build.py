@@ -281,7 +281,11 @@ class _Emitter:
 
     def _add(self, i: int, op: Any) -> None:
         ins = [self.float_in(t) for t in op.inputs]
-        self.stages.append(Stage("add", tuple(ins), (op.outputs[0],), {}, {},
+        consts = self._consts(i, ("b",))  # the position add's table
+        attrs: dict[str, Any] = {}
+        if op.attrs.get("transpose_a"):
+            attrs = {"transpose_a": True, "table_rows": int(op.weights["b"].shape[0])}
+        self.stages.append(Stage("add", tuple(ins), (op.outputs[0],), consts, attrs,
                                  tuple(op.source_nodes)))
         self.have.add(op.outputs[0])
 

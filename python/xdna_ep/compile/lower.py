@@ -166,6 +166,8 @@ def _lower_match(idx: ModelIndex, m: OpMatch) -> list[LOp]:
         return ops
     if k == "attention":
         return _lower_attention(idx, m)
+    if k == "add" and m.attrs.get("table"):
+        return [_lower_position_add(idx, m)]
     if k == "add":
         if len(m.inputs) != 2:
             raise NotLowerable(f"add {m.nodes[0]!r}: needs two activation inputs")
@@ -188,6 +190,18 @@ def _lower_match(idx: ModelIndex, m: OpMatch) -> list[LOp]:
                     {"stride": int(m.attrs.get("stride", 1)), "pad": int(m.attrs.get("pad", 0))},
                     m.nodes)]
     raise NotLowerable(f"{k} match {m.nodes[0]!r}: no NPU lowering for kind {k!r}")
+
+
+def _lower_position_add(idx: ModelIndex, m: OpMatch) -> LOp:
+    """Transpose(x, [0, 2, 1]) + table: one add stage with a transposed `a` and a
+    constant `b` (the table, its leading 1s dropped: the kernel repeats it over B)."""
+    table = idx.float_weight(m.attrs["table"])
+    if table.ndim < 2 or any(d != 1 for d in table.shape[:-2]):
+        raise NotLowerable(f"add {m.nodes[-1]!r}: position table {m.attrs['table']!r} has shape "
+                           f"{list(table.shape)} (expected [T, D])")
+    return LOp("add", (m.attrs["a"],), (m.outputs[0],),
+               {"b": np.ascontiguousarray(table.reshape(table.shape[-2:]), dtype=np.float32)},
+               {"transpose_a": True}, m.nodes)
 
 
 def _producers(ops: list[LOp]) -> dict[str, int]:

@@ -177,10 +177,13 @@ def attention(consts: dict[str, np.ndarray], inputs: Sequence[np.ndarray],
 
 def add(consts: dict[str, np.ndarray], inputs: Sequence[np.ndarray],
         attrs: dict[str, Any]) -> Arrays:
-    a, b = inputs[0], inputs[1]
+    a = inputs[0]
+    b = consts["b"] if "b" in consts else inputs[1]
     if a.dtype == np.int8:
         raise NotImplementedError("contract reference: int8 add is not used by compile/")
-    return [(a.astype(np.float32) + b.astype(np.float32)).astype(np.float32)]
+    if attrs.get("transpose_a"):
+        a = a.transpose(0, 2, 1)
+    return [np.ascontiguousarray(a.astype(np.float32) + b.astype(np.float32), dtype=np.float32)]
 
 
 def conv1d(consts: dict[str, np.ndarray], inputs: Sequence[np.ndarray],

@@ -13,6 +13,7 @@ channels as Whisper activations do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -157,9 +158,11 @@ def encoder_layer(d: int = 384, heads: int = 6, ffn: int = 1536, t: int = 100,
     return SyntheticModel(model, region, x, shape)
 
 
-def conv_frontend(n_mels: int = 80, d: int = 384, t: int = 200, batch: int = 1, seed: int = 0
-                  ) -> SyntheticModel:
-    """Whisper's front end: gelu(conv2(gelu(conv1(mel)))), conv2 with stride 2."""
+def conv_frontend(n_mels: int = 80, d: int = 384, t: int = 200, batch: int = 1, seed: int = 0,
+                  positions: bool = False) -> SyntheticModel:
+    """Whisper's front end: gelu(conv2(gelu(conv1(mel)))), conv2 with stride 2; with
+    `positions`, also Transpose(0, 2, 1) + a constant [T/2, D] position table (the
+    output is then [B, T/2, D], as Optimum's export has it)."""
     g = _G(seed)
     x = "input_features"
     matches: list[OpMatch] = []
@@ -176,10 +179,21 @@ def conv_frontend(n_mels: int = 80, d: int = 384, t: int = 200, batch: int = 1, 
         matches.append(OpMatch("gelu", (f"/conv{i}/Gelu",), (c,), (ge,),
                                {"approximate": "none", "bias": None}, pattern="Gelu"))
         cur = ge
+    out_dims: list[Any] = ["batch", d, "frames2"]
+    if positions:
+        t2 = (t + 2 - 3) // 2 + 1
+        table = g.init("embed_positions.weight",
+                       (0.5 * g.rng.standard_normal((t2, d))).astype(np.float32))
+        tr = g.node("Transpose", [cur], ["conv.transposed"], "/Transpose", perm=[0, 2, 1])
+        pos = g.node("Add", [tr, table], ["positioned"], "/Add_positions")
+        matches.append(OpMatch("add", ("/Transpose", "/Add_positions"), (cur,), (pos,),
+                               {"a": cur, "table": table, "transpose_a": True},
+                               pattern="TransposePositionAdd"))
+        cur, out_dims = pos, ["batch", t2, d]
     graph = helper.make_graph(
         g.nodes, "synthetic_whisper_frontend",
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", n_mels, "frames"])],
-        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, ["batch", d, "frames2"])],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, out_dims)],
         g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(model)

@@ -3,11 +3,17 @@ with rescale to the output scale through one fixed-point multiply per operand.
 
 b may have a's shape or a suffix of it (repeated over a's leading dims: a
 residual stream plus a per-position table, for example).
+
+As a Program stage, b may also be a constant (role "b", float32 only) and
+`transpose_a` swaps a's last two dims first: Whisper's front end adds its
+[T, D] position table to the transposed [B, D, T] conv output in one stage
+(the conv_frontend design writes the transpose through its drain pattern).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,8 +84,23 @@ def reference(a: np.ndarray, b: np.ndarray, *, a_scale: float | None = None,
 # --- stage interface (kernels/STAGES.md) ---------------------------------------------
 
 
-def _call(fn: Any, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarray]:
+def _transposed(a: Any) -> np.ndarray:
+    a = chk.array("a", a, (np.float32,), ndim=3)
+    return np.ascontiguousarray(a.transpose(0, 2, 1))
+
+
+def _call(fn: Any, inputs: Sequence[np.ndarray], attrs: Attrs,
+          table: np.ndarray | None = None) -> list[np.ndarray]:
     dynamic = chk.is_dynamic(attrs)
+    if table is not None or attrs.get("transpose_a"):
+        # position add: float32 only, b the constant table (or the second input)
+        if table is None:
+            chk.count("add (transposed a)", inputs, 2)
+            table = inputs[1]
+        else:
+            chk.count("add (constant b)", inputs, 1)
+        a = _transposed(inputs[0]) if attrs.get("transpose_a") else inputs[0]
+        return [fn(a, table)]
     first = inputs[0] if inputs else None
     if isinstance(first, np.ndarray) and first.dtype == np.int8:
         if dynamic:
@@ -94,36 +115,65 @@ def _call(fn: Any, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarra
     return [fn(inputs[0], inputs[1])]
 
 
-def prepare(consts: Consts, attrs: Attrs) -> tuple[int, int, int] | None:
+TABLE_ROW_TILE = 32  # kernels/fused/conv_frontend: 4 columns x 8 positions per tile
+
+
+@dataclass(frozen=True)
+class AddState:
+    """What a prepared add stage holds: the static int8 requant integers, or the
+    constant float32 b (position table); at most one of them."""
+
+    requant: tuple[int, int, int] | None = None
+    table: np.ndarray | None = None
+
+
+def prepare(consts: Consts, attrs: Attrs) -> AddState:
     """Through the device bytes: prepare_device(device_constants(consts, attrs))."""
     return prepare_device(device_constants(consts, attrs), attrs)
 
 
-def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> tuple[int, int, int] | None:
+def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> AddState:
     """The state from exactly the NPU weights BO content: (ma, mb, shift) for a
-    static int8 add, None otherwise. The emulator kernel derives the same
-    integers from the attrs' scales with the one C++ builder (add::make_add_requant);
-    a BO whose integers disagree is refused, never silently ignored."""
+    static int8 add, the float32 table for a constant-b add. The emulator kernel
+    derives the int8 integers from the attrs' scales with the one C++ builder
+    (add::make_add_requant); a BO whose integers disagree is refused, never
+    silently ignored."""
     want = device_constants({}, attrs)
-    if len(blobs) != len(want):
-        raise ValueError(f"add device constants: expected {len(want)} blob(s), got {len(blobs)}")
-    if not want:
-        return None
-    got = chk.array("requant", blobs[0], (np.int32,), ndim=1)
-    if got.tobytes() != want[0].tobytes():
-        raise ValueError(f"add requant block {got.tolist()} disagrees with the stage attrs "
-                         f"(expected {want[0].tolist()})")
-    ma, mb, e = (int(x) for x in got)
-    return ma, mb, e
+    if want:
+        if len(blobs) != 1:
+            raise ValueError(f"add device constants: expected 1 blob, got {len(blobs)}")
+        got = chk.array("requant", blobs[0], (np.int32,), ndim=1)
+        if got.tobytes() != want[0].tobytes():
+            raise ValueError(f"add requant block {got.tolist()} disagrees with the stage attrs "
+                             f"(expected {want[0].tolist()})")
+        ma, mb, e = (int(x) for x in got)
+        return AddState(requant=(ma, mb, e))
+    if not blobs:
+        return AddState()
+    if len(blobs) != 1:
+        raise ValueError(f"add device constants: expected at most 1 blob, got {len(blobs)}")
+    table = _table(blobs[0])
+    rows = attrs.get("table_rows")
+    if rows is not None:  # drop the tile padding device_constants added
+        if table.ndim != 2 or table.shape[0] < int(rows):
+            raise ValueError(f"add: the table blob {list(table.shape)} has fewer than "
+                             f"table_rows={rows} rows")
+        table = table[: int(rows)]
+    return AddState(table=table)
 
 
-def run(state: tuple[int, int, int] | None, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarray]:
-    return _call(add, inputs, attrs)
+def _table(b: Any) -> np.ndarray:
+    return chk.array("b (constant)", b, (np.float32,), min_ndim=1)
+
+
+def run(state: AddState, inputs: Sequence[np.ndarray], attrs: Attrs) -> list[np.ndarray]:
+    return _call(add, inputs, attrs, state.table if state is not None else None)
 
 
 def stage_reference(consts: Consts, inputs: Sequence[np.ndarray],
                     attrs: Attrs) -> list[np.ndarray]:
-    return _call(reference, inputs, attrs)
+    table = _table(consts["b"]) if "b" in consts else None
+    return _call(reference, inputs, attrs, table)
 
 
 def macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> int:
@@ -132,7 +182,22 @@ def macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> int
 
 
 def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
-    """int8 static: int32[3] (ma, mb, shift); otherwise nothing."""
+    """int8 static: int32[3] (ma, mb, shift); a constant b: b as float32; otherwise
+    nothing."""
+    if "b" in consts:
+        if "a_scale" in attrs or chk.is_dynamic(attrs):
+            raise ValueError("add: a constant b is supported for float32 adds only")
+        table = _table(consts["b"])
+        rows = attrs.get("table_rows")
+        if rows is not None:
+            # zero rows up to whole TABLE_ROW_TILE tiles: the conv_frontend design reads
+            # the table per 32-position tile, padded positions included
+            if table.ndim != 2 or table.shape[0] != int(rows):
+                raise ValueError(f"add: table_rows={rows} but the table has shape "
+                                 f"{list(table.shape)}")
+            pad = -table.shape[0] % TABLE_ROW_TILE
+            table = np.concatenate([table, np.zeros((pad, table.shape[1]), np.float32)])
+        return [np.ascontiguousarray(table)]
     if "a_scale" in attrs and not chk.is_dynamic(attrs):
         ma, mb, e = requant(attrs["a_scale"], attrs["b_scale"], chk.attr(attrs, "out_scale"))
         return [np.array([ma, mb, e], dtype=np.int32)]

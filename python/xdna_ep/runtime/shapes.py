@@ -88,6 +88,10 @@ def _attention(ins, consts, attrs):
 
 def _add(ins, consts, attrs):
     a = ins[0]
+    if attrs.get("transpose_a"):  # position form: a [B, C, T] -> c [B, T, C]
+        if len(a.shape) != 3:
+            raise ValueError(f"add (transpose_a): a must be [B, C, T], got {list(a.shape)}")
+        return [BufferSpec("float32", (a.shape[0], a.shape[2], a.shape[1]))]
     b = ins[2] if a.dtype == "int8" and _dynamic(attrs) and len(ins) > 2 else ins[1]
     return [BufferSpec(a.dtype, tuple(np.broadcast_shapes(a.shape, b.shape)))]
 

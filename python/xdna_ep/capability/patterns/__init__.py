@@ -10,7 +10,7 @@ import onnx
 
 from ...plan import OpMatch
 from ..graph import GraphView
-from .add import match_residual_add
+from .add import match_position_add, match_residual_add
 from .attention import match_attention
 from .gelu import match_gelu
 from .layernorm import match_layernorm
@@ -25,9 +25,10 @@ MATCHERS: tuple[tuple[str, Matcher], ...] = (
     ("gelu", match_gelu),
     ("conv1d", match_conv1d),
     ("matmul", match_matmul),
+    ("add", match_position_add),
     ("add", match_residual_add),
 )
 
-KINDS = tuple(k for k, _ in MATCHERS)
+KINDS = tuple(dict.fromkeys(k for k, _ in MATCHERS))
 
 __all__ = ["KINDS", "MATCHERS", "Matcher"]

@@ -24,7 +24,7 @@ SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
 }
 
 # attrs that name constant tensors (resolved to the initializer they come from)
-CONST_ATTRS = ("weight", "bias", "gamma", "beta")
+CONST_ATTRS = ("weight", "bias", "gamma", "beta", "table")
 
 BAD_FLOAT_TYPES = {
     onnx.TensorProto.FLOAT16: "float16",
