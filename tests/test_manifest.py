@@ -90,6 +90,8 @@ def _broken(mutate) -> dict:
      "at least two"),
     (_broken(lambda d: d["designs"].update(dup=dict(d["designs"]["ln_matmul"]))),
      "same stage chain"),
+    (_broken(lambda d: d["designs"]["conv_frontend"].update(static_only="yes")),
+     "static_only must be true or false"),
 ])
 def test_malformed_manifest_is_rejected(doc, match: str) -> None:
     with pytest.raises(M.ManifestError, match=match):
@@ -357,3 +359,9 @@ def test_attn_block_needs_the_attention_hook(fake_iron, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "attention.design", no_hook)
     with pytest.raises(NotImplementedError, match="fused_stage"):
         mod.build(1500, 1500, 6, 64)
+
+
+def test_conv_frontend_is_static_only_and_the_others_are_not() -> None:
+    m = M.load()
+    assert m.designs["conv_frontend"].static_only
+    assert not any(d.static_only for n, d in m.designs.items() if n != "conv_frontend")

@@ -318,7 +318,11 @@ def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> l
         best, design = 1, stages[i].kernel
         if find_design is not None:
             for j in range(len(stages), i, -1):
-                name = _design_name(find_design([st.kernel for st in stages[i:j]]))
+                found = find_design([st.kernel for st in stages[i:j]])
+                if getattr(found, "static_only", False) and any(
+                        st.attrs.get("dynamic") for st in stages[i:j]):
+                    continue  # a static-scales design cannot run dynamic-mode stages
+                name = _design_name(found)
                 if name:
                     best, design = j - i, name
                     break
