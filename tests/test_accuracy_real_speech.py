@@ -6,7 +6,8 @@ split on), calibrated on half of the bundled clips, measured on the other half:
   the held-out 30 s window (several held-out clips back to back), and on every
   held-out clip's window;
 - the greedy transcript of a held-out real clip with the INT8 encoder is identical
-  to the FP32 one (decoder FP32 on the CPU in both).
+  to the FP32 one (decoder FP32 on the CPU in both);
+- launches per inference <= 3 per encoder layer (tiny.en: 4 layers, 12 launches).
 The measured values are in the assertion messages; docs/ACCURACY.md has the table.
 """
 
@@ -68,3 +69,17 @@ def test_heldout_clip_transcript_identical(setup) -> None:  # type: ignore[no-un
     int8_text = tr.transcribe(window.audio, acc.EncoderSession(pm))
     assert fp32_text, "FP32 transcript is empty"
     assert int8_text == fp32_text, f"INT8 {int8_text!r} != FP32 {fp32_text!r}"
+
+
+def test_launches_per_encoder_layer(setup) -> None:  # type: ignore[no-untyped-def]
+    """One region, 12 launches for 4 layers: conv_frontend, ln_matmul, then per layer
+    attn_block + ffn_ln_matmul (the MLP with the next layer's layernorm -> q/k/v), and
+    on the last layer attn_block, the two ffn_block launches of the outlier split
+    and the final layernorm."""
+    _, _, _, programs = setup
+    assert len(programs) == 1
+    (prog,) = programs.values()
+    designs = [ln.design for ln in prog.launches]
+    assert designs == (["conv_frontend", "ln_matmul"] + ["attn_block", "ffn_ln_matmul"] * 3
+                       + ["attn_block", "ffn_block", "ffn_block", "layernorm"]), designs
+    assert prog.num_launches <= 3 * 4

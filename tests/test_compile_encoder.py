@@ -257,3 +257,45 @@ def test_conv_frontend_with_position_add_is_one_launch(mode: str) -> None:
     assert got[0].shape == want[0].shape == (1, 100, 384)
     worst = min(sqnr_db(w, g) for w, g in zip(want, got, strict=True))
     assert worst >= FRONTEND_SQNR_DB, worst
+
+
+def _stages(kernels: list[str], dynamic: bool = False) -> list:
+    from xdna_ep.compile.program import Stage
+
+    attrs = {"dynamic": True} if dynamic else {}
+    return [Stage(k, (f"i{n}",), (f"o{n}",), {}, dict(attrs)) for n, k in enumerate(kernels)]
+
+
+FFN = ["layernorm", "matmul", "gelu", "matmul", "add"]
+
+
+def test_grouping_takes_the_fewest_launches_not_the_longest_first() -> None:
+    """Whisper's last layer with the outlier split: ffn_block, ffn_block, final
+    layernorm. Greedy longest-first would start with ffn_ln_matmul (first block +
+    the second block's layernorm -> fc1) and leave gelu, matmul, add, layernorm as
+    four launches (5 in all); the fewest is 3."""
+    def find(chain):  # the manifest's designs
+        return manifest.find_design(list(chain))
+
+    launches = group_launches(_stages(FFN + FFN + ["layernorm"]), find)
+    assert [ln.design for ln in launches] == ["ffn_block", "ffn_block", "layernorm"]
+    # a layer's MLP followed by the next layer's layernorm -> q/k/v: one launch
+    launches = group_launches(_stages(FFN + ["layernorm", "matmul", "attention"]), find)
+    assert [ln.design for ln in launches] == ["ffn_ln_matmul", "attention"]
+    # ties keep the longer first launch: ln_matmul + single, not single + ...
+    launches = group_launches(_stages(["layernorm", "matmul", "quantize"]), find)
+    assert [ln.design for ln in launches] == ["ln_matmul", "quantize"]
+    # stages are never reordered or dropped
+    st = _stages(FFN + FFN + ["layernorm"])
+    assert [s for ln in group_launches(st, find) for s in ln.stages] == st
+
+
+def test_static_only_design_is_skipped_for_dynamic_stages() -> None:
+    chain = ["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
+             "dequantize", "add"]
+
+    def find(c):
+        return manifest.find_design(list(c))
+
+    assert [ln.design for ln in group_launches(_stages(chain), find)] == ["conv_frontend"]
+    assert [ln.design for ln in group_launches(_stages(chain, dynamic=True), find)] == chain

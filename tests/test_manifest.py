@@ -340,6 +340,8 @@ def _load(rel: str):
     ("fused/ln_matmul/design.py", "build", (1500, 384, 384, "int8")),
     ("fused/ln_matmul/design.py", "build", (100, 512, 200, "float32")),
     ("fused/ffn_block/design.py", "build", (300, 384, 1536)),
+    ("fused/ffn_ln_matmul/design.py", "build", (300, 384, 1536, 1152, "int8")),
+    ("fused/ffn_ln_matmul/design.py", "build", (100, 512, 2048, 200, "float32")),
     ("fused/conv_frontend/design.py", "build", (1, 80, 384, 3000)),
 ])
 def test_design_traces_consistently(fake_iron, rel: str, fn: str, args: tuple) -> None:

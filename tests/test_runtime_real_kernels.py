@@ -165,6 +165,18 @@ def test_packed_kernels_xrt_through_fake_equal_emulator_and_reference(tmp_path: 
     assert [c for n, c in fake.calls if n == "device.completed"]
 
 
+def _fake_npu_for(prog: Program, root: Path) -> XrtDevice:
+    """An XrtDevice over the FAKE pyxrt with one FAKE xclbin per design of `prog`."""
+    d = root / "xclbin"
+    d.mkdir()
+    manifest: dict = {"designs": {}}
+    for name in sorted({ln.design for ln in prog.launches}):
+        write_fake_xclbin(d / f"{name}.xclbin", name)
+        write_instructions(d / f"{name}.insts.bin", [0x06030100, 0x1])
+        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    return XrtDevice(make_fake_pyxrt(), manifest=manifest, xclbin_dirs=[d])
+
+
 def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Path) -> None:
     """The compiled front end (conv1d, gelu, conv1d, gelu, transposed position add) as
     ONE conv_frontend launch: the FAKE pyxrt rebuilds every stage from the weights BO
@@ -178,16 +190,31 @@ def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Pat
                                 CompileOptions("static", sm.samples(2, seed=1)))
     assert prog is not None, plan.fallbacks
     assert [ln.design for ln in prog.launches] == ["conv_frontend"]
-    d = tmp_path / "xclbin"
-    d.mkdir()
-    write_fake_xclbin(d / "conv_frontend.xclbin", "conv_frontend")
-    write_instructions(d / "conv_frontend.insts.bin", [0x06030100, 0x1])
-    manifest = {"designs": {"conv_frontend": {"xclbin": "conv_frontend.xclbin",
-                                              "insts": "conv_frontend.insts.bin"}}}
-    dev = XrtDevice(make_fake_pyxrt(), manifest=manifest, xclbin_dirs=[d])
+    dev = _fake_npu_for(prog, tmp_path)
     emu, on_npu = EmulatorDevice().load(prog), dev.load(prog)
     x = sm.samples(1, seed=9)[0][sm.input_name]
     got, want = on_npu.run({sm.input_name: x}), emu.run({sm.input_name: x})
     name = prog.outputs[0].name
     assert got[name].shape == (1, 30, 384)
     assert got[name].tobytes() == want[name].tobytes()
+
+
+def test_ffn_ln_matmul_launch_xrt_through_fake(tmp_path: Path) -> None:
+    """Two encoder layers: layer 0's MLP and layer 1's layernorm -> q/k/v run as one
+    ffn_ln_matmul launch (its split q/k/v outputs included); through the FAKE pyxrt
+    the bytes equal the emulator's."""
+    from xdna_ep.compile import CompileOptions, compile_plan
+    from xdna_ep.compile.synthetic import encoder_layer
+    from xdna_ep.partition import partition_model
+
+    sm = encoder_layer(t=40, layers=2, seed=4)
+    plan = partition_model(sm.model, use_cost_model=False)
+    progs = compile_plan(sm.model, plan, CompileOptions("static", sm.samples(2, seed=5)))
+    (prog,) = progs.values()
+    assert "ffn_ln_matmul" in [ln.design for ln in prog.launches]
+    dev = _fake_npu_for(prog, tmp_path)
+    emu, on_npu = EmulatorDevice().load(prog), dev.load(prog)
+    feed = {k: v for k, v in sm.samples(1, seed=6)[0].items()}
+    got, want = on_npu.run(feed), emu.run(feed)
+    for k in want:
+        assert got[k].tobytes() == want[k].tobytes(), k

@@ -20,7 +20,18 @@ int8 [Mp, F] (64-byte aligned); WEIGHTS = LN (gamma, beta, scalars), fc1
 (W1 int8 [C, F], words int32 [3, F]), gelu table int8 [256], fc2 (W2 int8
 [F, C], words fp32 [2, C]), 64-byte aligned; PARAMS.
 
-    python design.py [--rows 1500] [--channels 384] [--ffn 1536]
+Optional ln_matmul tail (`tail_n`; the design "ffn_ln_matmul" of
+kernels/fused/ffn_ln_matmul): phase 3 runs the NEXT layer's layernorm ->
+projection on y, on the same LN and MM1 cores (their code is already the
+layernorm and matmul stage functions): y is read back from OUT block by
+block, z = matmul(layernorm(y)) [Mp, Np] goes to OUT after h. WEIGHTS then
+continue with the tail's LN (gamma, beta, scalars) and matmul (W3 int8
+[C, Np], words int32 [3, Np] for int8 out or fp32 [2, Np]). This folds the
+launch boundary between one encoder layer's MLP and the next layer's
+q/k/v projection: two launches become one.
+
+    python design.py [--rows 1500] [--channels 384] [--ffn 1536] [--tail-n N]
+                     [--tail-out int8|float32]
 """
 
 from __future__ import annotations
@@ -35,18 +46,26 @@ import _stages as S  # noqa: E402
 OBJ = "ffn_block_aie.o"
 
 
-def build(rows: int, channels: int, ffn: int):  # noqa: C901 - one design, one function
+def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one function
+          tail_n: int | None = None, tail_out: str = "int8", obj: str = OBJ):
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
     if channels % S.TILE_N or ffn % S.TILE_N:
         raise ValueError("channels and ffn must be multiples of 64")
+    if tail_out not in ("int8", "float32"):
+        raise ValueError(f"tail_out must be 'int8' or 'float32', got {tail_out!r}")
     C, F = channels, ffn
     mp = S.up(rows, S.COLUMNS * S.TILE_M)
     mc = mp // S.COLUMNS
     blocks = mc // S.TILE_M
     kt1, nt1, kt2, nt2 = C // 64, F // 64, F // 64, C // 64
-    (o_g, o_b, o_s, o_w1, o_p1, o_t, o_w2, o_p2), w_total = S.aligned_offsets(
-        [4 * C, 4 * C, 16, C * F, 12 * F, 256, F * C, 8 * C])
-    (o_y, o_h), out_total = S.aligned_offsets([4 * mp * C, mp * F])
+    tail = tail_n is not None
+    n3 = S.up(tail_n, S.TILE_N) if tail else 0
+    nt3 = n3 // S.TILE_N
+    zb, prow3 = (1, 3) if tail_out == "int8" else (4, 2)  # bytes per z element, word rows
+    (o_g, o_b, o_s, o_w1, o_p1, o_t, o_w2, o_p2, o_g3, o_s3, o_w3, o_p3), w_total = \
+        S.aligned_offsets([4 * C, 4 * C, 16, C * F, 12 * F, 256, F * C, 8 * C]
+                          + ([8 * C, 16, C * n3, 4 * prow3 * n3] if tail else [0, 0, 0, 0]))
+    (o_y, o_h, o_z), out_total = S.aligned_offsets([4 * mp * C, mp * F, zb * mp * n3])
 
     i8, f32, i32 = np.int8, np.float32, np.int32
 
@@ -54,13 +73,16 @@ def build(rows: int, channels: int, ffn: int):  # noqa: C901 - one design, one f
         return np.ndarray[(n,), np.dtype[dt]]
 
     tile = S.TILE_M * S.TILE_N
-    ln = Kernel("xdna_layernorm_mmul_a", OBJ, [ty(32 * C, f32), ty(2 * C, f32), ty(32 * C, i8),
+    ln = Kernel("xdna_layernorm_mmul_a", obj, [ty(32 * C, f32), ty(2 * C, f32), ty(32 * C, i8),
                                               ty(4, f32), i32, i32])
-    zero = Kernel("matmul_zero_i32", OBJ, [])
-    kslice = Kernel("fused_mm_kslice", OBJ, [ty(32 * C, i8), ty(64 * 64, i8), i32])
-    mm = Kernel("matmul_i8_i32", OBJ, [ty(tile, i8), ty(64 * 64, i8)])
-    epi_gelu = Kernel("fused_epilogue_i8_gelu", OBJ, [ty(192, i32), ty(256, i8), ty(tile, i8)])
-    epi_add = Kernel("fused_epilogue_f32_add", OBJ, [ty(128, f32), ty(tile, f32), ty(tile, f32)])
+    zero = Kernel("matmul_zero_i32", obj, [])
+    kslice = Kernel("fused_mm_kslice", obj, [ty(32 * C, i8), ty(64 * 64, i8), i32])
+    mm = Kernel("matmul_i8_i32", obj, [ty(tile, i8), ty(64 * 64, i8)])
+    epi_gelu = Kernel("fused_epilogue_i8_gelu", obj, [ty(192, i32), ty(256, i8), ty(tile, i8)])
+    epi_add = Kernel("fused_epilogue_f32_add", obj, [ty(128, f32), ty(tile, f32), ty(tile, f32)])
+    zdt, pdt3 = (i8, i32) if tail_out == "int8" else (f32, f32)
+    epi3 = Kernel("matmul_epilogue_i8" if tail_out == "int8" else "matmul_epilogue_f32", obj,
+                  [ty(prow3 * 64, pdt3), ty(tile, zdt)])
 
     of_gb = ObjectFifo(ty(2 * C, f32), name="gb", depth=1)
     of_sc = ObjectFifo(ty(4, f32), name="sc", depth=1)
@@ -75,33 +97,44 @@ def build(rows: int, channels: int, ffn: int):  # noqa: C901 - one design, one f
     of_a2 = [ObjectFifo(ty(tile, i8), name=f"a2_{c}") for c in range(S.COLUMNS)]
     of_r = [ObjectFifo(ty(tile, f32), name=f"r{c}") for c in range(S.COLUMNS)]
     of_y = [ObjectFifo(ty(tile, f32), name=f"y{c}") for c in range(S.COLUMNS)]
+    # tail only: its epilogue words and z tiles (the LN, q, weight-tile fifos are shared)
+    of_p3 = ObjectFifo(ty(prow3 * 64, pdt3), name="p3") if tail else None
+    of_z = [ObjectFifo(ty(tile, zdt), name=f"z{c}") for c in range(S.COLUMNS)] if tail else []
 
     def ln_core(fx, fgb, fsc, fq, k):
-        gb, sc = fgb.acquire(1), fsc.acquire(1)
-        for _ in range_(blocks):
-            x, q = fx.acquire(1), fq.acquire(1)
-            k(x, gb, q, sc, S.TILE_M, C)
-            fx.release(1)
-            fq.release(1)
-        fsc.release(1)
-        fgb.release(1)
+        for _ in range(2 if tail else 1):  # this block's LN, then the tail's
+            gb, sc = fgb.acquire(1), fsc.acquire(1)
+            for _ in range_(blocks):
+                x, q = fx.acquire(1), fq.acquire(1)
+                k(x, gb, q, sc, S.TILE_M, C)
+                fx.release(1)
+                fq.release(1)
+            fsc.release(1)
+            fgb.release(1)
 
-    def mm1_core(fq, fw, fp, ft, fh, k_zero, k_mm, k_epi):
-        table = ft.acquire(1)
+    def projection(fq, fw, fp, fout, ntiles, k_zero, k_mm, epilogue):
+        """Row blocks of the LN output x ntiles output tiles, K = C (fc1, tail)."""
         for _ in range_(blocks):
             a = fq.acquire(1)
-            for _ in range_(nt1):
+            for _ in range_(ntiles):
                 k_zero()
                 for kt in range_(kt1):
                     w = fw.acquire(1)
                     k_mm(a, w, kt)
                     fw.release(1)
-                p, h = fp.acquire(1), fh.acquire(1)
-                k_epi(p, table, h)
+                p, o = fp.acquire(1), fout.acquire(1)
+                epilogue(p, o)
                 fp.release(1)
-                fh.release(1)
+                fout.release(1)
             fq.release(1)
+
+    def mm1_core(fq, fw, fp, ft, fh, k_zero, k_mm, k_epi, *tail_args):
+        table = ft.acquire(1)
+        projection(fq, fw, fp, fh, nt1, k_zero, k_mm, lambda p, h: k_epi(p, table, h))
         ft.release(1)
+        if tail:
+            fp3, fz, k_epi3 = tail_args
+            projection(fq, fw, fp3, fz, nt3, k_zero, k_mm, k_epi3)
 
     def mm2_core(fa, fw, fp, fr, fy, k_zero, k_mm, k_epi):
         for _ in range_(blocks * nt2):
@@ -122,7 +155,8 @@ def build(rows: int, channels: int, ffn: int):  # noqa: C901 - one design, one f
         workers += [
             Worker(ln_core, [of_x[c].cons(), of_gb.cons(), of_sc.cons(), of_q[c].prod(), ln]),
             Worker(mm1_core, [of_q[c].cons(), of_w1.cons(), of_p1.cons(), of_tab.cons(),
-                              of_h[c].prod(), zero, kslice, epi_gelu]),
+                              of_h[c].prod(), zero, kslice, epi_gelu]
+                   + ([of_p3.cons(), of_z[c].prod(), epi3] if tail else [])),
             Worker(mm2_core, [of_a2[c].cons(), of_w2.cons(), of_p2.cons(), of_r[c].cons(),
                               of_y[c].prod(), zero, mm, epi_add]),
         ]
@@ -182,6 +216,32 @@ def build(rows: int, channels: int, ffn: int):  # noqa: C901 - one design, one f
                                          o_y + 4 * ((c * mc + b * 32) * C + 64 * nt), 32, 4 * 64),
                              wait=(b == blocks - 1 and nt == nt2 - 1), task_group=tg)
         rt.finish_task_group(tg)
+        if tail:
+            # phase 3: the next layer's LN -> projection on y (read back from OUT) -> z
+            tg = rt.task_group()
+            rt.fill(of_gb.prod(), weights, S.contiguous_tap(w_total, o_g3, 8 * C), task_group=tg)
+            rt.fill(of_sc.prod(), weights, S.contiguous_tap(w_total, o_s3, 16), task_group=tg)
+            for c in range(S.COLUMNS):
+                rt.fill(of_x[c].prod(), out,
+                        S.contiguous_tap(out_total, o_y + 4 * c * mc * C, 4 * mc * C),
+                        task_group=tg)
+            for _b in range(blocks):
+                for nt in range(nt3):
+                    for kt in range(kt1):
+                        rt.fill(of_w1.prod(), weights, S.w_tile_tap(w_total, o_w3, n3, kt, nt),
+                                task_group=tg)
+                    rt.fill(of_p3.prod(), weights,
+                            S.block_tap(w_total, 4 * n3, 0, o_p3 + 4 * 64 * nt, prow3, 4 * 64),
+                            task_group=tg)
+            for c in range(S.COLUMNS):
+                for b in range(blocks):
+                    for nt in range(nt3):
+                        rt.drain(of_z[c].cons(), out,
+                                 S.block_tap(out_total, zb * n3, 0,
+                                             o_z + zb * ((c * mc + b * 32) * n3 + 64 * nt),
+                                             32, zb * 64),
+                                 wait=(b == blocks - 1 and nt == nt3 - 1), task_group=tg)
+            rt.finish_task_group(tg)
     return Program(NPU1(), rt).resolve_program(Placer())
 
 
@@ -190,8 +250,11 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1500)
     p.add_argument("--channels", type=int, default=384)
     p.add_argument("--ffn", type=int, default=1536)
+    p.add_argument("--tail-n", type=int, default=None,
+                   help="fold the next layernorm -> matmul (N outputs) into this launch")
+    p.add_argument("--tail-out", choices=["int8", "float32"], default="int8")
     a = p.parse_args()
-    print(build(a.rows, a.channels, a.ffn))
+    print(build(a.rows, a.channels, a.ffn, a.tail_n, a.tail_out))
 
 
 if __name__ == "__main__":

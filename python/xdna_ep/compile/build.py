@@ -310,24 +310,44 @@ def _design_name(found: Any) -> str | None:
 
 
 def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> list[Launch]:
-    """Greedy longest chain of consecutive stages that the manifest has a design for;
-    a stage outside every chain is its own launch (design = its kernel name)."""
-    launches: list[Launch] = []
-    i = 0
-    while i < len(stages):
-        best, design = 1, stages[i].kernel
+    """The fewest launches that cover the stages in order: each launch is a chain of
+    consecutive stages the manifest has a design for, or one stage on its own
+    (design = its kernel name). Among equally short groupings the one whose
+    launches start longest wins (what a greedy longest-first grouping gives
+    where that is already optimal).
+
+    Why not greedy: designs overlap. Whisper's last layer is ffn_block, ffn_block
+    (the outlier split), layernorm; greedy would take ffn_ln_matmul across the
+    first two blocks and leave gelu, matmul, add, layernorm as four launches."""
+    n = len(stages)
+    chains: list[list[tuple[int, str]]] = []  # per start: (end, design), longest first
+    for i in range(n):
+        options: list[tuple[int, str]] = []
         if find_design is not None:
-            for j in range(len(stages), i, -1):
+            for j in range(n, i + 1, -1):
                 found = find_design([st.kernel for st in stages[i:j]])
                 if getattr(found, "static_only", False) and any(
                         st.attrs.get("dynamic") for st in stages[i:j]):
                     continue  # a static-scales design cannot run dynamic-mode stages
                 name = _design_name(found)
                 if name:
-                    best, design = j - i, name
-                    break
-        launches.append(Launch(design, tuple(stages[i:i + best])))
-        i += best
+                    options.append((j, name))
+        single = _design_name(find_design([stages[i].kernel])) if find_design else None
+        options.append((i + 1, single or stages[i].kernel))
+        chains.append(options)
+    best = [0] * (n + 1)  # best[i]: fewest launches for stages[i:]
+    pick: list[tuple[int, str]] = [(n, "")] * n
+    for i in range(n - 1, -1, -1):
+        best[i] = n + 1
+        for j, name in chains[i]:  # longest first: ties keep the longer first launch
+            if 1 + best[j] < best[i]:
+                best[i], pick[i] = 1 + best[j], (j, name)
+    launches: list[Launch] = []
+    i = 0
+    while i < n:
+        j, name = pick[i]
+        launches.append(Launch(name, tuple(stages[i:j])))
+        i = j
     return launches
 
 

@@ -23,7 +23,7 @@ residual add) the split takes the form of two such blocks instead, outlier group
 first: r' = r + fc2_C(gelu(fc1_C(ln(x)))), out = r' + fc2_R(gelu(fc1_R(ln(x)))),
 the layernorm recomputed in the second block; each block is the manifest's
 `ffn_block` chain, so the split costs one extra launch (measured on tiny.en:
-region launches 13 -> 14), where the form above costs six.
+encoder launches 11 -> 12, docs/ACCURACY.md), where the form above costs six.
 
 In real arithmetic this is the same function (a permutation of fc1's columns
 and the matching split of fc2's sum over K); only the int8 scales differ, which
