@@ -115,3 +115,56 @@ def aligned_offsets(sizes: list[int], align: int = 64) -> tuple[list[int], int]:
         offs.append(pos)
         pos += n
     return offs, pos
+
+
+# ---- pieces every matmul-bearing design repeats (runtime sequence and core loop) ----
+
+
+def stream_weight_tiles(rt, fw, fp, weights, w_total: int, o_w: int, o_p: int, n_cols: int,
+                        ktiles: int, ntiles: int, prow: int, blocks: int, tg) -> None:
+    """Fill the broadcast weight-tile and epilogue-word fifos for `blocks` row blocks:
+    per output tile nt, the K tiles of W (row-major int8 [K, n_cols] at o_w, blocked
+    by w_tile_tap) then its `prow` rows of 4-byte epilogue words ([prow, n_cols] at o_p)."""
+    for _b in range(blocks):
+        for nt in range(ntiles):
+            for kt in range(ktiles):
+                rt.fill(fw.prod(), weights, w_tile_tap(w_total, o_w, n_cols, kt, nt),
+                        task_group=tg)
+            rt.fill(fp.prod(), weights,
+                    block_tap(w_total, 4 * n_cols, 0, o_p + 4 * TILE_N * nt, prow, 4 * TILE_N),
+                    task_group=tg)
+
+
+def drain_row_tiles(rt, fifos, out, total: int, base: int, n_cols: int, elem_bytes: int,
+                    rows_per_col: int, blocks: int, ntiles: int, tg) -> None:
+    """Drain each column's [TILE_M, TILE_N] output tiles into a row-major [M, n_cols]
+    matrix at `base` of `out` (offsets in units of `out`'s elements; `elem_bytes` is
+    the matrix's element size in those units, e.g. 4 for fp32 in a byte-typed BO)."""
+    for c, fifo in enumerate(fifos):
+        for b in range(blocks):
+            row0 = c * rows_per_col + b * TILE_M
+            for nt in range(ntiles):
+                rt.drain(fifo.cons(), out,
+                         block_tap(total, elem_bytes * n_cols, 0,
+                                   base + elem_bytes * (row0 * n_cols + TILE_N * nt),
+                                   TILE_M, elem_bytes * TILE_N),
+                         wait=(b == blocks - 1 and nt == ntiles - 1), task_group=tg)
+
+
+def projection_core(range_, blocks: int, ntiles: int, ktiles: int, fa, fw, fp, fout,
+                    k_zero, k_mm, epilogue) -> None:
+    """Core loop of a matmul whose [32, K] int8 A block stays on the core: per output
+    tile, K/64 x k_mm(a, w, kt) into the accumulator, then epilogue(words, out_tile)."""
+    for _ in range_(blocks):
+        a = fa.acquire(1)
+        for _ in range_(ntiles):
+            k_zero()
+            for kt in range_(ktiles):
+                w = fw.acquire(1)
+                k_mm(a, w, kt)
+                fw.release(1)
+            p, o = fp.acquire(1), fout.acquire(1)
+            epilogue(p, o)
+            fp.release(1)
+            fout.release(1)
+        fa.release(1)

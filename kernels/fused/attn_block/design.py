@@ -110,21 +110,9 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
                     rt.fill(of_r[c].prod(), x_in,
                             S.block_tap(in_total, 4 * d, 0, o_x + 4 * (row0 * d + 64 * nt), 32,
                                         4 * 64), task_group=tg)
-        for _b in range(blocks):
-            for nt in range(nt_n):
-                for kt in range(kt_n):
-                    rt.fill(of_w.prod(), weights, S.w_tile_tap(w_total, o_w, d, kt, nt),
-                            task_group=tg)
-                rt.fill(of_p.prod(), weights,
-                        S.block_tap(w_total, 4 * d, 0, o_p + 4 * 64 * nt, 2, 4 * 64),
-                        task_group=tg)
-        for c in range(S.COLUMNS):
-            for b in range(blocks):
-                for nt in range(nt_n):
-                    rt.drain(of_y[c].cons(), out,
-                             S.block_tap(out_total, 4 * d, 0,
-                                         o_y + 4 * ((c * mc + b * 32) * d + 64 * nt), 32, 4 * 64),
-                             wait=(b == blocks - 1 and nt == nt_n - 1), task_group=tg)
+        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, d, kt_n, nt_n, 2,
+                              blocks, tg)
+        S.drain_row_tiles(rt, of_y, out, out_total, o_y, d, 4, mc, blocks, nt_n, tg)
         rt.finish_task_group(tg)
     return Program(NPU1(), rt).resolve_program(Placer())
 

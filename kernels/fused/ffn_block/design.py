@@ -112,29 +112,14 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
             fsc.release(1)
             fgb.release(1)
 
-    def projection(fq, fw, fp, fout, ntiles, k_zero, k_mm, epilogue):
-        """Row blocks of the LN output x ntiles output tiles, K = C (fc1, tail)."""
-        for _ in range_(blocks):
-            a = fq.acquire(1)
-            for _ in range_(ntiles):
-                k_zero()
-                for kt in range_(kt1):
-                    w = fw.acquire(1)
-                    k_mm(a, w, kt)
-                    fw.release(1)
-                p, o = fp.acquire(1), fout.acquire(1)
-                epilogue(p, o)
-                fp.release(1)
-                fout.release(1)
-            fq.release(1)
-
     def mm1_core(fq, fw, fp, ft, fh, k_zero, k_mm, k_epi, *tail_args):
         table = ft.acquire(1)
-        projection(fq, fw, fp, fh, nt1, k_zero, k_mm, lambda p, h: k_epi(p, table, h))
+        S.projection_core(range_, blocks, nt1, kt1, fq, fw, fp, fh, k_zero, k_mm,
+                          lambda p, h: k_epi(p, table, h))
         ft.release(1)
-        if tail:
+        if tail:  # the next layer's projection, K = C as for fc1
             fp3, fz, k_epi3 = tail_args
-            projection(fq, fw, fp3, fz, nt3, k_zero, k_mm, k_epi3)
+            S.projection_core(range_, blocks, nt3, kt1, fq, fw, fp3, fz, k_zero, k_mm, k_epi3)
 
     def mm2_core(fa, fw, fp, fr, fy, k_zero, k_mm, k_epi):
         for _ in range_(blocks * nt2):
@@ -173,21 +158,9 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
         for c in range(S.COLUMNS):
             rt.fill(of_x[c].prod(), x_in, S.contiguous_tap(mp * C, c * mc * C, mc * C),
                     task_group=tg)
-        for _b in range(blocks):
-            for nt in range(nt1):
-                for kt in range(kt1):
-                    rt.fill(of_w1.prod(), weights, S.w_tile_tap(w_total, o_w1, F, kt, nt),
-                            task_group=tg)
-                rt.fill(of_p1.prod(), weights,
-                        S.block_tap(w_total, 4 * F, 0, o_p1 + 4 * 64 * nt, 3, 4 * 64),
-                        task_group=tg)
-        for c in range(S.COLUMNS):
-            for b in range(blocks):
-                for nt in range(nt1):
-                    rt.drain(of_h[c].cons(), out,
-                             S.block_tap(out_total, F, 0, o_h + (c * mc + b * 32) * F + 64 * nt,
-                                         32, 64),
-                             wait=(b == blocks - 1 and nt == nt1 - 1), task_group=tg)
+        S.stream_weight_tiles(rt, of_w1, of_p1, weights, w_total, o_w1, o_p1, F, kt1, nt1, 3,
+                              blocks, tg)
+        S.drain_row_tiles(rt, of_h, out, out_total, o_h, F, 1, mc, blocks, nt1, tg)
         rt.finish_task_group(tg)
         # phase 2: fc2 (A = h from scratch) -> + x -> y
         tg = rt.task_group()
@@ -200,21 +173,9 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
                                 task_group=tg)
                     rt.fill(of_r[c].prod(), x_in, S.block_tap(mp * C, C, row0, 64 * nt, 32, 64),
                             task_group=tg)
-        for _b in range(blocks):
-            for nt in range(nt2):
-                for kt in range(kt2):
-                    rt.fill(of_w2.prod(), weights, S.w_tile_tap(w_total, o_w2, C, kt, nt),
-                            task_group=tg)
-                rt.fill(of_p2.prod(), weights,
-                        S.block_tap(w_total, 4 * C, 0, o_p2 + 4 * 64 * nt, 2, 4 * 64),
-                        task_group=tg)
-        for c in range(S.COLUMNS):
-            for b in range(blocks):
-                for nt in range(nt2):
-                    rt.drain(of_y[c].cons(), out,
-                             S.block_tap(out_total, 4 * C, 0,
-                                         o_y + 4 * ((c * mc + b * 32) * C + 64 * nt), 32, 4 * 64),
-                             wait=(b == blocks - 1 and nt == nt2 - 1), task_group=tg)
+        S.stream_weight_tiles(rt, of_w2, of_p2, weights, w_total, o_w2, o_p2, C, kt2, nt2, 2,
+                              blocks, tg)
+        S.drain_row_tiles(rt, of_y, out, out_total, o_y, C, 4, mc, blocks, nt2, tg)
         rt.finish_task_group(tg)
         if tail:
             # phase 3: the next layer's LN -> projection on y (read back from OUT) -> z
@@ -225,22 +186,9 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
                 rt.fill(of_x[c].prod(), out,
                         S.contiguous_tap(out_total, o_y + 4 * c * mc * C, 4 * mc * C),
                         task_group=tg)
-            for _b in range(blocks):
-                for nt in range(nt3):
-                    for kt in range(kt1):
-                        rt.fill(of_w1.prod(), weights, S.w_tile_tap(w_total, o_w3, n3, kt, nt),
-                                task_group=tg)
-                    rt.fill(of_p3.prod(), weights,
-                            S.block_tap(w_total, 4 * n3, 0, o_p3 + 4 * 64 * nt, prow3, 4 * 64),
-                            task_group=tg)
-            for c in range(S.COLUMNS):
-                for b in range(blocks):
-                    for nt in range(nt3):
-                        rt.drain(of_z[c].cons(), out,
-                                 S.block_tap(out_total, zb * n3, 0,
-                                             o_z + zb * ((c * mc + b * 32) * n3 + 64 * nt),
-                                             32, zb * 64),
-                                 wait=(b == blocks - 1 and nt == nt3 - 1), task_group=tg)
+            S.stream_weight_tiles(rt, of_w1, of_p3, weights, w_total, o_w3, o_p3, n3, kt1, nt3,
+                                  prow3, blocks, tg)
+            S.drain_row_tiles(rt, of_z, out, out_total, o_z, n3, zb, mc, blocks, nt3, tg)
             rt.finish_task_group(tg)
     return Program(NPU1(), rt).resolve_program(Placer())
 

@@ -87,19 +87,7 @@ def build(rows: int, channels: int, n: int, out: str = "int8"):
         fgb.release(1)
 
     def mm_core(fa, fw, fp, fy, k_zero, k_mm, k_epi):
-        for _ in range_(blocks):
-            a = fa.acquire(1)
-            for _ in range_(nt_n):
-                k_zero()
-                for kt in range_(kt_n):
-                    w = fw.acquire(1)
-                    k_mm(a, w, kt)
-                    fw.release(1)
-                p, y = fp.acquire(1), fy.acquire(1)
-                k_epi(p, y)
-                fp.release(1)
-                fy.release(1)
-            fa.release(1)
+        S.projection_core(range_, blocks, nt_n, kt_n, fa, fw, fp, fy, k_zero, k_mm, k_epi)
 
     workers = []
     for c in range(S.COLUMNS):
@@ -119,21 +107,10 @@ def build(rows: int, channels: int, n: int, out: str = "int8"):
             rt.fill(of_x[c].prod(), x_in,
                     S.contiguous_tap(mp * channels, c * mc * channels, mc * channels),
                     task_group=tg)
-        for _b in range(blocks):  # same weight stream for every row block
-            for nt in range(nt_n):
-                for kt in range(kt_n):
-                    rt.fill(of_w.prod(), weights, S.w_tile_tap(total_w, off_w, np_, kt, nt),
-                            task_group=tg)
-                rt.fill(of_p.prod(), weights,
-                        S.block_tap(total_w, np_ * 4, 0, off_p + nt * S.TILE_N * 4, prow,
-                                    4 * S.TILE_N), task_group=tg)
-        for c in range(S.COLUMNS):
-            for b in range(blocks):
-                for nt in range(nt_n):
-                    rt.drain(of_y[c].cons(), y_out,
-                             S.block_tap(mp * np_, np_, c * mc + b * S.TILE_M, nt * S.TILE_N,
-                                         S.TILE_M, S.TILE_N),
-                             wait=(b == blocks - 1 and nt == nt_n - 1), task_group=tg)
+        # the same weight stream for every row block
+        S.stream_weight_tiles(rt, of_w, of_p, weights, total_w, off_w, off_p, np_, kt_n, nt_n,
+                              prow, blocks, tg)
+        S.drain_row_tiles(rt, of_y, y_out, mp * np_, 0, np_, 1, mc, blocks, nt_n, tg)
         rt.finish_task_group(tg)
     return Program(NPU1(), rt).resolve_program(Placer())
 
