@@ -55,7 +55,7 @@ def load_manifest(path: Path = MANIFEST) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise SystemExit(f"cannot read {path}: {exc}") from exc
     try:  # the package's validator, when xdna_ep is importable
-        from xdna_ep.kernels.manifest import ManifestError, parse
+        from xdna_ep.kernel_specs.manifest import ManifestError, parse
     except ImportError:
         return doc
     try:

@@ -22,7 +22,7 @@ from xdna_ep.compile.build import group_launches
 from xdna_ep.compile.execute import ProgramRunner
 from xdna_ep.compile.observe import sqnr_db
 from xdna_ep.compile.synthetic import conv_frontend, encoder_layer
-from xdna_ep.kernels import manifest
+from xdna_ep.kernel_specs import manifest
 from xdna_ep.plan import PartitionPlan
 
 LAYER_SQNR_DB = 30.0

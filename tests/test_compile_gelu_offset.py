@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from xdna_ep.compile import CompileOptions, compile_region
 from xdna_ep.compile.execute import run_program
 from xdna_ep.compile.observe import sqnr_db
-from xdna_ep.kernels.gelu import build_table
+from xdna_ep.kernel_specs.gelu import build_table
 from xdna_ep.plan import OpMatch, Region
 
 K, N = 64, 256

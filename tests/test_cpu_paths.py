@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from xdna_ep import _emulator
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import registry
 
 ALL_PATHS = ("portable", "avx2", "avx512_vnni", "amx")
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xdna_ep import _emulator
-from xdna_ep.kernels import add as A
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import add as A
+from xdna_ep.kernel_specs import registry
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

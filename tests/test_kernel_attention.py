@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdna_ep.kernels import attention as A
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import attention as A
+from xdna_ep.kernel_specs import registry
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdna_ep.kernels import conv1d as C
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import conv1d as C
+from xdna_ep.kernel_specs import registry
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xdna_ep import _emulator
-from xdna_ep.kernels import matmul as mm
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import matmul as mm
+from xdna_ep.kernel_specs import registry
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdna_ep.kernels import matmul as mm
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import matmul as mm
+from xdna_ep.kernel_specs import registry
 from xdna_ep.runtime.shapes import BufferSpec, output_specs
 
 SETTINGS = settings(max_examples=20, deadline=None,

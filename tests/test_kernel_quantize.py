@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from xdna_ep import _emulator
-from xdna_ep.kernels import quantize as qz
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import quantize as qz
+from xdna_ep.kernel_specs import registry
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xdna_ep.kernels import manifest as M
+from xdna_ep.kernel_specs import manifest as M
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 BUILD = KERNELS_DIR / "build_xclbins.py"

@@ -17,7 +17,7 @@ from xdna_ep.compile import CompileOptions, compile_region
 from xdna_ep.compile.execute import ProgramRunner
 from xdna_ep.compile.kernel_api import matmul_supports_split
 from xdna_ep.compile.synthetic import encoder_layer
-from xdna_ep.kernels import manifest
+from xdna_ep.kernel_specs import manifest
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def chain_program() -> Program:
 def all_designs() -> set[str]:
     """Every design a compiled program may name: the kernels/manifest.json designs and,
     since the compile stage names launches after their kernel, every kernel."""
-    from xdna_ep.kernels import registry
+    from xdna_ep.kernel_specs import registry
 
     doc = json.loads((Path(xdna_ep.__file__).parent / "_kernels" / "manifest.json")
                      .read_text()) if (Path(xdna_ep.__file__).parent / "_kernels").exists() \

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from xdna_ep.compile.program import Launch, Program, Stage, TensorSpec
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import registry
 from xdna_ep.runtime import EmulatorDevice, XrtDevice
 
 from fakes.fake_pyxrt import make_fake_pyxrt, write_fake_xclbin, write_instructions  # isort: skip
@@ -94,7 +94,7 @@ _PACKED = ("conv1d", "layernorm", "matmul", "gelu", "add")
 def _packed_program() -> Program:
     """conv1d -> layernorm(int8) -> split matmul (two int8 blocks) -> static gelu ->
     static int8 add -> float32 matmul; plus a float32-input matmul on the conv output."""
-    from xdna_ep.kernels.gelu import build_table
+    from xdna_ep.kernel_specs.gelu import build_table
 
     rng = np.random.default_rng(21)
     consts = {

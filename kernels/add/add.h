@@ -1,6 +1,6 @@
 // Elementwise add contract (residual connections).
 //
-// Included by the host emulator (ep/add*.cpp) and by the AIE2 kernel
+// Included by the host emulator (emulator/add*.cpp) and by the AIE2 kernel
 // (kernels/add/aie/add_aie.cc).
 //
 // fp32:  c = a + b                       (one IEEE-754 fp32 add, round to nearest even)

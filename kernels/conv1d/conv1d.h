@@ -1,6 +1,6 @@
 // 1-D convolution contract (Whisper's audio front end), as im2col + int8 GEMM.
 //
-// Included by the host emulator (ep/conv1d.cpp) and by the AIE2 im2col/epilogue
+// Included by the host emulator (emulator/conv1d.cpp) and by the AIE2 im2col/epilogue
 // kernel (kernels/conv1d/aie/conv1d_aie.cc); the GEMM itself is the matmul
 // kernel's int8 x int8 -> int32 core (exact, order independent).
 //

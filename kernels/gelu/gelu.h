@@ -1,6 +1,6 @@
 // GELU arithmetic contract: int8 -> int8 through a 256-entry table.
 //
-// Included by the host emulator (ep/gelu.cpp) and by the AIE2 kernel
+// Included by the host emulator (emulator/gelu.cpp) and by the AIE2 kernel
 // (kernels/gelu/aie/gelu_aie.cc). The table is the whole contract: whoever
 // applies it (CPU or AIE core) produces the same bytes. The table is built in
 // ONE place, build_table() below, from the input/output scales:

@@ -1,6 +1,6 @@
 // LayerNorm arithmetic contract (one row of length C at a time).
 //
-// Included by the host emulator (ep/layernorm*.cpp) and by the AIE2 kernel
+// Included by the host emulator (emulator/layernorm*.cpp) and by the AIE2 kernel
 // (kernels/layernorm/aie/layernorm_aie.cc). Statistics are computed from
 // INTEGERS so they are exact and independent of summation order: every path
 // (scalar, SIMD, AIE vector unit, numpy) gets the same bits.

@@ -16,7 +16,7 @@ Buffers of the runtime sequence, in order: a int8 [Mp, Kp], weight int8
 [Kp, Np], params ([3, Np] int32 mult/shift/bias for out="int8"; [2, Np]
 float32 scale/bias for out="float32"), y [Mp, Np]. Mp, Kp, Np are M, K, N
 rounded up by `padded_shape`; the host runtime pads a with zeros and crops y
-(weight/params come padded from xdna_ep.kernels.matmul.device_constants).
+(weight/params come padded from xdna_ep.kernel_specs.matmul.device_constants).
 
 Needs the MLIR-AIE toolchain (the `aie` Python package); importing this file
 without it is fine, calling build() is not. Emit MLIR with

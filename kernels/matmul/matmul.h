@@ -1,6 +1,6 @@
 // matmul: the arithmetic contract of the int8 matmul kernel, in portable C++.
 //
-// Included by the host emulator (ep/int8_gemm_*.cpp) and by the AIE2 kernel
+// Included by the host emulator (emulator/int8_gemm_*.cpp) and by the AIE2 kernel
 // source (aie/matmul_aie.cc), so both compute the same bytes:
 //
 //   acc[m, n]  = sum_k A[m, k] * W[k, n]                (int8 x int8, exact int32)
@@ -12,7 +12,7 @@
 // |acc| <= 65536 * 128 * 127 < 2^30 and acc + bias_i32 (|bias_i32| <= 2^30)
 // cannot overflow int32: the summation order is then irrelevant, and every
 // vectorisation (AVX2, AVX-512 VNNI, aie::mmul) yields the same accumulator.
-// The per-channel constants are derived on the host (python/xdna_ep/kernels/
+// The per-channel constants are derived on the host (python/xdna_ep/kernel_specs/
 // matmul.py): mult/shift = make_requant(in_scale * w_scale[n] / out_scale),
 // bias_i32 = round_half_away(bias[n] / (in_scale * w_scale[n])) clamped to
 // +-2^30; scale[n] = fp32(in_scale) * fp32(w_scale[n]).

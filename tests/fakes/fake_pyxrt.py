@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from xdna_ep.compile.program import Stage
-from xdna_ep.kernels import registry
+from xdna_ep.kernel_specs import registry
 from xdna_ep.runtime.emulator import execute_stages
 from xdna_ep.runtime.layout import (
     ARG_IN,

@@ -20,8 +20,8 @@ import numpy as np
 
 from fakes.fake_pyxrt import write_fake_xclbin, write_instructions
 from xdna_ep.compile.program import Launch, Program, Stage, TensorSpec
-from xdna_ep.kernels import registry
-from xdna_ep.kernels.registry import KernelSpec
+from xdna_ep.kernel_specs import registry
+from xdna_ep.kernel_specs.registry import KernelSpec
 from xdna_ep.runtime import shapes
 from xdna_ep.runtime.shapes import BufferSpec
 

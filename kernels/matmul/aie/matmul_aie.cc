@@ -3,7 +3,7 @@
 // Built by kernels/build_xclbins.py with the MLIR-AIE toolchain (Peano or
 // xchesscc) and linked into the core program of kernels/matmul/design.py.
 // Not compiled on hosts without that toolchain; the host build of the same
-// arithmetic is ep/int8_gemm_*.cpp, and both share ../matmul.h:
+// arithmetic is emulator/int8_gemm_*.cpp, and both share ../matmul.h:
 //   * the accumulation is exact int32 (aie::mmul<4, 8, 8, int8, int8> with the
 //     default 32-bit accumulator; no shift or saturation before the epilogue:
 //     to_vector<int32_t>() without shift), so it equals every host path;

@@ -2,7 +2,7 @@
 //
 // Built by kernels/build_xclbins.py with the MLIR-AIE toolchain and linked
 // into the core program of kernels/quantize/design.py; not compiled on hosts
-// without it. Bit-exactness with the host emulator (ep/quantize.cpp) comes
+// without it. Bit-exactness with the host emulator (emulator/quantize.cpp) comes
 // from calling the same contract functions (../quantize.h, which uses the
 // shared ../../common/epilogue.h): scalar IEEE fp32 arithmetic (software
 // floating point on AIE2 cores, exact, round-to-nearest-even). A vectorised

@@ -86,7 +86,7 @@ def _gops(ops: float, seconds: float) -> float:
 
 def bench_matmul(M: int, K: int, N: int, repeats: int, threads: int, ort_too: bool,
                  rng: np.random.Generator) -> dict[str, Any]:
-    from ..kernels import matmul as mm
+    from ..kernel_specs import matmul as mm
 
     w = rng.integers(-127, 128, (K, N), dtype=np.int8)
     a = rng.integers(-127, 128, (M, K), dtype=np.int8)
@@ -125,14 +125,14 @@ def _numpy_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) 
 
 
 def bench_attention(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
-    from ..kernels import registry
+    from ..kernel_specs import registry
 
     H, T, D = ATTENTION["heads"], ATTENTION["frames"], ATTENTION["head_dim"]
     result: dict[str, Any] = {"heads": H, "frames": T, "head_dim": D}
     try:
-        importlib.import_module("xdna_ep.kernels.attention")
+        importlib.import_module("xdna_ep.kernel_specs.attention")
     except ModuleNotFoundError as exc:
-        if exc.name != "xdna_ep.kernels.attention":
+        if exc.name != "xdna_ep.kernel_specs.attention":
             raise
     spec = registry.KERNELS.get("attention")
     if spec is None:

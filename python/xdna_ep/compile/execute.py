@@ -3,7 +3,7 @@
 When every stage kernel is registered, the program runs on the runtime's
 EmulatorDevice (xdna_ep.runtime), the production executor. Otherwise stages run in
 order on named buffers here: each stage uses the registered
-emulator kernel (xdna_ep.kernels registry: prepare + run) when its module is
+emulator kernel (xdna_ep.kernel_specs registry: prepare + run) when its module is
 importable, else the contract-level numpy version in reference.py; which one
 ran is reported, so no figure is mistaken for a bit-exact emulator result.
 """
@@ -26,11 +26,11 @@ _MODULE_OF = {"dequantize": "quantize"}
 
 def registered_kernel(name: str) -> Any | None:
     """The KernelSpec of `name` if its module imports and registers it, else None."""
-    from ..kernels import registry
+    from ..kernel_specs import registry
 
     if name not in registry.KERNELS:
         try:
-            importlib.import_module(f"xdna_ep.kernels.{_MODULE_OF.get(name, name)}")
+            importlib.import_module(f"xdna_ep.kernel_specs.{_MODULE_OF.get(name, name)}")
         except ImportError:
             return None
     return registry.KERNELS.get(name)

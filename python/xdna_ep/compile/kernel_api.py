@@ -20,7 +20,7 @@ FindDesign = Callable[[Sequence[str]], Any]  # -> design name, DesignEntry or No
 
 def _module(name: str) -> Any | None:
     try:
-        return importlib.import_module(f"xdna_ep.kernels.{name}")
+        return importlib.import_module(f"xdna_ep.kernel_specs.{name}")
     except ImportError:
         return None
 
@@ -38,7 +38,7 @@ def gelu_table(in_scale: float, out_scale: float, approximate: str,
                out_offset: float = 0.0) -> np.ndarray:
     """int8[256] lookup table of the gelu stage.
 
-    Uses xdna_ep.kernels.gelu.build_table when it exists (the kernel's own
+    Uses xdna_ep.kernel_specs.gelu.build_table when it exists (the kernel's own
     definition). Fallback contract: entry i is the output for input code
     q = i - 128 (entry 0, code -128, is never produced by the narrow range and
     holds the value for -127).
@@ -66,7 +66,7 @@ def matmul_supports_split() -> bool:
 
 
 def find_design_function() -> FindDesign | None:
-    """xdna_ep.kernels.manifest.find_design, or None before the manifest exists."""
+    """xdna_ep.kernel_specs.manifest.find_design, or None before the manifest exists."""
     mod = _module("manifest")
     fn = getattr(mod, "find_design", None) if mod is not None else None
     return fn

@@ -5,7 +5,7 @@ kernel packages, and its accuracy figures need *some* executor. These follow
 the stage contracts and the shared epilogue (kernels/common/epilogue.h:
 narrow-range int8, fp32 reciprocal quantize, (acc*m + 2^(e-1)) >> e
 requantize) but are NOT the bit-exact kernel references: those live in
-xdna_ep.kernels.<name> and are preferred by execute.py whenever registered.
+xdna_ep.kernel_specs.<name> and are preferred by execute.py whenever registered.
 Integer parts (int8 GEMM/conv accumulators, requantize) are exact; float
 parts (layernorm, softmax/attention, gelu) use float32/float64 numpy math.
 """

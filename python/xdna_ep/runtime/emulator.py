@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..compile.program import Program, Stage
-from ..kernels import registry
+from ..kernel_specs import registry
 from .device import check_inputs, collect_outputs
 from .layout import stage_consts
 

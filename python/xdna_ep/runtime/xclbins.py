@@ -61,10 +61,10 @@ class DesignFiles:
 
 
 def load_manifest(path: Path | None = None) -> dict[str, Any]:
-    """The manifest document (through xdna_ep.kernels.manifest when it offers a loader)."""
+    """The manifest document (through xdna_ep.kernel_specs.manifest when it offers a loader)."""
     if path is None:
         try:
-            mod = importlib.import_module("xdna_ep.kernels.manifest")
+            mod = importlib.import_module("xdna_ep.kernel_specs.manifest")
         except ModuleNotFoundError:
             mod = None
         loader = getattr(mod, "load_manifest", None)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..compile.program import Launch, Program
-from ..kernels import registry
+from ..kernel_specs import registry
 from .device import check_inputs, collect_outputs
 from .errors import DeviceUnavailableError, XdnaDeviceError
 from .layout import (

@@ -14,7 +14,7 @@ float max_abs(const float* x, std::size_t n, bool* finite);
 // x = float(q) * scale
 void dequantize(const int8_t* q, std::size_t n, float scale, float* x);
 
-// AVX2 chunks (ep/quantize_avx2.cpp), single-threaded, same bytes.
+// AVX2 chunks (emulator/quantize_avx2.cpp), single-threaded, same bytes.
 bool quantize_chunk_avx2(const float* x, std::size_t n, float inv_scale, int8_t* q);
 float max_abs_chunk_avx2(const float* x, std::size_t n, bool* finite);
 

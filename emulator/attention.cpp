@@ -1,5 +1,5 @@
 // Host build of the attention kernel. Q.K^T and P.V go through the exact
-// int8 GEMM (ep/int8_gemm.h), so its SIMD path cannot change a bit; the
+// int8 GEMM (emulator/int8_gemm.h), so its SIMD path cannot change a bit; the
 // softmax between them is the integer contract of kernels/attention/attention.h.
 #include <algorithm>
 #include <vector>

@@ -1,7 +1,7 @@
 """Kernel registry: the one table that devices and the compiler consult.
 
 Every kernel a Program stage can name registers a KernelSpec here (from its
-own module, e.g. xdna_ep.kernels.matmul). A stage is executed as
+own module, e.g. xdna_ep.kernel_specs.matmul). A stage is executed as
 
     state   = spec.prepare(consts, attrs)        # once per program load: pack
                                                  # weights, build tables

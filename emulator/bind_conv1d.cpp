@@ -1,6 +1,6 @@
 // Host emulator of the conv1d kernel (kernels/conv1d/conv1d.h): quantize ->
 // im2col -> exact int8 GEMM (the matmul kernel's packed engine,
-// ep/int8_gemm_packed.h, ISA-dispatched; the weight is packed once per call)
+// emulator/int8_gemm_packed.h, ISA-dispatched; the weight is packed once per call)
 // -> fp32 epilogue written straight into the [Cout, Tout] layout.
 #include <pybind11/numpy.h>
 
