@@ -369,7 +369,7 @@ def gelu_model(form: str, n: int = 16, opset: int = OPSET) -> onnx.ModelProto:
     return _model(graph, opset=opset)
 
 
-# Whisper tiny.en architecture (DESIGN.md): d_model 384, 4+4 layers, 6 heads, FFN 1536
+# Whisper tiny.en architecture: d_model 384, 4+4 layers, 6 heads, FFN 1536
 TINY_EN = dict(vocab_size=51864, num_mel_bins=80, encoder_layers=4, decoder_layers=4,
                encoder_attention_heads=6, decoder_attention_heads=6, d_model=384,
                encoder_ffn_dim=1536, decoder_ffn_dim=1536, max_source_positions=1500,

@@ -4,7 +4,7 @@ NPU time of a region  = call crossing + launches x launch overhead + MACs / NPU 
 CPU time of the same  = per match: MACs / CPU rate(rows) + elements / element rate
                         + ONNX nodes x per-node dispatch cost
 
-Where the numbers come from (see /work/shared/DESIGN.md, "Numbers worth knowing"):
+Where the numbers come from (each with its source: docs/COST_MODEL.md):
 
 - NPU rate: Phoenix npu1, about 10 INT8 TOPS peak = 5e12 MAC/s. We use the
   peak, so NPU compute time is a lower bound.
@@ -13,7 +13,7 @@ Where the numbers come from (see /work/shared/DESIGN.md, "Numbers worth knowing"
   0.48 ms), i.e. the fixed cost dominates. We take the smallest, 0.15 ms, so the
   model errs towards the NPU.
 - Region call: the ONNX Runtime -> region custom op crossing costs ~33 us per
-  call (the fast array path of DESIGN decision 2).
+  call (the fast array path, docs/ARCHITECTURE.md key decision 2).
 - CPU GEMM: numpy fp32 1500x384x384 reaches 194 GOPS on the AVX2 host (the
   slower of the two measured CPUs): 97e9 MAC/s. CPU GEMV: 1x384x51864 fp32 runs
   at 7 GOPS: 3.5e9 MAC/s. A matmul with M rows is modelled at
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from .plan import OpMatch, PartitionPlan, Region
 
-PROJECTION_LABEL = ("projection from the cost model (Phoenix figures from DESIGN.md, NPU at "
-                    "peak rate), not a measurement")
+PROJECTION_LABEL = ("projection from the cost model (Phoenix figures in docs/COST_MODEL.md, "
+                    "NPU at peak rate), not a measurement")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class NpuCostModel:
 
 @dataclass(frozen=True)
 class CpuCostModel:
-    name: str = "host CPU, 2 cores, float32 (DESIGN.md AVX2 column)"
+    name: str = "host CPU, 2 cores, float32 (AVX2 host, docs/COST_MODEL.md)"
     gemm_macs_per_s: float = 97e9
     gemv_macs_per_s: float = 3.5e9
     elements_per_s: float = 1e9

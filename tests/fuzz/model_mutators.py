@@ -10,7 +10,7 @@ differently stored but equivalent) model folder:
                          model folder file must never resolve against the cwd)
     case_dir/cache/      the provider's cache_dir
 
-Categories (DESIGN/issue 8): truncation, bit flips in the protobuf, wrong
+Categories (issue 8): truncation, bit flips in the protobuf, wrong
 dtypes, inconsistent shapes, dangling inputs, cycles, huge dims, external-data
 paths pointing outside the model folder, plus opsets/op types/attributes.
 Every choice is drawn from a Random seeded by the case name, so a failing

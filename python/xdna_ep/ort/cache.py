@@ -1,4 +1,4 @@
-"""The compiled-model cache (DESIGN.md decision 5; like ORT's EPContext models).
+"""The compiled-model cache (docs/ARCHITECTURE.md key decision 5; like ORT's EPContext models).
 
 One entry per (model content, compile options): a directory
 

@@ -1,9 +1,9 @@
 """install() / uninstall(): make onnxruntime accept "XDNAExecutionProvider".
 
 ORT's Python wheels cannot load a third-party EP library without C headers to
-build one (DESIGN.md), so install() swaps two attributes of the onnxruntime
-module: `InferenceSession` becomes xdna_ep's subclass (identical behaviour
-unless the providers list names XDNA) and `get_available_providers` also lists
+build one (docs/ARCHITECTURE.md, "ONNX Runtime integration"), so install() swaps
+two attributes of the onnxruntime module: `InferenceSession` becomes xdna_ep's
+subclass (identical behaviour unless the providers list names XDNA) and `get_available_providers` also lists
 XDNA. Nothing else changes; uninstall() puts the originals back. Code that
 bound `onnxruntime.InferenceSession` to a name *before* install() keeps the
 original class. Optimum does exactly that (`from onnxruntime import

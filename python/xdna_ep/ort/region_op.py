@@ -1,4 +1,5 @@
-"""The region op: how ONNX Runtime calls a compiled region (DESIGN.md decision 2).
+"""The region op: how ONNX Runtime calls a compiled region (docs/ARCHITECTURE.md,
+key decision 2).
 
 ONNX Runtime's Python wheels ship no C headers, so the region node runs as an
 onnxruntime-extensions Python custom op. Three facts about that library shape

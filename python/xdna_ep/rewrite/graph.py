@@ -1,6 +1,6 @@
 """Replace every NPU region of a model by ONE custom node that names its program.
 
-Why one node per region (DESIGN.md decision 1): each crossing between ONNX
+Why one node per region (docs/ARCHITECTURE.md, key decision 1): each crossing between ONNX
 Runtime and the NPU runtime costs a Python call and a copy; intermediate
 tensors of a region never need to leave the device.
 
