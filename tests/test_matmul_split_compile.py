@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic.regions import encoder_layer
 
 from xdna_ep.compile import CompileOptions, compile_region
 from xdna_ep.compile.execute import ProgramRunner
-from xdna_ep.compile.kernel_api import matmul_supports_split
-from xdna_ep.compile.synthetic import encoder_layer
 from xdna_ep.kernel_specs import manifest
+from xdna_ep.kernel_specs.matmul import SUPPORTS_SPLIT
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def layer():  # type: ignore[no-untyped-def]
 
 
 def test_matmul_announces_split() -> None:
-    assert matmul_supports_split()
+    assert SUPPORTS_SPLIT
 
 
 @pytest.mark.parametrize("mode", ["static", "dynamic"])

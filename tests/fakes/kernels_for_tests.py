@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,7 @@ from fakes.fake_pyxrt import write_fake_xclbin, write_instructions
 from xdna_ep.compile.program import Launch, Program, Stage, TensorSpec
 from xdna_ep.kernel_specs import registry
 from xdna_ep.kernel_specs.registry import KernelSpec
-from xdna_ep.runtime import shapes
 from xdna_ep.runtime.shapes import BufferSpec
-
-
-@dataclass(frozen=True)
-class DeviceKernelSpec(KernelSpec):
-    """KernelSpec plus the optional hooks the runtime understands."""
-
-    prepare_device: Callable[[list[np.ndarray], dict[str, Any]], Any] | None = None
-    output_specs: Callable[..., list[BufferSpec]] | None = None
-
 
 PREPARE_CALLS: dict[str, int] = {}
 
@@ -92,24 +81,20 @@ def _no_macs(shapes_, consts, attrs):
 
 
 SPECS = (
-    KernelSpec("t_scale", _scale_prepare, _scale_run, _scale_ref, _no_macs),
+    KernelSpec("t_scale", _scale_prepare, _scale_run, _scale_ref, _no_macs,
+               output_specs=lambda ins, c, a: [BufferSpec("float32", ins[0].shape)]),
     KernelSpec("t_quant", lambda c, a: None, _quant_run,
-               lambda c, i, a: _quant_run(None, i, a), _no_macs),
+               lambda c, i, a: _quant_run(None, i, a), _no_macs,
+               output_specs=lambda ins, c, a: [BufferSpec("int8", ins[0].shape),
+                                               BufferSpec("float32", (1,))]),
     KernelSpec("t_deq", lambda c, a: None, _deq_run, lambda c, i, a: _deq_run(None, i, a),
-               _no_macs),
-    DeviceKernelSpec("t_affine", _affine_prepare, _affine_run,
-                     lambda c, i, a: _affine_run(_affine_prepare(c, a), i, a), _no_macs,
-                     device_constants=lambda c, a: [np.ascontiguousarray(c["weight"].T)],
-                     prepare_device=lambda blobs, a: blobs[0],
-                     output_specs=_affine_outputs),
+               _no_macs, output_specs=lambda ins, c, a: [BufferSpec("float32", ins[0].shape)]),
+    KernelSpec("t_affine", _affine_prepare, _affine_run,
+               lambda c, i, a: _affine_run(_affine_prepare(c, a), i, a), _no_macs,
+               device_constants=lambda c, a: [np.ascontiguousarray(c["weight"].T)],
+               prepare_device=lambda blobs, a: blobs[0],
+               output_specs=_affine_outputs),
 )
-
-RULES = {
-    "t_scale": lambda ins, c, a: [BufferSpec("float32", ins[0].shape)],
-    "t_quant": lambda ins, c, a: [BufferSpec("int8", ins[0].shape),
-                                  BufferSpec("float32", (1,))],
-    "t_deq": lambda ins, c, a: [BufferSpec("float32", ins[0].shape)],
-}
 
 
 @contextlib.contextmanager
@@ -117,16 +102,12 @@ def fake_kernels() -> Iterator[None]:
     """Registers the FAKE kernels for the duration of a test, then removes them."""
     for spec in SPECS:
         registry.register(spec)
-    for k, rule in RULES.items():
-        shapes.register_output_rule(k, rule)
     PREPARE_CALLS.clear()
     try:
         yield
     finally:
         for spec in SPECS:
             registry.KERNELS.pop(spec.name, None)
-        for k in RULES:
-            shapes.unregister_output_rule(k)
 
 
 C, N = 8, 6

@@ -233,16 +233,16 @@ def compile_model(model: onnx.ModelProto, config: Config,
 
 # -- per-tensor quantization error ---------------------------------------------------------
 def _taps(model: onnx.ModelProto, plan: Any, programs: dict[int, Any]) -> dict[str, Any]:
-    from ..compile.kernel_api import matmul_supports_split
     from ..compile.lower import lower_region
     from ..compile.model_index import ModelIndex
     from ..compile.outliers import find_mlp_chains, split_chain
+    from ..kernel_specs.matmul import SUPPORTS_SPLIT
 
     idx = ModelIndex(model)
     taps: dict[str, Any] = {}
     for r in plan.regions:
         if r.id in programs:
-            fused = bool(programs[r.id].meta.get("fused_qkv", matmul_supports_split()))
+            fused = bool(programs[r.id].meta.get("fused_qkv", SUPPORTS_SPLIT))
             lr = lower_region(idx, r, fused)
             split = programs[r.id].meta.get("outlier_channels", {})
             for ch in sorted(find_mlp_chains(lr), key=lambda c: -c.fc2):

@@ -21,13 +21,14 @@ import numpy as np
 import onnx
 from onnxruntime.quantization.calibrate import CalibrationDataReader
 
+from ..kernel_specs import manifest
+from ..kernel_specs.matmul import SUPPORTS_SPLIT
 from ..plan import PartitionPlan, Region
 from ..quantize.calibration import Tap, collect_ranges, materialize, method_name
 from ..quantize.region import QuantizedRegion, quantize_region
 from ..quantize.weights import CorruptWeightError, WeightError
-from .build import BufferPlan, build_program, plan_buffers
+from .build import BufferPlan, FindDesign, build_program, plan_buffers
 from .execute import ProgramRunner
-from .kernel_api import FindDesign, find_design_function, kernel_version, matmul_supports_split
 from .lower import LoweredRegion, lower_region
 from .model_index import ModelIndex, NotLowerable
 from .observe import observe, sqnr_db
@@ -79,7 +80,6 @@ class CompileOptions:
     fuse_qkv: bool | None = None
     measure_sqnr: bool = True
     find_design: FindDesign | None = None
-    prefer_registry: bool = True
     split_outliers: bool = True
     outlier_ratio: float = 8.0
     gelu_offset: bool = True
@@ -153,7 +153,7 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
         raise ValueError("static quantization needs calibration data "
                          "(CompileOptions.calibration); or use quantization='dynamic'")
 
-    fuse = matmul_supports_split() if options.fuse_qkv is None else options.fuse_qkv
+    fuse = SUPPORTS_SPLIT if options.fuse_qkv is None else options.fuse_qkv
     corrupt: list[str] = []  # CorruptWeightError messages: the whole model stays on CPU
     work: list[_Work] = []
     for r in plan.regions:
@@ -192,8 +192,8 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
         ranges = collect_ranges(model, taps, samples, options.calibrate_method,
                                 options.percentile, options.calibrate_extra)
 
-    find = options.find_design or find_design_function()
-    kv = kernel_version()
+    find = options.find_design or manifest.find_design
+    kv = manifest.kernel_version()
     programs: dict[int, Program] = {}
     for w in work:
         try:
@@ -223,14 +223,14 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
     if corrupt:
         return _all_to_cpu(plan, corrupt)
     if options.measure_sqnr and samples is not None and programs:
-        _measure(model, plan, programs, samples, options.prefer_registry)
+        _measure(model, plan, programs, samples)
     mode = options.quantization
     plan.quantization = f"int8 {mode}" + (f" ({options.calibrate_method})" if static else "")
     return programs
 
 
 def _measure(model: onnx.ModelProto, plan: PartitionPlan, programs: dict[int, Program],
-             samples: list[dict[str, np.ndarray]], prefer_registry: bool) -> None:
+             samples: list[dict[str, np.ndarray]]) -> None:
     """Per-region SQNR of the program vs the FP32 model on the calibration samples."""
     regions = {r.id: r for r in plan.regions}
     for rid, p in programs.items():
@@ -244,7 +244,7 @@ def _measure(model: onnx.ModelProto, plan: PartitionPlan, programs: dict[int, Pr
     for rid, prog in main.items():
         ref, act = [], []
         try:
-            runner = ProgramRunner(prog, prefer_registry)
+            runner = ProgramRunner(prog)
             for v in values:
                 out = runner.run({t.name: np.asarray(v[t.name], np.float32)
                                   for t in prog.inputs})

@@ -12,16 +12,20 @@ have no dynamic int8 output), so explicit quantize stages carry the scales.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..kernel_specs.gelu import build_table as gelu_table
+from ..kernel_specs.gelu import gelu_float
 from ..quantize.region import QuantizedRegion
-from .kernel_api import FindDesign, gelu_float, gelu_table
 from .lower import LoweredRegion
 from .program import Dim, Launch, Program, Stage, TensorSpec
+
+# the manifest's fused-design lookup (kernel_specs.manifest.find_design) or a test's
+FindDesign = Callable[[Sequence[str]], Any]  # -> design name, DesignEntry or None
 
 # input slots that must be int8, per kernel
 _INT8_IN: dict[str, tuple[int, ...]] = {"matmul": (0,), "gelu": (0,), "attention": (0, 1, 2)}

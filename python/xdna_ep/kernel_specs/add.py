@@ -20,7 +20,7 @@ import numpy as np
 
 from .._native import emulator as _emu
 from . import _argcheck as chk
-from .registry import Attrs, Consts, KernelSpec, register
+from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 
 def _check_pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +204,22 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
     return []
 
 
+def output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                 attrs: Attrs) -> list[BufferSpec]:
+    """The broadcast shape of a and b in a's dtype; the position form
+    (transpose_a) turns a [B, C, T] into [B, T, C] float32."""
+    a = ins[0]
+    if attrs.get("transpose_a"):
+        if len(a.shape) != 3:
+            raise ValueError(f"add (transpose_a): a must be [B, C, T], got {list(a.shape)}")
+        return [BufferSpec("float32", (a.shape[0], a.shape[2], a.shape[1]))]
+    dynamic_int8 = a.dtype == "int8" and attrs.get("dynamic", False) and len(ins) > 2
+    b = ins[2] if dynamic_int8 else ins[1]
+    return [BufferSpec(a.dtype, tuple(np.broadcast_shapes(a.shape, b.shape)))]
+
+
 SPEC = register(KernelSpec(
     name="add", prepare=prepare, run=run, reference=stage_reference, macs=macs,
     device_constants=device_constants, prepare_device=prepare_device,
+    output_specs=output_specs,
 ))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator
-from .registry import Arrays, Attrs, Consts, KernelSpec, register
+from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 from .softmax import EXCLUDED_LOGIT as _EXCLUDED
 from .softmax import EXP_TABLE as _EXP_TABLE
 from .softmax import FRAC_BITS as _FRAC
@@ -362,5 +362,14 @@ def _macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> in
     return 2 * b * tq * tk * hd
 
 
+def _output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                  attrs: Attrs) -> list[BufferSpec]:
+    """q's shape [B, Tq, H*Dh], in attrs["out"] (float32 unless int8 is asked for)."""
+    out = attrs.get("out", "float32")
+    if out not in OUTPUTS:
+        raise ValueError(f"attrs['out'] must be 'int8' or 'float32', got {out!r}")
+    return [BufferSpec(str(out), ins[0].shape)]
+
+
 SPEC = register(KernelSpec(name="attention", prepare=_prepare, run=_run, reference=_reference,
-                           macs=_macs))
+                           macs=_macs, output_specs=_output_specs))

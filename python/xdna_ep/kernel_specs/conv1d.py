@@ -13,7 +13,7 @@ import numpy as np
 
 from .._native import emulator as _emu
 from . import _argcheck as chk
-from .registry import Attrs, Consts, KernelSpec, register
+from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 MAX_K = 65536  # same bound as the matmul kernel: |acc| < 2^31 whatever the order
 
@@ -221,7 +221,22 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
     return out
 
 
+def output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                 attrs: Attrs) -> list[BufferSpec]:
+    """float32 [B, Cout, Tout] from x [B, Cin, T] and weight [Cout, Cin, Kw]."""
+    x = ins[0]
+    w = consts.get("weight")
+    if w is None or len(w.shape) != 3 or len(x.shape) != 3:
+        raise ValueError("conv1d: x [B, Cin, T] and constant 'weight' [Cout, Cin, Kw] required")
+    cout, _, kw = w.shape
+    tout = (x.shape[2] + 2 * int(attrs.get("pad", 0)) - kw) // int(attrs.get("stride", 1)) + 1
+    if tout <= 0:
+        raise ValueError(f"conv1d: output length {tout} <= 0 for T={x.shape[2]}, Kw={kw}")
+    return [BufferSpec("float32", (x.shape[0], cout, tout))]
+
+
 SPEC = register(KernelSpec(
     name="conv1d", prepare=prepare, run=run, reference=stage_reference, macs=macs,
     device_constants=device_constants, prepare_device=prepare_device,
+    output_specs=output_specs,
 ))

@@ -8,6 +8,7 @@ table is the kernel; the reference applies it with numpy indexing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 
 from .._native import emulator as _emu
 from . import _argcheck as chk
-from .registry import Attrs, Consts, KernelSpec, register
+from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 APPROXIMATIONS = ("none", "tanh")
 TABLE_SIZE = 256
@@ -33,6 +34,18 @@ def build_table(in_scale: float, out_scale: float, approximate: str = "none",
     approximate = chk.choice("approximate", approximate, APPROXIMATIONS)
     return _emu.gelu_table(chk.scale("in_scale", in_scale), chk.scale("out_scale", out_scale),
                            approximate, float(out_offset))
+
+
+def gelu_float(x: np.ndarray, approximate: str) -> np.ndarray:
+    """GELU in float64 (erf form or tanh form, as ONNX Gelu defines them).
+
+    Not the kernel: compile/ uses it to find the range a static GELU output can
+    take (the centred-output pass), before any table exists."""
+    x = np.asarray(x, np.float64)
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
 def dynamic_out_scale(in_scale: float, approximate: str = "none") -> float:
@@ -147,7 +160,15 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
     return [np.ascontiguousarray(_static_table(consts, attrs))]
 
 
+def output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                 attrs: Attrs) -> list[BufferSpec]:
+    """int8 codes of x's shape, plus the [1] float32 scale in dynamic mode."""
+    out = [BufferSpec("int8", ins[0].shape)]
+    return out + [BufferSpec("float32", (1,))] if attrs.get("dynamic", False) else out
+
+
 SPEC = register(KernelSpec(
     name="gelu", prepare=prepare, run=run, reference=stage_reference, macs=macs,
     device_constants=device_constants, prepare_device=prepare_device,
+    output_specs=output_specs,
 ))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._native import emulator as _emu
 from . import _argcheck as chk
-from .registry import Attrs, Consts, KernelSpec, register
+from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 FRAC_BITS = 24
 MAX_C = 8192
@@ -235,7 +235,17 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
     return [np.ascontiguousarray(gamma), np.ascontiguousarray(beta), scal]
 
 
+def output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                 attrs: Attrs) -> list[BufferSpec]:
+    """x's shape, in attrs["out"] (float32 unless int8 is asked for)."""
+    out = attrs.get("out", "float32")
+    if out not in OUTS:
+        raise ValueError(f"attrs['out'] must be 'int8' or 'float32', got {out!r}")
+    return [BufferSpec(str(out), ins[0].shape)]
+
+
 SPEC = register(KernelSpec(
     name="layernorm", prepare=prepare, run=run, reference=stage_reference, macs=macs,
     device_constants=device_constants, prepare_device=prepare_device,
+    output_specs=output_specs,
 ))

@@ -32,20 +32,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from .._native import emulator as _emu
 from . import _validate as v
 from . import quantize as _quant
-from .registry import Arrays, Attrs, Consts, KernelSpec, register
+from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 
 MAX_K = 65536  # |acc| + |bias_i32| < 2^31 (kernels/matmul/README.md)
 MAX_BIAS_I32 = 1 << 30
 OUTS = ("int8", "float32")
 # compile/ fuses the q/k/v projections into one stage when this is True
-# (xdna_ep.compile.kernel_api.matmul_supports_split).
+# (compile/api.py: CompileOptions.fuse_qkv=None).
 SUPPORTS_SPLIT = True
 
 
@@ -87,17 +87,15 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
 def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float32 weights [K, N] -> (int8 [K, N] in [-127, 127], float32 scales [N]).
 
-    Symmetric per output channel: scale[n] = max_k |w[k, n]| / 127 (1.0 for an
-    all-zero column), q = clip(rint(w / scale), -127, 127)."""
+    The compiler's quantizer (quantize.weights.quantize_per_channel, output
+    channel = axis 1), after this wrapper's argument checks: one rounding rule
+    for every caller."""
+    from ..quantize.weights import quantize_per_channel
+
     w = v.array("w", w, np.float32, ndim=2)
     if not np.isfinite(w).all():
         raise ValueError("w contains NaN or inf")
-    scale = (np.max(np.abs(w), axis=0) / np.float32(127.0)).astype(np.float32)
-    with np.errstate(divide="ignore", over="ignore"):
-        bad = ~(scale > 0) | ~np.isfinite(np.float32(1.0) / scale)
-    scale[bad] = np.float32(1.0)
-    q = np.clip(np.rint(w / scale[None, :]), -127, 127).astype(np.int8)
-    return q, scale
+    return quantize_per_channel(w, axis=1, name="w")
 
 
 @dataclass(frozen=True)
@@ -364,13 +362,8 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
     return [w, words, np.array([p.K, p.N], np.int32)]
 
 
-class OutputSpec(NamedTuple):
-    dtype: str
-    shape: tuple[int, ...]
-
-
-def output_specs(inputs: Sequence[Any], consts: dict[str, Any], attrs: Attrs
-                 ) -> list[OutputSpec]:
+def output_specs(inputs: Sequence[BufferSpec], consts: dict[str, BufferSpec], attrs: Attrs
+                 ) -> list[BufferSpec]:
     """Output (dtype, shape) per output from the input/constant buffer specs
     (runtime/shapes.py hook): one [..., N] output, or one [..., Ni] per split block."""
     w = consts.get("weight")
@@ -383,7 +376,7 @@ def output_specs(inputs: Sequence[Any], consts: dict[str, Any], attrs: Attrs
     out = v.choice("attrs['out']", attrs.get("out", "float32" if dynamic else "int8"), OUTS)
     lead = tuple(int(d) for d in inputs[0].shape[:-1])
     split = split_blocks(attrs, n) or (n,)
-    return [OutputSpec(out, (*lead, c)) for c in split]
+    return [BufferSpec(out, (*lead, c)) for c in split]
 
 
 # Padding of kernels/matmul/design.py (padded_shape): K to its TILE_K, N to

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._native import emulator as _emu
 from . import _validate as v
-from .registry import Arrays, Attrs, Consts, KernelSpec, register
+from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 
 _F32_ONE = np.float32(1.0)
 _F32_127 = np.float32(127.0)
@@ -130,11 +130,29 @@ def _no_macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) ->
     return 0
 
 
+def _dynamic(attrs: Attrs) -> bool:
+    return bool(attrs.get("dynamic", False))
+
+
+def _quantize_outputs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                      attrs: Attrs) -> list[BufferSpec]:
+    """int8 codes of x's shape, plus the [1] float32 scale in dynamic mode."""
+    out = [BufferSpec("int8", ins[0].shape)]
+    return out + [BufferSpec("float32", (1,))] if _dynamic(attrs) else out
+
+
+def _dequantize_outputs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                        attrs: Attrs) -> list[BufferSpec]:
+    return [BufferSpec("float32", ins[0].shape)]
+
+
 QUANTIZE = register(KernelSpec(
     name="quantize", prepare=_quantize_prepare, run=_quantize_run,
     reference=_quantize_reference, macs=_no_macs,
+    output_specs=_quantize_outputs,
 ))
 DEQUANTIZE = register(KernelSpec(
     name="dequantize", prepare=_dequantize_prepare, run=_dequantize_run,
     reference=_dequantize_reference, macs=_no_macs,
+    output_specs=_dequantize_outputs,
 ))

@@ -8,6 +8,7 @@ own module, e.g. xdna_ep.kernel_specs.matmul). A stage is executed as
     outputs = spec.run(state, inputs, attrs)     # per inference, on the emulator
     outputs = spec.reference(consts, inputs, attrs)   # numpy integer reference
     blobs   = spec.device_constants(consts, attrs)    # bytes for the NPU weights BO
+    outs    = spec.output_specs(inputs, consts, attrs)  # BufferSpecs, before a run
 
 Stage contracts (buffers, constant roles, attrs) are in kernels/STAGES.md.
 
@@ -24,6 +25,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """dtype + concrete shape of one buffer (what an NPU launch allocates before
+    it runs; output_specs derives the outputs' from the inputs')."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.dtype(self.dtype).itemsize * int(np.prod(self.shape, dtype=np.int64)))
+
+    @classmethod
+    def of(cls, a: np.ndarray) -> BufferSpec:
+        return cls(str(a.dtype), tuple(int(d) for d in a.shape))
+
 
 Arrays = list[np.ndarray]
 Consts = dict[str, np.ndarray]
@@ -48,9 +67,12 @@ class KernelSpec:
     # run the kernel from BO bytes alone, and emulator == device bytes by
     # construction.
     prepare_device: Callable[[list[np.ndarray], Attrs], Any] | None = None
-    # Optional: output (shape, dtype) per output from input (shape, dtype) pairs;
-    # runtime/shapes.py holds the STAGES.md rules for kernels without one.
-    output_specs: Callable[..., Any] | None = None
+    # Output BufferSpec per output from the input BufferSpecs (and the constants'
+    # BufferSpecs by role): the output column of kernels/STAGES.md. An NPU launch
+    # allocates its output buffers from this before it runs; a kernel without it
+    # can run on the emulator only (runtime/shapes.py raises for the NPU path).
+    output_specs: Callable[[Sequence[BufferSpec], dict[str, BufferSpec], Attrs],
+                           Sequence[Any]] | None = None
 
 
 KERNELS: dict[str, KernelSpec] = {}

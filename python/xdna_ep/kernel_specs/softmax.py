@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator
-from .registry import Arrays, Attrs, Consts, KernelSpec, register
+from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 
 # --- the contract's constants (kernels/softmax/softmax.h) -------------------
 FRAC_BITS = 8  # logits in units of 2^-8 of a log2 unit
@@ -342,5 +342,11 @@ def _macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> in
     return int(np.prod(shapes[0])) if shapes else 0
 
 
+def _output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
+                  attrs: Attrs) -> list[BufferSpec]:
+    """int8 probabilities of the logits' shape."""
+    return [BufferSpec("int8", ins[0].shape)]
+
+
 SPEC = register(KernelSpec(name="softmax", prepare=_prepare, run=_run, reference=_reference,
-                           macs=_macs))
+                           macs=_macs, output_specs=_output_specs))

@@ -55,9 +55,14 @@ def quantize_per_channel(w: np.ndarray, axis: int, name: str = "weight"
                          ) -> tuple[np.ndarray, np.ndarray]:
     """(q int8, scale float32[C]) with w ~= q * scale along `axis` (the output channel).
 
-    scale_c = max|w_c| / 127 (1.0 for an all-zero channel, so q is 0 and the
-    scale stays a valid positive number); q = clip(rint(w / scale_c), -127, 127),
-    computed with the fp32 reciprocal exactly like the device quantizer.
+    scale_c = max|w_c| / 127 (1.0 for an all-zero channel, or one whose fp32
+    reciprocal overflows, so q is 0 and the scale stays a valid positive number);
+    q = clip(rint(w * (1 / scale_c)), -127, 127) with the fp32 reciprocal, the
+    rounding of the device's quantize epilogue (kernels/common/epilogue.h).
+
+    This is the ONE weight quantizer: quantize_constants (the compiler) and
+    kernel_specs.matmul.quantize_weights_per_channel (kernel tests and
+    benchmarks) both call it, so every caller gets the same bytes.
     """
     w = check_float_weight(w, name)
     if not -w.ndim <= axis < w.ndim:
@@ -76,7 +81,10 @@ def quantize_per_channel(w: np.ndarray, axis: int, name: str = "weight"
                 f"{float(amax.flat[c] / med.flat[c]):.3g} x its median |w|; int8 cannot "
                 f"represent it (limit {MAX_CHANNEL_SPREAD:g} x, a corrupted weight?)")
     scale = (amax / np.float32(INT8_MAX)).astype(np.float32)
-    scale[scale == 0] = np.float32(1.0)
+    with np.errstate(divide="ignore", over="ignore"):
+        # all-zero channel, or one so small that 1/scale overflows float32
+        bad = ~(scale > 0) | ~np.isfinite(np.float32(1.0) / scale)
+    scale[bad] = np.float32(1.0)
     shape = [1] * w.ndim
     shape[axis] = -1
     inv = (np.float32(1.0) / scale).astype(np.float32).reshape(shape)
