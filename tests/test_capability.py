@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import models_synthetic as ms
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from synthetic import graphs as ms
 
 from xdna_ep.capability import CapabilityOptions, analyze
 from xdna_ep.capability.graph import GraphView

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import models_synthetic as ms
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from synthetic import graphs as ms
 
 from xdna_ep.capability import ModelLoadError, analyze, load_model
 from xdna_ep.partition import partition

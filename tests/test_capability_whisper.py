@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-import models_synthetic as ms
 import pytest
+from synthetic import graphs as ms
 
 from xdna_ep.capability import analyze, load_model
 from xdna_ep.partition import partition

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from synthetic.regions import conv_frontend, encoder_layer
 
 from xdna_ep.compile import CompileOptions, Program, compile_plan, compile_region
 from xdna_ep.compile.build import group_launches
 from xdna_ep.compile.execute import ProgramRunner
 from xdna_ep.compile.observe import sqnr_db
-from xdna_ep.compile.synthetic import conv_frontend, encoder_layer
 from xdna_ep.kernel_specs import manifest
 from xdna_ep.plan import PartitionPlan
 

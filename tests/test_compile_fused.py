@@ -8,11 +8,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
+from synthetic.regions import encoder_layer, fused_encoder_layer
 
 from xdna_ep.compile import CompileOptions, compile_plan, compile_region
 from xdna_ep.compile.execute import run_program
 from xdna_ep.compile.observe import sqnr_db
-from xdna_ep.compile.synthetic import encoder_layer, fused_encoder_layer
 from xdna_ep.partition import partition_model
 
 LAYER_SQNR_DB = 30.0  # same bound as test_compile_encoder

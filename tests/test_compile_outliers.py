@@ -17,12 +17,12 @@ import onnx.numpy_helper
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
+from synthetic.regions import encoder_layer
 
 from xdna_ep.compile import CompileOptions, compile_region
 from xdna_ep.compile.execute import ProgramRunner
 from xdna_ep.compile.observe import sqnr_db
 from xdna_ep.compile.outliers import outlier_channels
-from xdna_ep.compile.synthetic import encoder_layer
 from xdna_ep.quantize.calibration import Tap, collect_ranges, tap_model
 
 PLANTED = [7, 100]
@@ -90,15 +90,17 @@ def test_ffn_block_becomes_two_ffn_blocks(planted) -> None:  # type: ignore[no-u
 
 def _bare_mlp(seed: int = 0):  # type: ignore[no-untyped-def]
     """x -> fc1 -> Gelu -> fc2 -> y (no layernorm, no residual), outliers planted."""
-    from xdna_ep.compile.synthetic import _G, OPSET, SyntheticModel, _matmul
+    from synthetic.graphs import GraphBuilder
+    from synthetic.regions import OPSET, SyntheticModel, matmul
+
     from xdna_ep.plan import OpMatch, Region
 
-    g = _G(seed)
-    f1, m1 = _matmul(g, "fc1", "x", 64, 256)
+    g = GraphBuilder(seed=seed)
+    f1, m1 = matmul(g, "fc1", "x", 64, 256)
     ge = g.node("Gelu", [f1], ["gelu"], "Gelu")
     mg = OpMatch("gelu", ("Gelu",), (f1,), (ge,), {"approximate": "none", "bias": None},
                  pattern="Gelu")
-    f2, m2 = _matmul(g, "fc2", ge, 256, 64)
+    f2, m2 = matmul(g, "fc2", ge, 256, 64)
     graph = helper.make_graph(
         g.nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 60, 64])],
         [helper.make_tensor_value_info(f2, TensorProto.FLOAT, [1, 60, 64])], g.inits)

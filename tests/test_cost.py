@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import models_synthetic as ms
 import pytest
+from synthetic import graphs as ms
 
 from xdna_ep.cost import (
     CpuCostModel,

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from xdna_ep.models.ct2_reader import Ct2FormatError, read_ct2_model, write_ct2_model
-from xdna_ep.models.synthetic import (
+from synthetic.checkpoints import (
     SyntheticWhisper,
     build_variables,
     special_tokens,
     write_synthetic_checkpoint,
 )
+
+from xdna_ep.models.ct2_reader import Ct2FormatError, read_ct2_model, write_ct2_model
 from xdna_ep.models.whisper_layout import (
     read_ct2_config,
     to_transformers_state_dict,

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from reference_decode import GreedyDecoder, default_prompt, greedy_decode
+from synthetic.checkpoints import SyntheticWhisper, special_tokens, write_synthetic_checkpoint
 
 from xdna_ep.models import bundled_checkpoint_dir, convert_to, ensure_onnx_model
-from xdna_ep.models.reference_decode import GreedyDecoder, default_prompt, greedy_decode
-from xdna_ep.models.synthetic import SyntheticWhisper, special_tokens, write_synthetic_checkpoint
 
 DATA = Path(__file__).resolve().parents[1] / "python" / "xdna_ep" / "data"
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import models_synthetic as ms
 import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from synthetic import graphs as ms
 
 from xdna_ep.capability import CapabilityOptions, analyze
 from xdna_ep.capability.graph import node_inputs

@@ -175,7 +175,7 @@ def test_long_run_random_faults_are_clear_errors_with_fallback_error(tmp_path):
 def compiled_encoder_program() -> Program:
     """The NPU region of a Whisper-like encoder layer at tiny.en width, through the
     real partition + compile stages."""
-    import models_synthetic as ms
+    from synthetic import graphs as ms
 
     from xdna_ep.compile import CompileOptions, compile_plan
     from xdna_ep.partition import partition_model
@@ -229,8 +229,8 @@ def _patch_device(monkeypatch, root: Path, faults_: Faults, designs: Iterable[st
 @pytest.mark.slow
 @pytest.mark.parametrize("fallback", ["allow", "error"])
 def test_session_runs_under_random_faults(fallback, tmp_path, monkeypatch):
-    import models_synthetic as ms
     import onnx
+    from synthetic import graphs as ms
 
     from xdna_ep.ort import InferenceSession, XDNAUnavailableError
     from xdna_ep.ort.session import XDNARegionError
@@ -326,8 +326,8 @@ REGISTER_FAILS = Faults(register_error="driver rejected the xclbin (EINVAL)")
 
 
 def test_session_with_npu_load_failure(tmp_path, monkeypatch):
-    import models_synthetic as ms
     import onnx
+    from synthetic import graphs as ms
 
     from xdna_ep.ort import InferenceSession, XDNAUnavailableError
 

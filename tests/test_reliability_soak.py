@@ -26,7 +26,7 @@ RSS_SLACK_MB = 20.0
 
 @pytest.mark.slow
 def test_sessions_and_runs_keep_memory_and_fds_bounded(tmp_path):
-    import models_synthetic as ms
+    from synthetic import graphs as ms
 
     model = ms.encoder_layer(d=384, heads=6, ffn=1536, t=100)
     path = tmp_path / "encoder_layer.onnx"

@@ -7,9 +7,9 @@ import json
 import re
 from pathlib import Path
 
-import models_synthetic as ms
 import onnx
 import pytest
+from synthetic import graphs as ms
 
 from xdna_ep.cli import main
 from xdna_ep.partition import partition

@@ -182,8 +182,9 @@ def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Pat
     ONE conv_frontend launch: the FAKE pyxrt rebuilds every stage from the weights BO
     bytes alone (the position table included, tile-padded) and gives the emulator's
     bytes."""
+    from synthetic.regions import conv_frontend
+
     from xdna_ep.compile import CompileOptions, compile_region
-    from xdna_ep.compile.synthetic import conv_frontend
 
     sm = conv_frontend(t=60, seed=7, positions=True)
     prog, plan = compile_region(sm.model, sm.region,
@@ -203,8 +204,9 @@ def test_ffn_ln_matmul_launch_xrt_through_fake(tmp_path: Path) -> None:
     """Two encoder layers: layer 0's MLP and layer 1's layernorm -> q/k/v run as one
     ffn_ln_matmul launch (its split q/k/v outputs included); through the FAKE pyxrt
     the bytes equal the emulator's."""
+    from synthetic.regions import encoder_layer
+
     from xdna_ep.compile import CompileOptions, compile_plan
-    from xdna_ep.compile.synthetic import encoder_layer
     from xdna_ep.partition import partition_model
 
     sm = encoder_layer(t=40, layers=2, seed=4)

@@ -1,6 +1,6 @@
 """The model fuzz campaign: base models x mutations -> subprocess runs -> verdicts.
 
-Bases: Whisper-like synthetic graphs from tests/models_synthetic.py (an
+Bases: Whisper-like synthetic graphs from tests/synthetic/graphs.py (an
 encoder layer at tiny.en width, big enough that its region is placed on the
 NPU, and a decoder-with-past layer, which the cost model keeps on the CPU), and
 the real Whisper encoder/decoder exports once xdna_ep.models.ensure_onnx_model()
@@ -57,7 +57,7 @@ def inputs_of(model: onnx.ModelProto, dims: dict[str, int] | None = None
 
 
 def synthetic_bases() -> list[Base]:
-    import models_synthetic as ms
+    from synthetic import graphs as ms
 
     enc = ms.encoder_layer(d=384, heads=6, ffn=1536, t=100)
     dec = ms.decoder_with_past_layer(d=384, heads=6, ffn=1536)

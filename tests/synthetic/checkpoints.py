@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ct2_reader import write_ct2_model
+from xdna_ep.models.ct2_reader import write_ct2_model
 
 ENGLISH_VOCAB = 51864
 MULTILINGUAL_VOCAB = 51865

@@ -1,7 +1,8 @@
 """Small ONNX graphs, built with onnx.helper, that mimic Whisper exports.
 
 Shared by the partitioner tests (capability, regions, cost, report, and the
-quantize/compile/rewrite stages). Each builder returns a checked ModelProto
+quantize/compile/rewrite stages). GraphBuilder is also the helper of
+synthetic/regions.py (graphs with hand-made Regions). Each builder returns a checked ModelProto
 with random float32 weights (seeded) and small dims so ONNX Runtime runs them
 in milliseconds:
 
@@ -63,6 +64,21 @@ class GraphBuilder:
 
     def op1(self, op_type: str, inputs: list[str], **kw) -> str:
         return self.op(op_type, inputs, **kw)[0]
+
+    # ---- explicitly named parts (graphs whose hand-made Regions cite node names) --------
+    def init(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def fan_in_weight(self, name: str, shape: tuple[int, ...], fan_in: int) -> str:
+        """Random weights scaled by 1/sqrt(fan_in), as a trained layer's are."""
+        w = self.rng.standard_normal(shape) / np.sqrt(fan_in)
+        return self.init(name, w.astype(np.float32))
+
+    def node(self, op_type: str, inputs: list[str], outputs: list[str], name: str,
+             **attrs: object) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, **attrs))
+        return outputs[0]
 
     # ---- building blocks (exported forms) ----------------------------------------------
     def linear(self, x: str, k: int, n: int, bias: bool = True, base: str = "fc") -> str:

@@ -1,4 +1,4 @@
-"""Synthetic Whisper-like graphs with their hand-made Regions (tests, benchmarks).
+"""Synthetic Whisper-like graphs with their hand-made Regions (compile and runtime tests).
 
 Why: compile/ and quantize/ must be tested on the real layer structure
 (pre-LN attention block + GELU MLP, 384 dims, 6 heads, like tiny.en) before
@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from ..plan import OpMatch, Region
+from xdna_ep.plan import OpMatch, Region
+
+from .graphs import GraphBuilder
 
 OPSET = 20
 
@@ -45,30 +47,9 @@ class SyntheticModel:
         return out
 
 
-class _G:
-    """Tiny graph-building helper: nodes, initializers, unique names."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-
-    def init(self, name: str, a: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.asarray(a), name))
-        return name
-
-    def weight(self, name: str, shape: tuple[int, ...], fan_in: int) -> str:
-        w = self.rng.standard_normal(shape) / np.sqrt(fan_in)
-        return self.init(name, w.astype(np.float32))
-
-    def node(self, op: str, ins: list[str], outs: list[str], name: str, **attrs: object) -> str:
-        self.nodes.append(helper.make_node(op, ins, outs, name=name, **attrs))
-        return outs[0]
-
-
-def _matmul(g: _G, p: str, x: str, k: int, n: int, bias: bool = True
+def matmul(g: GraphBuilder, p: str, x: str, k: int, n: int, bias: bool = True
             ) -> tuple[str, OpMatch]:
-    w = g.weight(f"{p}.weight", (k, n), k)
+    w = g.fan_in_weight(f"{p}.weight", (k, n), k)
     mm = g.node("MatMul", [x, w], [f"{p}.mm"], f"{p}/MatMul")
     nodes: tuple[str, ...] = (f"{p}/MatMul",)
     b = None
@@ -81,7 +62,7 @@ def _matmul(g: _G, p: str, x: str, k: int, n: int, bias: bool = True
                         {"weight": w, "bias": b, "transpose_b": False}, pattern="MatMul+Add")
 
 
-def _layernorm(g: _G, p: str, x: str, d: int) -> tuple[str, OpMatch]:
+def layernorm(g: GraphBuilder, p: str, x: str, d: int) -> tuple[str, OpMatch]:
     gamma = g.init(f"{p}.weight", (1.0 + 0.1 * g.rng.standard_normal(d)).astype(np.float32))
     beta = g.init(f"{p}.bias", (0.05 * g.rng.standard_normal(d)).astype(np.float32))
     y = g.node("LayerNormalization", [x, gamma, beta], [f"{p}.out"], f"{p}/LayerNorm",
@@ -91,7 +72,7 @@ def _layernorm(g: _G, p: str, x: str, d: int) -> tuple[str, OpMatch]:
                       pattern="LayerNormalization")
 
 
-def _attention(g: _G, p: str, q: str, k: str, v: str, heads: int, d: int
+def attention(g: GraphBuilder, p: str, q: str, k: str, v: str, heads: int, d: int
                ) -> tuple[str, OpMatch]:
     dh = d // heads
     shp = g.init(f"{p}.heads_shape", np.array([0, -1, heads, dh], np.int64))
@@ -121,27 +102,27 @@ def _attention(g: _G, p: str, q: str, k: str, v: str, heads: int, d: int
 def encoder_layer(d: int = 384, heads: int = 6, ffn: int = 1536, t: int = 100,
                   batch: int = 1, seed: int = 0, layers: int = 1) -> SyntheticModel:
     """`layers` Whisper encoder layers: x + attn(ln1(x)); h + fc2(gelu(fc1(ln2(h))))."""
-    g = _G(seed)
+    g = GraphBuilder(seed=seed)
     x = "hidden_states"
     cur = x
     matches: list[OpMatch] = []
     for li in range(layers):
         p = f"layers.{li}"
-        ln1, m = _layernorm(g, f"{p}.self_attn_layer_norm", cur, d)
+        ln1, m = layernorm(g, f"{p}.self_attn_layer_norm", cur, d)
         matches.append(m)
-        q, mq = _matmul(g, f"{p}.self_attn.q_proj", ln1, d, d)
-        k, mk = _matmul(g, f"{p}.self_attn.k_proj", ln1, d, d, bias=False)
-        v, mv = _matmul(g, f"{p}.self_attn.v_proj", ln1, d, d)
-        att, ma = _attention(g, f"{p}.self_attn", q, k, v, heads, d)
-        o, mo = _matmul(g, f"{p}.self_attn.out_proj", att, d, d)
+        q, mq = matmul(g, f"{p}.self_attn.q_proj", ln1, d, d)
+        k, mk = matmul(g, f"{p}.self_attn.k_proj", ln1, d, d, bias=False)
+        v, mv = matmul(g, f"{p}.self_attn.v_proj", ln1, d, d)
+        att, ma = attention(g, f"{p}.self_attn", q, k, v, heads, d)
+        o, mo = matmul(g, f"{p}.self_attn.out_proj", att, d, d)
         h = g.node("Add", [cur, o], [f"{p}.residual1"], f"{p}/Add_residual1")
         madd1 = OpMatch("add", (f"{p}/Add_residual1",), (cur, o), (h,), pattern="Add")
-        ln2, ml2 = _layernorm(g, f"{p}.final_layer_norm", h, d)
-        f1, m1 = _matmul(g, f"{p}.fc1", ln2, d, ffn)
+        ln2, ml2 = layernorm(g, f"{p}.final_layer_norm", h, d)
+        f1, m1 = matmul(g, f"{p}.fc1", ln2, d, ffn)
         ge = g.node("Gelu", [f1], [f"{p}.gelu"], f"{p}/Gelu")
         mg = OpMatch("gelu", (f"{p}/Gelu",), (f1,), (ge,), {"approximate": "none", "bias": None},
                      pattern="Gelu")
-        f2, m2 = _matmul(g, f"{p}.fc2", ge, ffn, d)
+        f2, m2 = matmul(g, f"{p}.fc2", ge, ffn, d)
         out = g.node("Add", [h, f2], [f"{p}.out"], f"{p}/Add_residual2")
         madd2 = OpMatch("add", (f"{p}/Add_residual2",), (h, f2), (out,), pattern="Add")
         matches += [mq, mk, mv, ma, mo, madd1, ml2, m1, mg, m2, madd2]
@@ -163,12 +144,12 @@ def conv_frontend(n_mels: int = 80, d: int = 384, t: int = 200, batch: int = 1, 
     """Whisper's front end: gelu(conv2(gelu(conv1(mel)))), conv2 with stride 2; with
     `positions`, also Transpose(0, 2, 1) + a constant [T/2, D] position table (the
     output is then [B, T/2, D], as Optimum's export has it)."""
-    g = _G(seed)
+    g = GraphBuilder(seed=seed)
     x = "input_features"
     matches: list[OpMatch] = []
     cur = x
     for i, (cin, stride) in enumerate(((n_mels, 1), (d, 2)), start=1):
-        w = g.weight(f"conv{i}.weight", (d, cin, 3), cin * 3)
+        w = g.fan_in_weight(f"conv{i}.weight", (d, cin, 3), cin * 3)
         b = g.init(f"conv{i}.bias", (0.02 * g.rng.standard_normal(d)).astype(np.float32))
         c = g.node("Conv", [cur, w, b], [f"conv{i}.out"], f"/conv{i}/Conv", kernel_shape=[3],
                    pads=[1, 1], strides=[stride])
@@ -210,13 +191,13 @@ def fused_encoder_layer(d: int = 384, heads: int = 6, ffn: int = 1536, t: int = 
     if attention not in ("Attention", "MultiHeadAttention"):
         raise ValueError(f"attention must be 'Attention' or 'MultiHeadAttention', "
                          f"got {attention!r}")
-    g = _G(seed)
+    g = GraphBuilder(seed=seed)
     x = "hidden_states"
-    ln1, mln1 = _layernorm(g, "ln1", x, d)
+    ln1, mln1 = layernorm(g, "ln1", x, d)
     matches: list[OpMatch] = [mln1]
     qkv_b = g.init("qkv.bias", (g.rng.standard_normal(3 * d) * 0.02).astype(np.float32))
     if attention == "Attention":
-        w = g.weight("qkv.weight", (d, 3 * d), d)
+        w = g.fan_in_weight("qkv.weight", (d, 3 * d), d)
         att = g.node("Attention", [ln1, w, qkv_b], ["attn.out"], "attn/Attention",
                      domain="com.microsoft", num_heads=heads)
         matches.append(OpMatch("attention", ("attn/Attention",), (ln1,), (att,),
@@ -227,7 +208,7 @@ def fused_encoder_layer(d: int = 384, heads: int = 6, ffn: int = 1536, t: int = 
     else:
         qkv = []
         for role in "qkv":
-            out, mm = _matmul(g, f"{role}_proj", ln1, d, d, bias=False)
+            out, mm = matmul(g, f"{role}_proj", ln1, d, d, bias=False)
             qkv.append(out)
             matches.append(mm)
         att = g.node("MultiHeadAttention", [*qkv, qkv_b], ["attn.out"], "attn/MHA",
@@ -237,7 +218,7 @@ def fused_encoder_layer(d: int = 384, heads: int = 6, ffn: int = 1536, t: int = 
                                 "v": qkv[2], "bias": qkv_b, "mask": None, "num_heads": heads,
                                 "scale": None, "causal": False, "k_layout": "bsd"},
                                pattern="com.microsoft.MultiHeadAttention"))
-    wo = g.weight("out_proj.weight", (d, d), d)
+    wo = g.fan_in_weight("out_proj.weight", (d, d), d)
     proj = g.node("MatMul", [att, wo], ["out_proj.mm"], "out_proj/MatMul")
     matches.append(OpMatch("matmul", ("out_proj/MatMul",), (att,), (proj,),
                            {"weight": wo, "bias": None, "transpose_b": False}, pattern="MatMul"))
@@ -251,7 +232,7 @@ def fused_encoder_layer(d: int = 384, heads: int = 6, ffn: int = 1536, t: int = 
                            {"epsilon": 1e-5, "gamma": gamma, "beta": beta, "skip": x,
                             "bias": bo, "x": proj, "sum_output": "residual"},
                            pattern="SkipLayerNormalization"))
-    w1 = g.weight("fc1.weight", (d, ffn), d)
+    w1 = g.fan_in_weight("fc1.weight", (d, ffn), d)
     h = g.node("MatMul", ["ln2.out", w1], ["fc1.mm"], "fc1/MatMul")
     matches.append(OpMatch("matmul", ("fc1/MatMul",), ("ln2.out",), (h,),
                            {"weight": w1, "bias": None, "transpose_b": False}, pattern="MatMul"))
@@ -259,7 +240,7 @@ def fused_encoder_layer(d: int = 384, heads: int = 6, ffn: int = 1536, t: int = 
     ge = g.node("BiasGelu", [h, b1], ["gelu.out"], "fc1/BiasGelu", domain="com.microsoft")
     matches.append(OpMatch("gelu", ("fc1/BiasGelu",), (h,), (ge,),
                            {"approximate": "none", "bias": b1, "x": h}, pattern="BiasGelu"))
-    f2, m2 = _matmul(g, "fc2", ge, ffn, d)
+    f2, m2 = matmul(g, "fc2", ge, ffn, d)
     matches.append(m2)
     out = g.node("Add", ["residual", f2], ["last_hidden_state"], "out/Add")
     matches.append(OpMatch("add", ("out/Add",), ("residual", f2), (out,), pattern="Add"))
