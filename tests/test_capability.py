@@ -65,7 +65,7 @@ def test_gelu_every_exported_form(form: str) -> None:
     gelus = [m for m in res.matches if m.kind == "gelu"]
     assert len(gelus) == 1, [m.pattern for m in res.matches]
     g = gelus[0]
-    assert g.attrs["approximate"] == approximate
+    assert g.attrs.approximate == approximate
     assert len(g.nodes) == n_nodes
     mm = next(m for m in res.matches if m.kind == "matmul")
     assert g.inputs == mm.outputs  # the Gelu reads the MatMul+bias output
@@ -119,20 +119,20 @@ def test_encoder_layer_matches_and_facts() -> None:
     view = res.views[""]
     for ln in (m for m in res.matches if m.kind == "layernorm"):
         assert len(ln.nodes) == 9 and ln.pattern == "decomposed"
-        assert ln.attrs["epsilon"] == pytest.approx(1e-5)
-        assert view.info(ln.attrs["gamma"]).shape == (d,)
-        assert view.info(ln.attrs["beta"]).shape == (d,)
+        assert ln.attrs.epsilon == pytest.approx(1e-5)
+        assert view.info(ln.attrs.gamma).shape == (d,)
+        assert view.info(ln.attrs.beta).shape == (d,)
     mms = [m for m in res.matches if m.kind == "matmul"]
-    biased = {m.attrs["bias"] is not None for m in mms}
+    biased = {m.attrs.bias is not None for m in mms}
     assert biased == {True, False}  # k_proj has no bias, the others do
     for m in mms:
-        assert view.is_const(m.attrs["weight"])
+        assert view.is_const(m.attrs.weight)
     att = next(m for m in res.matches if m.kind == "attention")
-    assert att.attrs["num_heads"] == heads
-    assert att.attrs["head_dim"] == d // heads
-    assert att.attrs["scale"] == pytest.approx((d // heads) ** -0.5)
-    assert att.attrs["q_layout"] == att.attrs["k_layout"] == att.attrs["v_layout"] == "bsd"
-    assert not att.attrs["has_mask"]
+    assert att.attrs.num_heads == heads
+    assert att.attrs.head_dim == d // heads
+    assert att.attrs.scale == pytest.approx((d // heads) ** -0.5)
+    assert att.attrs.q_layout == att.attrs.k_layout == att.attrs.v_layout == "bsd"
+    assert not att.attrs.has_mask
     q_proj, k_proj, v_proj = mms[0], mms[1], mms[2]
     assert att.inputs == (q_proj.outputs[0], k_proj.outputs[0], v_proj.outputs[0])
     out_proj = mms[3]
@@ -148,15 +148,15 @@ def test_front_end_conv1d_and_position_add() -> None:
     d, t, mels = 32, 20, 8
     res = analyze(ms.encoder_layer(d=d, t=t, mels=mels, front_end=True))
     convs = [m for m in res.matches if m.kind == "conv1d"]
-    assert [c.attrs["stride"] for c in convs] == [1, 2]
-    assert [c.attrs["pad"] for c in convs] == [1, 1]
-    assert [c.attrs["kernel"] for c in convs] == [3, 3]
+    assert [c.attrs.stride for c in convs] == [1, 2]
+    assert [c.attrs.pad for c in convs] == [1, 1]
+    assert [c.attrs.kernel for c in convs] == [3, 3]
     # conv1: d x mels x 3 per output frame (2t frames); conv2: d x d x 3 per frame (t frames)
     assert [c.macs for c in convs] == [d * mels * 3 * 2 * t, d * d * 3 * t]
     # Transpose(0, 2, 1) + the constant [T, D] position table: one "add" match
     pos = next(m for m in res.matches if m.pattern == "TransposePositionAdd")
-    assert pos.kind == "add" and pos.attrs["transpose_a"] is True
-    assert pos.attrs["table"].startswith("embed_positions.weight")
+    assert pos.kind == "add" and pos.attrs.transpose_a is True
+    assert pos.attrs.table.startswith("embed_positions.weight")
     by_node = {p.name: p for p in res.placements}
     assert [by_node[n].op_type for n in pos.nodes] == ["Transpose", "Add"]
     assert all(by_node[n].placement == "npu" for n in pos.nodes)
@@ -209,7 +209,7 @@ def test_symbolic_dims_are_bound_for_macs() -> None:
 def test_dynamic_reshape_targets_do_not_block_attention() -> None:
     res = analyze(ms.encoder_layer(dynamic_shapes=True))
     att = next(m for m in res.matches if m.kind == "attention")
-    assert len(att.attrs["shape_inputs"]) == 4  # q, k, v splits and the merge
+    assert len(att.attrs.shape_inputs) == 4  # q, k, v splits and the merge
     shape_ops = [p for p in res.placements if p.op_type in ("Shape", "Gather", "Concat")]
     assert shape_ops and all(p.placement == "cpu" for p in shape_ops)
 
@@ -220,27 +220,27 @@ def test_decoder_with_past_attention() -> None:
     atts = [m for m in res.matches if m.kind == "attention"]
     assert len(atts) == 2
     self_att, cross = atts
-    assert self_att.attrs["past_key"] == "past_key_values.0.decoder.key"
-    assert self_att.attrs["past_value"] == "past_key_values.0.decoder.value"
-    assert self_att.attrs["present_key"] == "present.0.decoder.key"
-    assert self_att.attrs["k_layout"] == "bhsd" and self_att.attrs["q_layout"] == "bsd"
-    assert self_att.attrs["mask"] == "decoder_attention_bias"
+    assert self_att.attrs.past_key == "past_key_values.0.decoder.key"
+    assert self_att.attrs.past_value == "past_key_values.0.decoder.value"
+    assert self_att.attrs.present_key == "present.0.decoder.key"
+    assert self_att.attrs.k_layout == "bhsd" and self_att.attrs.q_layout == "bsd"
+    assert self_att.attrs.mask == "decoder_attention_bias"
     assert "decoder_attention_bias" in self_att.inputs
-    assert cross.attrs["k"] == "past_key_values.0.encoder.key"
-    assert cross.attrs["v"] == "past_key_values.0.encoder.value"
-    assert cross.attrs["mask"] is None
-    assert self_att.attrs["nan_guard"] and not cross.attrs["nan_guard"]
+    assert cross.attrs.k == "past_key_values.0.encoder.key"
+    assert cross.attrs.v == "past_key_values.0.encoder.value"
+    assert cross.attrs.mask is None
+    assert self_att.attrs.nan_guard and not cross.attrs.nan_guard
     assert {"IsNaN", "Where"} <= {p.op_type for p in res.placements
                                   if p.name in self_att.nodes}
-    assert self_att.attrs["tq"] == 1 and self_att.attrs["tk"] == 7
-    concats = [p for p in res.placements if p.name in (self_att.attrs["kv_concat_key"],
-                                                       self_att.attrs["kv_concat_value"])]
+    assert self_att.attrs.tq == 1 and self_att.attrs.tk == 7
+    concats = [p for p in res.placements if p.name in (self_att.attrs.kv_concat_key,
+                                                       self_att.attrs.kv_concat_value)]
     assert len(concats) == 2
     assert all(p.placement == "cpu" and "KV-cache Concat" in p.reason for p in concats)
     kv_layout = [p for p in res.placements if "lays out a KV-cache tensor" in p.reason]
     assert sorted(p.op_type for p in kv_layout) == ["Reshape", "Reshape", "Transpose", "Transpose"]
     lm = [m for m in res.matches if m.kind == "matmul" and m.nodes[0].startswith("lm_head")]
-    assert len(lm) == 1 and lm[0].attrs["n"] == 64
+    assert len(lm) == 1 and lm[0].attrs.n == 64
 
 
 def test_synthetic_decoders_run_in_onnxruntime() -> None:
@@ -276,8 +276,8 @@ def test_merged_decoder_if_branches() -> None:
     # branch weights live in the outer graph: the lookup follows the scope chain
     view = res.views["optimum::if/then_branch"]
     mm = next(m for m in res.matches if m.graph == view.path and m.kind == "matmul")
-    assert mm.attrs["weight"] not in view.initializers
-    assert view.is_const(mm.attrs["weight"])
+    assert mm.attrs.weight not in view.initializers
+    assert view.is_const(mm.attrs.weight)
 
 
 # ---- fused (onnxruntime.transformers optimizer) forms --------------------------------------
@@ -287,14 +287,14 @@ def test_fused_layer(gelu: str, approx: str) -> None:
     res = analyze(ms.fused_encoder_layer(gelu=gelu))
     by = {m.pattern: m for m in res.matches}
     att = by["com.microsoft.Attention"]
-    assert att.kind == "attention" and att.attrs["num_heads"] == 4
-    assert res.views[""].info(att.attrs["weight"]).shape == (32, 96)
+    assert att.kind == "attention" and att.attrs.num_heads == 4
+    assert res.views[""].info(att.attrs.weight).shape == (32, 96)
     sln = by["SkipLayerNormalization"]
-    assert sln.kind == "layernorm" and sln.attrs["skip"] == "hidden_states"
-    assert sln.attrs["epsilon"] == pytest.approx(1e-5)
-    assert by["LayerNormalization"].attrs["gamma"].startswith("ln1.weight")
+    assert sln.kind == "layernorm" and sln.attrs.skip == "hidden_states"
+    assert sln.attrs.epsilon == pytest.approx(1e-5)
+    assert by["LayerNormalization"].attrs.gamma.startswith("ln1.weight")
     g = next(m for m in res.matches if m.kind == "gelu")
-    assert g.attrs["approximate"] == approx
+    assert g.attrs.approximate == approx
     assert all(p.placement == "npu" for p in res.placements)
 
 
@@ -302,7 +302,7 @@ def test_fused_multihead_attention() -> None:
     res = analyze(ms.fused_encoder_layer(attention="MultiHeadAttention"))
     att = next(m for m in res.matches if m.kind == "attention")
     assert att.pattern == "com.microsoft.MultiHeadAttention"
-    assert att.attrs["bias"] is not None and len(att.inputs) == 3
+    assert att.attrs.bias is not None and len(att.inputs) == 3
     assert att.macs == 2 * 1 * 20 * 20 * 32
 
 
@@ -314,8 +314,8 @@ def test_gemm_with_transposed_weight() -> None:
                           [helper.make_tensor_value_info("y", 1, [4, 8])], [w, b])
     res = analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     (m,) = res.matches
-    assert m.attrs["transpose_b"] and (m.attrs["k"], m.attrs["n"]) == (16, 8)
-    assert m.attrs["bias"] == "B" and m.macs == 4 * 16 * 8
+    assert m.attrs.transpose_b and (m.attrs.k, m.attrs.n) == (16, 8)
+    assert m.attrs.bias == "B" and m.macs == 4 * 16 * 8
 
 
 # ---- options ------------------------------------------------------------------------------

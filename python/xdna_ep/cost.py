@@ -75,7 +75,7 @@ class RegionCost:
 def match_rows(m: OpMatch) -> int:
     """Rows (M) a match's GEMMs process: what decides GEMM vs GEMV speed on CPU."""
     for key in ("m", "tq"):
-        v = m.attrs.get(key)
+        v = getattr(m.attrs, key, None)
         if isinstance(v, int) and v > 0:
             return v
     return 1
@@ -92,7 +92,7 @@ def cpu_time(matches: list[OpMatch], cpu: CpuCostModel) -> float:
     for m in matches:
         t += m.macs / cpu.mac_rate(match_rows(m))
         if m.macs == 0:
-            t += int(m.attrs.get("elements", 0) or 0) / cpu.elements_per_s
+            t += int(getattr(m.attrs, "elements", 0) or 0) / cpu.elements_per_s
         t += len(m.nodes) * cpu.node_dispatch_s
     return t
 

@@ -18,37 +18,14 @@ Placement = Literal["npu", "cpu"]
 class OpMatch:
     """One operation the NPU can run, recognised in the ONNX graph.
 
-    kind: the kernel family ("matmul", "gelu", "layernorm", "attention", "add",
-    "conv1d", "softmax").
+    kind: the op family (xdna_ep.ops.registry: "matmul", "gelu", "layernorm",
+    "attention", "add", "conv1d", ...).
     nodes: names of the ONNX nodes it covers, in graph order.
-    inputs: activation tensor names it consumes (initializers are in attrs).
+    inputs: activation tensor names it consumes (constants are named in attrs).
     outputs: tensor names it produces that are visible outside the match.
-    attrs: kind-specific facts the quantizer/compiler need, e.g. for matmul
-    {"weight": <initializer name>, "bias": <name or None>, "transpose_b": bool};
-    gelu {"approximate": "none" | "tanh", "bias": ...}; layernorm {"epsilon",
-    "gamma", "beta", "skip": <tensor or None>}; attention {"num_heads", "scale",
-    "q", "k", "v", "mask", "causal"}.
-
-    What compile/ reads, precisely:
-    - matmul: inputs[0] is the activation [..., K]; "weight" an initializer
-      (or Constant output) [K, N], or [N, K] when "transpose_b"; "bias" an
-      initializer [N] or None; optional "alpha"/"beta" (Gemm; default 1.0);
-      outputs[0] is the result (bias included).
-    - gelu: inputs[0]; "bias" an initializer (BiasGelu/FastGelu with bias) or
-      None; a gelu bias is folded into the producing matmul.
-    - layernorm: inputs[0] the x tensor; "skip" the second addend
-      (SkipLayerNormalization) or None; "gamma"/"beta" initializers [C];
-      optional "sum_output": the x+skip tensor when the graph uses it.
-    - attention: "q", "k", "v" the float tensors [B, T, H*Dh] the match
-      consumes (before the head split; for the q/k/v fusion they should be the
-      projection matmuls' outputs, so a constant scaling Mul on q, as in
-      Whisper's export, belongs to the attention match); "scale" the total
-      constant factor on q.k^T inside the match (Mul on q or on the logits,
-      1/sqrt(Dh), ...; 1.0 if none); "mask" an additive float mask tensor or
-      None; outputs[0] the merged-heads result [B, Tq, H*Dh].
-    - add: inputs (a, b), both activations (no initializer operand).
-    - conv1d: inputs[0] x [B, Cin, T]; {"weight" [Cout, Cin, Kw], "bias" or
-      None, "stride", "pad" (symmetric), "dilation" (1), "group" (1)}.
+    attrs: the family's typed attributes (a frozen dataclass defined next to its
+    matcher and lowering, e.g. xdna_ep.ops.gelu.GeluAttrs); a dict (the JSON
+    form of a cached plan, or None) is turned into that dataclass.
     macs: multiply-accumulates per inference (0 if shape-dependent and unknown).
     pattern: the form it was found in ("Gelu", "erf-pattern", "BiasGelu", ...).
     graph: "" for the main graph, else the path of the If branch subgraph.
@@ -58,10 +35,18 @@ class OpMatch:
     nodes: tuple[str, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: Any = None
     macs: int = 0
     pattern: str = ""
     graph: str = ""
+
+    def __post_init__(self) -> None:
+        if self.attrs is None or isinstance(self.attrs, dict):
+            from .ops import registry  # imported here: plan.py sits below ops/
+
+            if self.kind in registry.kinds():  # else lowering says "no NPU lowering"
+                typed = registry.attrs_from_dict(self.kind, dict(self.attrs or {}))
+                object.__setattr__(self, "attrs", typed)
 
 
 @dataclass

@@ -15,8 +15,7 @@ import onnx
 from ..plan import NodePlacement, OpMatch
 from .graph import GraphView, named_subgraphs
 from .loader import ensure_node_names, validate_model
-from .patterns import KINDS, MATCHERS
-from .patterns.common import dtype_problem, node_macs, shape_problem
+from .matching import dtype_problem, node_macs, shape_problem
 from .reasons import cpu_reason, foreign_domain
 from .shapes import infer_shapes
 
@@ -39,10 +38,13 @@ class CapabilityOptions:
     dims: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
-        unknown = set(self.disable_kinds) - set(KINDS)
+        from ..ops import registry as op_registry  # at call time: ops/ imports capability/
+
+        known = op_registry.kinds()
+        unknown = set(self.disable_kinds) - set(known)
         if unknown:
             raise ValueError(f"disable_kinds: unknown kernel kinds {sorted(unknown)}; "
-                             f"known: {list(KINDS)}")
+                             f"known: {list(known)}")
 
 
 @dataclass
@@ -102,6 +104,8 @@ def _all_nodes(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto, bool]]
 
 def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) -> CapabilityResult:
     """Run capability on `model` (node names are made unique in place first)."""
+    from ..ops import registry as op_registry  # at call time: ops/ imports capability/
+
     options = options or CapabilityOptions()
     validate_model(model)
     ensure_node_names(model)
@@ -120,7 +124,7 @@ def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) ->
     if opset_ok:
         for path, view in views.items():
             nodes = list(view.graph.node)
-            for kind, matcher in MATCHERS:
+            for kind, matcher in op_registry.matchers():  # the op families, claiming order
                 if kind in options.disable_kinds:
                     continue
                 for node in nodes:
@@ -144,7 +148,7 @@ def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) ->
     kv_concats: dict[tuple[str, str], str] = {}
     for m in matches:
         for role in ("key", "value"):
-            cat = m.attrs.get(f"kv_concat_{role}")
+            cat = getattr(m.attrs, f"kv_concat_{role}", None)
             if cat:
                 kv_concats[(m.graph, cat)] = role
 

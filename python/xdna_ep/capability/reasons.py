@@ -10,8 +10,7 @@ from __future__ import annotations
 import onnx
 
 from .graph import GraphView, attr
-from .patterns.add import add_problem
-from .patterns.common import dtype_problem, shape_problem
+from .matching import dtype_problem, shape_problem
 
 PATTERN_OPS = {
     "Erf": "Gelu", "Tanh": "Gelu", "Pow": "Gelu/LayerNorm", "Sqrt": "LayerNorm",
@@ -67,6 +66,8 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str:
         return ("shape: Conv with group, dilation, auto_pad or asymmetric pads is not supported "
                 "(Conv1d only)")
     if op == "Add":
+        from ..ops.add import add_problem  # at call time: ops/ imports capability/
+
         return add_problem(view, node) or "unmatched: Add not on the residual stream"
     if op in ("LayerNormalization", "SkipLayerNormalization"):
         return ("shape: normalisation over a non-last axis, non-constant gamma/beta, or "

@@ -18,24 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..kernel_specs.gelu import build_table as gelu_table
 from ..kernel_specs.gelu import gelu_float
 from ..quantize.region import QuantizedRegion
-from .lower import LoweredRegion
+from .ir import LoweredRegion
 from .program import Dim, Launch, Program, Stage, TensorSpec
 
 # the manifest's fused-design lookup (kernel_specs.manifest.find_design) or a test's
 FindDesign = Callable[[Sequence[str]], Any]  # -> design name, DesignEntry or None
-
-# input slots that must be int8, per kernel
-_INT8_IN: dict[str, tuple[int, ...]] = {"matmul": (0,), "gelu": (0,), "attention": (0, 1, 2)}
-# input slots that take either dtype (follow the producer)
-_FLEX_IN: dict[str, tuple[int, ...]] = {"layernorm": (0,)}
-# kernels that can emit int8 with a static scale / in dynamic mode
-_INT8_OUT_STATIC = {"matmul", "layernorm", "attention", "gelu"}
-_INT8_OUT_DYNAMIC = {"gelu"}
-_INT8_ONLY_OUT = {"gelu"}
-
 
 @dataclass
 class BufferPlan:
@@ -57,25 +46,29 @@ def plan_buffers(lr: LoweredRegion, mode: str) -> BufferPlan:
     add no requirement; conv1d quantizes its float32 input itself and so needs
     that input's scale although no int8 buffer of it exists.
     """
+    from ..ops import registry as op_registry  # at call time: ops/ imports compile/
+
     bp = BufferPlan()
+    rules = {op.kernel: op_registry.stage_rule(op.kernel) for op in lr.ops}
     for t in lr.inputs:
         bp.produced[t] = "float32"
     bp.need_float.update(lr.outputs)
     for op in lr.ops:
         for slot, t in enumerate(op.inputs):
-            if slot in _INT8_IN.get(op.kernel, ()):
+            if slot in rules[op.kernel].int8_inputs:
                 bp.need_int8.add(t)
-            elif slot not in _FLEX_IN.get(op.kernel, ()):
+            elif slot not in rules[op.kernel].flex_inputs:
                 bp.need_float.add(t)
-    can = _INT8_OUT_STATIC if mode == "static" else _INT8_OUT_DYNAMIC
     for op in lr.ops:
-        int8 = op.kernel in _INT8_ONLY_OUT or (
-            op.kernel in can and all(t in bp.need_int8 and t not in bp.need_float
-                                     for t in op.outputs))
+        out = rules[op.kernel].int8_output
+        int8 = out == "always" or (
+            out == "static" and mode == "static"
+            and all(t in bp.need_int8 and t not in bp.need_float for t in op.outputs))
         for t in op.outputs:
             bp.produced[t] = "int8" if int8 else "float32"
     if mode == "static":
-        bp.scaled.update(op.inputs[0] for op in lr.ops if op.kernel == "conv1d")
+        bp.scaled.update(op.inputs[slot] for op in lr.ops
+                         for slot in rules[op.kernel].scaled_inputs)
         bp.scaled.update(t for t in bp.produced if bp.has_int8(t))
     return bp
 
@@ -135,7 +128,10 @@ def gelu_output_offsets(lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion
     return found
 
 
-class _Emitter:
+class Emitter:
+    """Writes a lowered region's stages; the op families' emit functions
+    (StageRule.emit) call its helpers (int8_in, float_in, out_bufs, consts, push)."""
+
     def __init__(self, lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion,
                  gelu_offset: bool = True) -> None:
         self.lr, self.bp, self.qr = lr, bp, qr
@@ -150,6 +146,8 @@ class _Emitter:
         return self.offsets[t][1] if t in self.offsets else self.qr.scale(t)
 
     # -- conversions -------------------------------------------------------------
+    q8 = staticmethod(q8)  # the int8 buffer name of a tensor, for the emit functions
+
     def int8_in(self, t: str) -> tuple[str, ...]:
         if q8(t) not in self.have:
             attrs: dict[str, Any] = ({"dynamic": True} if self.dynamic
@@ -182,12 +180,14 @@ class _Emitter:
 
     # -- ops ---------------------------------------------------------------------
     def emit(self) -> None:
+        from ..ops import registry as op_registry  # at call time: ops/ imports compile/
+
         for i, op in enumerate(self.lr.ops):
-            getattr(self, f"_{op.kernel}")(i, op)
+            op_registry.stage_rule(op.kernel).emit(self, i, op)
         for t in self.lr.outputs:
             self.float_in(t)
 
-    def _push(self, kernel: str, ins: Sequence[str], outs: Sequence[str], consts: dict[str, str],
+    def push(self, kernel: str, ins: Sequence[str], outs: Sequence[str], consts: dict[str, str],
               attrs: dict[str, Any], op: Any, dynamic: bool | None = None) -> None:
         if self.dynamic if dynamic is None else dynamic:
             attrs["dynamic"] = True
@@ -195,112 +195,9 @@ class _Emitter:
                                  tuple(op.source_nodes)))
         self.have.update(outs)
 
-    def _consts(self, i: int, roles: Sequence[str]) -> dict[str, str]:
+    def consts(self, i: int, roles: Sequence[str]) -> dict[str, str]:
         c = self.qr.op_constants[i]
         return {r: self.const(i, r, c[r]) for r in roles if r in c}
-
-    def _matmul(self, i: int, op: Any) -> None:
-        a = op.inputs[0]
-        if not self.dynamic and self.bp.produced.get(a) == "float32" and q8(a) not in self.have:
-            # The input exists only as float32 (a region input, or a tensor that must also
-            # leave the region): the static matmul quantizes it itself (the quantize kernel's
-            # rule, same bytes), saving a quantize launch that would split a fused chain.
-            ins: tuple[str, ...] = (self.float_in(a),)
-        else:
-            ins = self.int8_in(a)
-        out_int8 = self.bp.produced[op.outputs[0]] == "int8"
-        attrs: dict[str, Any] = {"out": "int8" if out_int8 else "float32"}
-        if not self.dynamic:
-            attrs["in_scale"] = self.scale(a)
-            if out_int8:
-                scales = [self.scale(t) for t in op.outputs]
-                if len(scales) == 1:
-                    attrs["out_scale"] = scales[0]
-                else:
-                    attrs["out_scales"] = scales
-        if "split" in op.attrs:
-            attrs["split"] = list(op.attrs["split"])
-        outs = [b for t in op.outputs for b in self.out_bufs(t)]
-        consts = self._consts(i, ("weight", "w_scale", "bias"))
-        if a in self.offsets:
-            # input code q stands for q * s + offset: sum_k (q_k s + offset) W[k, n] adds
-            # offset x sum_k W[k, n] to every output, which the bias carries (W as the
-            # device has it: int8 codes x per-channel scale)
-            c = self.qr.op_constants[i]
-            w = c["weight"].astype(np.float64) * c["w_scale"].astype(np.float64)
-            bias = c.get("bias")
-            base = np.zeros(w.shape[1]) if bias is None else bias.astype(np.float64)
-            folded = (base + self.offsets[a][0] * w.sum(axis=0)).astype(np.float32)
-            consts["bias"] = self.const(i, "bias", folded)
-        self._push("matmul", ins, outs, consts, attrs, op)
-
-    def _gelu(self, i: int, op: Any) -> None:
-        x, y = op.inputs[0], op.outputs[0]
-        attrs: dict[str, Any] = {"approximate": op.attrs["approximate"]}
-        consts: dict[str, str] = {}
-        if not self.dynamic:
-            attrs["in_scale"] = self.scale(x)
-            attrs["out_scale"] = self.scale(y)
-            if y in self.offsets:
-                attrs["out_offset"] = self.offsets[y][0]
-            consts["table"] = self.const(i, "table", gelu_table(
-                attrs["in_scale"], attrs["out_scale"], attrs["approximate"],
-                attrs.get("out_offset", 0.0)))
-        self._push("gelu", self.int8_in(x), self.out_bufs(y), consts, attrs, op)
-
-    def _layernorm(self, i: int, op: Any) -> None:
-        x, y = op.inputs[0], op.outputs[0]
-        attrs: dict[str, Any] = {"epsilon": op.attrs["epsilon"]}
-        if self.bp.produced.get(x) == "int8":
-            ins: tuple[str, ...] = self.int8_in(x)
-            if not self.dynamic:
-                attrs["in_scale"] = self.scale(x)
-        else:
-            ins = (self.float_in(x),)
-        out_int8 = self.bp.produced[y] == "int8"
-        attrs["out"] = "int8" if out_int8 else "float32"
-        if out_int8:
-            attrs["out_scale"] = self.scale(y)
-        # "dynamic" concerns int8 inputs only: a float32-input layernorm has no scale to carry
-        self._push("layernorm", ins, self.out_bufs(y), self._consts(i, ("gamma", "beta")),
-                   attrs, op, dynamic=self.dynamic and len(ins) == 2)
-
-    def _attention(self, i: int, op: Any) -> None:
-        ins: list[str] = []
-        for t in op.inputs[:3]:
-            ins.extend(self.int8_in(t))
-        if op.attrs["has_mask"]:
-            ins.append(self.float_in(op.inputs[3]))
-        y = op.outputs[0]
-        out_int8 = self.bp.produced[y] == "int8"
-        attrs: dict[str, Any] = {k: op.attrs[k] for k in
-                                 ("num_heads", "softmax_scale", "causal", "has_mask")}
-        attrs["out"] = "int8" if out_int8 else "float32"
-        if not self.dynamic:
-            for role, t in zip(("q", "k", "v"), op.inputs[:3], strict=False):
-                attrs[f"{role}_scale"] = self.scale(t)
-            if out_int8:
-                attrs["out_scale"] = self.scale(y)
-        self._push("attention", ins, self.out_bufs(y), {}, attrs, op)
-
-    def _add(self, i: int, op: Any) -> None:
-        ins = [self.float_in(t) for t in op.inputs]
-        consts = self._consts(i, ("b",))  # the position add's table
-        attrs: dict[str, Any] = {}
-        if op.attrs.get("transpose_a"):
-            attrs = {"transpose_a": True, "table_rows": int(op.weights["b"].shape[0])}
-        self.stages.append(Stage("add", tuple(ins), (op.outputs[0],), consts, attrs,
-                                 tuple(op.source_nodes)))
-        self.have.add(op.outputs[0])
-
-    def _conv1d(self, i: int, op: Any) -> None:
-        x = op.inputs[0]
-        attrs: dict[str, Any] = {"stride": op.attrs["stride"], "pad": op.attrs["pad"],
-                                 "out": "float32"}
-        if not self.dynamic:
-            attrs["in_scale"] = self.scale(x)
-        self._push("conv1d", (self.float_in(x),), (op.outputs[0],),
-                   self._consts(i, ("weight", "w_scale", "bias")), attrs, op)
 
 
 def _design_name(found: Any) -> str | None:
@@ -358,7 +255,7 @@ def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> l
 def build_program(lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion, name: str,
                   shapes: dict[str, tuple[Dim, ...]], find_design: FindDesign | None,
                   kernel_version: str = "", gelu_offset: bool = True) -> Program:
-    em = _Emitter(lr, bp, qr, gelu_offset)
+    em = Emitter(lr, bp, qr, gelu_offset)
     em.emit()
     prog = Program(
         name=name,

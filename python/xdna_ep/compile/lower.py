@@ -9,199 +9,26 @@ stay float here; quantize/ turns them into int8 and build.py into stages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
 from ..plan import OpMatch, Region
 from ..quantize.calibration import Tap
+from .ir import LOp, LoweredRegion
 from .model_index import ModelIndex, NotLowerable
 
-
-@dataclass(eq=False)
-class LOp:
-    """One kernel call on float tensors (tensor names are ONNX names or derived)."""
-
-    kernel: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    weights: dict[str, np.ndarray] = field(default_factory=dict)  # float constants by role
-    attrs: dict[str, Any] = field(default_factory=dict)
-    source_nodes: tuple[str, ...] = ()
-
-
-@dataclass
-class LoweredRegion:
-    region_id: int
-    ops: list[LOp]
-    inputs: list[str]
-    outputs: list[str]
-    taps: dict[str, Tap]  # every tensor name -> how to observe it in the FP32 model
-    macs: int = 0
-
-
-def _const_or_none(idx: ModelIndex, name: str | None) -> np.ndarray | None:
-    return None if not name else idx.float_weight(name)
-
-
-def _lower_matmul(idx: ModelIndex, m: OpMatch) -> LOp:
-    w = idx.float_weight(m.attrs["weight"])
-    if w.ndim != 2:
-        raise NotLowerable(f"matmul {m.nodes[0]!r}: weight {m.attrs['weight']!r} is "
-                           f"{w.ndim}-D (expected 2-D)")
-    if m.attrs.get("transpose_b"):
-        w = np.ascontiguousarray(w.T)
-    alpha = float(m.attrs.get("alpha", 1.0))
-    if alpha != 1.0:
-        w = (w * np.float32(alpha)).astype(np.float32)
-    weights: dict[str, np.ndarray] = {"weight": w}
-    b = _const_or_none(idx, m.attrs.get("bias"))
-    if b is not None:
-        beta = float(m.attrs.get("beta", 1.0))
-        b = (np.broadcast_to(b, (w.shape[1],)) * np.float32(beta)).astype(np.float32)
-        weights["bias"] = np.ascontiguousarray(b)
-    return LOp("matmul", (m.inputs[0],), (m.outputs[0],), weights, {}, m.nodes)
-
-
-def _float_mask(idx: ModelIndex, m: OpMatch, mask: str | None) -> str | None:
-    if mask and idx.elem_type(mask) not in (None, 1):
-        raise NotLowerable(f"attention {m.nodes[0]!r}: mask {mask!r} is not an additive float32 "
-                           f"mask (elem type {idx.elem_type(mask)})")
-    return mask or None
-
-
-def _lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
-    """Decomposed attention, com.microsoft Attention (packed QKV) or MultiHeadAttention."""
-    a = m.attrs
-    node = m.nodes[0]
-    for key in ("past", "past_key", "past_value", "key_padding_mask"):
-        if a.get(key):
-            raise NotLowerable(f"attention {node!r}: {key} input ({a[key]!r}) is not supported "
-                               f"(KV cache / padding masks stay on the CPU)")
-    for key in ("q_layout", "k_layout", "v_layout", "out_layout"):
-        if a.get(key, "bsd") != "bsd":
-            raise NotLowerable(f"attention {node!r}: {key} is {a[key]!r}; the attention stage "
-                               f"takes [B, T, H*Dh] tensors")
-    heads = int(a.get("num_heads") or 0)
-    if heads <= 0:
-        raise NotLowerable(f"attention {node!r}: number of heads unknown")
-    mask = _float_mask(idx, m, a.get("mask") or a.get("attention_bias"))
-    out = m.outputs[0]
-    ops: list[LOp] = []
-    fused = a.get("fused")
-    if fused == "Attention":
-        w = idx.float_weight(a["weight"])
-        if w.ndim != 2 or w.shape[1] % 3 or (a.get("qkv_hidden_sizes") and
-                                             len(set(a["qkv_hidden_sizes"])) != 1):
-            raise NotLowerable(f"attention {node!r}: packed QKV weight {w.shape} is not three "
-                               f"equal blocks")
-        d = w.shape[1] // 3
-        b = _const_or_none(idx, a.get("bias"))
-        x = a.get("q") or m.inputs[0]
-        qkv = []
-        for j, role in enumerate("qkv"):
-            t = f"{out}::{role}"
-            wts = {"weight": np.ascontiguousarray(w[:, j * d:(j + 1) * d])}
-            if b is not None:
-                wts["bias"] = np.ascontiguousarray(b.reshape(-1)[j * d:(j + 1) * d])
-            ops.append(LOp("matmul", (x,), (t,), wts, {"tap": (a["weight"], (j * d, (j + 1) * d),
-                                                              a.get("bias"))}, m.nodes))
-            qkv.append(t)
-    elif fused in (None, "MultiHeadAttention"):
-        qkv = [a.get("q"), a.get("k"), a.get("v")]
-        if not all(qkv):
-            raise NotLowerable(f"attention {node!r}: separate q, k and v inputs are required "
-                               f"(packed forms are not supported)")
-        d = 0
-        shape = idx.shape(qkv[0])
-        if shape and isinstance(shape[-1], int):
-            d = shape[-1]
-    else:
-        raise NotLowerable(f"attention {node!r}: form {fused!r} is not supported")
-    scale = a.get("scale")
-    if scale is None:
-        if d <= 0:
-            raise NotLowerable(f"attention {node!r}: no scale and unknown head size")
-        scale = 1.0 / float(np.sqrt(d // heads))
-    attrs = {"num_heads": heads, "softmax_scale": float(scale),
-             "causal": bool(a.get("causal", False)), "has_mask": bool(mask)}
-    if fused == "MultiHeadAttention" and a.get("bias"):
-        attrs["fold_qkv_bias"] = a["bias"]
-    ins = (*qkv, mask) if mask else tuple(qkv)
-    ops.append(LOp("attention", ins, (out,), {}, attrs, m.nodes))
-    return ops
+__all__ = ["LOp", "LoweredRegion", "lower_region"]
 
 
 def _lower_match(idx: ModelIndex, m: OpMatch) -> list[LOp]:
+    """The match's kernel calls, from its op family's lowering (ops/registry.py)."""
+    from ..ops import registry as op_registry  # at call time: ops/ imports compile/
+
     k = m.kind
     if not m.inputs or not m.outputs:
         raise NotLowerable(f"{k} match {m.nodes} has no inputs/outputs")
-    if k == "matmul":
-        return [_lower_matmul(idx, m)]
-    if k == "gelu":
-        approx = m.attrs.get("approximate", "none")
-        if approx not in ("none", "tanh"):
-            raise NotLowerable(f"gelu {m.nodes[0]!r}: approximate={approx!r} is not supported")
-        return [LOp("gelu", (m.attrs.get("x") or m.inputs[0],), (m.outputs[0],), {},
-                    {"approximate": approx, "fold_bias": m.attrs.get("bias")}, m.nodes)]
-    if k == "layernorm":
-        gamma = idx.float_weight(m.attrs["gamma"])
-        beta = (idx.float_weight(m.attrs["beta"]) if m.attrs.get("beta")
-                else np.zeros_like(gamma))
-        ops: list[LOp] = []
-        x = m.attrs.get("x") or m.inputs[0]
-        skip = m.attrs.get("skip")
-        if skip:
-            s = m.attrs.get("sum_output") or f"{m.outputs[0]}::skipsum"
-            # a SkipLayerNormalization bias joins the matmul producing x or skip
-            fold = {"fold_bias": m.attrs["bias"]} if m.attrs.get("bias") else {}
-            ops.append(LOp("add", (x, skip), (s,), {}, fold, m.nodes))
-            x = s
-        elif m.attrs.get("bias"):
-            raise NotLowerable(f"layernorm {m.nodes[0]!r}: a bias without skip input")
-        ops.append(LOp("layernorm", (x,), (m.outputs[0],),
-                       {"gamma": gamma.reshape(-1), "beta": beta.reshape(-1)},
-                       {"epsilon": float(m.attrs.get("epsilon", 1e-5))}, m.nodes))
-        return ops
-    if k == "attention":
-        return _lower_attention(idx, m)
-    if k == "add" and m.attrs.get("table"):
-        return [_lower_position_add(idx, m)]
-    if k == "add":
-        if len(m.inputs) != 2:
-            raise NotLowerable(f"add {m.nodes[0]!r}: needs two activation inputs")
-        for t in m.inputs:
-            if idx.is_constant(t):
-                raise NotLowerable(f"add {m.nodes[0]!r}: operand {t!r} is a constant; the add "
-                                   f"kernel takes two activations")
-        return [LOp("add", tuple(m.inputs), (m.outputs[0],), {}, {}, m.nodes)]
-    if k == "conv1d":
-        if int(m.attrs.get("dilation", 1)) != 1 or int(m.attrs.get("group", 1)) != 1:
-            raise NotLowerable(f"conv1d {m.nodes[0]!r}: dilation/group other than 1")
-        w = idx.float_weight(m.attrs["weight"])
-        if w.ndim != 3:
-            raise NotLowerable(f"conv1d {m.nodes[0]!r}: weight is {w.ndim}-D (expected 3-D)")
-        b = _const_or_none(idx, m.attrs.get("bias"))
-        if b is None:
-            b = np.zeros(w.shape[0], np.float32)
-        return [LOp("conv1d", (m.inputs[0],), (m.outputs[0],),
-                    {"weight": w, "bias": b.reshape(-1)},
-                    {"stride": int(m.attrs.get("stride", 1)), "pad": int(m.attrs.get("pad", 0))},
-                    m.nodes)]
-    raise NotLowerable(f"{k} match {m.nodes[0]!r}: no NPU lowering for kind {k!r}")
-
-
-def _lower_position_add(idx: ModelIndex, m: OpMatch) -> LOp:
-    """Transpose(x, [0, 2, 1]) + table: one add stage with a transposed `a` and a
-    constant `b` (the table, its leading 1s dropped: the kernel repeats it over B)."""
-    table = idx.float_weight(m.attrs["table"])
-    if table.ndim < 2 or any(d != 1 for d in table.shape[:-2]):
-        raise NotLowerable(f"add {m.nodes[-1]!r}: position table {m.attrs['table']!r} has shape "
-                           f"{list(table.shape)} (expected [T, D])")
-    return LOp("add", (m.attrs["a"],), (m.outputs[0],),
-               {"b": np.ascontiguousarray(table.reshape(table.shape[-2:]), dtype=np.float32)},
-               {"transpose_a": True}, m.nodes)
+    if k not in op_registry.kinds():
+        raise NotLowerable(f"{k} match {m.nodes[0]!r}: no NPU lowering for kind {k!r}")
+    return op_registry.family(k).lower(idx, m)
 
 
 def _producers(ops: list[LOp]) -> dict[str, int]:

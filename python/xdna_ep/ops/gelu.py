@@ -7,17 +7,48 @@
   0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)));
 - onnx Gelu (opset 20, attribute approximate), com.microsoft Gelu, BiasGelu
   (x + bias, erf), FastGelu (tanh, optional bias).
+
+Lowering: one gelu LOp; a BiasGelu/FastGelu bias is folded into the matmul that
+produces x (passes/fold_bias.py). Emission: one int8 -> int8 gelu stage whose
+static-mode 256-entry table is built by xdna_ep.kernel_specs.gelu.build_table.
+
+Why the matching is hand-written graph walking: each form must also record x
+(the activation the table is applied to) and every node it covers, resolved
+through this project's GraphView (inferred shapes with bound symbolic dims,
+constants behind Identity nodes, If-branch views) so that capability, the
+region builder and the report agree on node names.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from ...plan import OpMatch
-from ..graph import GraphView, attr
-from .common import build_match, const_operand, near
+from ..capability.graph import GraphView, attr
+from ..capability.matching import build_match, const_operand, near
+from ..compile.ir import LOp
+from ..compile.model_index import ModelIndex, NotLowerable
+from ..kernel_specs.gelu import build_table
+from ..plan import OpMatch
+from .base import MatchAttrs, OpFamily, StageRule
+
+if TYPE_CHECKING:
+    from ..compile.build import Emitter
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeluAttrs(MatchAttrs):
+    """approximate: "none" (erf) or "tanh"; x: the input the GELU is applied to;
+    bias: a constant added to x first (BiasGelu/FastGelu), folded into x's matmul."""
+
+    approximate: str = "none"
+    bias: str | None = None
+    x: str = ""
+
 
 SQRT2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -84,7 +115,7 @@ def _erf_pattern(view: GraphView, erf: onnx.NodeProto) -> OpMatch | None:
         return None
     nodes, _y = tail
     return build_match(view, "gelu", [pre, erf, *nodes],
-                       {"approximate": "none", "bias": None, "x": x}, "erf-pattern")
+                       GeluAttrs(approximate="none", x=x), "erf-pattern")
 
 
 def _cube(view: GraphView, name: str, x: str) -> list[onnx.NodeProto] | None:
@@ -133,7 +164,7 @@ def _tanh_pattern(view: GraphView, tanh: onnx.NodeProto) -> OpMatch | None:
             return None
         nodes = [*cube, mulc, inner, scale, tanh, *tail[0]]
         return build_match(view, "gelu", nodes,
-                           {"approximate": "tanh", "bias": None, "x": x}, "tanh-pattern")
+                           GeluAttrs(approximate="tanh", x=x), "tanh-pattern")
     return None
 
 
@@ -148,12 +179,40 @@ def match_gelu(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
         approx = approx.decode() if isinstance(approx, bytes) else str(approx)
         pattern = "Gelu" if node.domain in ("", "ai.onnx") else "com.microsoft.Gelu"
         return build_match(view, "gelu", [node],
-                           {"approximate": approx, "bias": None, "x": node.input[0]}, pattern)
+                           GeluAttrs(approximate=approx, x=node.input[0]), pattern)
     if op in ("BiasGelu", "FastGelu"):
         bias = node.input[1] if len(node.input) > 1 and node.input[1] else None
         if bias is not None and not view.is_const(bias):
             return None
         approx = "none" if op == "BiasGelu" else "tanh"
         return build_match(view, "gelu", [node],
-                           {"approximate": approx, "bias": bias, "x": node.input[0]}, op)
+                           GeluAttrs(approximate=approx, bias=bias, x=node.input[0]), op)
     return None
+
+
+def lower_gelu(idx: ModelIndex, m: OpMatch) -> list[LOp]:
+    a: GeluAttrs = m.attrs
+    if a.approximate not in ("none", "tanh"):
+        raise NotLowerable(f"gelu {m.nodes[0]!r}: approximate={a.approximate!r} is not "
+                           f"supported")
+    return [LOp("gelu", (a.x or m.inputs[0],), (m.outputs[0],), {},
+                {"approximate": a.approximate, "fold_bias": a.bias}, m.nodes)]
+
+
+def emit_gelu(em: Emitter, i: int, op: LOp) -> None:
+    x, y = op.inputs[0], op.outputs[0]
+    attrs: dict[str, Any] = {"approximate": op.attrs["approximate"]}
+    consts: dict[str, str] = {}
+    if not em.dynamic:
+        attrs["in_scale"] = em.scale(x)
+        attrs["out_scale"] = em.scale(y)
+        if y in em.offsets:
+            attrs["out_offset"] = em.offsets[y][0]
+        consts["table"] = em.const(i, "table", build_table(
+            attrs["in_scale"], attrs["out_scale"], attrs["approximate"],
+            attrs.get("out_offset", 0.0)))
+    em.push("gelu", em.int8_in(x), em.out_bufs(y), consts, attrs, op)
+
+
+OP = OpFamily("gelu", GeluAttrs, (match_gelu,), lower_gelu,
+              (StageRule("gelu", emit_gelu, int8_inputs=(0,), int8_output="always"),))

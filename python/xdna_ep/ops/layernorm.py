@@ -5,15 +5,50 @@ Decomposed pattern (x normalised over its last axis):
     mean = ReduceMean(x); d = Sub(x, mean); var = ReduceMean(Pow(d, 2) | Mul(d, d))
     y = Div(d, Sqrt(Add(var, eps)))  |  Mul(d, Reciprocal(Sqrt(Add(var, eps))))
     y = Add(Mul(y, gamma), beta)     (gamma and beta optional)
+
+Lowering: a layernorm LOp (gamma, beta float constants; beta zeros if absent);
+a SkipLayerNormalization first gets an add LOp for x + skip (its bias is folded
+into the matmul producing x or skip, passes/fold_bias.py). Emission: one
+layernorm stage; it reads x in whatever dtype its producer emits (int8 or
+float32) and writes int8 or float32.
+
+Why the matching is hand-written: the decomposed form must reduce over the
+last axis only (axes from the attribute or a constant input, rank from shape
+inference) and the epsilon is read from a constant; these are GraphView facts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import onnx
 
-from ...plan import OpMatch
-from ..graph import GraphView, attr
-from .common import build_match, const_operand, near
+from ..capability.graph import GraphView, attr
+from ..capability.matching import build_match, const_operand, near
+from ..compile.ir import LOp
+from ..compile.model_index import ModelIndex, NotLowerable
+from ..plan import OpMatch
+from .base import MatchAttrs, OpFamily, StageRule
+
+if TYPE_CHECKING:
+    from ..compile.build import Emitter
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerNormAttrs(MatchAttrs):
+    """x: the normalised tensor; gamma/beta: constants [C] (beta may be None);
+    skip: SkipLayerNormalization's second addend (None otherwise), bias its
+    constant bias, sum_output the x + skip tensor when the graph reads it."""
+
+    epsilon: float = 1e-5
+    gamma: str | None = None
+    beta: str | None = None
+    skip: str | None = None
+    bias: str | None = None
+    x: str = ""
+    sum_output: str | None = None
 
 
 def _reduces_last_axis(view: GraphView, node: onnx.NodeProto) -> bool:
@@ -90,7 +125,7 @@ def _decomposed(view: GraphView, r1: onnx.NodeProto) -> OpMatch | None:
         if p is not None and p[0] == y:
             beta, y = p[1], nxt.output[0]
             nodes.append(nxt)
-    attrs = {"epsilon": float(eps), "gamma": gamma, "beta": beta, "skip": None, "x": x}
+    attrs = LayerNormAttrs(epsilon=float(eps), gamma=gamma, beta=beta, x=x)
     return build_match(view, "layernorm", nodes, attrs, "decomposed")
 
 
@@ -109,8 +144,8 @@ def match_layernorm(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
             return None
         if any(o and view.consumers_of(o) for o in node.output[1:]):
             return None  # Mean / InvStdDev outputs are not produced by the kernel
-        attrs = {"epsilon": float(attr(node, "epsilon", 1e-5)), "gamma": gamma, "beta": beta,
-                 "skip": None, "x": node.input[0]}
+        attrs = LayerNormAttrs(epsilon=float(attr(node, "epsilon", 1e-5)), gamma=gamma,
+                               beta=beta, x=node.input[0])
         return build_match(view, "layernorm", [node], attrs, "LayerNormalization")
     if op == "SkipLayerNormalization":
         ins = list(node.input) + [""] * 5
@@ -120,8 +155,53 @@ def match_layernorm(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
                 return None
         if any(o and view.consumers_of(o) for o in node.output[1:3]):
             return None
-        attrs = {"epsilon": float(attr(node, "epsilon", 1e-12)), "gamma": gamma,
-                 "beta": beta or None, "skip": skip, "bias": bias or None, "x": x,
-                 "sum_output": node.output[3] if len(node.output) > 3 and node.output[3] else None}
+        attrs = LayerNormAttrs(
+            epsilon=float(attr(node, "epsilon", 1e-12)), gamma=gamma, beta=beta or None,
+            skip=skip, bias=bias or None, x=x,
+            sum_output=node.output[3] if len(node.output) > 3 and node.output[3] else None)
         return build_match(view, "layernorm", [node], attrs, "SkipLayerNormalization")
     return None
+
+
+def lower_layernorm(idx: ModelIndex, m: OpMatch) -> list[LOp]:
+    a: LayerNormAttrs = m.attrs
+    # without gamma (a decomposed form with no scale Mul) float_weight says "not a constant"
+    gamma = idx.float_weight(a.gamma)  # type: ignore[arg-type]
+    beta = idx.float_weight(a.beta) if a.beta else np.zeros_like(gamma)
+    ops: list[LOp] = []
+    x = a.x or m.inputs[0]
+    if a.skip:
+        s = a.sum_output or f"{m.outputs[0]}::skipsum"
+        # a SkipLayerNormalization bias joins the matmul producing x or skip
+        fold = {"fold_bias": a.bias} if a.bias else {}
+        ops.append(LOp("add", (x, a.skip), (s,), {}, fold, m.nodes))
+        x = s
+    elif a.bias:
+        raise NotLowerable(f"layernorm {m.nodes[0]!r}: a bias without skip input")
+    ops.append(LOp("layernorm", (x,), (m.outputs[0],),
+                   {"gamma": gamma.reshape(-1), "beta": beta.reshape(-1)},
+                   {"epsilon": float(a.epsilon)}, m.nodes))
+    return ops
+
+
+def emit_layernorm(em: Emitter, i: int, op: LOp) -> None:
+    x, y = op.inputs[0], op.outputs[0]
+    attrs: dict[str, Any] = {"epsilon": op.attrs["epsilon"]}
+    if em.bp.produced.get(x) == "int8":
+        ins: tuple[str, ...] = em.int8_in(x)
+        if not em.dynamic:
+            attrs["in_scale"] = em.scale(x)
+    else:
+        ins = (em.float_in(x),)
+    out_int8 = em.bp.produced[y] == "int8"
+    attrs["out"] = "int8" if out_int8 else "float32"
+    if out_int8:
+        attrs["out_scale"] = em.scale(y)
+    # "dynamic" concerns int8 inputs only: a float32-input layernorm has no scale to carry
+    em.push("layernorm", ins, em.out_bufs(y), em.consts(i, ("gamma", "beta")), attrs, op,
+            dynamic=em.dynamic and len(ins) == 2)
+
+
+OP = OpFamily("layernorm", LayerNormAttrs, (match_layernorm,), lower_layernorm,
+              (StageRule("layernorm", emit_layernorm, flex_inputs=(0,),
+                         int8_output="static"),))

@@ -1,15 +1,18 @@
-"""Helpers every pattern matcher shares: building an OpMatch from a node set,
-per-node MAC counts, and the dtype/shape checks a match must pass."""
+"""Helpers every op family's matcher shares (the matchers themselves live in
+xdna_ep/ops/<family>.py): building an OpMatch from a node set, per-node MAC
+counts, and the dtype/shape checks a match must pass."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
 import onnx
 
-from ...plan import OpMatch
-from ..graph import FLOAT, GraphView, attr, numel
+from ..ops.base import MatchAttrs
+from ..plan import OpMatch
+from .graph import FLOAT, GraphView, attr, numel
 
 # inputs that carry a shape, not data: the NPU program derives shapes itself,
 # so these edges are not data dependencies of a match (and must not make a
@@ -120,7 +123,7 @@ def build_match(
     view: GraphView,
     kind: str,
     nodes: Iterable[onnx.NodeProto],
-    attrs: dict,
+    attrs: MatchAttrs,
     pattern: str,
     extra_macs: int = 0,
 ) -> OpMatch:
@@ -150,12 +153,14 @@ def build_match(
     elements = 0
     for o in outputs:
         elements += numel(view.info(o).concrete())
-    attrs = dict(attrs)
-    attrs.setdefault("elements", elements)
+    changes: dict[str, object] = {}
+    if not attrs.elements:
+        changes["elements"] = elements
     for key in CONST_ATTRS:  # name the real initializer, not an Identity of it
-        value = attrs.get(key)
+        value = getattr(attrs, key, None)
         if isinstance(value, str) and value:
-            attrs[key] = view.resolve_const(value) or value
+            changes[key] = view.resolve_const(value) or value
+    attrs = dataclasses.replace(attrs, **changes)
     return OpMatch(
         kind=kind,
         nodes=tuple(n.name for n in nodes),

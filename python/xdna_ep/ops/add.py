@@ -9,15 +9,46 @@ front end's chain reaches the encoder layers without a CPU round trip and
 matches the manifest's `conv_frontend` design (one launch). Any other Add
 with a constant operand (a bias not next to a MatMul, broadcasting against a
 vector) still stays on the CPU.
+
+Lowering: one add LOp (two activations; or, for the position add, the
+transposed activation and the table as constant "b", its leading 1s dropped).
+Emission: one float32 add stage. A SkipLayerNormalization also lowers to an add
+LOp (ops/layernorm.py); this module emits it the same way.
+
+Why the matching is hand-written: whether an Add qualifies depends on its
+operands' inferred float32-ness and equal shapes (and, for the position add,
+on the producer being a [0, 2, 1] Transpose read by this Add only), which the
+reasons reported for a CPU Add (add_problem) restate.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 import onnx
 
-from ...plan import OpMatch
-from ..graph import GraphView, attr
-from .common import build_match, const_operand, is_float32
+from ..capability.graph import GraphView, attr
+from ..capability.matching import build_match, const_operand, is_float32
+from ..compile.ir import LOp
+from ..compile.model_index import ModelIndex, NotLowerable
+from ..plan import OpMatch
+from .base import MatchAttrs, OpFamily, StageRule
+
+if TYPE_CHECKING:
+    from ..compile.build import Emitter
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddAttrs(MatchAttrs):
+    """a, b: the two addends (residual form); position form: a is the tensor
+    before the Transpose, table the constant position table, transpose_a True."""
+
+    a: str = ""
+    b: str | None = None
+    table: str | None = None
+    transpose_a: bool = False
 
 
 def add_problem(view: GraphView, node: onnx.NodeProto) -> str | None:
@@ -44,7 +75,7 @@ def add_problem(view: GraphView, node: onnx.NodeProto) -> str | None:
 def match_residual_add(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     if node.op_type != "Add" or add_problem(view, node) is not None:
         return None
-    return build_match(view, "add", [node], {"a": node.input[0], "b": node.input[1]}, "residual")
+    return build_match(view, "add", [node], AddAttrs(a=node.input[0], b=node.input[1]), "residual")
 
 
 def _position_table_fits(view: GraphView, table: str, out_shape: tuple) -> bool:
@@ -81,5 +112,45 @@ def match_position_add(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
         return None
     if not _position_table_fits(view, table, ys):
         return None
-    return build_match(view, "add", [tr, node], {"a": x, "table": table, "transpose_a": True},
+    return build_match(view, "add", [tr, node], AddAttrs(a=x, table=table, transpose_a=True),
                        "TransposePositionAdd")
+
+
+def lower_add(idx: ModelIndex, m: OpMatch) -> list[LOp]:
+    a: AddAttrs = m.attrs
+    if a.table:
+        return [_lower_position_add(idx, m, a)]
+    if len(m.inputs) != 2:
+        raise NotLowerable(f"add {m.nodes[0]!r}: needs two activation inputs")
+    for t in m.inputs:
+        if idx.is_constant(t):
+            raise NotLowerable(f"add {m.nodes[0]!r}: operand {t!r} is a constant; the add "
+                               f"kernel takes two activations")
+    return [LOp("add", tuple(m.inputs), (m.outputs[0],), {}, {}, m.nodes)]
+
+
+def _lower_position_add(idx: ModelIndex, m: OpMatch, a: AddAttrs) -> LOp:
+    """Transpose(x, [0, 2, 1]) + table: one add stage with a transposed `a` and a
+    constant `b` (the table, its leading 1s dropped: the kernel repeats it over B)."""
+    assert a.table is not None
+    table = idx.float_weight(a.table)
+    if table.ndim < 2 or any(d != 1 for d in table.shape[:-2]):
+        raise NotLowerable(f"add {m.nodes[-1]!r}: position table {a.table!r} has shape "
+                           f"{list(table.shape)} (expected [T, D])")
+    return LOp("add", (a.a,), (m.outputs[0],),
+               {"b": np.ascontiguousarray(table.reshape(table.shape[-2:]), dtype=np.float32)},
+               {"transpose_a": True}, m.nodes)
+
+
+def emit_add(em: Emitter, i: int, op: LOp) -> None:
+    ins = [em.float_in(t) for t in op.inputs]
+    consts = em.consts(i, ("b",))  # the position add's table
+    attrs = ({"transpose_a": True, "table_rows": int(op.weights["b"].shape[0])}
+             if op.attrs.get("transpose_a") else {})
+    em.push("add", ins, (op.outputs[0],), consts, attrs, op, dynamic=False)
+
+
+# the position add first: a residual Add would not claim it (constant operand),
+# but the order states which form wins
+OP = OpFamily("add", AddAttrs, (match_position_add, match_residual_add), lower_add,
+              (StageRule("add", emit_add),))

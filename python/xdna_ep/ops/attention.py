@@ -1,0 +1,411 @@
+"""Attention: the decomposed head pattern Optimum exports for Whisper, and the
+fused com.microsoft Attention / MultiHeadAttention ops.
+
+Decomposed pattern, anchored on Softmax (last axis):
+
+    q' = walk(q)   k' = walk(k)   v' = walk(v)       walk = Reshape/Transpose/
+    s  = MatMul(q', k')                               Mul|Div by a scalar
+    s  = s [* or / scalar] [+ mask]                   (any order)
+    p  = Softmax(s)
+    o  = MatMul(p, v') -> Transpose -> Reshape        (heads merged back)
+
+The q/k/v projections are separate matmul matches (regions merge them); a
+walk stops at a tensor read elsewhere, so in decoder_with_past k/v stop at the
+KV-cache Concat (its output is the graph output present.*): the Concat stays a
+CPU node and the match records past/present names and the head layout of k/v.
+`scale` is the product of every scalar on the q, k and logits paths (torch's
+SDPA export multiplies q and k by sqrt(scale) each).
+
+Lowering: one attention LOp on q, k, v [B, T, H*Dh] (+ an additive float mask);
+a packed com.microsoft Attention first gets three matmul LOps (the q/k/v column
+blocks of its weight), a MultiHeadAttention bias is folded into the projection
+matmuls (passes/fold_bias.py), and separate q/k/v projections are fused into
+one split matmul (passes/fuse_qkv.py). Emission: one attention stage, int8
+q/k/v, int8 or float32 output.
+
+Why the matching is hand-written: the walk from Softmax back to the q/k/v
+projections crosses head reshapes/transposes and scalar scalings in any order,
+must stop at a tensor read elsewhere (the KV-cache Concat), and records the
+head layout of each boundary tensor from inferred ranks and transpose perms;
+a fixed pattern expression would need one rule per ordering and still could
+not state the layouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from ..capability.graph import GraphView, attr
+from ..capability.matching import build_match, const_operand
+from ..compile.ir import LOp
+from ..compile.model_index import ModelIndex, NotLowerable
+from ..plan import OpMatch
+from .base import MatchAttrs, OpFamily, StageRule
+
+if TYPE_CHECKING:
+    from ..compile.build import Emitter
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionAttrs(MatchAttrs):
+    """What capability found and compile reads (None / 0 = absent or unknown).
+
+    q, k, v: float tensors [B, T, H*Dh] consumed (before the head split); scale:
+    the total constant factor on q.k^T (None: 1/sqrt(Dh), fused forms); mask: an
+    additive float mask; num_heads, head_dim; causal; tq, tk: query/key lengths.
+    Layouts of the boundary tensors: bsd = [B,T,H*Dh], bhsd, bshd, bhds, unknown.
+    fused: None (decomposed), "Attention" (packed weight/bias) or
+    "MultiHeadAttention" (bias = packed q/k/v bias). Decoder KV cache: past_*,
+    present_*, kv_concat_* (the CPU Concat node). shape_inputs: the head-split
+    Reshapes' shape tensors (not data dependencies).
+    """
+
+    q: str | None = None
+    k: str | None = None
+    v: str | None = None
+    mask: str | None = None
+    has_mask: bool = False
+    scale: float | None = None
+    num_heads: int = 0
+    head_dim: int = 0
+    causal: bool = False
+    tq: int = 0
+    tk: int = 0
+    q_layout: str = "bsd"
+    k_layout: str = "bsd"
+    v_layout: str = "bsd"
+    out: str | None = None
+    out_layout: str = "bsd"
+    nan_guard: bool = False
+    shape_inputs: list[str] = field(default_factory=list)
+    fused: str | None = None
+    weight: str | None = None
+    bias: str | None = None
+    qkv_hidden_sizes: list[int] = field(default_factory=list)
+    past: str | None = None
+    past_key: str | None = None
+    past_value: str | None = None
+    present_key: str | None = None
+    present_value: str | None = None
+    kv_concat_key: str | None = None
+    kv_concat_value: str | None = None
+    key_padding_mask: str | None = None
+    attention_bias: str | None = None
+
+TRANSPARENT = ("Transpose", "Reshape")
+
+
+def _walk_back(
+    view: GraphView, t: str
+) -> tuple[str, list[onnx.NodeProto], float]:
+    """Walk from `t` up through head reshapes/transposes/scalar scalings."""
+    nodes: list[onnx.NodeProto] = []
+    scale = 1.0
+    for _ in range(8):
+        p = view.producer_of(t)
+        if p is None or t in view.outputs or len(view.consumers_of(t)) != 1:
+            break
+        if p.op_type in TRANSPARENT:
+            nodes.append(p)
+            t = p.input[0]
+            continue
+        if p.op_type in ("Mul", "Div"):
+            pair = const_operand(view, p)
+            c = view.scalar(pair[1]) if pair else None
+            if pair is None or c is None or c == 0.0:
+                break
+            if p.op_type == "Div" and p.input[0] != pair[0]:
+                break
+            scale *= c if p.op_type == "Mul" else 1.0 / c
+            nodes.append(p)
+            t = pair[0]
+            continue
+        break
+    return t, nodes, scale
+
+
+def _layout(view: GraphView, boundary: str, walk: list[onnx.NodeProto], role: str) -> str:
+    """Layout of a boundary tensor, from its rank and the transposes between it
+    and the MatMul operand: bsd = [B,T,H*Dh]; bhsd = [B,H,T,Dh]; bshd = [B,T,H,Dh];
+    bhds = [B,H,Dh,T] (a key that arrives already transposed)."""
+    shape = view.info(boundary).shape
+    if any(n.op_type == "Reshape" for n in walk):
+        return "bsd" if shape is None or len(shape) == 3 else "unknown"
+    if shape is not None and len(shape) != 4:
+        return "unknown"
+    axes = [0, 1, 2, 3]  # operand axis -> boundary axis, composed boundary -> operand
+    for n in reversed(walk):
+        if n.op_type == "Transpose":
+            perm = list(attr(n, "perm", []))
+            if sorted(perm) != [0, 1, 2, 3]:
+                return "unknown"
+            axes = [axes[p] for p in perm]
+    # operands: q/v are [B,H,T,Dh], k is [B,H,Dh,T]; invert to name the boundary
+    table = {
+        "q": {(0, 1, 2, 3): "bhsd", (0, 2, 1, 3): "bshd"},
+        "v": {(0, 1, 2, 3): "bhsd", (0, 2, 1, 3): "bshd"},
+        "k": {(0, 1, 3, 2): "bhsd", (0, 2, 3, 1): "bshd", (0, 1, 2, 3): "bhds"},
+    }
+    return table[role].get(tuple(axes), "unknown")
+
+
+def _heads(view: GraphView, q_in: str, walk: list[onnx.NodeProto]) -> tuple[int, int]:
+    """(num_heads, head_dim) from the head-split tensors (0 if unknown)."""
+    shape = view.info(q_in).concrete()
+    if shape and len(shape) == 4:
+        return shape[1], shape[3]
+    for n in walk:  # 3-D [B*H, T, Dh] form: the Reshape to [B, T, H, Dh] tells H
+        out = view.info(n.output[0]).concrete()
+        if n.op_type == "Reshape" and out and len(out) == 4:
+            return out[2], out[3]
+    return 0, 0
+
+
+def _nan_guard(
+    view: GraphView, probs: str
+) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+    """(IsNaN, Where) if `probs` goes through Where(IsNaN(probs), 0, probs).
+
+    The NPU softmax never yields NaN (a fully masked row gives zeros), which is
+    what the guard computes, so the two nodes belong to the match."""
+    cons = view.consumers_of(probs)
+    if probs in view.outputs or len(cons) != 2:
+        return None
+    isnan = next((c for c in cons if c.op_type == "IsNaN"), None)
+    where = next((c for c in cons if c.op_type == "Where"), None)
+    if isnan is None or where is None or view.single_consumer(isnan.output[0]) is not where:
+        return None
+    if list(where.input)[0::2] != [isnan.output[0], probs] or view.scalar(where.input[1]) != 0.0:
+        return None
+    return isnan, where
+
+
+def _decomposed(view: GraphView, softmax: onnx.NodeProto) -> OpMatch | None:
+    rank = view.info(softmax.input[0]).shape
+    axis = int(attr(softmax, "axis", -1))
+    if not (axis == -1 or (rank is not None and axis == len(rank) - 1)):
+        return None
+    # logits side: Softmax <- [Add mask] [Mul/Div scalar] ... <- MatMul(q', k')
+    mid: list[onnx.NodeProto] = []
+    mask: str | None = None
+    scale = 1.0
+    t = softmax.input[0]
+    qk = None
+    for _ in range(4):
+        p = view.producer_of(t)
+        if p is None or len(view.consumers_of(t)) != 1 or t in view.outputs:
+            return None
+        if p.op_type == "MatMul":
+            qk = p
+            break
+        if p.op_type in ("Mul", "Div"):
+            pair = const_operand(view, p)
+            c = view.scalar(pair[1]) if pair else None
+            if c is None or c == 0.0 or (p.op_type == "Div" and p.input[0] != pair[0]):
+                return None
+            scale *= c if p.op_type == "Mul" else 1.0 / c
+            mid.append(p)
+            t = pair[0]
+        elif p.op_type == "Add" and mask is None:
+            a, b = p.input
+            chain = a if view.producer_of(a) is not None and view.producer_of(a).op_type in (
+                "MatMul", "Mul", "Div") else b
+            mask = b if chain == a else a
+            mid.append(p)
+            t = chain
+        else:
+            return None
+    if qk is None:
+        return None
+    q, q_walk, q_scale = _walk_back(view, qk.input[0])
+    k, k_walk, k_scale = _walk_back(view, qk.input[1])
+    if view.is_const(q) or view.is_const(k):
+        return None
+    probs = softmax.output[0]
+    nan_guard = _nan_guard(view, probs)
+    if nan_guard is not None:  # torch SDPA export: Where(IsNaN(p), 0, p)
+        probs = nan_guard[1].output[0]
+    pv = view.single_consumer(probs)
+    if pv is None or pv.op_type != "MatMul" or pv.input[0] != probs:
+        return None
+    v, v_walk, v_scale = _walk_back(view, pv.input[1])
+    if view.is_const(v) or v_scale != 1.0:
+        return None
+    out_walk: list[onnx.NodeProto] = []
+    o = pv.output[0]
+    for _ in range(3):
+        c = view.single_consumer(o)
+        if c is None or c.op_type not in TRANSPARENT:
+            break
+        out_walk.append(c)
+        o = c.output[0]
+    num_heads, head_dim = _heads(view, qk.input[0], q_walk)
+    logits = view.info(softmax.input[0]).concrete()
+    guard = list(nan_guard) if nan_guard is not None else []
+    nodes = [*q_walk, *k_walk, qk, *mid, softmax, *guard, pv, *v_walk, *out_walk]
+    if len({n.name for n in nodes}) != len(nodes):
+        return None
+    kv: dict[str, Any] = {}
+    for role, name in (("key", k), ("value", v)):
+        cat = view.producer_of(name)
+        if cat is not None and cat.op_type == "Concat":
+            past = [i for i in cat.input if view.producer_of(i) is None and not view.is_const(i)]
+            kv[f"past_{role}"] = past[0] if past else None
+            kv[f"kv_concat_{role}"] = cat.name
+            kv[f"present_{role}"] = name if name in view.outputs else None
+    attrs = AttentionAttrs(
+        q=q, k=k, v=v, mask=mask, has_mask=mask is not None,
+        scale=float(scale * q_scale * k_scale), num_heads=num_heads,
+        head_dim=head_dim, causal=False,
+        tq=logits[-2] if logits and len(logits) >= 2 else 0,
+        tk=logits[-1] if logits else 0,
+        q_layout=_layout(view, q, q_walk, "q"), k_layout=_layout(view, k, k_walk, "k"),
+        v_layout=_layout(view, v, v_walk, "v"), out=o,
+        out_layout="bsd" if any(n.op_type == "Reshape" for n in out_walk) else "unknown",
+        nan_guard=nan_guard is not None,
+        shape_inputs=[n.input[1] for n in nodes if n.op_type == "Reshape"], **kv)
+    match = build_match(view, "attention", nodes, attrs, "decomposed")
+    if list(match.outputs) != [o]:
+        return None  # an intermediate (probabilities, heads) is read elsewhere
+    return match
+
+
+def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
+    ins = list(node.input) + [""] * 8
+    heads = int(attr(node, "num_heads", 0))
+    scale = float(attr(node, "scale", 0.0))
+    causal = bool(attr(node, "unidirectional", 0))
+    if node.op_type == "Attention":
+        weight, bias = ins[1], ins[2]
+        if not view.is_const(weight) or (bias and not view.is_const(bias)):
+            return None
+        xs = view.info(ins[0]).concrete()
+        attrs = AttentionAttrs(
+            fused="Attention", weight=weight, bias=bias or None, mask=ins[3] or None,
+            past=ins[4] or None, num_heads=heads, scale=scale or None, causal=causal,
+            q=ins[0], k=None, v=None, has_mask=bool(ins[3]),
+            qkv_hidden_sizes=list(attr(node, "qkv_hidden_sizes", []) or []),
+            tq=xs[1] if xs and len(xs) == 3 else 0)
+        return build_match(view, "attention", [node], attrs, "com.microsoft.Attention")
+    if node.op_type == "MultiHeadAttention":
+        bias = ins[3]
+        if bias and not view.is_const(bias):
+            return None
+        qs = view.info(ins[0]).concrete()
+        k_shape = view.info(ins[1]).shape if ins[1] else None
+        attrs = AttentionAttrs(
+            fused="MultiHeadAttention", q=ins[0], k=ins[1] or None, v=ins[2] or None,
+            bias=bias or None, mask=ins[4] or ins[5] or None,
+            key_padding_mask=ins[4] or None, attention_bias=ins[5] or None,
+            past_key=ins[6] or None, past_value=ins[7] or None, num_heads=heads,
+            scale=scale or None, causal=causal, has_mask=bool(ins[4] or ins[5]),
+            tq=qs[1] if qs and len(qs) >= 2 else 0,
+            k_layout="bhsd" if k_shape is not None and len(k_shape) == 4 else "bsd")
+        return build_match(view, "attention", [node], attrs, "com.microsoft.MultiHeadAttention")
+    return None
+
+
+def match_attention(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
+    if node.op_type == "Softmax":
+        return _decomposed(view, node)
+    if node.op_type in ("Attention", "MultiHeadAttention") and node.domain == "com.microsoft":
+        return _fused(view, node)
+    return None
+
+
+def _float_mask(idx: ModelIndex, m: OpMatch, mask: str | None) -> str | None:
+    if mask and idx.elem_type(mask) not in (None, 1):
+        raise NotLowerable(f"attention {m.nodes[0]!r}: mask {mask!r} is not an additive float32 "
+                           f"mask (elem type {idx.elem_type(mask)})")
+    return mask or None
+
+
+def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
+    """Decomposed attention, com.microsoft Attention (packed QKV) or MultiHeadAttention."""
+    a: AttentionAttrs = m.attrs
+    node = m.nodes[0]
+    for key in ("past", "past_key", "past_value", "key_padding_mask"):
+        if getattr(a, key):
+            raise NotLowerable(f"attention {node!r}: {key} input ({getattr(a, key)!r}) is not "
+                               f"supported (KV cache / padding masks stay on the CPU)")
+    for key in ("q_layout", "k_layout", "v_layout", "out_layout"):
+        if getattr(a, key) != "bsd":
+            raise NotLowerable(f"attention {node!r}: {key} is {getattr(a, key)!r}; the "
+                               f"attention stage takes [B, T, H*Dh] tensors")
+    heads = int(a.num_heads or 0)
+    if heads <= 0:
+        raise NotLowerable(f"attention {node!r}: number of heads unknown")
+    mask = _float_mask(idx, m, a.mask or a.attention_bias)
+    out = m.outputs[0]
+    ops: list[LOp] = []
+    if a.fused == "Attention":
+        assert a.weight is not None
+        w = idx.float_weight(a.weight)
+        if w.ndim != 2 or w.shape[1] % 3 or (a.qkv_hidden_sizes and
+                                             len(set(a.qkv_hidden_sizes)) != 1):
+            raise NotLowerable(f"attention {node!r}: packed QKV weight {w.shape} is not three "
+                               f"equal blocks")
+        d = w.shape[1] // 3
+        b = idx.float_weight(a.bias) if a.bias else None
+        x = a.q or m.inputs[0]
+        qkv: list[str | None] = []
+        for j, role in enumerate("qkv"):
+            t = f"{out}::{role}"
+            wts = {"weight": np.ascontiguousarray(w[:, j * d:(j + 1) * d])}
+            if b is not None:
+                wts["bias"] = np.ascontiguousarray(b.reshape(-1)[j * d:(j + 1) * d])
+            # the q/k/v slices are observed by recomputing them on the FP32 model
+            ops.append(LOp("matmul", (x,), (t,), wts,
+                           {"tap": (a.weight, (j * d, (j + 1) * d), a.bias)}, m.nodes))
+            qkv.append(t)
+    elif a.fused in (None, "MultiHeadAttention"):
+        qkv = [a.q, a.k, a.v]
+        if not all(qkv):
+            raise NotLowerable(f"attention {node!r}: separate q, k and v inputs are required "
+                               f"(packed forms are not supported)")
+        d = 0
+        shape = idx.shape(qkv[0])  # type: ignore[arg-type]
+        if shape and isinstance(shape[-1], int):
+            d = shape[-1]
+    else:
+        raise NotLowerable(f"attention {node!r}: form {a.fused!r} is not supported")
+    scale = a.scale
+    if scale is None:
+        if d <= 0:
+            raise NotLowerable(f"attention {node!r}: no scale and unknown head size")
+        scale = 1.0 / float(np.sqrt(d // heads))
+    attrs: dict[str, Any] = {"num_heads": heads, "softmax_scale": float(scale),
+                             "causal": bool(a.causal), "has_mask": bool(mask)}
+    if a.fused == "MultiHeadAttention" and a.bias:
+        attrs["fold_qkv_bias"] = a.bias
+    ins = (*qkv, mask) if mask else tuple(qkv)
+    ops.append(LOp("attention", ins, (out,), {}, attrs, m.nodes))  # type: ignore[arg-type]
+    return ops
+
+
+def emit_attention(em: Emitter, i: int, op: LOp) -> None:
+    ins: list[str] = []
+    for t in op.inputs[:3]:
+        ins.extend(em.int8_in(t))
+    if op.attrs["has_mask"]:
+        ins.append(em.float_in(op.inputs[3]))
+    y = op.outputs[0]
+    out_int8 = em.bp.produced[y] == "int8"
+    attrs: dict[str, Any] = {k: op.attrs[k] for k in
+                             ("num_heads", "softmax_scale", "causal", "has_mask")}
+    attrs["out"] = "int8" if out_int8 else "float32"
+    if not em.dynamic:
+        for role, t in zip(("q", "k", "v"), op.inputs[:3], strict=False):
+            attrs[f"{role}_scale"] = em.scale(t)
+        if out_int8:
+            attrs["out_scale"] = em.scale(y)
+    em.push("attention", ins, em.out_bufs(y), {}, attrs, op)
+
+
+OP = OpFamily("attention", AttentionAttrs, (match_attention,), lower_attention,
+              (StageRule("attention", emit_attention, int8_inputs=(0, 1, 2),
+                         int8_output="static"),))

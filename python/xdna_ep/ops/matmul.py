@@ -1,0 +1,160 @@
+"""MatMul/Gemm with a constant weight (+ the bias Add that follows).
+
+Lowering: one matmul LOp with the weight as [K, N] (a Gemm's transB undone, alpha
+folded into the weight, beta into the bias). Emission: one matmul stage, int8
+input (a static matmul whose input exists only as float32 quantizes it itself),
+int8 or float32 output, per-channel int8 weight; a split-output matmul (the
+fused q/k/v projection, passes/fuse_qkv.py) writes one output per column block.
+
+Why the matching is hand-written: the weight must be a constant whose shape
+is known (GraphView resolves constants and inferred shapes), and the bias Add
+that follows a MatMul joins the match only when it adds a constant [N] vector
+to this matmul's output alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from ..capability.graph import GraphView, attr, numel
+from ..capability.matching import build_match, const_operand
+from ..compile.ir import LOp
+from ..compile.model_index import ModelIndex, NotLowerable
+from ..plan import OpMatch
+from .base import MatchAttrs, OpFamily, StageRule
+
+if TYPE_CHECKING:
+    from ..compile.build import Emitter
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatmulAttrs(MatchAttrs):
+    """weight: constant [K, N] ([N, K] when transpose_b); bias: constant [N] or None;
+    alpha/beta: Gemm's factors; m, k, n: the GEMM's sizes (m = 0 if unknown)."""
+
+    weight: str = ""
+    bias: str | None = None
+    transpose_b: bool = False
+    alpha: float = 1.0
+    beta: float = 1.0
+    m: int = 0
+    k: int = 0
+    n: int = 0
+
+
+def _bias_add(view: GraphView, out: str, n: int) -> tuple[onnx.NodeProto, str] | None:
+    """The Add right after a matmul that adds a constant [N] vector, if any."""
+    cons = view.single_consumer(out)
+    if cons is None or cons.op_type != "Add":
+        return None
+    pair = const_operand(view, cons)
+    if pair is None or pair[0] != out:
+        return None
+    bias = pair[1]
+    shape = view.info(bias).concrete()
+    if shape is None or numel(shape) != n or (shape and shape[-1] != n):
+        return None
+    return cons, bias
+
+
+def match_matmul(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
+    if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
+        return None
+    a, w = node.input[0], node.input[1]
+    if view.is_const(a) or not view.is_const(w):
+        return None
+    wshape = view.info(w).concrete()
+    if wshape is None or len(wshape) != 2 or 0 in wshape:
+        return None
+    transpose_b = False
+    alpha = beta = 1.0
+    bias: str | None = None
+    nodes = [node]
+    if node.op_type == "Gemm":
+        if attr(node, "transA", 0):
+            return None
+        transpose_b = bool(attr(node, "transB", 0))
+        alpha = float(attr(node, "alpha", 1.0))
+        beta = float(attr(node, "beta", 1.0))
+        if len(node.input) > 2 and node.input[2]:
+            if not view.is_const(node.input[2]):
+                return None
+            bias = node.input[2]
+    k, n = (wshape[1], wshape[0]) if transpose_b else wshape
+    ashape = view.info(a).shape
+    if ashape is not None and ashape and isinstance(ashape[-1], int) and ashape[-1] != k:
+        return None
+    if bias is None:
+        found = _bias_add(view, node.output[0], n)
+        if found is not None:
+            nodes.append(found[0])
+            bias = found[1]
+    ac = view.info(a).concrete()
+    m = numel(ac[:-1]) if ac else 0
+    attrs = MatmulAttrs(weight=w, bias=bias, transpose_b=transpose_b, alpha=alpha, beta=beta,
+                        m=m, k=k, n=n)
+    pattern = "Gemm" if node.op_type == "Gemm" else ("MatMul+Add" if len(nodes) > 1 else "MatMul")
+    return build_match(view, "matmul", nodes, attrs, pattern)
+
+
+def lower_matmul(idx: ModelIndex, m: OpMatch) -> list[LOp]:
+    a: MatmulAttrs = m.attrs
+    w = idx.float_weight(a.weight)
+    if w.ndim != 2:
+        raise NotLowerable(f"matmul {m.nodes[0]!r}: weight {a.weight!r} is "
+                           f"{w.ndim}-D (expected 2-D)")
+    if a.transpose_b:
+        w = np.ascontiguousarray(w.T)
+    alpha = float(a.alpha)
+    if alpha != 1.0:
+        w = (w * np.float32(alpha)).astype(np.float32)
+    weights: dict[str, np.ndarray] = {"weight": w}
+    if a.bias:
+        b = idx.float_weight(a.bias)
+        b = (np.broadcast_to(b, (w.shape[1],)) * np.float32(float(a.beta))).astype(np.float32)
+        weights["bias"] = np.ascontiguousarray(b)
+    return [LOp("matmul", (m.inputs[0],), (m.outputs[0],), weights, {}, m.nodes)]
+
+
+def emit_matmul(em: Emitter, i: int, op: LOp) -> None:
+    a = op.inputs[0]
+    if not em.dynamic and em.bp.produced.get(a) == "float32" and em.q8(a) not in em.have:
+        # The input exists only as float32 (a region input, or a tensor that must also
+        # leave the region): the static matmul quantizes it itself (the quantize kernel's
+        # rule, same bytes), saving a quantize launch that would split a fused chain.
+        ins: tuple[str, ...] = (em.float_in(a),)
+    else:
+        ins = em.int8_in(a)
+    out_int8 = em.bp.produced[op.outputs[0]] == "int8"
+    attrs: dict[str, Any] = {"out": "int8" if out_int8 else "float32"}
+    if not em.dynamic:
+        attrs["in_scale"] = em.scale(a)
+        if out_int8:
+            scales = [em.scale(t) for t in op.outputs]
+            if len(scales) == 1:
+                attrs["out_scale"] = scales[0]
+            else:
+                attrs["out_scales"] = scales
+    if "split" in op.attrs:
+        attrs["split"] = list(op.attrs["split"])
+    outs = [b for t in op.outputs for b in em.out_bufs(t)]
+    consts = em.consts(i, ("weight", "w_scale", "bias"))
+    if a in em.offsets:
+        # input code q stands for q * s + offset: sum_k (q_k s + offset) W[k, n] adds
+        # offset x sum_k W[k, n] to every output, which the bias carries (W as the
+        # device has it: int8 codes x per-channel scale)
+        c = em.qr.op_constants[i]
+        w = c["weight"].astype(np.float64) * c["w_scale"].astype(np.float64)
+        bias = c.get("bias")
+        base = np.zeros(w.shape[1]) if bias is None else bias.astype(np.float64)
+        folded = (base + em.offsets[a][0] * w.sum(axis=0)).astype(np.float32)
+        consts["bias"] = em.const(i, "bias", folded)
+    em.push("matmul", ins, outs, consts, attrs, op)
+
+
+OP = OpFamily("matmul", MatmulAttrs, (match_matmul,), lower_matmul,
+              (StageRule("matmul", emit_matmul, int8_inputs=(0,), int8_output="static"),))
