@@ -13,9 +13,9 @@ import pytest
 from onnx import numpy_helper
 from test_ort_support import big_linear_model
 
-from xdna_ep.ort import InferenceSession, cache
-from xdna_ep.ort.cache import CacheCorrupt, ModelCache
-from xdna_ep.ort.epcontext import BLOB_ATTR, EPContextError
+from xdna_ep.ort import InferenceSession
+from xdna_ep.ort import compiled_model as cache
+from xdna_ep.ort.compiled_model import BLOB_ATTR, CacheCorrupt, EPContextError, ModelCache
 from xdna_ep.rewrite import DOMAIN
 
 EP = "XDNAExecutionProvider"

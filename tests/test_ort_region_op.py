@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from xdna_ep.ort import region_op
+from xdna_ep.ort.provider import LoadedRegion
 from xdna_ep.rewrite import DOMAIN, op_type_for
 
 
@@ -44,7 +45,7 @@ def _model(n_in: int, n_out: int, token: str, ref: str = "p.xdp", shape=("M", 38
 def _session(n_in, n_out, ref="p.xdp"):
     table = region_op.ProgramTable()
     m, ins, outs = _model(n_in, n_out, table.token, ref)
-    table.add(ref, region_op.RegionEntry(Affine(ins, outs), tuple(ins), tuple(outs), 0))
+    table.add(ref, LoadedRegion(Affine(ins, outs), tuple(ins), tuple(outs), 0))
     so = ort.SessionOptions()
     region_op.register_library(so)
     sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -99,7 +100,7 @@ def test_non_contiguous_device_output_is_copied_correctly():
 
     table = region_op.ProgramTable()
     m, _, _ = _model(1, 1, table.token)
-    table.add("p.xdp", region_op.RegionEntry(Transposed(), ("i0",), ("o0",), 0))
+    table.add("p.xdp", LoadedRegion(Transposed(), ("i0",), ("o0",), 0))
     so = ort.SessionOptions()
     region_op.register_library(so)
     sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -117,7 +118,7 @@ def test_failure_never_crosses_into_cpp_and_is_recorded(caplog):
 
     table = region_op.ProgramTable()
     m, _, _ = _model(1, 1, table.token)
-    table.add("p.xdp", region_op.RegionEntry(Broken(), ("i0",), ("o0",), 0))
+    table.add("p.xdp", LoadedRegion(Broken(), ("i0",), ("o0",), 0))
     so = ort.SessionOptions()
     region_op.register_library(so)
     sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])

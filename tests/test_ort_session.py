@@ -330,12 +330,12 @@ def test_region_the_op_cannot_call_goes_back_to_cpu(lm, x, tmp_path, monkeypatch
 
 
 def test_compile_failure_is_announced_never_silent(lm, x, tmp_path, monkeypatch):
-    from xdna_ep.ort import pipeline
+    from xdna_ep.ort import stages
 
     def broken(*args, **kwargs):
         raise RuntimeError("quantizer exploded")
 
-    monkeypatch.setattr(pipeline, "compile_regions", broken)
+    monkeypatch.setattr(stages, "compile_regions", broken)
     with pytest.warns(XDNAFallbackWarning, match="compiling failed.*quantizer exploded"):
         sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
                                 provider_options=[{"cache_dir": str(tmp_path)}])

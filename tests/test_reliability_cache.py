@@ -1,6 +1,6 @@
 """Compiled-model cache integrity (issue 8 item 4; docs/RELIABILITY.md).
 
-The cache (xdna_ep/ort/cache.py) is trusted only as far as it checks itself:
+The cache (xdna_ep/ort/compiled_model.py) is trusted only as far as it checks itself:
 tampered, truncated, stale and half-written entries must be detected and
 rebuilt (or refused with a clear message), two processes compiling the same
 model at once must both get correct sessions and leave one valid entry, a
@@ -28,7 +28,7 @@ import pytest
 from test_ort_support import big_linear_model
 
 from xdna_ep.ort import InferenceSession
-from xdna_ep.ort.cache import MANIFEST, MODEL_FILE, PROGRAM_DIR
+from xdna_ep.ort.compiled_model import MANIFEST, MODEL_FILE, PROGRAM_DIR
 
 from fuzz.model_mutators import canary_bytes  # isort: skip
 from fuzz.runner import run_many  # isort: skip
@@ -260,7 +260,7 @@ def test_entry_replaced_while_being_read(model_file, x, reference, tmp_path, mon
     checksum pass (os.replace + rmtree in ModelCache.store): a miss, not a failure."""
     import shutil
 
-    import xdna_ep.ort.cache as cache_mod
+    import xdna_ep.ort.compiled_model as cache_mod
 
     session(model_file, tmp_path)
     entry = entry_of(tmp_path)
@@ -338,7 +338,7 @@ def _mounted(path: Path, options: str) -> Iterator[bool]:
 
 def _fail_writes(monkeypatch, err: int) -> None:
     """Fallback when tmpfs cannot be mounted: the cache's writes raise `err`."""
-    import xdna_ep.ort.cache as cache_mod
+    import xdna_ep.ort.compiled_model as cache_mod
 
     def boom(*a, **k):
         raise OSError(err, os.strerror(err))

@@ -212,7 +212,7 @@ def test_compiled_encoder_region_random_faults(tmp_path, caplog):
 # -- the same through ONNX Runtime sessions and a whole transcription ---------------------
 def _patch_device(monkeypatch, root: Path, faults_: Faults, designs: Iterable[str]) -> list:
     """Session device selection -> a FAKE NPU machine (real select_device/open code)."""
-    from xdna_ep.ort import pipeline
+    from xdna_ep.ort import stages
 
     opened: list = []
     counter = iter(range(10_000))
@@ -222,7 +222,7 @@ def _patch_device(monkeypatch, root: Path, faults_: Faults, designs: Iterable[st
         opened.append(dev)
         return dev, "FAKE NPU machine (tests/fakes/fake_pyxrt.py)"
 
-    monkeypatch.setattr(pipeline, "select_device", select)
+    monkeypatch.setattr(stages, "select_device", select)
     return opened
 
 

@@ -18,6 +18,7 @@ from test_ort_support import (
 )
 
 from xdna_ep.ort import region_op
+from xdna_ep.ort.provider import LoadedRegion
 from xdna_ep.rewrite import (
     DOMAIN,
     check_program_ref,
@@ -36,7 +37,7 @@ def _session(model: onnx.ModelProto, programs: dict, nodes) -> tuple[ort.Inferen
     by_ref = {}
     for rn in nodes:
         prog = programs[rn.region]
-        table.add(rn.program, region_op.RegionEntry(dev.load(prog), rn.inputs, rn.outputs,
+        table.add(rn.program, LoadedRegion(dev.load(prog), rn.inputs, rn.outputs,
                                                     rn.region))
         by_ref[rn.program] = prog
     for node in region_nodes(model):

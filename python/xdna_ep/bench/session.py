@@ -119,6 +119,7 @@ class _RegionSession:
 
         from ..compile import CompileOptions, compile_plan
         from ..ort import region_op
+        from ..ort.provider import LoadedRegion
         from ..partition import partition_model
         from ..rewrite import region_nodes, rewrite_model
         from ..rewrite.graph import set_string_attr
@@ -131,7 +132,7 @@ class _RegionSession:
             raise RuntimeError(f"expected one region, got {len(nodes)}")
         self.table = region_op.ProgramTable()
         self.loaded = EmulatorDevice().load(programs[nodes[0].region])
-        self.table.add(nodes[0].program, region_op.RegionEntry(
+        self.table.add(nodes[0].program, LoadedRegion(
             self.loaded, nodes[0].inputs, nodes[0].outputs, nodes[0].region))
         for node in region_nodes(new):
             set_string_attr(node, "session", self.table.token)

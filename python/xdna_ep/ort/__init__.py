@@ -1,16 +1,24 @@
-"""ONNX Runtime integration: the XDNAExecutionProvider name in ORT's providers
-list, the region op, provider options and the compiled-model cache."""
+"""ONNX Runtime integration of the XDNA execution provider.
+
+    provider.py        the provider core (device, compiled model, loaded programs,
+                       fallback policy); no onnxruntime class, what a native EP calls
+    stages.py          its calls into partition, compile, device selection, report
+    compiled_model.py  the compiled-model artifact: cache entries and shipped
+                       (EPContext-style) models, written, read and validated
+    plan_json.py       PartitionPlan <-> JSON (stored in cache entries)
+    options.py         provider options: parsing and validation
+    session.py         the ONNX Runtime adapter: InferenceSession
+    install.py         install()/uninstall(): "XDNAExecutionProvider" in onnxruntime
+    region_op.py       the custom op through which ORT calls a region's program
+    errors.py          XDNAFallbackWarning, XDNAUnavailableError, XDNARegionError
+"""
 
 from __future__ import annotations
 
+from .errors import XDNAFallbackWarning, XDNARegionError, XDNAUnavailableError
 from .install import install, is_installed, uninstall
 from .options import ProviderOptionError, ProviderOptions, parse_options
-from .session import (
-    InferenceSession,
-    XDNAFallbackWarning,
-    XDNARegionError,
-    XDNAUnavailableError,
-)
+from .session import InferenceSession
 
 
 def get_ep_devices() -> list:

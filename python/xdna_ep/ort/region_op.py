@@ -44,33 +44,18 @@ import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ..rewrite.graph import DOMAIN, MAX_INPUTS, MAX_OUTPUTS, op_type_for
+from .provider import LoadedRegion
 
 log = logging.getLogger("xdna_ep")
 
 # session config key marking SessionOptions that already have the library
 _REGISTERED_KEY = "xdna_ep.custom_ops_library"
 _ATTRS = ("program", "digest", "session", "region")
-
-
-class LoadedProgram(Protocol):
-    """What runtime devices return from load(program) (runtime/ owns the class)."""
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]: ...
-
-
-@dataclass
-class RegionEntry:
-    """One loaded program as the op calls it."""
-
-    loaded: LoadedProgram
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    region: int = -1
 
 
 @dataclass
@@ -100,13 +85,13 @@ class ProgramTable:
 
     def __init__(self) -> None:
         self.token = uuid.uuid4().hex
-        self.entries: dict[str, RegionEntry] = {}
+        self.entries: dict[str, LoadedRegion] = {}
         self.errors: list[tuple[int, str]] = []  # (thread, message) not yet reported
         self.active: dict[int, int] = {}  # threads inside the owner's run()
         with _LOCK:
             _TABLES[self.token] = weakref.ref(self, _forget(self.token))
 
-    def add(self, ref: str, entry: RegionEntry) -> None:
+    def add(self, ref: str, entry: LoadedRegion) -> None:
         self.entries[ref] = entry
 
     def begin_run(self) -> None:
@@ -151,7 +136,7 @@ def _forget(token: str):
     return cb
 
 
-def _lookup(session: str, program: str) -> RegionEntry:
+def _lookup(session: str, program: str) -> LoadedRegion:
     ref = _TABLES.get(session)
     table = ref() if ref is not None else None
     if table is None:

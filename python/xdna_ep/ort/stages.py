@@ -1,10 +1,11 @@
-"""The calls from the session into the other stages (partition, compile, device,
-report), kept in one module so the session reads as the pipeline and the
-stage interfaces are visible in one place."""
+"""The provider core's calls into the other stages (partition, compile, device,
+report), kept in one module so the stage interfaces are visible in one place
+(and tests can replace one stage)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ def partition(model: onnx.ModelProto, opts: ProviderOptions, device_name: str,
 
 
 def compile_regions(model: onnx.ModelProto, plan: PartitionPlan, opts: ProviderOptions,
-                    samples: list[dict[str, Any]] | None) -> dict[int, Program]:
-    """quantize + compile: region id -> Program."""
+                    samples: list[dict[str, Any]] | None,
+                    overrides: Mapping[str, Any] | None = None) -> dict[int, Program]:
+    """quantize + compile: region id -> Program. `overrides` are further
+    CompileOptions fields (no provider option names them; see XDNAProvider)."""
     from ..compile import CompileOptions, compile_plan
 
     return compile_plan(model, plan, CompileOptions(quantization=opts.quantization,
-                                                    calibration=samples))
+                                                    calibration=samples, **(overrides or {})))
 
 
 def select_device(name: str, fallback: str = "allow") -> tuple[Any, str]:

@@ -1,18 +1,32 @@
-"""The compiled-model cache (docs/ARCHITECTURE.md key decision 5; like ORT's EPContext models).
+"""The compiled model, XDNA's artifact: written, read and validated in one place.
 
-One entry per (model content, compile options): a directory
+A compiled model is the user's model rewritten with one region node per NPU
+region (rewrite/graph.py) plus one Program per region node (JSON + npz, never
+unpickled), like ONNX Runtime's EPContext models (docs/ARCHITECTURE.md, key
+decision 5). It exists in two forms:
+
+1. A cache entry (one per model content + compile options), a directory
 
     <cache_dir>/<entry id>/manifest.json      key fields + sha256 of every file
     <cache_dir>/<entry id>/model.onnx         the rewritten model (region nodes)
-    <cache_dir>/<entry id>/programs/<ref>     one Program blob per region (zip of
-                                              JSON + npz: never unpickled)
+    <cache_dir>/<entry id>/programs/<ref>     one Program blob per region
 
-The entry id hashes the model and the options; the manifest also records the
-versions that make an entry *stale* (package version, kernel manifest, program
-format). A stale entry is rebuilt with a log line; an entry whose files do not
-match their checksums is *corrupt* and raises CacheCorrupt (the session logs
-it and rebuilds). Entries are written into a temporary directory and renamed
-into place, so a reader never sees half an entry.
+   The entry id hashes the model and the options; the manifest also records the
+   versions that make an entry *stale* (package version, kernel manifest, program
+   format). A stale entry is rebuilt with a log line; an entry whose files do not
+   match their checksums is *corrupt* and raises CacheCorrupt (the provider logs
+   it and rebuilds). Entries are written into a temporary directory and renamed
+   into place, so a reader never sees half an entry.
+
+2. A self-contained model a user can ship (`ep.context_enable=1`): each region
+   node carries its program as a tensor attribute `program_blob` (uint8,
+   Program.to_bytes()) next to its `digest`. Loading one skips partition and
+   compile; the digest is verified before a program is used, and the blob
+   attribute is stripped before the model reaches ONNX Runtime (no second copy
+   in memory).
+
+In both forms a program is trusted only if its digest equals the one its region
+node names (`verified_program`).
 """
 
 from __future__ import annotations
@@ -27,7 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from .. import __version__
 from ..compile.program import PROGRAM_FORMAT_VERSION, Program
@@ -39,6 +55,7 @@ CACHE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 PROGRAM_DIR = "programs"
+BLOB_ATTR = "program_blob"  # the program inside a shipped model's region node
 
 
 class CacheCorrupt(RuntimeError):
@@ -47,6 +64,24 @@ class CacheCorrupt(RuntimeError):
 
 class CacheStale(RuntimeError):
     """A cache entry was built by another version of xdna-ep or its kernels."""
+
+
+class EPContextError(ValueError):
+    """A shipped compiled model is incomplete or its programs do not verify."""
+
+
+def verified_program(blob: bytes, digest: str, where: str,
+                     error: type[Exception]) -> Program:
+    """The Program in `blob`, raised as `error` unless it loads and its digest is
+    the one its region node names (`where` says which node or file, for the message)."""
+    try:
+        prog = Program.from_bytes(blob)
+    except Exception as exc:  # noqa: BLE001 - zip/json/npz errors of a damaged blob
+        raise error(f"{where} does not load ({exc})") from None
+    if prog.digest() != digest:
+        raise error(f"{where} digest differs from the one its region node names "
+                    "(corrupt or modified)")
+    return prog
 
 
 def sha256_file(path: Path) -> str:
@@ -192,15 +227,8 @@ class ModelCache:
             rel = f"{PROGRAM_DIR}/{ref}"
             if rel not in files:
                 raise CacheCorrupt(f"cache entry {d}: program {ref} is not in {MANIFEST}")
-            try:
-                prog = Program.from_bytes(self._confined(d, rel).read_bytes())
-            except Exception as exc:  # noqa: BLE001 - zip/json/npz errors of a damaged blob
-                raise CacheCorrupt(f"cache entry {d}: program {ref} does not load ({exc})"
-                                   ) from None
-            if prog.digest() != digest:
-                raise CacheCorrupt(f"cache entry {d}: program {ref} digest differs from the "
-                                   "one its region node names")
-            programs[ref] = prog
+            programs[ref] = verified_program(self._confined(d, rel).read_bytes(), digest,
+                                             f"cache entry {d}: program {ref}", CacheCorrupt)
         return CacheEntry(d, model, programs, manifest)
 
     @staticmethod
@@ -258,3 +286,56 @@ class ModelCache:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the shipped form (EPContext-style) ---------------------------------------------------
+def embed_programs(model: onnx.ModelProto, programs: dict[str, Program]) -> onnx.ModelProto:
+    """A copy of the rewritten `model` with every program embedded in its node."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for node in region_nodes(out):
+        ref, digest = node_program(node)
+        prog = programs.get(ref)
+        if prog is None:
+            raise EPContextError(f"region node {node.name}: program {ref} is not available")
+        if prog.digest() != digest:
+            raise EPContextError(f"region node {node.name}: program {ref} digest mismatch")
+        blob = np.frombuffer(prog.to_bytes(), dtype=np.uint8)
+        kept = [a for a in node.attribute if a.name not in (BLOB_ATTR, "session")]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        node.attribute.append(helper.make_attribute("session", ""))
+        node.attribute.append(helper.make_attribute(
+            BLOB_ATTR, numpy_helper.from_array(blob, name=ref)))
+    return out
+
+
+def extract_programs(model: onnx.ModelProto) -> dict[str, Program]:
+    """Programs embedded in a shipped model (verified); strips the blobs in place."""
+    programs: dict[str, Program] = {}
+    for node in region_nodes(model):
+        ref, digest = node_program(node)
+        blob_attr = next((a for a in node.attribute if a.name == BLOB_ATTR), None)
+        if blob_attr is None:
+            raise EPContextError(
+                f"model contains XDNA region node {node.name} without an embedded program: "
+                "it was not written with ep.context_enable=1 (a cache-internal model cannot be "
+                "loaded on its own; load the original model instead)")
+        blob = numpy_helper.to_array(blob_attr.t).tobytes()
+        programs[ref] = verified_program(blob, digest,
+                                         f"region node {node.name}: embedded program",
+                                         EPContextError)
+        kept = [a for a in node.attribute if a.name != BLOB_ATTR]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+    return programs
+
+
+def write_shipped_model(model: onnx.ModelProto, programs: dict[str, Program],
+                        path: str | os.PathLike[str]) -> None:
+    """Write the self-contained compiled model to `path` atomically (temp + rename)."""
+    shipped = embed_programs(model, programs)
+    final = Path(path)
+    tmp = final.with_name(final.name + ".tmp")
+    onnx.save(shipped, str(tmp))
+    os.replace(tmp, final)

@@ -1,5 +1,5 @@
-"""PartitionPlan <-> JSON, so a cache hit can still write the partition report
-without partitioning again (JSON, never pickle)."""
+"""PartitionPlan <-> JSON: a cache entry stores its plan, so a cache hit can still
+write the partition report without partitioning again (JSON, never pickle)."""
 
 from __future__ import annotations
 

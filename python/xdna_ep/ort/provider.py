@@ -1,0 +1,341 @@
+"""The XDNA execution provider's core: a model and provider options in, the
+rewritten model and its region programs loaded on a device out.
+
+ONNX Runtime's compile-based EPs follow one contract: GetCapability (which
+nodes the EP takes, as fused subgraphs), then Compile (one compute function per
+fused node). XDNAProvider.prepare() is that contract for XDNA:
+
+    device     provider option `device` (auto | npu | emulator), with its reason
+    compiled   a shipped compiled model (EPContext-style), a cache entry, or
+               partition (capability -> regions -> cost) + compile (quantize ->
+               Programs) + rewrite (one region node per NPU region), then cached
+    loaded     every region's Program loaded on the device, kept resident
+    policy     never a silent CPU fallback: when XDNA cannot run the model, the
+               provider raises XDNAUnavailableError (fallback=error) or returns
+               the reason as a notice the runtime must show (fallback=allow)
+
+No onnxruntime Python class is used here: this is what a native plugin EP would
+call. session.py adapts it to onnxruntime.InferenceSession (the region nodes,
+SessionOptions, ep.context_* config entries, warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnx
+
+from .. import EP_NAME
+from ..compile.program import Program
+from ..plan import PartitionPlan
+from ..rewrite.graph import node_program, region_nodes, rewrite_model
+from . import plan_json, stages
+from .compiled_model import CacheCorrupt, CacheStale, ModelCache, entry_id, extract_programs
+from .compiled_model import model_digest as content_digest
+from .errors import XDNAUnavailableError
+from .options import ProviderOptions, calibration_digest, read_calibration
+
+log = logging.getLogger("xdna_ep")
+
+# (region id, its program, the outputs of one call): see XDNAProvider(observe=...)
+RegionObserver = Callable[[int, Program, Mapping[str, np.ndarray]], None]
+
+
+class LoadedProgram(Protocol):
+    """What runtime devices return from load(program) (runtime/ owns the classes)."""
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]: ...
+
+
+@dataclass
+class LoadedRegion:
+    """One region's program loaded on the device, as its region node calls it."""
+
+    loaded: LoadedProgram
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    region: int = -1
+
+
+@dataclass
+class StartInfo:
+    """How a session started (the benchmark, whisper and tests read it)."""
+
+    source: str = ""  # "compiled" | "cache" | "epcontext" | "cpu-fallback" | "cpu-by-cost"
+    seconds: float = 0.0
+    cache_entry: Path | None = None
+    regions: int = 0
+    device: str = ""
+    device_reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PreparedModel:
+    """The provider's answer for one model.
+
+    `rewritten` is None when the user's model must run unchanged on the CPU
+    provider (`notices` then says why, unless fallback=error raised instead).
+    """
+
+    rewritten: onnx.ModelProto | None = None
+    regions: dict[str, LoadedRegion] = field(default_factory=dict)  # by program reference
+    programs: dict[str, Program] = field(default_factory=dict)
+    plan: PartitionPlan | None = None
+    device: Any = None
+    notices: list[str] = field(default_factory=list)
+
+
+class _Observed:
+    """A loaded program whose every result is also handed to an observer."""
+
+    def __init__(self, inner: LoadedProgram, region: int, program: Program,
+                 observe: RegionObserver) -> None:
+        self.inner, self.region, self.program, self.observe = inner, region, program, observe
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        out = self.inner.run(inputs)
+        self.observe(self.region, self.program, out)
+        return out
+
+
+def load_model(src: str | os.PathLike[str] | bytes) -> onnx.ModelProto:
+    """The user's model, validated, with every node named (regions cite names)."""
+    from ..capability.loader import ensure_node_names, validate_model
+    from ..capability.loader import load_model as load_file
+
+    if isinstance(src, bytes):
+        try:
+            model = onnx.load_model_from_string(src)
+        except Exception as exc:  # noqa: BLE001 - protobuf decode errors
+            raise ValueError(f"model bytes are not a valid ONNX protobuf ({exc})") from None
+        validate_model(model, "model bytes")
+        ensure_node_names(model)
+        return model
+    return load_file(src)
+
+
+class XDNAProvider:
+    """The provider for one session's options.
+
+    compile_overrides: further CompileOptions fields (calibrate_method,
+    percentile, split_outliers, ...) that no provider option names; `bench
+    accuracy` measures its configurations with them. They enter the cache key.
+    observe: called with every region call's outputs (`bench accuracy` reads the
+    error of each region inside the session with it).
+    """
+
+    def __init__(self, options: ProviderOptions,
+                 compile_overrides: Mapping[str, Any] | None = None,
+                 observe: RegionObserver | None = None) -> None:
+        self.options = options
+        self.compile_overrides = dict(compile_overrides or {})
+        self.observe = observe
+        self.start = StartInfo()
+        self._notices: list[str] = []
+
+    # -- fallback policy ---------------------------------------------------------------
+    def _cannot_run(self, why: str) -> None:
+        """XDNA cannot run the model: an error (fallback=error) or a notice."""
+        msg = f"{EP_NAME} cannot run this model: {why}"
+        if self.options.fallback == "error":
+            raise XDNAUnavailableError(msg + " (provider option fallback=error)")
+        self._notices.append(msg + "; the whole model runs on CPUExecutionProvider "
+                             "(set fallback=error to make this an error)")
+
+    def _on_cpu(self, prepared: PreparedModel, source: str) -> PreparedModel:
+        self.start.source = source
+        prepared.rewritten, prepared.regions = None, {}
+        prepared.notices = list(self._notices)
+        return prepared
+
+    # -- the contract --------------------------------------------------------------------
+    def prepare(self, src: str | os.PathLike[str] | bytes) -> PreparedModel:
+        """Device, compiled model and loaded programs for `src` (a path or bytes)."""
+        opts, info = self.options, self.start
+        prepared = PreparedModel()
+        if not isinstance(src, bytes) and not Path(src).is_file():
+            raise FileNotFoundError(f"model file not found: {src}")
+        try:
+            device, reason = stages.select_device(opts.device, opts.fallback)
+        except Exception as exc:  # noqa: BLE001 - any device failure is reported
+            if opts.device == "npu":  # asked for the hardware by name: never substitute
+                raise XDNAUnavailableError(f"{EP_NAME}: device=npu is not available: "
+                                           f"{exc}") from exc
+            self._cannot_run(f"device {opts.device!r} is not available ({exc})")
+            return self._on_cpu(prepared, "cpu-fallback")
+        info.device, info.device_reason = getattr(device, "name", opts.device), reason
+        prepared.device = device
+        if info.device == "emulator":
+            self._emulator_threads(reason)
+        model, programs, plan = self._compiled(src)
+        prepared.plan = plan
+        if plan is not None and opts.report is not None:  # also when nothing runs: it says why
+            stages.write_report(plan, opts.report)
+        if not programs and info.source == "cpu-fallback":
+            return self._on_cpu(prepared, "cpu-fallback")  # _compiled already said why
+        if not programs and plan is not None and _cost_kept_everything_on_cpu(plan):
+            # a placement decision, not a failure: announced, but fallback=error is
+            # about what cannot run (model or device), so it does not raise here
+            reasons = sorted({r.cost_reason for r in plan.regions})[:2]
+            self._notices.append(f"{EP_NAME} places no node on the NPU: the cost model keeps "
+                                 f"every region on CPUExecutionProvider ({'; '.join(reasons)})")
+            return self._on_cpu(prepared, "cpu-by-cost")
+        if not programs:
+            why = "no node of the model can run on the NPU"
+            if plan is not None:
+                reasons = sorted({n.reason for n in plan.nodes if n.placement == "cpu"})[:3]
+                why += f" (e.g. {'; '.join(reasons)})" if reasons else ""
+            self._cannot_run(why)
+            return self._on_cpu(prepared, "cpu-fallback")
+        try:
+            prepared.regions = self._load(device, model, programs)
+        except Exception as exc:  # noqa: BLE001 - a device that cannot load is reported
+            self._cannot_run(f"loading the compiled regions on the {info.device} failed "
+                             f"({type(exc).__name__}: {exc})")
+            return self._on_cpu(prepared, "cpu-fallback")
+        prepared.rewritten, prepared.programs = model, programs
+        prepared.notices = list(self._notices)
+        info.regions = len(prepared.regions)
+        return prepared
+
+    def _emulator_threads(self, reason: str) -> None:
+        log.info("%s: regions run on the host emulator (%s)", EP_NAME, reason)
+        if self.options.num_threads is not None:
+            from .._native import emulator
+
+            # the emulator's thread pool is per process: the last session's
+            # setting wins (said in the log and in docs/PROVIDER_OPTIONS.md)
+            emulator.set_num_threads(self.options.num_threads)
+            log.info("%s: emulator threads set to %d (process-wide)", EP_NAME,
+                     self.options.num_threads)
+
+    def _load(self, device: Any, model: onnx.ModelProto, programs: dict[str, Program]
+              ) -> dict[str, LoadedRegion]:
+        """Every region node's program loaded on `device`, by program reference."""
+        regions: dict[str, LoadedRegion] = {}
+        for node in region_nodes(model):
+            ref, _ = node_program(node)
+            prog = programs[ref]
+            rid = int(_region_id(node))
+            loaded: LoadedProgram = device.load(prog)
+            if self.observe is not None:
+                loaded = _Observed(loaded, rid, prog, self.observe)
+            regions[ref] = LoadedRegion(loaded, tuple(t.name for t in prog.inputs),
+                                        tuple(t.name for t in prog.outputs), rid)
+        return regions
+
+    def _options_key(self) -> str:
+        """The options part of the cache key (compile overrides only when given, so
+        the keys of ordinary sessions stay what they always were)."""
+        if not self.compile_overrides:
+            return self.options.to_json()
+        return json.dumps({**self.options.compile_key(),
+                           "compile_overrides": self.compile_overrides}, sort_keys=True)
+
+    def _compiled(self, src: str | os.PathLike[str] | bytes
+                  ) -> tuple[onnx.ModelProto, dict[str, Program], PartitionPlan | None]:
+        """(rewritten model, programs by reference, plan) from a shipped compiled model,
+        the cache, or a fresh partition + compile."""
+        opts, info = self.options, self.start
+        proto = load_model(src)
+        if region_nodes(proto):  # a shipped compiled model (EPContext-style)
+            info.source = "epcontext"
+            return proto, extract_programs(proto), None
+        samples = read_calibration(opts)
+        key = {"model": content_digest(src), "options": self._options_key(),
+               "calibration": calibration_digest(opts, samples)}
+        eid = entry_id(key["model"], key["options"], key["calibration"])
+        cache = ModelCache(opts.cache_dir)
+        try:
+            entry = cache.load(eid, key)
+        except CacheStale as exc:
+            log.warning("%s: %s; rebuilding", EP_NAME, exc)
+            entry = None
+        except CacheCorrupt as exc:
+            log.warning("%s: %s; rebuilding it", EP_NAME, exc)
+            info.notes.append(f"corrupt cache entry rebuilt: {exc}")
+            entry = None
+        if entry is not None:
+            info.source, info.cache_entry = "cache", entry.path
+            plan_doc = entry.manifest.get("info", {}).get("plan")
+            plan = plan_json.plan_from_dict(plan_doc) if plan_doc else None
+            if plan is not None:  # this start's device, not the one that compiled
+                plan.device, plan.device_reason = info.device, info.device_reason
+            return entry.model, entry.programs, plan
+        info.source = "compiled"
+        name = "model bytes" if isinstance(src, bytes) else Path(src).name
+        try:
+            plan = stages.partition(proto, opts, info.device, info.device_reason, name)
+            if not any(r.placement == "npu" for r in plan.regions):
+                return proto, {}, plan
+            compiled = stages.compile_regions(proto, plan, opts, samples,
+                                              self.compile_overrides)
+            _drop_unrunnable(plan, compiled)
+            if not compiled:
+                return proto, {}, plan
+            rewritten, nodes = rewrite_model(proto, plan, compiled)
+        except Exception as exc:  # noqa: BLE001 - reported by _cannot_run (notice or error)
+            log.debug("partition/compile failure", exc_info=True)
+            self._cannot_run(f"partitioning or compiling failed ({type(exc).__name__}: {exc})")
+            info.source = "cpu-fallback"
+            return proto, {}, None
+        programs = {n.program: compiled[n.region] for n in nodes}
+        try:
+            info.cache_entry = cache.store(eid, key, rewritten, programs,
+                                           {"plan": plan_json.plan_to_dict(plan)})
+        except OSError as exc:  # read-only or full cache_dir: run uncached, say so
+            log.warning("%s: cannot write the compiled-model cache in %s (%s); this "
+                        "session runs without caching", EP_NAME, opts.cache_dir, exc)
+            info.notes.append(f"cache not written: {exc}")
+        log.info("%s: compiled %d region(s) (%.1f%% of the MACs); cache entry %s", EP_NAME,
+                 len(nodes), 100.0 * plan.npu_mac_share, info.cache_entry)
+        for why in plan.fallbacks:
+            log.info("%s: kept on CPU: %s", EP_NAME, why)
+        return rewritten, programs, plan
+
+
+def _cost_kept_everything_on_cpu(plan: PartitionPlan) -> bool:
+    """True when NPU-capable regions exist and the cost model (not a failure) put
+    every one of them on the CPU."""
+    return bool(plan.regions) and all(
+        r.placement == "cpu" and r.cost_reason.startswith("cost:") for r in plan.regions)
+
+
+def _drop_unrunnable(plan: PartitionPlan, compiled: dict[int, Program]) -> None:
+    """Regions the region op cannot call (too many inputs/outputs, non-float32
+    outputs) go back to the CPU with the reason in the plan (and the report)."""
+    from ..rewrite.graph import OUTPUT_DTYPES, op_type_for
+
+    for region in plan.regions:
+        prog = compiled.get(region.id)
+        if region.placement != "npu" or prog is None:
+            continue
+        try:
+            op_type_for(len(prog.inputs), len(prog.outputs))
+            bad = [t.name for t in prog.outputs if t.dtype not in OUTPUT_DTYPES]
+            if bad:
+                raise NotImplementedError(f"outputs {bad} are not float32")
+        except NotImplementedError as exc:
+            region.placement = "cpu"
+            region.cost_reason = f"region op cannot call it: {exc}"
+            plan.fallbacks.append(f"region {region.id}: {exc}")
+            for n in plan.nodes:
+                if n.region == region.id:
+                    n.placement = "cpu"
+                    n.reason = f"region {region.id} kept on CPU: {exc}"
+            del compiled[region.id]
+
+
+def _region_id(node: onnx.NodeProto) -> str:
+    for a in node.attribute:
+        if a.name == "region":
+            return a.s.decode() or "-1"
+    return "-1"
