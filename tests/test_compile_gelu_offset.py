@@ -1,5 +1,5 @@
-"""Static GELU outputs read only by a matmul get a centred int8 range (compile/build.py
-gelu_output_offsets): the offset is in the GELU table and in the matmul's bias."""
+"""Static GELU outputs read only by a matmul get a centred int8 range (passes/gelu_offset.py):
+the offset is in the GELU table and in the matmul's bias."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MLP outlier-channel split (compile/outliers.py) on a synthetic encoder layer.
+"""MLP outlier-channel split (passes/split_outliers.py) on a synthetic encoder layer.
 
 Outlier channels are planted: fc1 columns 7 and 100 (and their bias) scaled by 60,
 so their GELU outputs are ~60x the others', as in tiny.en's last layer on real
@@ -22,7 +22,7 @@ from synthetic.regions import encoder_layer
 from xdna_ep.compile import CompileOptions, compile_region
 from xdna_ep.compile.execute import ProgramRunner
 from xdna_ep.compile.observe import sqnr_db
-from xdna_ep.compile.outliers import outlier_channels
+from xdna_ep.passes.split_outliers import outlier_channels
 from xdna_ep.quantize.calibration import Tap, collect_ranges, tap_model
 
 PLANTED = [7, 100]

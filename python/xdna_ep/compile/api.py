@@ -1,9 +1,11 @@
 """compile_plan: every NPU region of a PartitionPlan -> one Program.
 
-Pipeline per region: lower (kernel ops on float tensors) -> plan buffers
-(int8 vs float32) -> quantize (weights per channel; activation scales from
-onnxruntime's calibrators, or dynamic) -> build stages and launches ->
-measure SQNR against the FP32 model on the calibration data. A region that
+Pipeline per region: lower (each match by its op family, ops/; then the
+"lowered" graph passes, passes/) -> plan buffers (int8 vs float32) -> the
+"calibrated" passes (all regions) -> quantize (weights per channel; activation
+scales from onnxruntime's calibrators, or dynamic) -> the "quantized" passes ->
+build stages (each op family's emit) and launches -> measure SQNR against the
+FP32 model on the calibration data. The passes and their order: passes/__init__.py. A region that
 cannot be compiled is moved to the CPU with its reason (Region.cost_reason
 and PartitionPlan.fallbacks), never compiled into wrong numbers.
 """
@@ -21,8 +23,10 @@ import numpy as np
 import onnx
 from onnxruntime.quantization.calibrate import CalibrationDataReader
 
+from .. import passes as graph_passes
 from ..kernel_specs import manifest
 from ..kernel_specs.matmul import SUPPORTS_SPLIT
+from ..passes.base import PassContext
 from ..plan import PartitionPlan, Region
 from ..quantize.calibration import Tap, collect_ranges, materialize, method_name
 from ..quantize.region import QuantizedRegion, quantize_region
@@ -32,7 +36,6 @@ from .execute import ProgramRunner
 from .lower import LoweredRegion, lower_region
 from .model_index import ModelIndex, NotLowerable
 from .observe import observe, sqnr_db
-from .outliers import split_outliers
 from .program import Program
 
 CalibrationSource = (CalibrationDataReader | str | Path | Iterable[Mapping[str, np.ndarray]]
@@ -62,14 +65,13 @@ class CompileOptions:
     find_design: override of the manifest's fused-design lookup (tests).
     split_outliers: rewrite fc1 -> gelu -> fc2 chains whose fc1 output has outlier
     channels (largest value > outlier_ratio x the median channel maximum on the
-    calibration data) into their own int8 tensors (compile/outliers.py: a
+    calibration data) into their own int8 tensors (passes/split_outliers.py: a
     permutation of fc1's columns + a split of fc2's K sum; two gelu stages, two fc2
-    matmuls and one add instead of one gelu and one fc2). Needs calibration data; measured on
-    held-out real speech (tiny.en, docs/ACCURACY.md): encoder output SQNR
-    18.5 -> 21.4 dB.
+    matmuls and one add instead of one gelu and one fc2). Needs calibration data;
+    measured in docs/ACCURACY.md.
     gelu_offset: static mode: a GELU output read only by matmuls gets a centred
     int8 range (an offset built into the GELU table and folded into the matmul's
-    bias; compile/build.py gelu_output_offsets), halving its quantization step.
+    bias; passes/gelu_offset.py), halving its quantization step.
     """
 
     quantization: Literal["static", "dynamic"] = "static"
@@ -154,6 +156,8 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
                          "(CompileOptions.calibration); or use quantization='dynamic'")
 
     fuse = SUPPORTS_SPLIT if options.fuse_qkv is None else options.fuse_qkv
+    ctx = PassContext(idx, options.quantization, fuse, options.split_outliers,
+                      options.outlier_ratio, options.gelu_offset, model, samples)
     corrupt: list[str] = []  # CorruptWeightError messages: the whole model stays on CPU
     work: list[_Work] = []
     for r in plan.regions:
@@ -165,7 +169,7 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
                              f"supported (use quantization='dynamic')")
             continue
         try:
-            lr = lower_region(idx, r, fuse)
+            lr = lower_region(idx, r, fuse, ctx)
             work.append(_Work(r, lr, plan_buffers(lr, options.quantization)))
         except (NotLowerable, WeightError) as e:
             _to_cpu(plan, r, getattr(e, "reason", str(e)))
@@ -174,14 +178,10 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
     if corrupt:
         return _all_to_cpu(plan, corrupt)
 
-    outliers: dict[int, dict[str, list[int]]] = {}
-    if options.split_outliers and samples is not None and work:
-        outliers = split_outliers(model, [w.lowered for w in work
-                                          if not w.region.graph], samples,
-                                  options.outlier_ratio, fuse)
+    main = [w.lowered for w in work if not w.region.graph]
+    if graph_passes.run_calibrated(main, ctx):  # regions may be rewritten: plan again
         for w in work:
-            if w.lowered.region_id in outliers:
-                w.buffers = plan_buffers(w.lowered, options.quantization)
+            w.buffers = plan_buffers(w.lowered, options.quantization)
 
     ranges: dict[str, tuple[float, float]] = {}
     if static and work:
@@ -207,16 +207,15 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
             # output's unknown shape is recorded as () and not checked
             shapes = {**{t: idx.shape(t) for t in w.lowered.outputs},
                       **{t: idx.boundary_shape(t) for t in w.lowered.inputs}}
+            graph_passes.run_quantized(w.lowered, w.buffers, qr, ctx)
             prog = build_program(w.lowered, w.buffers, qr,
-                                 _program_name(plan.model_name, w.region.id), shapes, find, kv,
-                                 gelu_offset=options.gelu_offset)
+                                 _program_name(plan.model_name, w.region.id), shapes, find, kv)
         except (ValueError, WeightError, NotLowerable) as e:
             _to_cpu(plan, w.region, getattr(e, "reason", str(e)))
             if isinstance(e, CorruptWeightError):
                 corrupt.append(str(e))
             continue
-        if w.region.id in outliers:
-            prog.meta["outlier_channels"] = outliers[w.region.id]
+        prog.meta.update(w.lowered.meta)  # what the passes recorded (outlier_channels)
         programs[w.region.id] = prog
         w.region.launches = prog.num_launches
 

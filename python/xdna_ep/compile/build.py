@@ -16,9 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ..kernel_specs.gelu import gelu_float
 from ..quantize.region import QuantizedRegion
 from .ir import LoweredRegion
 from .program import Dim, Launch, Program, Stage, TensorSpec
@@ -81,65 +78,17 @@ def q8s(t: str) -> str:
     return f"{t}::q8.scale"
 
 
-def gelu_output_offsets(lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion
-                        ) -> dict[str, tuple[float, float]]:
-    """GELU outputs that get an offset: tensor -> (out_offset, out_scale), static mode.
-
-    Why: GELU's outputs lie in [min gelu ~ -0.17, hi], so with symmetric int8
-    the negative half of the codes is unused and the step is twice what the
-    range needs. These are the largest per-tensor quantization errors of the
-    Whisper encoder (tiny.en, held-out speech: 20.7-23.5 dB against >= 31 dB for
-    every other tensor; docs/ACCURACY.md), and mostly from clipping, not rounding.
-    Centring the range - code q stands for q * scale + offset - buys the room to
-    clip nothing: the range is exactly GELU of the input's codes, [lo, hi] = [min,
-    max] of gelu(q * in_scale) over q, at about half the input's step (tiny.en:
-    those tensors 23.4-28.5 dB, the encoder's worst held-out cosine 0.9919 ->
-    0.9946 without the outlier split). The offset costs nothing at run time:
-    it is built into the GELU table, and the consumer matmul adds offset x
-    sum_k W[k, n] through its bias. So only a GELU output whose every consumer is
-    a matmul's activation input (and that is not a region output) gets one.
-    The offset is a whole number of steps (an integer zero point), so 0 is exact.
-    """
-    if qr.mode != "static":
-        return {}
-    found: dict[str, tuple[float, float]] = {}
-    for op in lr.ops:
-        if op.kernel != "gelu" or len(op.outputs) != 1:
-            continue
-        x, y = op.inputs[0], op.outputs[0]
-        if bp.produced.get(y) != "int8" or y in lr.outputs:
-            continue
-        users = [(o.kernel, slot) for o in lr.ops for slot, t in enumerate(o.inputs) if t == y]
-        if not users or any(u != ("matmul", 0) for u in users):
-            continue
-        codes = np.arange(-127, 128, dtype=np.float64) * np.float64(np.float32(qr.scale(x)))
-        vals = gelu_float(codes, op.attrs["approximate"])
-        lo = float(vals.min())
-        hi = float(vals.max())
-        scale = float(np.float32((hi - lo) / 254.0))
-        if not hi > lo or not scale > 0.0:
-            continue
-        # offset = whole steps, so that 0 (most GELU outputs are ~0) stays exactly a
-        # code: a fractional zero point gives every near-zero element the same rounding
-        # error, which then adds up coherently over fc2's K (measured on tiny.en: the
-        # encoder's cosine fell from 0.993 to 0.989 with the plain midpoint)
-        steps = round((hi + lo) / 2.0 / scale)
-        found[y] = (float(np.float32(steps * np.float64(scale))), scale)
-    return found
-
-
 class Emitter:
     """Writes a lowered region's stages; the op families' emit functions
     (StageRule.emit) call its helpers (int8_in, float_in, out_bufs, consts, push)."""
 
-    def __init__(self, lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion,
-                 gelu_offset: bool = True) -> None:
+    def __init__(self, lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion) -> None:
         self.lr, self.bp, self.qr = lr, bp, qr
         self.dynamic = qr.mode == "dynamic"
         self.stages: list[Stage] = []
         self.constants: dict[str, Any] = {}
         self.have: set[str] = set(lr.inputs)  # buffers available so far
-        self.offsets = gelu_output_offsets(lr, bp, qr) if gelu_offset else {}
+        self.offsets = qr.offsets  # centred int8 ranges (passes/gelu_offset.py)
 
     def scale(self, t: str) -> float:
         """The int8 scale of t (a centred GELU output's own, else the calibrated one)."""
@@ -158,7 +107,7 @@ class Emitter:
         return (q8(t), q8s(t)) if self.dynamic else (q8(t),)
 
     def float_in(self, t: str) -> str:
-        if t not in self.have and t in self.offsets:  # gelu_output_offsets rules this out
+        if t not in self.have and t in self.offsets:  # passes/gelu_offset.py rules this out
             raise RuntimeError(f"internal: centred GELU output {t!r} needs a float32 form")
         if t not in self.have:
             ins = (q8(t), q8s(t)) if self.dynamic else (q8(t),)
@@ -254,8 +203,8 @@ def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> l
 
 def build_program(lr: LoweredRegion, bp: BufferPlan, qr: QuantizedRegion, name: str,
                   shapes: dict[str, tuple[Dim, ...]], find_design: FindDesign | None,
-                  kernel_version: str = "", gelu_offset: bool = True) -> Program:
-    em = Emitter(lr, bp, qr, gelu_offset)
+                  kernel_version: str = "") -> Program:
+    em = Emitter(lr, bp, qr)
     em.emit()
     prog = Program(
         name=name,

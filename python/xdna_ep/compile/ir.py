@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..quantize.calibration import Tap
+from .model_index import NotLowerable
 
 
 @dataclass(eq=False)
@@ -37,3 +38,35 @@ class LoweredRegion:
     outputs: list[str]
     taps: dict[str, Tap]  # every tensor name -> how to observe it in the FP32 model
     macs: int = 0
+    # what passes recorded for the Program's meta (e.g. "outlier_channels")
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def producers(ops: list[LOp]) -> dict[str, int]:
+    """tensor -> index of the op that produces it."""
+    return {t: i for i, op in enumerate(ops) for t in op.outputs}
+
+
+def uses(ops: list[LOp], t: str) -> list[int]:
+    """Indices of the ops that read tensor t."""
+    return [i for i, op in enumerate(ops) if t in op.inputs]
+
+
+def toposort(ops: list[LOp], inputs: list[str]) -> list[LOp]:
+    """Stable topological order (graph order wherever the data flow allows)."""
+    ready = set(inputs)
+    out: list[LOp] = []
+    pending = list(ops)
+    while pending:
+        for i, op in enumerate(pending):
+            if all(t in ready for t in op.inputs):
+                out.append(op)
+                ready.update(op.outputs)
+                del pending[i]
+                break
+        else:
+            missing = sorted({t for op in pending for t in op.inputs} - ready
+                             - {t for op in pending for t in op.outputs})
+            raise NotLowerable(f"region reads tensors that are neither region inputs nor "
+                               f"produced inside it: {missing[:5]}")
+    return out

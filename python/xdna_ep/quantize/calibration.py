@@ -169,7 +169,7 @@ class Tap:
     e.g. a matmul output with a BiasGelu bias folded in (add), or the q part of
     a packed QKV projection of a fused Attention node (matmul + cols + add), or
     one channel group of the fc1 output / GELU output of an MLP that
-    compile/outliers.py split (take, gelu).
+    passes/split_outliers.py split (take, gelu).
     """
 
     tensor: str

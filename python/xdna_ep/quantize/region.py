@@ -31,6 +31,9 @@ class QuantizedRegion:
     ranges: tensor -> (min, max) seen by the calibrator.
     op_constants: per lowered op (same order), role -> array ready for the
     device: int8 "weight" with float32 "w_scale", float32 "bias", "gamma"...
+    offsets: tensor -> (offset, scale) for tensors with a centred int8 range
+    (code q stands for q * scale + offset; set by passes/gelu_offset.py); that
+    scale replaces the calibrated one.
     """
 
     region_id: int
@@ -39,6 +42,7 @@ class QuantizedRegion:
     scales: dict[str, float] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     op_constants: list[dict[str, np.ndarray]] = field(default_factory=list)
+    offsets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def scale(self, tensor: str) -> float:
         try:
