@@ -63,6 +63,7 @@ class StageRule:
     flex_inputs: tuple[int, ...] = ()
     int8_output: Literal["never", "static", "always"] = "never"
     scaled_inputs: tuple[int, ...] = ()
+    int8_weight: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

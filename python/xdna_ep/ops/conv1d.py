@@ -103,4 +103,4 @@ def emit_conv1d(em: Emitter, i: int, op: LOp) -> None:
 
 
 OP = OpFamily("conv1d", Conv1dAttrs, (match_conv1d,), lower_conv1d,
-              (StageRule("conv1d", emit_conv1d, scaled_inputs=(0,)),))
+              (StageRule("conv1d", emit_conv1d, scaled_inputs=(0,), int8_weight=("weight", 0)),))

@@ -157,4 +157,5 @@ def emit_matmul(em: Emitter, i: int, op: LOp) -> None:
 
 
 OP = OpFamily("matmul", MatmulAttrs, (match_matmul,), lower_matmul,
-              (StageRule("matmul", emit_matmul, int8_inputs=(0,), int8_output="static"),))
+              (StageRule("matmul", emit_matmul, int8_inputs=(0,), int8_output="static",
+                         int8_weight=("weight", 1)),))

@@ -18,10 +18,6 @@ from .weights import quantize_per_channel
 
 Mode = Literal["static", "dynamic"]
 
-# Which float constants of each kernel become int8, and their output-channel axis.
-_QUANTIZED_WEIGHTS = {"matmul": ("weight", 1), "conv1d": ("weight", 0)}
-
-
 @dataclass
 class QuantizedRegion:
     """Everything quantize/ decided for one region.
@@ -54,10 +50,19 @@ class QuantizedRegion:
 
 def quantize_constants(kernel: str, weights: Mapping[str, np.ndarray], name: str
                        ) -> dict[str, np.ndarray]:
-    """Float constants of one op -> device constants (int8 weight + per-channel scale)."""
+    """Float constants of one op -> device constants (int8 weight + per-channel scale).
+
+    Which constant becomes int8, and its output-channel axis, is the op family's
+    (StageRule.int8_weight in xdna_ep/ops/<family>.py)."""
+    from ..ops import registry as op_registry  # at call time: ops/ imports quantize/
+
     out = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
-    if kernel in _QUANTIZED_WEIGHTS:
-        role, axis = _QUANTIZED_WEIGHTS[kernel]
+    try:
+        rule = op_registry.stage_rule(kernel).int8_weight
+    except KeyError:  # a kernel no family emits (tests): nothing to quantize
+        rule = None
+    if rule is not None:
+        role, axis = rule
         q, s = quantize_per_channel(out.pop(role), axis=axis, name=f"{name}.{role}")
         out[role] = q
         out["w_scale"] = s
