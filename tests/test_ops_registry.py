@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
 from toy_ops import scale
+
 from xdna_ep.compile import CompileOptions, ProgramRunner, compile_plan
 from xdna_ep.ops import registry
 from xdna_ep.ops.base import OpFamily
