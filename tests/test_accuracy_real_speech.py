@@ -2,7 +2,8 @@
 
 Default static configuration (CompileOptions defaults: percentile 99.999, outlier
 split on), calibrated on half of the bundled clips, measured on the other half:
-- encoder output of the partitioned INT8 model vs the FP32 model: cosine >= 0.99 on
+- encoder output of the INT8 session (ONNX Runtime + XDNAExecutionProvider on the
+  emulator, as users run it) vs the FP32 model: cosine >= 0.99 on
   the held-out 30 s window (several held-out clips back to back), and on every
   held-out clip's window;
 - the greedy transcript of a held-out real clip with the INT8 encoder is identical
@@ -27,32 +28,31 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def setup():  # type: ignore[no-untyped-def]
-    import onnx
-
+def setup(tmp_path_factory):  # type: ignore[no-untyped-def]
     from xdna_ep.models import ensure_onnx_model
 
     path = ensure_onnx_model() / "encoder_model.onnx"
-    model = onnx.load(path)
     cal_clips, held_clips = acc.split_clips(acc.load_clips())
     assert not {c.name for c in cal_clips} & {c.name for c in held_clips}
     cal = acc.windows_for(cal_clips, "calibration-joined")
     held = acc.windows_for(held_clips, "heldout-joined")
-    (m, plan), programs = acc.compile_model(
-        model, acc.Config("default-static"), [{"input_features": w.features} for w in cal])
-    assert plan.npu_mac_share >= 0.99, plan.npu_mac_share
-    pm = acc.PartitionedModel(m, plan, programs)
+    # the session users run: ONNX Runtime + XDNAExecutionProvider on the emulator
+    enc = acc.encoder_session(path, acc.Config("default-static"),
+                              [{"input_features": w.features} for w in cal],
+                              tmp_path_factory.mktemp("cache"))
+    assert enc.session.get_providers()[0] == "XDNAExecutionProvider"
+    assert enc.plan.npu_mac_share >= 0.99, enc.plan.npu_mac_share
     fp32 = acc.fp32_outputs(path, held)
-    return pm, held, fp32, programs
+    return enc, held, fp32, enc.programs
 
 
 def test_heldout_window_cosine(setup) -> None:  # type: ignore[no-untyped-def]
-    pm, held, fp32, programs = setup
+    enc, held, fp32, programs = setup
     assert held[-1].name == "heldout-joined"
     assert held[-1].audio.size > 25 * acc.SAMPLE_RATE  # a full window of speech
     figures = {}
     for w, ref in zip(held, fp32, strict=True):
-        out = pm.run({"input_features": w.features})[0]
+        out = enc.run({"input_features": w.features})
         assert out.shape == ref.shape
         figures[w.name] = round(_cos(out, ref), 5)
     assert figures["heldout-joined"] >= 0.99, f"cosine on the held-out 30 s window: {figures}"
@@ -62,11 +62,11 @@ def test_heldout_window_cosine(setup) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_heldout_clip_transcript_identical(setup) -> None:  # type: ignore[no-untyped-def]
-    pm, held, _, _ = setup
+    enc, held, _, _ = setup
     window = next(w for w in held if w.name == "librivox_sense_and_sensibility_0920")
     tr = acc.Transcriber.load()
     fp32_text = tr.transcribe(window.audio)
-    int8_text = tr.transcribe(window.audio, acc.EncoderSession(pm))
+    int8_text = tr.transcribe(window.audio, enc.session)
     assert fp32_text, "FP32 transcript is empty"
     assert int8_text == fp32_text, f"INT8 {int8_text!r} != FP32 {fp32_text!r}"
 

@@ -17,9 +17,13 @@ What it measures (tiny.en encoder by default, the bundled real speech clips):
   INT8 encoder: WER of each against the published reference, and whether the
   two transcripts are identical.
 
-The partitioned model is the production one: partition -> compile_plan ->
-rewrite_model; the region nodes run their Programs on the host emulator
-(ProgramRunner), the remaining CPU nodes run in onnx's reference evaluator.
+The INT8 encoder runs the way users run it: an ONNX Runtime session with
+XDNAExecutionProvider (xdna_ep.ort: provider core + adapter), device=emulator,
+fallback=error, a fresh compiled-model cache per measurement. The default
+configuration is exactly the provider's default compile; the other
+configurations differ only by their CompileOptions fields (`compile_overrides`
+of the provider core, since no provider option names them). The provider's
+region observer records each region's outputs inside the session's run.
 All figures are host-emulator figures; the emulator computes the same integer
 arithmetic as the NPU kernels.
 """
@@ -31,7 +35,6 @@ import contextlib
 import json
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,11 +77,15 @@ class Config:
     percentile: float = 99.999
     extra: dict[str, Any] = field(default_factory=dict)  # further CompileOptions fields
 
-    def compile_options(self, calibration: list[dict[str, np.ndarray]] | None) -> Any:
+    def compile_overrides(self) -> dict[str, Any]:
+        """The CompileOptions fields this configuration sets away from the
+        provider's defaults (none for the default configuration)."""
         from ..compile import CompileOptions
 
-        return CompileOptions(self.quantization, calibration, self.calibrate_method,
-                              self.percentile, measure_sqnr=False, **self.extra)
+        default = CompileOptions()
+        chosen = {"calibrate_method": self.calibrate_method, "percentile": self.percentile,
+                  **self.extra}
+        return {k: v for k, v in chosen.items() if getattr(default, k) != v}
 
 
 CONFIGS: dict[str, Config] = {
@@ -158,77 +165,63 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a64, b64) / den) if den > 0 else float("nan")
 
 
-class PartitionedModel:
-    """The rewritten model (region nodes + CPU nodes) as a runnable function.
+@dataclass
+class EncoderRun:
+    """The INT8 encoder as users run it (ONNX Runtime session, XDNAExecutionProvider
+    on the emulator) and what its provider saw: the programs by region id, and each
+    region's outputs of the last call (per-region error without a second run)."""
 
-    run() also keeps each region's outputs of the last call (`region_outputs`),
-    so per-region error can be read without a second run.
-    """
+    session: Any
+    model: onnx.ModelProto  # the model as the provider loaded it (node names of the plan)
+    programs: dict[int, Any]
+    region_outputs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    def __init__(self, model: onnx.ModelProto, plan: Any, programs: dict[int, Any]) -> None:
-        from onnx.reference import ReferenceEvaluator
-        from onnx.reference.op_run import OpRun
+    @property
+    def plan(self) -> Any:
+        return self.session.xdna_plan
 
-        from ..compile.execute import ProgramRunner
-        from ..rewrite.graph import DOMAIN, rewrite_model
-
-        rewritten, nodes = rewrite_model(model, plan, programs)
-        self.region_outputs: dict[int, dict[str, np.ndarray]] = {}
-        self.executors: dict[int, dict[str, str]] = {}
-        classes: dict[str, list[Any]] = {}
-        runners = {n.region: ProgramRunner(programs[n.region]) for n in nodes}
-        for n in nodes:
-            self.executors[n.region] = dict(runners[n.region].used)
-            classes.setdefault(n.op_type, [])
-        # one class per region op type; it finds its program by the node's region attr
-        progs = {str(n.region): (runners[n.region], programs[n.region]) for n in nodes}
-        sink = self.region_outputs
-
-        def _run(self_: Any, *inputs: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
-            rid = str(attrs.get("region"))
-            runner, prog = progs[rid]
-            out = runner.run({t.name: np.asarray(x, np.float32)
-                              for t, x in zip(prog.inputs, inputs, strict=True)}).outputs
-            sink[int(rid)] = out
-            return tuple(out[t.name] for t in prog.outputs)
-
-        ops = [type(op_type, (OpRun,), {"op_domain": DOMAIN, "_run": _run})
-               for op_type in classes]
-        self.evaluator = ReferenceEvaluator(rewritten, new_ops=ops)
-        self.output_names = [o.name for o in rewritten.graph.output]
-
-    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """last_hidden_state for one window."""
         self.region_outputs.clear()
-        return list(self.evaluator.run(None, feed))
+        return self.session.run(None, feed)[0]
 
 
-class EncoderSession:
-    """An ORT-session look-alike (run(names, feed)) over a PartitionedModel, so the
-    Whisper backend's FP32 decoder can be fed by the INT8 encoder."""
+class _Feeds:
+    """A CalibrationDataReader over a list of feeds (provider option calibration)."""
 
-    def __init__(self, pm: PartitionedModel) -> None:
-        self.pm = pm
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]) -> None:
+        self._it = iter(list(feeds))
 
-    def run(self, output_names: Any, feed: dict[str, np.ndarray], *args: Any) -> list[np.ndarray]:
-        outs = self.pm.run(feed)
-        if output_names is None:
-            return outs
-        return [outs[self.pm.output_names.index(n)] for n in output_names]
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
 
 
-def compile_model(model: onnx.ModelProto, config: Config,
-                  calibration: list[dict[str, np.ndarray]] | None) -> tuple[Any, dict[int, Any]]:
-    """Partition + compile a fresh copy of `model` (the plan renames nodes in place)."""
-    from ..compile import compile_plan
-    from ..partition import partition_model
+def encoder_session(path: Path, config: Config, calibration: Sequence[dict[str, np.ndarray]],
+                    cache_dir: str | Path) -> EncoderRun:
+    """An XDNA session of the encoder at `path` compiled with `config`."""
+    from .. import EP_NAME
+    from ..ort import InferenceSession
+    from ..ort.provider import XDNAProvider, load_model
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    plan = partition_model(m)
+    outputs: dict[int, dict[str, np.ndarray]] = {}
+    providers: list[XDNAProvider] = []
+
+    def observe(region: int, program: Any, out: Any) -> None:
+        outputs[region] = {k: np.asarray(v) for k, v in out.items()}
+
+    class MeasuredSession(InferenceSession):  # type: ignore[misc, valid-type]
+        def _xdna_provider(self, options: Any) -> XDNAProvider:
+            providers.append(XDNAProvider(options, config.compile_overrides(), observe))
+            return providers[-1]
+
+    opts = {"device": "emulator", "quantization": config.quantization,
+            "calibration": _Feeds(calibration), "cache_dir": str(cache_dir),
+            "fallback": "error"}
     # onnxruntime's calibrators print progress on stdout: keep it free for --json
     with contextlib.redirect_stdout(sys.stderr):
-        programs = compile_plan(m, plan, config.compile_options(calibration))
-    return (m, plan), programs
+        sess = MeasuredSession(str(path), providers=[EP_NAME, "CPUExecutionProvider"],
+                               provider_options=[opts, {}])
+    return EncoderRun(sess, load_model(path), dict(providers[-1].region_programs), outputs)
 
 
 # -- per-tensor quantization error ---------------------------------------------------------
@@ -350,7 +343,7 @@ def fp32_outputs(model_path: Path, windows: Sequence[Window]) -> list[np.ndarray
     return [sess.run(None, {name: w.features})[0] for w in windows]
 
 
-def measure_config(model: onnx.ModelProto, config: Config, cal: Sequence[Window],
+def measure_config(model_path: Path, config: Config, cal: Sequence[Window],
                    held: Sequence[Window], fp32: Sequence[np.ndarray],
                    transcriber: Transcriber | None, fp32_text: Sequence[str] | None,
                    top_tensors: int = 12) -> dict[str, Any]:
@@ -358,27 +351,27 @@ def measure_config(model: onnx.ModelProto, config: Config, cal: Sequence[Window]
     from ..compile.observe import observe, sqnr_db
     from ..whisper.wer import normalize, word_error_rate
 
-    t0 = time.perf_counter()
     calib = [{"input_features": w.features} for w in cal]
-    (m, plan), programs = compile_model(model, config, calib)
-    compile_s = time.perf_counter() - t0
-    pm = PartitionedModel(m, plan, programs)
+    with tempfile.TemporaryDirectory(prefix="xdna_acc_cache_") as cache_dir:
+        enc = encoder_session(model_path, config, calib, cache_dir)
+    compile_s = enc.session.xdna_start.seconds
+    plan, programs, m = enc.plan, enc.programs, enc.model
     feeds = [{"input_features": w.features} for w in held]
     region_names = {rid: [t.name for t in p.outputs] for rid, p in programs.items()}
     ref_regions = observe(m, [t for ts in region_names.values() for t in ts], feeds)
     outs, per_region = [], {rid: ([], []) for rid in programs}
     for f, rr in zip(feeds, ref_regions, strict=True):
-        outs.append(pm.run(f)[0])
+        outs.append(enc.run(f))
         for rid, names in region_names.items():
             for t in names:
                 per_region[rid][0].append(rr[t])
-                per_region[rid][1].append(pm.region_outputs[rid][t])
+                per_region[rid][1].append(enc.region_outputs[rid][t])
     windows = []
     for i, (w, r, o) in enumerate(zip(held, fp32, outs, strict=True)):
         row: dict[str, Any] = {"window": w.name, "cosine": round(cosine(r, o), 5),
                                "sqnr_db": round(sqnr_db([r], [o]), 2)}
         if transcriber is not None and fp32_text is not None:
-            text = transcriber.transcribe(w.audio, EncoderSession(pm))
+            text = transcriber.transcribe(w.audio, enc.session)
             row.update(int8_text=text, fp32_text=fp32_text[i],
                        identical=text == fp32_text[i],
                        same_words=normalize(text) == normalize(fp32_text[i]),
@@ -401,7 +394,9 @@ def measure_config(model: onnx.ModelProto, config: Config, cal: Sequence[Window]
         "identical": (all(w["identical"] for w in windows) if transcriber is not None
                       else None),
         "regions": {str(rid): round(sqnr_db(*per_region[rid]), 2) for rid in programs},
-        "executors": {str(k): v for k, v in pm.executors.items()},
+        "executors": {str(rid): {k: f"{enc.session.xdna_start.device}-device"
+                                 for k in sorted({st.kernel for st in p.stages()})}
+                      for rid, p in programs.items()},
         "worst_tensors": tensors[:top_tensors],
     }
 
@@ -418,7 +413,6 @@ def measure(config_names: Sequence[str] | None = None, transcripts: bool = True,
         chosen.append(CONFIGS[n])
     onnx_dir = Path(ensure_onnx_model())
     path = onnx_dir / "encoder_model.onnx"
-    model = onnx.load(path)
     cal_clips, held_clips = split_clips(load_clips())
     cal = windows_for(cal_clips, "calibration-joined")
     held = windows_for(held_clips, "heldout-joined")
@@ -427,7 +421,8 @@ def measure(config_names: Sequence[str] | None = None, transcripts: bool = True,
     fp32_text = ([transcriber.transcribe(w.audio) for w in held] if transcriber else None)
     report: dict[str, Any] = {
         "model": str(path),
-        "executor": "host emulator (integer arithmetic of the NPU kernels); not an NPU run",
+        "executor": ("ONNX Runtime session with XDNAExecutionProvider, device=emulator (the "
+                     "integer arithmetic of the NPU kernels); not an NPU run"),
         "calibration_clips": [c.name for c in cal_clips] + ["calibration-joined"],
         "heldout_windows": [w.name for w in held],
         "configs": [],
@@ -439,7 +434,7 @@ def measure(config_names: Sequence[str] | None = None, transcripts: bool = True,
                            "wer": round(word_error_rate(w.reference, t), 4)}
                           for w, t in zip(held, fp32_text, strict=True)]
     for c in chosen:
-        report["configs"].append(measure_config(model, c, cal, held, fp32, transcriber,
+        report["configs"].append(measure_config(path, c, cal, held, fp32, transcriber,
                                                 fp32_text, top_tensors))
     return report
 

@@ -32,7 +32,10 @@ EP = "XDNAExecutionProvider"
 def ffn_model(layers: int = 4, t: int = 1500, d: int = 384, ff: int = 1536,
               seed: int = 0) -> onnx.ModelProto:
     """Whisper tiny.en-shaped FFN blocks (MatMul+Add -> Gelu -> MatMul+Add ->
-    residual Add), a float32 model built in code (no download)."""
+    residual Add), a float32 model built in code (no download).
+
+    The benchmark's own workload, kept here because the benchmark ships; the
+    synthetic Whisper-like models of the tests are built in tests/synthetic/."""
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     cur = "x"

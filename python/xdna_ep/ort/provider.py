@@ -139,6 +139,8 @@ class XDNAProvider:
         self.compile_overrides = dict(compile_overrides or {})
         self.observe = observe
         self.start = StartInfo()
+        # the loaded programs by region id, once prepare() loaded them
+        self.region_programs: dict[int, Program] = {}
         self._notices: list[str] = []
 
     # -- fallback policy ---------------------------------------------------------------
@@ -230,6 +232,7 @@ class XDNAProvider:
                 loaded = _Observed(loaded, rid, prog, self.observe)
             regions[ref] = LoadedRegion(loaded, tuple(t.name for t in prog.inputs),
                                         tuple(t.name for t in prog.outputs), rid)
+        self.region_programs = {r.region: programs[ref] for ref, r in regions.items()}
         return regions
 
     def _options_key(self) -> str:
