@@ -194,7 +194,7 @@ K = np.zeros((1, 4, 8), np.int8)
 @pytest.mark.parametrize("args,kw,exc,match", [
     ((Q.astype(np.int16), K, K), _kw(), TypeError, "q must have dtype int8"),
     ((Q, np.zeros((1, 4, 16), np.int8)[:, :, ::2], K), _kw(), ValueError, "k must be C-contig"),
-    ((Q, K, np.zeros((1, 0, 8), np.int8)), _kw(), ValueError, "v has a zero-size"),
+    ((Q, K, np.zeros((1, 0, 8), np.int8)), _kw(), ValueError, "v must not have a zero-size"),
     ((Q[0], K, K), _kw(), ValueError, "q must have at least 3"),
     ((Q, K, np.zeros((1, 5, 8), np.int8)), _kw(), ValueError, "same length"),
     ((Q, np.zeros((2, 4, 8), np.int8), K), _kw(), ValueError, "batch mismatch"),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator as _emu
-from . import _argcheck as chk
+from . import checks as chk
 from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 
@@ -109,8 +109,8 @@ def _call(fn: Any, inputs: Sequence[np.ndarray], attrs: Attrs,
                       b_scale=chk.scale_buffer("b_scale", inputs[3]))
             return [c, chk.scale_out(s)]
         chk.count("add (int8)", inputs, 2)
-        return [fn(inputs[0], inputs[1], a_scale=chk.attr(attrs, "a_scale"),
-                   b_scale=chk.attr(attrs, "b_scale"), out_scale=chk.attr(attrs, "out_scale"))]
+        return [fn(inputs[0], inputs[1], a_scale=chk.required(attrs, "a_scale"),
+                   b_scale=chk.required(attrs, "b_scale"), out_scale=chk.required(attrs, "out_scale"))]
     chk.count("add", inputs, 2)
     return [fn(inputs[0], inputs[1])]
 
@@ -199,7 +199,7 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
             table = np.concatenate([table, np.zeros((pad, table.shape[1]), np.float32)])
         return [np.ascontiguousarray(table)]
     if "a_scale" in attrs and not chk.is_dynamic(attrs):
-        ma, mb, e = requant(attrs["a_scale"], attrs["b_scale"], chk.attr(attrs, "out_scale"))
+        ma, mb, e = requant(attrs["a_scale"], attrs["b_scale"], chk.required(attrs, "out_scale"))
         return [np.array([ma, mb, e], dtype=np.int32)]
     return []
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator
+from . import checks as chk
 from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 from .softmax import EXCLUDED_LOGIT as _EXCLUDED
 from .softmax import EXP_TABLE as _EXP_TABLE
@@ -31,10 +32,6 @@ from .softmax import LOGIT_LIMIT as _LIMIT
 from .softmax import (
     MASK_EXCLUDE,
     MASK_LIMIT,
-    check_array,
-    check_mask,
-    check_past_len,
-    check_scale,
     float_softmax,
     logit_requant,
 )
@@ -80,9 +77,9 @@ def prepare_call(
     past_len: int | None = None, out: str = "float32", out_scale: Any = None,
 ) -> AttentionCall:
     """Validates an attention call; every error names the offending argument."""
-    qa = check_array("q", q, np.int8, 3)
-    ka = check_array("k", k, np.int8, 3)
-    va = check_array("v", v, np.int8, 3)
+    qa = chk.array("q", q, np.int8, min_ndim=3)
+    ka = chk.array("k", k, np.int8, min_ndim=3)
+    va = chk.array("v", v, np.int8, min_ndim=3)
     for name, a in (("q", qa), ("k", ka), ("v", va)):
         if a.ndim != 3:
             raise ValueError(f"{name} must be 3-D [B, T, H*Dh], got shape {a.shape}")
@@ -105,23 +102,23 @@ def prepare_call(
         raise ValueError(f"k has {tk} keys; the int32 P.V accumulator allows {MAX_KEYS}")
     _check_narrow("k", ka)
     _check_narrow("v", va)
-    qs = check_scale("q_scale", q_scale)
-    ks = check_scale("k_scale", k_scale)
-    vs = check_scale("v_scale", v_scale)
-    ss = 1.0 / math.sqrt(dh) if softmax_scale is None else check_scale("softmax_scale",
+    qs = chk.real_scale("q_scale", q_scale)
+    ks = chk.real_scale("k_scale", k_scale)
+    vs = chk.real_scale("v_scale", v_scale)
+    ss = 1.0 / math.sqrt(dh) if softmax_scale is None else chk.real_scale("softmax_scale",
                                                                         softmax_scale)
     m, e = logit_requant(qs * ks * ss)
-    ma = None if mask is None else check_mask(mask, (b, int(num_heads), tq, tk), "[B,H,Tq,Tk]")
+    ma = None if mask is None else chk.mask(mask, (b, int(num_heads), tq, tk), "[B,H,Tq,Tk]")
     pl = 0
     if causal:
-        pl = max(tk - tq, 0) if past_len is None else check_past_len(past_len)
+        pl = max(tk - tq, 0) if past_len is None else chk.past_len(past_len)
     if out not in OUTPUTS:
         raise ValueError(f"out must be one of {OUTPUTS}, got {out!r}")
     om, oe, os_ = 0, 31, None
     if out == "int8":
         if out_scale is None:
             raise ValueError("out_scale is required when out='int8'")
-        os_ = check_scale("out_scale", out_scale)
+        os_ = chk.real_scale("out_scale", out_scale)
         om, oe = (int(t) for t in emulator.make_requant(vs / os_))
     return AttentionCall(qa, ka, va, int(num_heads), dh, m, e, bool(causal), pl, ma, out, om, oe,
                          float(np.float32(vs)), os_)
@@ -288,15 +285,15 @@ def _parse_attrs(attrs: Attrs) -> AttentionStage:
         raise ValueError("attrs['softmax_scale'] is required")
 
     def static(name: str) -> float | None:
-        return None if dynamic else check_scale(f"attrs[{name!r}]", attrs.get(name))
+        return None if dynamic else chk.real_scale(f"attrs[{name!r}]", attrs.get(name))
 
     pl = attrs.get("past_len")
     return AttentionStage(
         dynamic=dynamic,
         num_heads=attrs["num_heads"],
-        softmax_scale=check_scale("attrs['softmax_scale']", attrs["softmax_scale"]),
+        softmax_scale=chk.real_scale("attrs['softmax_scale']", attrs["softmax_scale"]),
         causal=bool(attrs.get("causal", False)),
-        past_len=None if pl is None else check_past_len(pl),
+        past_len=None if pl is None else chk.past_len(pl),
         has_mask=bool(attrs.get("has_mask", False)),
         out=out,
         q_scale=static("q_scale"),
@@ -308,7 +305,7 @@ def _parse_attrs(attrs: Attrs) -> AttentionStage:
 
 
 def _scale_buffer(name: str, a: Any) -> float:
-    sc = check_array(name, a, np.float32)
+    sc = chk.array(name, a, np.float32, min_ndim=1)
     if sc.size != 1:
         raise ValueError(f"{name} must hold one value, got shape {sc.shape}")
     return float(sc.reshape(-1)[0])

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator as _emu
-from . import _argcheck as chk
+from . import checks as chk
 from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 MAX_K = 65536  # same bound as the matmul kernel: |acc| < 2^31 whatever the order
@@ -133,7 +133,7 @@ def _kw(attrs: Attrs) -> dict[str, Any]:
     return {
         "stride": attrs.get("stride", 1),
         "pad": attrs.get("pad", 0),
-        "in_scale": None if chk.is_dynamic(attrs) else chk.attr(attrs, "in_scale"),
+        "in_scale": None if chk.is_dynamic(attrs) else chk.required(attrs, "in_scale"),
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator as _emu
-from . import _argcheck as chk
+from . import checks as chk
 from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 APPROXIMATIONS = ("none", "tanh")
@@ -105,7 +105,7 @@ def _approx(attrs: Attrs) -> str:
 def _static_table(consts: Consts, attrs: Attrs) -> np.ndarray:
     if "table" in consts:
         return _table(consts["table"])
-    return build_table(chk.attr(attrs, "in_scale"), chk.attr(attrs, "out_scale"), _approx(attrs),
+    return build_table(chk.required(attrs, "in_scale"), chk.required(attrs, "out_scale"), _approx(attrs),
                        float(attrs.get("out_offset", 0.0)))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator as _emu
-from . import _argcheck as chk
+from . import checks as chk
 from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 FRAC_BITS = 24
@@ -195,11 +195,11 @@ def _call(fn: Any, gamma: np.ndarray, beta: np.ndarray, inputs: Sequence[np.ndar
     in_scale = None
     if int8_in:
         in_scale = (chk.scale_buffer("x_scale", inputs[1]) if dynamic
-                    else chk.attr(attrs, "in_scale"))
+                    else chk.required(attrs, "in_scale"))
     out = attrs.get("out", "float32")
     out_scale = None
     if out == "int8" and not dynamic:
-        out_scale = chk.attr(attrs, "out_scale")
+        out_scale = chk.required(attrs, "out_scale")
     res = fn(x, gamma, beta, float(attrs.get("epsilon", 1e-5)), in_scale=in_scale, out=out,
              out_scale=out_scale)
     if isinstance(res, tuple):

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator as _emu
-from . import _validate as v
+from . import checks as v
 from . import quantize as _quant
 from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 
@@ -166,9 +166,9 @@ def _column_out_scales(attrs: Attrs, split: tuple[int, ...] | None, n: int) -> n
         if isinstance(scales, (str, bytes)) or len(scales) != len(split):
             raise ValueError(f"attrs['out_scales'] must hold {len(split)} scales (one per "
                              f"split block), got {scales!r}")
-        per = [float(v.scale(f"attrs['out_scales'][{j}]", s)) for j, s in enumerate(scales)]
+        per = [float(v.quantize_scale(f"attrs['out_scales'][{j}]", s)) for j, s in enumerate(scales)]
         return np.repeat(np.array(per, np.float64), split)
-    out_scale = v.scale("attrs['out_scale']", v.required(attrs, "out_scale"))
+    out_scale = v.quantize_scale("attrs['out_scale']", v.required(attrs, "out_scale"))
     return np.full(n, float(out_scale), np.float64)
 
 
@@ -186,7 +186,7 @@ def channel_params(consts: Consts, attrs: Attrs) -> ChannelParams:
         if out != "float32":
             raise ValueError("attrs['out']: dynamic matmul supports only out='float32'")
         return ChannelParams(out, True, K, N, bias_f32=bias_f32, w_scale=w_scale, split=split)
-    in_scale = v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+    in_scale = v.quantize_scale("attrs['in_scale']", v.required(attrs, "in_scale"))
     if out == "float32":
         scale = (in_scale * w_scale).astype(np.float32)  # one fp32 multiply per channel
         return ChannelParams(out, False, K, N, scale=scale, bias_f32=bias_f32, split=split,
@@ -230,7 +230,7 @@ def prepare_device(blobs: list[np.ndarray], attrs: Attrs) -> MatmulState:
     dynamic = v.flag(attrs, "dynamic")
     out = v.choice("attrs['out']", attrs.get("out", "float32" if dynamic else "int8"), OUTS)
     split = split_blocks(attrs, N)
-    in_scale = None if dynamic else v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+    in_scale = None if dynamic else v.quantize_scale("attrs['in_scale']", v.required(attrs, "in_scale"))
     if out == "int8":
         if dynamic:
             raise ValueError("attrs['out']: dynamic matmul supports only out='float32'")
@@ -266,7 +266,7 @@ def _split_inputs(params: ChannelParams, inputs: Sequence[np.ndarray]
         a = v.array("a", first, np.int8, min_ndim=1)
     if a.shape[-1] != params.K:
         raise ValueError(f"a has K = {a.shape[-1]} (last dim) but weight has K = {params.K}")
-    a_scale = v.scale_buffer("a_scale", inputs[1]) if params.dynamic else None
+    a_scale = v.quantize_scale_buffer("a_scale", inputs[1]) if params.dynamic else None
     return a, a_scale
 
 
@@ -401,7 +401,7 @@ def matmul(a: np.ndarray, weight: np.ndarray, w_scale: np.ndarray, *,
     inputs: list[np.ndarray] = [a]
     if a_scale is not None:
         attrs["dynamic"] = True
-        inputs.append(np.array([v.scale("a_scale", a_scale)], np.float32))
+        inputs.append(np.array([v.quantize_scale("a_scale", a_scale)], np.float32))
     else:
         attrs["in_scale"] = float(in_scale)
         if out_scale is not None:

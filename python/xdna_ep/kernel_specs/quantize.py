@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator as _emu
-from . import _validate as v
+from . import checks as v
 from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 
 _F32_ONE = np.float32(1.0)
@@ -26,7 +26,7 @@ _F32_127 = np.float32(127.0)
 def quantize(x: np.ndarray, scale: float) -> np.ndarray:
     """float32 -> int8 with a static per-tensor scale (emulator kernel)."""
     x = v.array("x", x, np.float32)
-    s = v.scale("scale", scale)
+    s = v.quantize_scale("scale", scale)
     return _emu.quantize(x, float(s))
 
 
@@ -40,7 +40,7 @@ def quantize_dynamic(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
 def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
     """int8 -> float32: float32(q) * scale (emulator kernel)."""
     q = v.array("q", q, np.int8)
-    s = v.scale("scale", scale)
+    s = v.quantize_scale("scale", scale)
     return _emu.dequantize(q, float(s))
 
 
@@ -77,7 +77,7 @@ def _check_quantize_attrs(attrs: Attrs) -> tuple[bool, np.float32 | None]:
     dynamic = v.flag(attrs, "dynamic")
     if dynamic:
         return True, None
-    return False, v.scale("attrs['out_scale']", v.required(attrs, "out_scale"))
+    return False, v.quantize_scale("attrs['out_scale']", v.required(attrs, "out_scale"))
 
 
 def _quantize_prepare(consts: Consts, attrs: Attrs) -> tuple[bool, np.float32 | None]:
@@ -107,14 +107,14 @@ def _quantize_reference(consts: Consts, inputs: Sequence[np.ndarray], attrs: Att
 def _dequantize_scale(inputs: Sequence[np.ndarray], attrs: Attrs) -> np.float32:
     if v.flag(attrs, "dynamic"):
         v.count("dequantize", inputs, 2)
-        return v.scale_buffer("q_scale", inputs[1])
+        return v.quantize_scale_buffer("q_scale", inputs[1])
     v.count("dequantize", inputs, 1)
-    return v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+    return v.quantize_scale("attrs['in_scale']", v.required(attrs, "in_scale"))
 
 
 def _dequantize_prepare(consts: Consts, attrs: Attrs) -> None:
     if not v.flag(attrs, "dynamic"):
-        v.scale("attrs['in_scale']", v.required(attrs, "in_scale"))
+        v.quantize_scale("attrs['in_scale']", v.required(attrs, "in_scale"))
 
 
 def _dequantize_run(state: Any, inputs: Sequence[np.ndarray], attrs: Attrs) -> Arrays:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._native import emulator
+from . import checks as chk
 from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 
 # --- the contract's constants (kernels/softmax/softmax.h) -------------------
@@ -39,57 +40,6 @@ PROB_SCALE = 1.0 / 127.0  # the output's real scale
 #: exp table: round(2^(24 - f/256)); no entry is near a rounding tie, so the
 #: double-precision generator is exact (tests compare with the C++ table).
 EXP_TABLE = np.round(2.0 ** (EXP_ONE - np.arange(256) / 256.0)).astype(np.int64)
-
-
-# --- validation helpers (shared with the attention wrapper) -----------------
-def check_scale(name: str, value: Any) -> float:
-    """A real scale: finite and > 0, else ValueError naming the argument."""
-    if value is None:
-        raise ValueError(f"{name} is required (a finite scale > 0)")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0.0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return v
-
-
-def check_array(name: str, a: Any, dtype: type, min_ndim: int = 1) -> np.ndarray:
-    """A C-contiguous array of `dtype` with no zero-size dims, else a clear error."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
-    if a.dtype != np.dtype(dtype):
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype.name}")
-    if a.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
-    if a.size == 0:
-        raise ValueError(f"{name} has a zero-size dimension: shape {a.shape}")
-    return a
-
-
-def check_mask(mask: Any, target: tuple[int, ...], target_desc: str) -> np.ndarray:
-    """A float32 C-contiguous mask broadcastable to `target` (no more dims than it)."""
-    m = check_array("mask", mask, np.float32)
-    if m.ndim > len(target):
-        raise ValueError(f"mask has shape {m.shape}: more dims than {target_desc} {target}")
-    try:
-        shape = np.broadcast_shapes(m.shape, target)
-    except ValueError:
-        shape = None
-    if shape != tuple(target):
-        raise ValueError(f"mask shape {m.shape} does not broadcast to {target_desc} {target}")
-    return m
-
-
-def check_past_len(past_len: Any) -> int:
-    if isinstance(past_len, bool) or not isinstance(past_len, (int, np.integer)):
-        raise TypeError(f"past_len must be an int, got {past_len!r}")
-    if past_len < 0:
-        raise ValueError(f"past_len must be >= 0, got {past_len}")
-    return int(past_len)
 
 
 def logit_requant(real_scale: float) -> tuple[int, int]:
@@ -155,7 +105,7 @@ def _query_len(shape: tuple[int, ...]) -> int:
 
 def _resolve_past_len(past_len: int | None, query_len: int, n: int) -> int:
     """Default past_len: the queries are the last rows of the key range (KV cache)."""
-    return max(n - query_len, 0) if past_len is None else check_past_len(past_len)
+    return max(n - query_len, 0) if past_len is None else chk.past_len(past_len)
 
 
 @dataclass(frozen=True)
@@ -181,10 +131,10 @@ def prepare_call(
     past_len: int | None = None,
 ) -> SoftmaxCall:
     """Validates a softmax call (clear errors naming the argument)."""
-    xa = check_array("x", x, np.int8)
-    total = check_scale("in_scale", in_scale) * check_scale("scale", scale)
+    xa = chk.array("x", x, np.int8, min_ndim=1)
+    total = chk.real_scale("in_scale", in_scale) * chk.real_scale("scale", scale)
     m, e = logit_requant(total)
-    ma = None if mask is None else check_mask(mask, xa.shape, "x")
+    ma = None if mask is None else chk.mask(mask, xa.shape, "x")
     ql = _query_len(xa.shape)
     pl = _resolve_past_len(past_len, ql, xa.shape[-1]) if causal else 0
     return SoftmaxCall(xa, m, e, bool(causal), ql, pl, ma)
@@ -291,14 +241,14 @@ class SoftmaxStage:
 
 def _parse_attrs(attrs: Attrs) -> SoftmaxStage:
     dynamic = bool(attrs.get("dynamic", False))
-    in_scale = None if dynamic else check_scale("attrs['in_scale']", attrs.get("in_scale"))
+    in_scale = None if dynamic else chk.real_scale("attrs['in_scale']", attrs.get("in_scale"))
     pl = attrs.get("past_len")
     return SoftmaxStage(
         dynamic=dynamic,
         in_scale=in_scale,
-        scale=check_scale("attrs['scale']", attrs.get("scale", 1.0)),
+        scale=chk.real_scale("attrs['scale']", attrs.get("scale", 1.0)),
         causal=bool(attrs.get("causal", False)),
-        past_len=None if pl is None else check_past_len(pl),
+        past_len=None if pl is None else chk.past_len(pl),
         has_mask=bool(attrs.get("has_mask", False)),
     )
 
@@ -312,7 +262,7 @@ def _stage_call(st: SoftmaxStage, inputs: Sequence[np.ndarray]) -> SoftmaxCall:
     x = inputs[0]
     in_scale = st.in_scale
     if st.dynamic:
-        sc = check_array("x_scale", inputs[1], np.float32)
+        sc = chk.array("x_scale", inputs[1], np.float32, min_ndim=1)
         if sc.size != 1:
             raise ValueError(f"x_scale must hold one value, got shape {sc.shape}")
         in_scale = float(sc.reshape(-1)[0])
