@@ -26,17 +26,13 @@ from .._native import emulator
 from . import checks as chk
 from .registry import Arrays, Attrs, BufferSpec, Consts, KernelSpec, register
 from .softmax import EXCLUDED_LOGIT as _EXCLUDED
-from .softmax import EXP_TABLE as _EXP_TABLE
-from .softmax import FRAC_BITS as _FRAC
-from .softmax import LOGIT_LIMIT as _LIMIT
 from .softmax import (
     MASK_EXCLUDE,
     MASK_LIMIT,
+    exp_terms,
     float_softmax,
     logit_requant,
 )
-from .softmax import MASK_TO_FIXED as _MASK_TO_FIXED
-from .softmax import MAX_SHIFT as _MAX_SHIFT
 
 QUERY_TILE = 64
 MAX_HEAD_DIM = 4096
@@ -152,24 +148,7 @@ def _visible(c: AttentionCall) -> np.ndarray | None:
 
 def _row_weights(c: AttentionCall, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Contract steps logits -> 14-bit weights w (16383 at the row maximum) and W = sum w."""
-    n = scores.shape[-1]
-    z = (scores * np.int64(c.logit_mult) + (np.int64(1) << (c.logit_shift - 1))) >> c.logit_shift
-    np.clip(z, -_LIMIT, _LIMIT, out=z)
-    excluded = np.zeros(scores.shape, dtype=bool)
-    vis = _visible(c)
-    if vis is not None:
-        excluded |= np.arange(n) >= vis[:, None]
-    if c.mask is not None:
-        mb = np.broadcast_to(c.mask, scores.shape)
-        m_excl = ~(mb > MASK_EXCLUDE)
-        clean = np.minimum(np.where(m_excl, np.float32(0.0), mb), MASK_LIMIT)
-        z += np.rint(clean * _MASK_TO_FIXED).astype(np.int64)
-        excluded |= m_excl
-    z[excluded] = _EXCLUDED
-    zmax = z.max(axis=-1, keepdims=True)
-    d = zmax - z
-    k = d >> _FRAC
-    e = np.where(k > _MAX_SHIFT, 0, _EXP_TABLE[d & 255] >> np.minimum(k, 62))
+    e, zmax = exp_terms(scores, c.logit_mult, c.logit_shift, visible=_visible(c), mask=c.mask)
     w = (e * WEIGHT_MAX + (1 << 23)) >> 24
     w = np.where(zmax == _EXCLUDED, 0, w)
     return w, w.sum(axis=-1)

@@ -56,15 +56,13 @@ def logit_requant(real_scale: float) -> tuple[int, int]:
 
 
 # --- numpy integer reference -----------------------------------------------
-def fixed_point_softmax(
-    scores: np.ndarray,
-    logit_mult: int,
-    logit_shift: int,
-    *,
-    visible: np.ndarray | None = None,
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """The softmax contract over the last axis of integer `scores` -> int8 0..127.
+def exp_terms(scores: np.ndarray, logit_mult: int, logit_shift: int, *,
+              visible: np.ndarray | None = None, mask: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The contract's first steps, shared by softmax and attention: integer scores ->
+    fixed-point logits (requantized, clipped, mask added, excluded entries set to
+    EXCLUDED_LOGIT) -> e = 2^24-scaled exp table terms of (row max - logit).
+    Returns (e, row max); a fully excluded row has row max EXCLUDED_LOGIT.
 
     visible: per-row count of keys the row may see (broadcastable to
     scores.shape[:-1]); entries at or past it are excluded. mask: float32
@@ -88,6 +86,24 @@ def fixed_point_softmax(
     d = zmax - z
     k = d >> FRAC_BITS
     e = np.where(k > MAX_SHIFT, 0, EXP_TABLE[d & 255] >> np.minimum(k, 62))
+    return e, zmax
+
+
+def fixed_point_softmax(
+    scores: np.ndarray,
+    logit_mult: int,
+    logit_shift: int,
+    *,
+    visible: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """The softmax contract over the last axis of integer `scores` -> int8 0..127.
+
+    visible: per-row count of keys the row may see (broadcastable to
+    scores.shape[:-1]); entries at or past it are excluded. mask: float32
+    broadcastable to scores.shape, additive in natural-log units.
+    """
+    e, zmax = exp_terms(scores, logit_mult, logit_shift, visible=visible, mask=mask)
     total = e.sum(axis=-1, keepdims=True)
     empty = zmax == EXCLUDED_LOGIT
     total = np.where(empty, 1 << EXP_ONE, total)
