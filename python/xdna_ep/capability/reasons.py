@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx
 
-from .graph import GraphView, attr
+from .graph import GraphView
 from .matching import dtype_problem, shape_problem
 
 PATTERN_OPS = {
@@ -42,40 +42,13 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str:
     problem = dtype_problem(view, node) or shape_problem(view, node)
     if problem:
         return problem
-    if op in ("MatMul", "Gemm"):
-        if len(node.input) < 2:
-            return f"unsupported op: {op} with {len(node.input)} input(s)"
-        a, b = node.input[0], node.input[1]
-        if view.is_const(a) and view.is_const(b):
-            return "unmatched: both inputs are constants (a constant-folding candidate)"
-        if not view.is_const(b):
-            return (f"non-constant weight: input '{b}' is computed at run time "
-                    "(MatMul of two activations outside a recognised attention pattern)")
-        shape = view.info(b).shape
-        if shape is None or len(shape) != 2:
-            return f"shape: weight '{b}' has shape {shape}, need a 2-D [K, N] matrix"
-        if op == "Gemm" and attr(node, "transA", 0):
-            return "shape: Gemm with transA=1 is not supported"
-        return "shape: activation/weight shapes do not line up for the matmul kernel"
-    if op == "Conv":
-        if len(node.input) < 2 or not view.is_const(node.input[1]):
-            return "non-constant weight: Conv weight is computed at run time"
-        shape = view.info(node.input[1]).shape
-        if shape is not None and len(shape) != 3:
-            return f"shape: {len(shape) - 2}-D Conv; only 1-D Conv (Conv1d) is supported"
-        return ("shape: Conv with group, dilation, auto_pad or asymmetric pads is not supported "
-                "(Conv1d only)")
-    if op == "Add":
-        from ..ops.add import add_problem  # at call time: ops/ imports capability/
+    from ..ops import registry as op_registry  # at call time: ops/ imports capability/
 
-        return add_problem(view, node) or "unmatched: Add not on the residual stream"
-    if op in ("LayerNormalization", "SkipLayerNormalization"):
-        return ("shape: normalisation over a non-last axis, non-constant gamma/beta, or "
-                "Mean/InvStdDev outputs in use")
-    if op in ("Attention", "MultiHeadAttention"):
-        return "non-constant weight: fused attention with run-time weights or bias"
-    if op in ("Gelu", "BiasGelu", "FastGelu"):
-        return "non-constant weight: Gelu bias is computed at run time"
+    for family in op_registry.OPS:  # why an op type a family knows was not taken
+        if family.cpu_reason is not None:
+            reason = family.cpu_reason(view, node)
+            if reason:
+                return reason
     if op == "If":
         return "control flow: If runs on CPU (its branches are partitioned separately)"
     if op in ("Loop", "Scan"):

@@ -152,5 +152,16 @@ def emit_add(em: Emitter, i: int, op: LOp) -> None:
 
 # the position add first: a residual Add would not claim it (constant operand),
 # but the order states which form wins
-OP = OpFamily("add", AddAttrs, (match_position_add, match_residual_add), lower_add,
-              (StageRule("add", emit_add),))
+
+
+def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """Why an Add was not taken (None for other op types)."""
+    if node.op_type != "Add":
+        return None
+    return add_problem(view, node) or "unmatched: Add not on the residual stream"
+
+
+OP = OpFamily(
+    "add", AddAttrs, (match_position_add, match_residual_add), lower_add,
+    stages=(StageRule("add", emit_add),),
+    cpu_reason=cpu_reason)

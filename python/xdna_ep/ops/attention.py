@@ -406,6 +406,15 @@ def emit_attention(em: Emitter, i: int, op: LOp) -> None:
     em.push("attention", ins, em.out_bufs(y), {}, attrs, op)
 
 
-OP = OpFamily("attention", AttentionAttrs, (match_attention,), lower_attention,
-              (StageRule("attention", emit_attention, int8_inputs=(0, 1, 2),
-                         int8_output="static"),))
+def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """Why a fused Attention/MultiHeadAttention was not taken (None for other op types)."""
+    if node.op_type not in ("Attention", "MultiHeadAttention"):
+        return None
+    return "non-constant weight: fused attention with run-time weights or bias"
+
+
+OP = OpFamily(
+    "attention", AttentionAttrs, (match_attention,), lower_attention,
+    stages=(StageRule("attention", emit_attention, int8_inputs=(0, 1, 2),
+                      int8_output="static"),),
+    cpu_reason=cpu_reason)

@@ -8,7 +8,9 @@ and the lowering in one class; TVM BYOC's pattern tables):
   returning an OpMatch whose `attrs` is the family's typed attrs dataclass;
 - `lower`: turn one match into kernel calls on float tensors (LOps, compile/);
 - `stages`: for each stage kernel it emits, the buffer rules and the emit
-  function that writes the stage (compile/build.py asks these).
+  function that writes the stage (compile/build.py asks these);
+- `cpu_reason`: for an ONNX node of an op type it knows that no matcher took,
+  the reason the report shows (capability/reasons.py asks it).
 
 The table of families is xdna_ep/ops/registry.py.
 """
@@ -75,6 +77,7 @@ class OpFamily:
     matchers: Sequence[Matcher]
     lower: Lowering
     stages: Sequence[StageRule] = ()
+    cpu_reason: Callable[[GraphView, onnx.NodeProto], str | None] | None = None
 
     def attrs_from_dict(self, values: dict[str, Any]) -> MatchAttrs:
         """The typed attrs from their JSON form (a cached PartitionPlan)."""

@@ -102,5 +102,20 @@ def emit_conv1d(em: Emitter, i: int, op: LOp) -> None:
             em.consts(i, ("weight", "w_scale", "bias")), attrs, op)
 
 
-OP = OpFamily("conv1d", Conv1dAttrs, (match_conv1d,), lower_conv1d,
-              (StageRule("conv1d", emit_conv1d, scaled_inputs=(0,), int8_weight=("weight", 0)),))
+def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """Why a Conv was not taken (None for other op types)."""
+    if node.op_type != "Conv":
+        return None
+    if len(node.input) < 2 or not view.is_const(node.input[1]):
+        return "non-constant weight: Conv weight is computed at run time"
+    shape = view.info(node.input[1]).shape
+    if shape is not None and len(shape) != 3:
+        return f"shape: {len(shape) - 2}-D Conv; only 1-D Conv (Conv1d) is supported"
+    return ("shape: Conv with group, dilation, auto_pad or asymmetric pads is not supported "
+            "(Conv1d only)")
+
+
+OP = OpFamily(
+    "conv1d", Conv1dAttrs, (match_conv1d,), lower_conv1d,
+    stages=(StageRule("conv1d", emit_conv1d, scaled_inputs=(0,), int8_weight=("weight", 0)),),
+    cpu_reason=cpu_reason)

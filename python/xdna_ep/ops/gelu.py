@@ -214,5 +214,14 @@ def emit_gelu(em: Emitter, i: int, op: LOp) -> None:
     em.push("gelu", em.int8_in(x), em.out_bufs(y), consts, attrs, op)
 
 
-OP = OpFamily("gelu", GeluAttrs, (match_gelu,), lower_gelu,
-              (StageRule("gelu", emit_gelu, int8_inputs=(0,), int8_output="always"),))
+def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """Why a Gelu/BiasGelu/FastGelu was not taken (None for other op types)."""
+    if node.op_type not in ("Gelu", "BiasGelu", "FastGelu"):
+        return None
+    return "non-constant weight: Gelu bias is computed at run time"
+
+
+OP = OpFamily(
+    "gelu", GeluAttrs, (match_gelu,), lower_gelu,
+    stages=(StageRule("gelu", emit_gelu, int8_inputs=(0,), int8_output="always"),),
+    cpu_reason=cpu_reason)

@@ -202,6 +202,15 @@ def emit_layernorm(em: Emitter, i: int, op: LOp) -> None:
             dynamic=em.dynamic and len(ins) == 2)
 
 
-OP = OpFamily("layernorm", LayerNormAttrs, (match_layernorm,), lower_layernorm,
-              (StageRule("layernorm", emit_layernorm, flex_inputs=(0,),
-                         int8_output="static"),))
+def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """Why a (Skip)LayerNormalization was not taken (None for other op types)."""
+    if node.op_type not in ("LayerNormalization", "SkipLayerNormalization"):
+        return None
+    return ("shape: normalisation over a non-last axis, non-constant gamma/beta, or "
+            "Mean/InvStdDev outputs in use")
+
+
+OP = OpFamily(
+    "layernorm", LayerNormAttrs, (match_layernorm,), lower_layernorm,
+    stages=(StageRule("layernorm", emit_layernorm, flex_inputs=(0,), int8_output="static"),),
+    cpu_reason=cpu_reason)

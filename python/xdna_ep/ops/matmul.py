@@ -156,6 +156,29 @@ def emit_matmul(em: Emitter, i: int, op: LOp) -> None:
     em.push("matmul", ins, outs, consts, attrs, op)
 
 
-OP = OpFamily("matmul", MatmulAttrs, (match_matmul,), lower_matmul,
-              (StageRule("matmul", emit_matmul, int8_inputs=(0,), int8_output="static",
-                         int8_weight=("weight", 1)),))
+def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """Why a MatMul/Gemm was not taken (None for other op types)."""
+    op = node.op_type
+    if op not in ("MatMul", "Gemm"):
+        return None
+    if len(node.input) < 2:
+        return f"unsupported op: {op} with {len(node.input)} input(s)"
+    a, b = node.input[0], node.input[1]
+    if view.is_const(a) and view.is_const(b):
+        return "unmatched: both inputs are constants (a constant-folding candidate)"
+    if not view.is_const(b):
+        return (f"non-constant weight: input '{b}' is computed at run time "
+                "(MatMul of two activations outside a recognised attention pattern)")
+    shape = view.info(b).shape
+    if shape is None or len(shape) != 2:
+        return f"shape: weight '{b}' has shape {shape}, need a 2-D [K, N] matrix"
+    if op == "Gemm" and attr(node, "transA", 0):
+        return "shape: Gemm with transA=1 is not supported"
+    return "shape: activation/weight shapes do not line up for the matmul kernel"
+
+
+OP = OpFamily(
+    "matmul", MatmulAttrs, (match_matmul,), lower_matmul,
+    stages=(StageRule("matmul", emit_matmul, int8_inputs=(0,), int8_output="static",
+                      int8_weight=("weight", 1)),),
+    cpu_reason=cpu_reason)
