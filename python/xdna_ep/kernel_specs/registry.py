@@ -9,6 +9,7 @@ own module, e.g. xdna_ep.kernel_specs.matmul). A stage is executed as
     outputs = spec.reference(consts, inputs, attrs)   # numpy integer reference
     blobs   = spec.device_constants(consts, attrs)    # bytes for the NPU weights BO
     outs    = spec.output_specs(inputs, consts, attrs)  # BufferSpecs, before a run
+    spec.version                                      # its kernels/manifest.json version
 
 Stage contracts (buffers, constant roles, attrs) are in kernels/STAGES.md.
 
@@ -73,6 +74,14 @@ class KernelSpec:
     # can run on the emulator only (runtime/shapes.py raises for the NPU path).
     output_specs: Callable[[Sequence[BufferSpec], dict[str, BufferSpec], Attrs],
                            Sequence[Any]] | None = None
+
+    @property
+    def version(self) -> int:
+        """The kernel's version in kernels/manifest.json (what compiled-model cache
+        keys and xclbin lookup follow); KeyError for a kernel not in the manifest."""
+        from . import manifest  # manifest.py reads the packaged JSON; imported on use
+
+        return manifest.load().kernel(self.name).kernel_version
 
 
 KERNELS: dict[str, KernelSpec] = {}
