@@ -93,7 +93,7 @@ CONFIGS: dict[str, Config] = {
     "static-minmax": Config("static-minmax", calibrate_method="minmax"),
     "static-entropy": Config("static-entropy", calibrate_method="entropy"),
     "dynamic": Config("dynamic", quantization="dynamic"),
-    # the same without the MLP outlier split (compile/outliers.py): the "before" figures
+    # the same without the MLP outlier split (passes/split_outliers.py): the "before" figures
     "static-percentile-nosplit": Config("static-percentile-nosplit",
                                         extra={"split_outliers": False}),
     "dynamic-nosplit": Config("dynamic-nosplit", quantization="dynamic",
@@ -228,8 +228,8 @@ def encoder_session(path: Path, config: Config, calibration: Sequence[dict[str, 
 def _taps(model: onnx.ModelProto, plan: Any, programs: dict[int, Any]) -> dict[str, Any]:
     from ..compile.lower import lower_region
     from ..compile.model_index import ModelIndex
-    from ..compile.outliers import find_mlp_chains, split_chain
     from ..kernel_specs.matmul import SUPPORTS_SPLIT
+    from ..passes.split_outliers import find_mlp_chains, split_chain
 
     idx = ModelIndex(model)
     taps: dict[str, Any] = {}
