@@ -41,12 +41,12 @@ def test_encoder_macs_on_npu(whisper) -> None:
     # encoder (conv front end to final layernorm) is one region
     assert len(plan.regions) == 1
     pos = [m for r in plan.regions for m in r.matches if m.pattern == "TransposePositionAdd"]
-    assert len(pos) == 1 and pos[0].attrs["transpose_a"]
+    assert len(pos) == 1 and pos[0].attrs.transpose_a
     for r in plan.regions:
         for m in r.matches:
             if m.kind == "attention":
-                assert m.attrs["num_heads"] == HEADS and m.attrs["head_dim"] == D // HEADS
-                assert m.attrs["scale"] == pytest.approx((D // HEADS) ** -0.5)
+                assert m.attrs.num_heads == HEADS and m.attrs.head_dim == D // HEADS
+                assert m.attrs.scale == pytest.approx((D // HEADS) ** -0.5)
 
 
 def test_decoders_attention_and_cost(whisper) -> None:
@@ -55,16 +55,16 @@ def test_decoders_attention_and_cost(whisper) -> None:
         atts = [m for m in res.matches if m.kind == "attention"]
         branches = 2 if name == "decoder_model_merged" else 1
         assert len(atts) == 2 * LAYERS * branches, name  # self + cross per layer
-        assert all(a.attrs["num_heads"] == HEADS for a in atts), name
+        assert all(a.attrs.num_heads == HEADS for a in atts), name
     plan = partition(whisper["decoder_with_past_model"])
     per_token = [r for r in plan.regions if not any(
-        m.attrs.get("n") == 51864 for m in r.matches)]
+        getattr(m.attrs, "n", None) == 51864 for m in r.matches)]
     assert per_token and all(r.placement == "cpu" for r in per_token)
     assert all("stays on CPU" in r.cost_reason for r in per_token)
     wp = analyze(load_model(whisper["decoder_with_past_model"]))
-    self_att = [m for m in wp.matches if m.kind == "attention" and m.attrs.get("past_key")]
+    self_att = [m for m in wp.matches if m.kind == "attention" and m.attrs.past_key]
     assert len(self_att) == LAYERS
-    assert all(m.attrs["k_layout"] == "bhsd" and m.attrs["nan_guard"] for m in self_att)
+    assert all(m.attrs.k_layout == "bhsd" and m.attrs.nan_guard for m in self_att)
 
 
 def test_real_tiny_en_encoder() -> None:
