@@ -9,14 +9,13 @@ region at once (cheaper than extracting and running each subgraph).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper
+
+from ..quantize.calibration import cpu_session
 
 
 def observe(model: onnx.ModelProto, tensors: Sequence[str],
@@ -30,13 +29,7 @@ def observe(model: onnx.ModelProto, tensors: Sequence[str],
     for t in wanted:
         if t not in have:
             m.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-    with tempfile.TemporaryDirectory(prefix="xdna_obs_") as tmp:
-        path = Path(tmp) / "model.onnx"
-        onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location="model.data", size_threshold=1 << 20)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    with cpu_session(m, "xdna_obs_") as sess:
         feed_names = [i.name for i in sess.get_inputs()]
         result = []
         for s in samples:
@@ -46,7 +39,6 @@ def observe(model: onnx.ModelProto, tensors: Sequence[str],
                 if t in graph_inputs:
                     d[t] = np.asarray(s[t])
             result.append(d)
-        del sess
     return result
 
 

@@ -39,16 +39,14 @@ calibration samples are given; the channels go to Program.meta
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import onnx
 
 from ..compile.ir import LOp, LoweredRegion, toposort
-from ..quantize.calibration import TAP_SUFFIX, Tap, tap_model
+from ..quantize.calibration import TAP_SUFFIX, Tap, cpu_session, tap_model
 from .base import PassContext
 
 DEFAULT_RATIO = 8.0
@@ -92,18 +90,9 @@ def find_mlp_chains(lr: LoweredRegion) -> list[MlpChain]:
 def channel_maxima(model: onnx.ModelProto, taps: dict[str, Tap],
                    samples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Per tap: the largest value of each last-axis channel over all samples (FP32 model)."""
-    import onnxruntime as ort
-
     if not taps:
         return {}
-    with tempfile.TemporaryDirectory(prefix="xdna_outl_") as tmp:
-        path = Path(tmp) / "model.onnx"
-        onnx.save_model(tap_model(model, taps), path, save_as_external_data=True,
-                        all_tensors_to_one_file=True, location="model.data",
-                        size_threshold=1 << 20)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    with cpu_session(tap_model(model, taps), "xdna_outl_") as sess:
         feed_names = [i.name for i in sess.get_inputs()]
         keys = list(taps)
         out: dict[str, np.ndarray] = {}
@@ -112,7 +101,6 @@ def channel_maxima(model: onnx.ModelProto, taps: dict[str, Tap],
             for k, v in zip(keys, vals, strict=True):
                 m = np.asarray(v, np.float32).reshape(-1, v.shape[-1]).max(axis=0)
                 out[k] = m if k not in out else np.maximum(out[k], m)
-        del sess
     return out
 
 

@@ -15,13 +15,14 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx.numpy_helper
+import onnxruntime as ort
 from onnx import helper
 from onnxruntime.quantization.calibrate import (
     CalibrationDataReader,
@@ -299,17 +300,39 @@ def collect_ranges(model: onnx.ModelProto, taps: Mapping[str, Tap], samples: Seq
         return out
 
 
+@contextlib.contextmanager
+def saved_model(model: onnx.ModelProto, prefix: str) -> Iterator[Path]:
+    """`model` saved as model.onnx in a temporary folder, its tensors above 1 MiB in
+    one external file beside it (onnxruntime's sessions and calibrators take a
+    path, and a Whisper-size model exceeds protobuf's 2 GB limit in one file)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="model.data", size_threshold=1 << 20)
+        yield path
+
+
+@contextlib.contextmanager
+def cpu_session(model: onnx.ModelProto, prefix: str) -> Iterator[ort.InferenceSession]:
+    """An onnxruntime CPU session of `model` (the FP32 reference: observations,
+    calibration maxima), quiet, its files removed on exit."""
+    with saved_model(model, prefix) as path:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        try:
+            yield sess
+        finally:
+            del sess
+
+
 def _run_calibrator(model: onnx.ModelProto, taps: Mapping[str, Tap], samples: Sequence[Sample],
                     name: str, extra: Mapping[str, object]) -> dict[str, tuple[float, float]]:
     """One onnxruntime calibrator run over the tapped copy of `model` (in a temp dir:
     the calibrators take a path; external data is kept in one file next to it)."""
-    with tempfile.TemporaryDirectory(prefix="xdna_cal_") as tmp:
-        path = Path(tmp) / "model.onnx"
-        onnx.save_model(tap_model(model, taps), path, save_as_external_data=True,
-                        all_tensors_to_one_file=True, location="model.data",
-                        size_threshold=1 << 20)
+    with saved_model(tap_model(model, taps), "xdna_cal_") as path:
         cal = create_calibrator(path, op_types_to_calibrate=["Identity"],
-                                augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                augmented_model_path=str(path.parent / "augmented.onnx"),
                                 calibrate_method=METHODS[name], use_external_data_format=True,
                                 extra_options=dict(extra))
         # onnxruntime's calibrators print progress to stdout: keep it off the
