@@ -112,20 +112,16 @@ def _decomposed(view: GraphView, r1: onnx.NodeProto) -> OpMatch | None:
     else:
         return None
     y = div.output[0]
-    gamma = beta = None
+    affine: dict[str, str | None] = {"Mul": None, "Add": None}  # y * gamma + beta, each optional
     nxt = view.single_consumer(y)
-    if nxt is not None and nxt.op_type == "Mul":
-        p = const_operand(view, nxt)
-        if p is not None and p[0] == y:
-            gamma, y = p[1], nxt.output[0]
-            nodes.append(nxt)
-            nxt = view.single_consumer(y)
-    if nxt is not None and nxt.op_type == "Add":
-        p = const_operand(view, nxt)
-        if p is not None and p[0] == y:
-            beta, y = p[1], nxt.output[0]
-            nodes.append(nxt)
-    attrs = LayerNormAttrs(epsilon=float(eps), gamma=gamma, beta=beta, x=x)
+    for op_type in affine:
+        p = const_operand(view, nxt) if nxt is not None and nxt.op_type == op_type else None
+        if p is None or p[0] != y:
+            continue
+        affine[op_type], y = p[1], nxt.output[0]
+        nodes.append(nxt)
+        nxt = view.single_consumer(y)
+    attrs = LayerNormAttrs(epsilon=float(eps), gamma=affine["Mul"], beta=affine["Add"], x=x)
     return build_match(view, "layernorm", nodes, attrs, "decomposed")
 
 
