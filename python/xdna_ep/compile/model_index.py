@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..capability.graph import subgraphs
 from ..quantize.weights import CorruptWeightError, WeightError, check_float_weight
 
 
@@ -26,14 +27,11 @@ class NotLowerable(Exception):
 
 
 def _graphs(g: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """g and every subgraph inside it (If branches, Loop/Scan bodies), depth first."""
     yield g
     for n in g.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sg in a.graphs:
-                    yield from _graphs(sg)
+        for sub in subgraphs(n):
+            yield from _graphs(sub)
 
 
 class ModelIndex:

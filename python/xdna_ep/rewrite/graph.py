@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
+from ..capability.graph import subgraphs as _subgraphs
 from ..compile.program import Program
 from ..plan import PartitionPlan, Region
 
@@ -95,14 +96,6 @@ class RegionNode:
 
 
 # -- graph walking --------------------------------------------------------------------
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            yield from attr.graphs
-
-
 def iter_graphs(graph: onnx.GraphProto, path: str = "") -> Iterator[tuple[str, onnx.GraphProto]]:
     """Every graph in the model with its path ("" for the main graph, then
     "<node name>/<attribute name>" per level, as capability's loader names them)."""
