@@ -69,22 +69,47 @@ CONV_SCRATCH_COL = 8 * 1152    # conv1d_aie.cc g_col: nt * cin * kw int8
 CONV_SCRATCH_WIN = 384 * 17    # conv1d_aie.cc g_qwin: cin * win int8
 
 
-def conv_tiling(cin: int, stride: int, kw: int = CONV_KW) -> int:
-    """Output positions per core tile (nt <= 8) for a conv1d stage: the largest that
-    fits the AIE kernel's im2col scratch and keeps the fp32 input window small
-    (<= 26 KiB, so the window, weight blocks and constants fit a 64 KiB core)."""
+CORE_BYTES = 64 * 1024
+CONV_STATIC = 8 * 1152 + 384 * 17 + 256 + 1024   # kernel scratch, frontend block, stack
+
+
+@dataclass(frozen=True)
+class ConvTiling:
+    nt: int      # output positions per core tile
+    nco: int     # output channels per weight block
+
+
+def conv_tiling(cin: int, cout: int, stride: int, kw: int = CONV_KW,
+                frontend: bool = False) -> ConvTiling:
+    """Tile of a conv1d stage on one core: the most positions (nt <= 8) the AIE
+    kernel's im2col scratch takes with an fp32 input window of <= 26 KiB, then
+    the most output channels per weight block (nco <= 8, dividing cout) whose
+    double-buffered weight rows fit next to the window, w_scale/bias [cout] and
+    the output blocks in 64 KiB (conv_frontend's blocks also carry the gelu
+    table and the positional rows). Whisper tiny: nt = 8, nco = 8; large-v3
+    conv2: nt = 2, nco = 1."""
     for nt in range(8, 0, -1):
         win = (nt - 1) * stride + kw
         if nt * cin * kw <= CONV_SCRATCH_COL and cin * win <= CONV_SCRATCH_WIN \
                 and 4 * cin * win <= 26 * 1024:
-            return nt
-    raise ValueError(f"conv1d with {cin} input channels does not fit the AIE kernel scratch")
+            break
+    else:
+        raise ValueError(f"conv1d with {cin} input channels does not fit the AIE kernel scratch")
+    for nco in (8, 4, 2, 1):
+        if cout % nco:
+            continue
+        outs = (2 if frontend else 1) * 2 * 4 * nco * nt
+        need = 4 * cin * win + 2 * nco * cin * kw + 8 * cout + 16 + outs + CONV_STATIC \
+            + (256 + 8 if frontend else 0)
+        if need <= CORE_BYTES:
+            return ConvTiling(nt, nco)
+    raise ValueError(f"conv1d {cin}->{cout} does not fit one core")
 
 
 @dataclass(frozen=True)
 class ConvFrontendDims:
-    nt1: int     # conv1 positions per tile
-    nt2: int     # conv2 positions per tile
+    c1: ConvTiling   # conv1 (mels -> d, stride 1)
+    c2: ConvTiling   # conv2 (d -> d, stride 2)
     t1: int      # conv1 outputs computed (padded)
     t2: int      # conv2 outputs computed (padded): y rows per batch
     tp2: int     # h row length: 1 zero, conv1 outputs, zeros
@@ -94,10 +119,10 @@ class ConvFrontendDims:
 
 
 def conv_frontend_dims(mels: int, d: int, frames: int) -> ConvFrontendDims:
-    nt1, nt2 = conv_tiling(mels, 1), conv_tiling(d, 2)
-    t1 = up(frames, CONV_COLUMNS * nt1)
-    t2 = up((frames + 2 - CONV_KW) // 2 + 1, CONV_COLUMNS * nt2)
-    return ConvFrontendDims(nt1, nt2, t1, t2, max(1 + t1, (t2 - 1) * 2 + CONV_KW))
+    c1, c2 = conv_tiling(mels, d, 1, frontend=True), conv_tiling(d, d, 2, frontend=True)
+    t1 = up(frames, CONV_COLUMNS * c1.nt)
+    t2 = up((frames + 2 - CONV_KW) // 2 + 1, CONV_COLUMNS * c2.nt)
+    return ConvFrontendDims(c1, c2, t1, t2, max(1 + t1, (t2 - 1) * 2 + CONV_KW))
 
 
 # --- the layout both sides compute ---------------------------------------------------
