@@ -15,8 +15,11 @@ Peano, runs the design (`python design.py <build_args>` prints MLIR) and
 calls aiecc.py to produce the xclbin and the instruction file named in the
 manifest, in --out (default: kernels/xclbin, which the runtime searches).
 
---check needs no toolchain: it py_compiles every design and verifies that the
-manifest and the folders agree (used by tests/test_manifest.py and CI).
+--check needs no toolchain: it py_compiles every design, verifies that the
+manifest and the folders agree, and traces every kernel and design under a
+FAKE IRON (kernels/iron_check.py: DMA volumes, access-pattern bounds, core
+and memory-tile memory) for the Whisper shapes of every size, tiny to
+large-v3 (kernels/whisper_shapes.py). Used by tests and CI.
 """
 
 from __future__ import annotations
@@ -79,8 +82,9 @@ def targets(doc: dict) -> list[Target]:
 
 
 # ------------------------------------------------------------------- --check
-def check(doc: dict) -> list[str]:
-    """Problems found (empty = the manifest matches the folders and every design compiles)."""
+def check(doc: dict, sizes: list[str] | None = None, table: list[str] | None = None) -> list[str]:
+    """Problems found (empty = the manifest matches the folders, every design compiles
+    and traces for every Whisper size in `sizes`, default all); trace lines go to `table`."""
     problems: list[str] = []
     listed_folders = set()
     for name, k in doc["kernels"].items():
@@ -117,7 +121,51 @@ def check(doc: dict) -> list[str]:
                 py_compile.compile(str(src), cfile=os.path.join(tmp, f"{i}.pyc"), doraise=True)
             except py_compile.PyCompileError as exc:
                 problems.append(f"{src.relative_to(ROOT)} does not compile: {exc.msg}")
-    return problems
+    lines, traced = trace_designs(doc, sizes)
+    if table is not None:
+        table += lines
+    return problems + traced
+
+
+def load_design(rel: str):
+    """A design module by its path under kernels/ (registered in sys.modules so its
+    dataclasses resolve; loaded inside iron_check.fake_iron when tracing)."""
+    path = ROOT / rel
+    name = "xdna_design_" + rel.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def trace_designs(doc: dict, sizes: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(table lines, problems): every kernel and design of the manifest traced under the
+    FAKE IRON (kernels/iron_check.py) for each Whisper size of kernels/whisper_shapes.py."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import iron_check
+    import whisper_shapes
+
+    names = set(doc["kernels"]) | set(doc["designs"])
+    lines, problems, covered = [], [], set()
+    for size in whisper_shapes.SIZES:
+        if sizes and size.name not in sizes:
+            continue
+        for case in whisper_shapes.design_cases(size):
+            covered.add(case.design)
+            where = f"{case.id} @ {size.name} (d={size.d}, {size.heads} heads)"
+            try:
+                rep = iron_check.trace(lambda c=case: load_design(c.path), case.fn, *case.args)
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding to report
+                problems.append(f"{where}: {type(exc).__name__}: {exc}")
+                continue
+            lines.append(f"{size.name:9s} {case.id:26s} {rep.workers:2d} cores, "
+                         f"max core {rep.max_core / 1024:5.1f} KiB, "
+                         f"max memtile {rep.max_memtile / 1024:6.1f} KiB")
+    for missing in sorted(names - covered):
+        problems.append(f"{missing}: no Whisper case in kernels/whisper_shapes.py")
+    return lines, problems
 
 
 # -------------------------------------------------------------------- build
@@ -195,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true",
                     help="py_compile every design and check the manifest against the folders")
+    ap.add_argument("--sizes", type=lambda v: v.split(","), default=None,
+                    help="--check: Whisper sizes to trace (comma separated; default all: "
+                         "tiny,base,small,medium,large-v3)")
     ap.add_argument("--out", type=Path, default=ROOT / "xclbin", help="output directory")
     ap.add_argument("--only", nargs="*", default=None, help="kernel/design names to build")
     ap.add_argument("--work", type=Path, default=None, help="keep intermediates here")
@@ -202,12 +253,14 @@ def main(argv: list[str] | None = None) -> int:
 
     doc = load_manifest()
     if args.check:
-        problems = check(doc)
+        table: list[str] = []
+        problems = check(doc, args.sizes, table)
+        print("\n".join(table))
         for p in problems:
             print("ERROR:", p)
         n = len(doc["kernels"]) + len(doc["designs"])
-        print(f"checked {n} kernels/designs: " + ("OK" if not problems else
-                                                   f"{len(problems)} problem(s)"))
+        print(f"checked {n} kernels/designs, {len(table)} traced Whisper cases: "
+              + ("OK" if not problems else f"{len(problems)} problem(s)"))
         return 1 if problems else 0
 
     tc, missing = find_toolchain()

@@ -51,7 +51,6 @@ DEFAULT_DEPTH = 2
 STATICS: dict[str, tuple[str, int]] = {
     "layernorm.g_fixed": ("layernorm/aie/layernorm_aie.cc", 4 * 1280),
     "layernorm.g_row": ("layernorm/aie/layernorm_aie.cc", 4 * 1280),
-    "layernorm.qrow": ("layernorm/aie/layernorm_aie.cc", 1280),
     "matmul.g_acc": ("matmul/aie/matmul_aie.cc", 4 * 32 * 64),
     "attention.g_acc_hi": ("attention/aie/attention_aie.cc", 4 * 32 * 64),
     "attention.g_acc_lo": ("attention/aie/attention_aie.cc", 4 * 32 * 64),
@@ -70,10 +69,8 @@ _ATT = ("attention.g_acc_hi", "attention.g_acc_lo", "attention.g_scores", "atten
 _CONV = ("conv1d.g_qwin", "conv1d.g_col")
 KERNEL_STATICS: dict[str, tuple[str, ...]] = {
     "xdna_layernorm": ("layernorm.g_fixed", "layernorm.g_row"),
-    "xdna_layernorm_mmul_a": ("layernorm.g_fixed", "layernorm.g_row", "layernorm.qrow"),
     "matmul_zero_i32": ("matmul.g_acc",),
     "matmul_i8_i32": ("matmul.g_acc",),
-    "fused_mm_kslice": ("matmul.g_acc",),
     "matmul_epilogue_i8": ("matmul.g_acc",),
     "matmul_epilogue_f32": ("matmul.g_acc",),
     "fused_epilogue_i8_gelu": ("matmul.g_acc", "ffn_block.g_h"),
@@ -269,12 +266,18 @@ class TensorAccessPattern:
         total = 1
         for d in tensor_dims:
             total *= int(d)
-        dims = list(zip(sizes, strides, strict=True))
-        _check(all(int(s) >= 1 for s, _ in dims), f"empty access pattern {sizes}")
-        hi = offset + sum((s - 1) * st for s, st in dims if st > 0)
-        lo = offset + sum((s - 1) * st for s, st in dims if st < 0)
+        _check(len(sizes) == len(strides), f"sizes {sizes} and strides {strides} differ")
+        lo = hi = offset
+        count = 1
+        for size, stride in zip(sizes, strides):  # noqa: B905 - lengths checked above
+            _check(size >= 1, f"empty access pattern {sizes}")
+            count *= size
+            if stride > 0:
+                hi += (size - 1) * stride
+            else:
+                lo += (size - 1) * stride
         _check(lo >= 0 and hi < total, f"pattern [{lo}, {hi}] outside tensor of {total}")
-        self.total, self.count = total, int(np.prod([int(s) for s in sizes]))
+        self.total, self.count = total, count
 
 
 class Tensor:
