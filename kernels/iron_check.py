@@ -117,6 +117,8 @@ class Report:
     core_bytes: list[int] = field(default_factory=list)      # per worker
     memtile_bytes: dict[int, int] = field(default_factory=dict)  # per column
     fifos: int = 0
+    moves: list[Move] = field(default_factory=list)       # host DMA tasks, in order
+    arg_bytes: list[int] = field(default_factory=list)    # runtime-sequence argument sizes
 
     @property
     def max_core(self) -> int:
@@ -278,45 +280,83 @@ class TensorAccessPattern:
                 lo += (size - 1) * stride
         _check(lo >= 0 and hi < total, f"pattern [{lo}, {hi}] outside tensor of {total}")
         self.total, self.count = total, count
+        self.offset, self.sizes, self.strides = offset, list(sizes), list(strides)
 
 
 class Tensor:
-    def __init__(self, t: Any) -> None:
-        self.n, self.itemsize = type_bytes(t), type_itemsize(t)
+    def __init__(self, t: Any, index: int) -> None:
+        self.n, self.itemsize, self.index = type_bytes(t), type_itemsize(t), index
+
+
+@dataclass(frozen=True)
+class Move:
+    """One host DMA task: `kind` fill (tensor -> fifo) or drain (fifo -> tensor) on
+    runtime-sequence argument `arg`; the pattern in elements of `itemsize` bytes."""
+
+    kind: str
+    arg: int
+    offset: int
+    sizes: tuple[int, ...]
+    strides: tuple[int, ...]
+    itemsize: int
+
+    def bytes(self) -> np.ndarray:
+        """Every byte offset it touches (elements expanded to their bytes)."""
+        idx = np.array([self.offset], dtype=np.int64)
+        for size, stride in zip(self.sizes, self.strides, strict=True):
+            idx = (idx[:, None] + stride * np.arange(size, dtype=np.int64)[None, :]).reshape(-1)
+        return ((idx * self.itemsize)[:, None]
+                + np.arange(self.itemsize, dtype=np.int64)[None, :]).reshape(-1)
+
+
+def touched(moves: list[Move], arg: int, kind: str, nbytes: int) -> np.ndarray:
+    """Per byte of argument `arg`, how many `kind` tasks touch it (for layout tests)."""
+    hits = [m.bytes() for m in moves if m.arg == arg and m.kind == kind]
+    if not hits:
+        return np.zeros(nbytes, dtype=np.int64)
+    return np.bincount(np.concatenate(hits), minlength=nbytes)
 
 
 class Runtime:
     def __init__(self) -> None:
         self.workers: list[Worker] = []
+        self.moves: list[Move] = []
+        self.arg_bytes: list[int] = []
 
     def sequence(self, *types_: Any) -> Any:
         @contextlib.contextmanager
         def cm() -> Iterator[tuple[Tensor, ...]]:
-            yield tuple(Tensor(t) for t in types_)
+            tensors = tuple(Tensor(t, i) for i, t in enumerate(types_))
+            self.arg_bytes = [t.n for t in tensors]
+            yield tensors
 
         return cm()
 
     def start(self, *workers: Worker) -> None:
         self.workers += workers
 
-    def _moved(self, tensor: Tensor, tap: TensorAccessPattern | None) -> int:
+    def _moved(self, kind: str, tensor: Tensor, tap: TensorAccessPattern | None) -> int:
         if tap is None:
+            self.moves.append(Move(kind, tensor.index, 0, (tensor.n // tensor.itemsize,), (1,),
+                                   tensor.itemsize))
             return tensor.n
         _check(tap.total * tensor.itemsize == tensor.n,
                f"pattern over {tap.total} elements, tensor has {tensor.n} bytes")
+        self.moves.append(Move(kind, tensor.index, tap.offset, tuple(tap.sizes),
+                               tuple(tap.strides), tensor.itemsize))
         return tap.count * tensor.itemsize
 
     def fill(self, handle: Handle, tensor: Tensor, tap: Any = None, task_group: Any = None,
              wait: bool = False, placement: Any = None) -> None:
         _check(handle.kind == "prod", f"fill into the consumer side of {handle.fifo.name}")
         handle.host = True
-        handle.fifo.filled += self._moved(tensor, tap)
+        handle.fifo.filled += self._moved("fill", tensor, tap)
 
     def drain(self, handle: Handle, tensor: Tensor, tap: Any = None, task_group: Any = None,
               wait: bool = False, placement: Any = None) -> None:
         _check(handle.kind == "cons", f"drain from the producer side of {handle.fifo.name}")
         handle.host = True
-        handle.fifo.drained += self._moved(tensor, tap)
+        handle.fifo.drained += self._moved("drain", tensor, tap)
 
     def task_group(self) -> object:
         return object()
@@ -330,7 +370,8 @@ class Program:
         self.rt = rt
 
     def resolve_program(self, placer: Any = None) -> Report:
-        rep = Report(workers=len(self.rt.workers), fifos=len(_State.fifos))
+        rep = Report(workers=len(self.rt.workers), fifos=len(_State.fifos),
+                     moves=self.rt.moves, arg_bytes=self.rt.arg_bytes)
         _check(rep.workers <= COMPUTE_CORES,
                f"{rep.workers} workers, npu1 has {COMPUTE_CORES} compute cores")
         for w in self.rt.workers:

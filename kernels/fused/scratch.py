@@ -114,7 +114,12 @@ class ConvFrontendDims:
     t2: int      # conv2 outputs computed (padded): y rows per batch
     tp2: int     # h row length: 1 zero, conv1 outputs, zeros
 
+    def y_bytes(self, batch: int, d: int) -> int:
+        """The add stage's output y fp32 [B, t2, d] (the host reads the first T/2 rows)."""
+        return 4 * batch * self.t2 * d
+
     def h_bytes(self, batch: int, d: int) -> int:
+        """Private scratch: conv1's gelu output fp32 [B, d, tp2] with zero borders."""
         return 4 * batch * d * self.tp2
 
 

@@ -71,7 +71,7 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
     # IN and OUT hold only fp32, so they are typed float32 and offsets count floats
     (o_mel,), in_bytes = S.aligned_offsets([4 * batch * mels * tp1])
     o_mel, in_total = o_mel // 4, S.up(in_bytes, 4) // 4
-    (o_y, o_h), out_bytes = scratch.offsets([4 * batch * t2 * d, dims.h_bytes(batch, d)])
+    (o_y, o_h), out_bytes = scratch.offsets([dims.y_bytes(batch, d), dims.h_bytes(batch, d)])
     o_y, o_h, out_total = o_y // 4, o_h // 4, out_bytes // 4
 
     def stage(name, cin, k, stride, with_add, tiling):
