@@ -4,10 +4,13 @@
     python kernels/build_xclbins.py [--out DIR] [--only NAME ...]   # build
     python kernels/build_xclbins.py --check                         # CI check
 
-Build needs the MLIR-AIE toolchain: the `aie` Python package (mlir_aie
-wheel: IRON + aiecc.py + the aie_api headers) and Peano (llvm-aie; set
-PEANO_INSTALL_DIR or pip-install llvm-aie). xchesscc is not needed. Without
-them the script prints exactly what is missing and exits with status 2.
+Build needs the MLIR-AIE toolchain (kernels/toolchain.py: the versions the
+designs target): the `aie` Python package (mlir_aie wheel: IRON + aiecc.py +
+the aie_api headers), Peano (llvm-aie; set PEANO_INSTALL_DIR or pip-install
+llvm-aie) and XRT's xclbinutil. xchesscc is not needed. Without them the
+script names exactly which tool is missing or too old and exits with status 2.
+Built xclbins and instruction streams are cached by design hash (the target's
+sources, build arguments and tool versions; --cache, --no-cache).
 
 For every kernel and fused design in kernels/manifest.json it compiles the
 AIE core source (<kernel>/aie/<kernel>_aie.cc, or fused/<d>/<d>_aie.cc) with
@@ -25,6 +28,7 @@ large-v3 (kernels/whisper_shapes.py). Used by tests and CI.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -175,44 +179,68 @@ class Toolchain:
     aiecc: str
     peano: Path
     aie_include: Path
+    versions: str          # toolchain.versions_key: part of every design hash
 
 
-def find_peano() -> Path | None:
-    env = os.environ.get("PEANO_INSTALL_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(p) / "llvm-aie" for p in sys.path if p]
-    for c in candidates:
-        if (c / "bin" / "clang++").is_file():
-            return c
-    return None
+def _toolchain_module():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import toolchain
+
+    return toolchain
 
 
 def find_toolchain() -> tuple[Toolchain | None, list[str]]:
-    missing: list[str] = []
+    """The toolchain, or the exact list of what is missing or too old
+    (kernels/toolchain.py TOOLS: mlir_aie package, aiecc.py, Peano, xclbinutil)."""
+    tcm = _toolchain_module()
+    found = tcm.probe()
+    missing = [f.problem for f in found.values() if f.problem]
     aie_root = None
-    if importlib.util.find_spec("aie") is None:
-        missing.append("Python package `aie` (the mlir_aie wheel with IRON: "
-                       "pip install mlir_aie from the MLIR-AIE release index)")
-    else:
+    if not found["mlir_aie"].problem:
         try:
             from aie.utils.config import root_path  # type: ignore[import-not-found]
 
             aie_root = Path(root_path())
         except Exception as exc:  # noqa: BLE001 - report any broken install
             missing.append(f"a working `aie` package (aie.utils.config.root_path failed: {exc})")
-    aiecc = shutil.which("aiecc.py") or shutil.which("aiecc")
-    if aiecc is None:
-        missing.append("`aiecc.py` on PATH (installed with the mlir_aie wheel)")
-    peano = find_peano()
-    if peano is None:
-        missing.append("Peano (llvm-aie): set PEANO_INSTALL_DIR to a directory with "
-                       "bin/clang++, or pip install llvm-aie")
     include = aie_root / "include" if aie_root else None
     if aie_root is not None and not (include / "aie_api" / "aie.hpp").is_file():
         missing.append(f"aie_api headers ({include}/aie_api/aie.hpp not found)")
     if missing:
         return None, missing
-    return Toolchain(sys.executable, str(aiecc), peano, include), []
+    return Toolchain(sys.executable, found["aiecc"].path, Path(found["peano"].path), include,
+                     tcm.versions_key(found)), []
+
+
+# -------------------------------------------------------------------- cache
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "xdna-ep" / "xclbin-builds"
+
+
+def design_sources(t: Target, doc: dict) -> list[Path]:
+    """Every file a target's build reads: its folder, for a fused design its stage
+    kernels' folders and the shared fused modules, and kernels/common."""
+    folders = {t.folder, ROOT / "common"}
+    entry = doc["designs"].get(t.name)
+    if entry is not None:
+        for k in list(entry["stages"]) + list(entry.get("glue", [])):
+            folders.add(ROOT / doc["kernels"][k]["folder"])
+    files = [ROOT / "fused" / "_stages.py", ROOT / "fused" / "scratch.py", MANIFEST]
+    for f in sorted(folders):
+        files += sorted(p for p in f.rglob("*") if p.is_file() and p.suffix in (".py", ".cc",
+                                                                                 ".h", ".hpp"))
+    return files
+
+
+def design_hash(t: Target, doc: dict, versions: str) -> str:
+    """sha256 over the target's sources, its build arguments and the tool versions."""
+    h = hashlib.sha256()
+    for f in design_sources(t, doc):
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(json.dumps([t.name, list(t.build_args), versions]).encode())
+    return h.hexdigest()[:24]
 
 
 def run(cmd: list[str], cwd: Path, stdout=None) -> None:
@@ -220,7 +248,18 @@ def run(cmd: list[str], cwd: Path, stdout=None) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, stdout=stdout)
 
 
-def build_one(t: Target, tc: Toolchain, out_dir: Path, work: Path) -> None:
+def build_one(t: Target, tc: Toolchain, out_dir: Path, work: Path, doc: dict,
+              cache: Path | None) -> str:
+    """Builds one target into out_dir (or copies it from the cache: same design hash);
+    returns "cached" or "built"."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = design_hash(t, doc, tc.versions)
+    hit = cache / f"{t.name}-{key}" if cache else None
+    if hit is not None and all((hit / f).is_file() for f in (t.xclbin, t.instructions)):
+        for f in (t.xclbin, t.instructions):
+            shutil.copy2(hit / f, out_dir / f)
+        print(f"cached {t.name} ({key}): {out_dir / t.xclbin}, {out_dir / t.instructions}")
+        return "cached"
     wd = work / t.name
     wd.mkdir(parents=True, exist_ok=True)
     obj = wd / (t.source.stem + ".o")
@@ -232,10 +271,14 @@ def build_one(t: Target, tc: Toolchain, out_dir: Path, work: Path) -> None:
     run([tc.aiecc, "--no-xchesscc", "--no-xbridge", f"--peano={tc.peano}",
          "--aie-generate-xclbin", f"--xclbin-name={t.xclbin}",
          "--aie-generate-npu-insts", f"--npu-insts-name={t.instructions}", "aie.mlir"], cwd=wd)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for f in (t.xclbin, t.instructions):
         shutil.copy2(wd / f, out_dir / f)
-    print(f"built {t.name}: {out_dir / t.xclbin}, {out_dir / t.instructions}")
+    if hit is not None:
+        hit.mkdir(parents=True, exist_ok=True)
+        for f in (t.xclbin, t.instructions):
+            shutil.copy2(wd / f, hit / f)
+    print(f"built {t.name} ({key}): {out_dir / t.xclbin}, {out_dir / t.instructions}")
+    return "built"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "xclbin", help="output directory")
     ap.add_argument("--only", nargs="*", default=None, help="kernel/design names to build")
     ap.add_argument("--work", type=Path, default=None, help="keep intermediates here")
+    ap.add_argument("--cache", type=Path, default=default_cache(),
+                    help="xclbins + instruction streams by design hash (sources, build "
+                         "arguments, tool versions); default %(default)s")
+    ap.add_argument("--no-cache", action="store_true", help="always rebuild")
     args = ap.parse_args(argv)
 
     doc = load_manifest()
@@ -265,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tc, missing = find_toolchain()
     if tc is None:
-        print("Cannot build xclbins: the MLIR-AIE toolchain is incomplete. Missing:")
+        print("Cannot build xclbins: the MLIR-AIE toolchain is incomplete. Missing or too old:")
         for m in missing:
             print("  -", m)
         return 2
@@ -282,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = []
         for t in selected:
             try:
-                build_one(t, tc, args.out, work)
+                build_one(t, tc, args.out, work, doc, None if args.no_cache else args.cache)
             except (subprocess.CalledProcessError, OSError) as exc:
                 print(f"FAILED {t.name}: {exc}")
                 failed.append(t.name)
