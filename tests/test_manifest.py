@@ -144,7 +144,7 @@ def test_build_names_what_is_missing(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path), "PEANO_INSTALL_DIR": str(tmp_path)}
     res = subprocess.run([sys.executable, str(BUILD)], capture_output=True, text=True, env=env)
     assert res.returncode == 2
-    assert "Missing:" in res.stdout and "aiecc.py" in res.stdout
+    assert "Missing or too old:" in res.stdout and "aiecc.py" in res.stdout
 
 
 # --- designs traced against the FAKE IRON of kernels/iron_check.py ------------------
