@@ -22,6 +22,12 @@ to a multiple of 128 (extra rows dropped) and Tk to a multiple of 64 (the
 kernel excludes keys >= params[4] = Tk). params: logit m, logit e, causal,
 past_len, Tk, out_float, out m, out e, fp32 bits of v_scale, groups per head.
 Masks of other broadcast shapes, and Dh != 64, run on the emulator.
+
+The body (fifos, workers, DMA tasks) is `attention_phase` / `AttentionPhase`,
+shared with the fused attn_block design through `fused_stage`: there it runs on
+3 columns (xdna_attn_begin_cols takes the column count) so attn_block keeps 4
+cores for its out-projection, reading q, k, v from the fused design's IN and
+writing o into its OUT (operand offsets via `Operand`).
 """
 
 from __future__ import annotations
@@ -288,8 +294,6 @@ def fused_stage(*, tq: int, tk: int, heads: int, head_dim: int = DH,
     return attention_phase(1, heads, fused_tq_pad(tq), ceil_to(tk, KEYS),
                            n_cols=FUSED_COLUMNS, obj=obj)
 
-
-fused_stage.weights_bytes = lambda *a, **k: 0  # attention has no constants in WEIGHTS
 
 
 def main(argv: list[str] | None = None) -> None:
