@@ -154,6 +154,7 @@ def test_encoder_window_against_reference_and_fake_npu(small_encoder: Path, fake
     ref = run_encoder_window(ReferenceDevice(), small_encoder)
     assert ref.status == "pass", ref.error or ref.difference
     assert ref.regions >= 1 and ref.calls >= 1
+    assert ref.seconds > 0 and ref.baseline_seconds > 0   # emulator share, reference share
     manifest, dirs = fake_npu
     npu = run_encoder_window(XrtDevice(make_fake_pyxrt(), manifest=manifest,
                                        xclbin_dirs=dirs), small_encoder)

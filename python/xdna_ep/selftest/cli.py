@@ -48,8 +48,8 @@ def table(res: SelftestResult) -> str:
     if e is not None:
         note = e.difference or e.error
         lines.append(f"{'encoder window':15s} {Path(e.model).parent.name[:34]:34s} "
-                     f"{e.status.upper():6s} {e.device_seconds * 1e3:11.1f} "
-                     f"{e.seconds * 1e3:12.1f}  {e.calls} region call(s) compared"
+                     f"{e.status.upper():6s} {e.seconds * 1e3:11.1f} "
+                     f"{e.baseline_seconds * 1e3:12.1f}  {e.calls} region call(s) compared"
                      + (f"  {note}" if note else ""))
     n_ok = sum(c.status == "pass" for c in res.cases)
     lines.append(f"{n_ok}/{len(res.cases)} cases pass"

@@ -28,8 +28,10 @@ FRAMES = 3000
 class _Twin:
     """A region's emulator program, its twin on the other device, and the check."""
 
-    def __init__(self, inner: Any, other: Any, region: int, result: EncoderResult) -> None:
+    def __init__(self, inner: Any, other: Any, region: int, result: EncoderResult,
+                 tally: list[float]) -> None:
         self.inner, self.other, self.region, self.result = inner, other, region, result
+        self.tally = tally    # [seconds on `other`], shared by the window's twins
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         want = self.inner.run(inputs)
@@ -41,7 +43,7 @@ class _Twin:
                 self.result.status = "error"
                 self.result.error = f"region {self.region}: {type(exc).__name__}: {exc}"
             return want
-        self.result.device_seconds += time.perf_counter() - t0
+        self.tally[0] += time.perf_counter() - t0
         self.result.calls += 1
         diff = first_difference(want, got, list(want))
         if diff is not None and self.result.status == "pass":
@@ -50,7 +52,7 @@ class _Twin:
         return want
 
 
-def _session_class(other: Any, result: EncoderResult) -> type:
+def _session_class(other: Any, result: EncoderResult, tally: list[float]) -> type:
     from ..ort.provider import XDNAProvider
     from ..ort.session import InferenceSession
 
@@ -58,7 +60,7 @@ def _session_class(other: Any, result: EncoderResult) -> type:
         def _load(self, device, model, programs):  # type: ignore[no-untyped-def]
             regions = super()._load(device, model, programs)
             for ref, r in regions.items():
-                r.loaded = _Twin(r.loaded, other.load(programs[ref]), r.region, result)
+                r.loaded = _Twin(r.loaded, other.load(programs[ref]), r.region, result, tally)
             result.regions = len(regions)
             return regions
 
@@ -78,12 +80,16 @@ def encoder_path(model: str | Path | None) -> Path:
     return resolve_onnx_dir(model) / "encoder_model.onnx"
 
 
-def run_encoder_window(other: Any, model: str | Path | None, seed: int = 0) -> EncoderResult:
+def run_encoder_window(other: Any, model: str | Path | None, seed: int = 0, *,
+                       other_is_dut: bool = True) -> EncoderResult:
+    """The window on the emulator, every region call replayed on `other` (the device
+    under test when other_is_dut, else the baseline: the numpy references)."""
     result = EncoderResult(model=str(model) if model is not None else "tiny.en (bundled)")
+    tally = [0.0]
     try:
         path = encoder_path(model)
         result.model = str(path)
-        session_cls = _session_class(other, result)
+        session_cls = _session_class(other, result, tally)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             sess = session_cls(str(path), providers=["XDNAExecutionProvider",
@@ -96,7 +102,10 @@ def run_encoder_window(other: Any, model: str | Path | None, seed: int = 0) -> E
         mel = seeded_mel(n_mels, FRAMES, seed)
         t0 = time.perf_counter()
         sess.run(None, {inp.name: mel})
-        result.seconds = time.perf_counter() - t0
+        other_s = tally[0]
+        emulator = time.perf_counter() - t0 - other_s
+        result.seconds, result.baseline_seconds = ((other_s, emulator) if other_is_dut
+                                                   else (emulator, other_s))
     except Exception as exc:  # noqa: BLE001 - the report says what broke
         result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
         return result
