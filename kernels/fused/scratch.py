@@ -3,7 +3,9 @@ designs (kernels/fused/<design>/design.py, as `scratch`) and by the host runtime
 (xdna_ep.runtime.layout, as xdna_ep._kernels.fused.scratch), so the offsets the
 design's DMA writes to and the slots the runtime reserves cannot drift.
 
-A fused launch's OUT holds, in this order and each 64-byte aligned:
+A fused launch's IN holds its inputs in Launch.inputs order, each reserved for
+the rows the design reads (IN_ROW_PAD; the extra rows stay zero). Its OUT holds,
+in this order and each 64-byte aligned:
   1. the design's OUT entries below: stage outputs the design writes to OUT
      (exported results, and intermediates it reads back inside the launch:
      ffn h, attn_block o, ffn_ln_matmul y) and private scratch (conv_frontend's
@@ -49,6 +51,25 @@ OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
     "attn_block": (OutEntry("y", ("add", 0, 0)), OutEntry("o", ("attention", 0, 0))),
     "conv_frontend": (OutEntry("y", ("add", 0, 0)), OutEntry("h", None)),
 }
+
+
+# Rows per IN slot the design reads (its launch inputs in Launch.inputs order): the
+# matmul-bearing designs read whole 128-row groups; attn_block's keys and values
+# whole 64-key blocks. The host reserves that much and leaves the extra rows zero.
+IN_ROW_PAD: dict[str, tuple[int, ...]] = {
+    "ln_matmul": (ROW_PAD,),
+    "ffn_block": (ROW_PAD,),
+    "ffn_ln_matmul": (ROW_PAD,),
+    "attn_block": (ROW_PAD, 64, 64, ROW_PAD),     # q, k, v, x
+}
+
+
+def in_capacity(design: str, index: int, rows: int, row_bytes: int) -> int | None:
+    """Bytes reserved for IN slot `index` of `design` (None: the buffer's own size)."""
+    pads = IN_ROW_PAD.get(design)
+    if pads is None or index >= len(pads):
+        return None
+    return up(rows, pads[index]) * row_bytes
 
 
 def padded_rows(design: str, rows: int) -> int:

@@ -335,6 +335,21 @@ def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
     out = plan_out(launch.design, launch.stages, known, io.outputs, consts)
     return LaunchParams(
         launch.design, tuple(stages),
-        RegionLayout.plan([(b, known[b]) for b in io.inputs]),
+        RegionLayout.plan([(b, known[b]) for b in io.inputs],
+                          in_reserve(launch.design, io.inputs, known)),
         RegionLayout.plan(out.specs, out.reserve),
         weights.layout)
+
+
+def in_reserve(design: str, inputs: Sequence[str],
+               known: Mapping[str, BufferSpec]) -> dict[str, int]:
+    """IN room per input of a fused design: the padded rows it reads (scratch.py
+    IN_ROW_PAD); the packed padding is zero."""
+    out = {}
+    for i, b in enumerate(inputs):
+        spec = known[b]
+        rows = int(np.prod(spec.shape[:-1], dtype=np.int64))
+        cap = scratch.in_capacity(design, i, rows, spec.nbytes // max(rows, 1))
+        if cap is not None:
+            out[b] = cap
+    return out
