@@ -117,8 +117,13 @@ class Report:
     core_bytes: list[int] = field(default_factory=list)      # per worker
     memtile_bytes: dict[int, int] = field(default_factory=dict)  # per column
     fifos: int = 0
-    moves: list[Move] = field(default_factory=list)       # host DMA tasks, in order
-    arg_bytes: list[int] = field(default_factory=list)    # runtime-sequence argument sizes
+    moves: list[Move] = field(default_factory=list, repr=False)      # host DMA tasks, in order
+    arg_bytes: list[int] = field(default_factory=list, repr=False)   # sequence argument sizes
+
+    def __str__(self) -> str:
+        return (f"FAKE-IRON trace (nothing lowered): {self.workers} cores, max core "
+                f"{self.max_core} B, max memory tile {self.max_memtile} B, {self.fifos} fifos, "
+                f"{len(self.moves)} host DMA tasks")
 
     @property
     def max_core(self) -> int:

@@ -1,6 +1,7 @@
 """The Whisper shapes every NPU design must handle: ONE table shared by the
-designs (their defaults), the IRON checker (`build_xclbins.py --check`) and the
-tests (tests/test_design_shapes.py).
+designs (`python design.py --size NAME [--case LABEL]` emits that size's
+call), the IRON checker (`build_xclbins.py --check`) and the tests
+(tests/test_design_shapes.py, tests/test_manifest.py).
 
 Encoder of every Whisper size: T = 1500 frames after the conv front end
 (3000 mel frames, 80 mel bins; large-v3 has 128), d_model, heads of 64, ffn 4d.
@@ -91,3 +92,24 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
 
 def all_cases() -> list[tuple[WhisperSize, DesignCase]]:
     return [(s, c) for s in SIZES for c in design_cases(s)]
+
+
+def size_case(design: str, argv: list[str]) -> DesignCase | None:
+    """`--size NAME [--case LABEL]` on a design's command line: that Whisper size's
+    build call for `design` from this table (None when --size is not given), so
+    `python design.py --size large-v3` emits exactly what --check traced."""
+    import argparse
+
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--size", choices=list(BY_NAME))
+    ap.add_argument("--case", default=None)
+    known, _ = ap.parse_known_args(argv)
+    if known.size is None:
+        return None
+    cases = [c for c in design_cases(BY_NAME[known.size]) if c.design == design]
+    if known.case is not None:
+        cases = [c for c in cases if c.label == known.case]
+    if not cases:
+        raise SystemExit(f"no {design} case {known.case!r} for {known.size}; cases: "
+                         f"{[c.label for c in design_cases(BY_NAME[known.size]) if c.design == design]}")
+    return cases[0]

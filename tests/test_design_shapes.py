@@ -202,3 +202,20 @@ def test_out_layout_rejects_a_launch_that_is_not_the_design() -> None:
     stages = [Stage("matmul", ("a",), ("y",))]
     with pytest.raises(ValueError, match="does not match the design's stage chain"):
         plan_out("ffn_block", stages, _specs(a=("int8", [4, 64]), y=("int8", [4, 64])), ("y",))
+
+
+def test_designs_take_their_shapes_from_the_shared_table(capsys) -> None:
+    """`python design.py --size NAME [--case L]` builds the call --check traced."""
+    import runpy
+
+    case = W.size_case("ln_matmul", ["--size", "large-v3", "--case", "fc1"])
+    assert case is not None and case.args == (1500, 1280, 5120, "float32")
+    assert W.size_case("matmul", ["-M", "4"]) is None
+    with IC.fake_iron():
+        old = sys.argv
+        sys.argv = ["design.py", "--size", "tiny", "--case", "qkv"]
+        try:
+            runpy.run_path(str(KERNELS / "fused" / "ln_matmul" / "design.py"), run_name="__main__")
+        finally:
+            sys.argv = old
+    assert "FAKE-IRON trace (nothing lowered): 8 cores" in capsys.readouterr().out

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -297,6 +298,13 @@ def fused_stage(*, tq: int, tk: int, heads: int, head_dim: int = DH,
 
 
 def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("attention", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     ap = argparse.ArgumentParser(description="xdna-ep attention IRON design (npu1, 4 columns)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--heads", type=int, required=True)

@@ -137,6 +137,13 @@ def conv1d_design(batch: int, cin: int, cout: int, t: int, kw: int, stride: int,
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("conv1d", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--cin", type=int, default=80)

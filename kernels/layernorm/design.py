@@ -13,6 +13,8 @@ broadcast to the 4 cores. Runtime sequence: IN, OUT, WEIGHTS, PARAMS
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from aie.helpers.taplib.tap import TensorAccessPattern
@@ -108,6 +110,13 @@ def layernorm_design(rows: int, channels: int, in_dtype: str, out_dtype: str,
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("layernorm", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1500)
     p.add_argument("--channels", type=int, default=384)

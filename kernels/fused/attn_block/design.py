@@ -131,6 +131,13 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("attn_block", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tq", type=int, default=1500)
     p.add_argument("--tk", type=int, default=1500)

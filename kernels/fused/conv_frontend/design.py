@@ -186,6 +186,13 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("conv_frontend", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--mels", type=int, default=80)

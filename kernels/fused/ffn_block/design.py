@@ -190,6 +190,13 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("ffn_block", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1500)
     p.add_argument("--channels", type=int, default=384)
