@@ -12,6 +12,8 @@ the element count to a multiple of 4 * tile.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from aie.helpers.taplib.tap import TensorAccessPattern
@@ -90,6 +92,13 @@ def add_design(dtype: str, elements: int, tile: int):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("add", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--dtype", choices=["float32", "int8"], default="float32")
     p.add_argument("--elements", type=int, default=1500 * 384)  # Whisper tiny residual

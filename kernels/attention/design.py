@@ -22,12 +22,21 @@ to a multiple of 128 (extra rows dropped) and Tk to a multiple of 64 (the
 kernel excludes keys >= params[4] = Tk). params: logit m, logit e, causal,
 past_len, Tk, out_float, out m, out e, fp32 bits of v_scale, groups per head.
 Masks of other broadcast shapes, and Dh != 64, run on the emulator.
+
+The body (fifos, workers, DMA tasks) is `attention_phase` / `AttentionPhase`,
+shared with the fused attn_block design through `fused_stage`: there it runs on
+3 columns (xdna_attn_begin_cols takes the column count) so attn_block keeps 4
+cores for its out-projection, reading q, k, v from the fused design's IN and
+writing o into its OUT (operand offsets via `Operand`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from aie.helpers.taplib import TensorAccessPattern
@@ -49,22 +58,98 @@ def ceil_to(x: int, m: int) -> int:
     return (x + m - 1) // m * m
 
 
-def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = False,
-                     float_out: bool = False):
-    tq_pad, tk_pad = ceil_to(tq, GROUP_ROWS), ceil_to(tk, KEYS)
-    hd = heads * DH
-    groups_per_head = tq_pad // GROUP_ROWS
-    n_groups = batch * heads * groups_per_head
-    rounds = (n_groups + N_COLS - 1) // N_COLS
+@dataclass(frozen=True)
+class Operand:
+    """Where one operand lives: a runtime-sequence tensor of `total` elements,
+    the operand starting at element `base` (0 for the standalone design's own
+    arguments; an offset into IN / OUT inside a fused design)."""
+
+    tensor: Any
+    total: int
+    base: int = 0
+
+
+@dataclass
+class AttentionPhase:
+    """The attention body's cores and fifos, built outside the runtime sequence;
+    `emit` writes its DMA tasks into one (the standalone design, or a fused one)."""
+
+    batch: int
+    heads: int
+    tq_pad: int
+    tk_pad: int
+    n_cols: int
+    masked: bool
+    fifos: dict[str, list]
+    workers: list
+
+    @property
+    def n_groups(self) -> int:
+        return self.batch * self.heads * (self.tq_pad // GROUP_ROWS)
+
+    def rows_tap(self, op: Operand, t_pad: int, b: int, h: int, row0: int, n_rows: int):
+        """n_rows rows of head h (DH columns, row stride H*DH) of a [B, T_pad, H*DH]
+        operand, as 64-row blocks so no DMA dimension is long (n_rows % 64 == 0)."""
+        hd = self.heads * DH
+        return TensorAccessPattern((1, op.total), op.base + (b * t_pad + row0) * hd + h * DH,
+                                   [1, n_rows // KEYS, KEYS, DH], [0, KEYS * hd, hd, 1])
+
+    def emit(self, rt, q: Operand, k: Operand, v: Operand, params, out: Operand,
+             mask: Operand | None = None) -> None:
+        """The phase's DMA tasks: params to every column, then per round one query
+        group per column (keys twice, values once), the output group drained."""
+        groups_per_head = self.tq_pad // GROUP_ROWS
+        n_kb = self.tk_pad // KEYS
+        tg = rt.task_group()
+        for col in range(self.n_cols):
+            rt.fill(self.fifos["par"][col].prod(), params, placement=Tile(col, 0), task_group=tg)
+        rt.finish_task_group(tg)
+        rounds = (self.n_groups + self.n_cols - 1) // self.n_cols
+        for rnd in range(rounds):
+            tg = rt.task_group()
+            for col in range(self.n_cols):
+                g = col + self.n_cols * rnd
+                if g >= self.n_groups:
+                    continue
+                b, rest = divmod(g, self.heads * groups_per_head)
+                h, gr = divmod(rest, groups_per_head)
+                row0 = gr * GROUP_ROWS
+                place = Tile(col, 0)
+                rt.fill(self.fifos["q"][col].prod(), q.tensor,
+                        tap=self.rows_tap(q, self.tq_pad, b, h, row0, GROUP_ROWS),
+                        placement=place, task_group=tg)
+                for _ in range(2):  # keys once per pass
+                    rt.fill(self.fifos["k"][col].prod(), k.tensor,
+                            tap=self.rows_tap(k, self.tk_pad, b, h, 0, self.tk_pad),
+                            placement=place, task_group=tg)
+                    if mask is not None:
+                        rt.fill(self.fifos["m"][col].prod(), mask.tensor,
+                                tap=TensorAccessPattern(
+                                    (1, mask.total), mask.base + row0 * self.tk_pad,
+                                    [1, n_kb, GROUP_ROWS, KEYS], [0, KEYS, self.tk_pad, 1]),
+                                placement=place, task_group=tg)
+                rt.fill(self.fifos["v"][col].prod(), v.tensor,
+                        tap=self.rows_tap(v, self.tk_pad, b, h, 0, self.tk_pad),
+                        placement=place, task_group=tg)
+                rt.drain(self.fifos["o"][col].cons(), out.tensor,
+                         tap=self.rows_tap(out, self.tq_pad, b, h, row0, GROUP_ROWS),
+                         wait=True, placement=place, task_group=tg)
+            rt.finish_task_group(tg)
+
+
+def attention_phase(batch: int, heads: int, tq_pad: int, tk_pad: int, masked: bool = False,
+                    float_out: bool = False, n_cols: int = N_COLS,
+                    obj: str = "attention_aie.o") -> AttentionPhase:
+    """Fifos and workers of the attention body on `n_cols` columns x 4 cores
+    (placed at Tile(col, 2..5)); tq_pad a multiple of 128, tk_pad of 64."""
+    if tq_pad % GROUP_ROWS or tk_pad % KEYS or not 1 <= n_cols <= N_COLS:
+        raise ValueError(f"attention phase: Tq_pad {tq_pad} (multiple of {GROUP_ROWS}), "
+                         f"Tk_pad {tk_pad} (multiple of {KEYS}), 1..{N_COLS} columns")
+    n_groups = batch * heads * (tq_pad // GROUP_ROWS)
     n_kb = tk_pad // KEYS
     depth = 1 if masked else 2  # local-memory budget (README)
-
-    q_ty = np.ndarray[(batch * tq_pad * hd,), np.dtype[np.int8]]
-    kv_ty = np.ndarray[(batch * tk_pad * hd,), np.dtype[np.int8]]
     out_dt = np.float32 if float_out else np.int8
-    o_ty = np.ndarray[(batch * tq_pad * hd,), np.dtype[out_dt]]
     par_ty = np.ndarray[(PARAMS_LEN,), np.dtype[np.int32]]
-    mask_ty = np.ndarray[(tq_pad * tk_pad,), np.dtype[np.float32]]
     qb_ty = np.ndarray[(ROWS * DH,), np.dtype[np.int8]]
     qg_ty = np.ndarray[(GROUP_ROWS * DH,), np.dtype[np.int8]]
     kb_ty = np.ndarray[(KEYS * DH,), np.dtype[np.int8]]
@@ -74,8 +159,7 @@ def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = Fa
     og_ty = np.ndarray[(GROUP_ROWS * DH,), np.dtype[out_dt]]
     cnt_ty = np.ndarray[(1,), np.dtype[np.int32]]
 
-    obj = "attention_aie.o"
-    k_begin = Kernel("xdna_attn_begin", obj, [cnt_ty, par_ty, np.int32, np.int32])
+    k_begin = Kernel("xdna_attn_begin_cols", obj, [cnt_ty, par_ty, np.int32, np.int32, np.int32])
     k_rewind = Kernel("xdna_attn_rewind", obj, [])
     k_end = Kernel("xdna_attn_end_f32" if float_out else "xdna_attn_end_i8", obj, [ob_ty, par_ty])
     if masked:
@@ -89,7 +173,7 @@ def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = Fa
     o_off = [ROWS * DH * r for r in range(N_ROWS)]
     fifos: dict[str, list] = {n: [] for n in ("q", "k", "v", "m", "o", "par")}
     core: dict[tuple[str, int, int], object] = {}
-    for col in range(N_COLS):
+    for col in range(n_cols):
         qf = ObjectFifo(qg_ty, name=f"q_{col}", depth=depth)
         qs = qf.cons().split(q_off, obj_types=[qb_ty] * N_ROWS,
                              names=[f"q_{col}_{r}" for r in range(N_ROWS)],
@@ -126,7 +210,7 @@ def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = Fa
         rnd[0] = 0
         for _ in range_(n_rounds):
             qb = of_q.acquire(1)
-            begin(rnd, par, col, row)
+            begin(rnd, par, col, row, n_cols)
             for _ in range_(n_kb):  # pass 1: row maxima
                 kb = of_k.acquire(1)
                 if of_m is not None:
@@ -155,8 +239,8 @@ def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = Fa
         of_par.release(1)
 
     workers = []
-    for col in range(N_COLS):
-        n_rounds = len(range(col, n_groups, N_COLS))
+    for col in range(n_cols):
+        n_rounds = len(range(col, n_groups, n_cols))
         for r in range(N_ROWS):
             rnd = Buffer(cnt_ty, name=f"round_{col}_{r}", initial_value=np.zeros(1, np.int32))
             m_cons = core["m", col, r].cons() if masked else None
@@ -165,58 +249,62 @@ def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = Fa
                 m_cons, core["o", col, r].prod(), core["par", col, r].cons(), k_begin, k_rewind,
                 k_p1, k_p2, k_end, rnd, col, r, n_rounds], placement=Tile(col, 2 + r),
                 stack_size=0xD00))
+    return AttentionPhase(batch, heads, tq_pad, tk_pad, n_cols, masked, fifos, workers)
 
-    def rows_tap(t_pad: int, b: int, h: int, row0: int, n_rows: int):
-        """n_rows rows of head h (DH columns, row stride H*DH) from [B, T_pad, H*DH], as
-        64-row blocks so no DMA dimension is long (n_rows is a multiple of 64)."""
-        return TensorAccessPattern((1, batch * t_pad * hd), (b * t_pad + row0) * hd + h * DH,
-                                   [1, n_rows // KEYS, KEYS, DH], [0, KEYS * hd, hd, 1])
 
-    def mask_tap(row0: int):
-        """The group's rows of the [Tq, Tk] mask, key block by key block."""
-        return TensorAccessPattern((1, tq_pad * tk_pad), row0 * tk_pad,
-                                   [1, n_kb, GROUP_ROWS, KEYS], [0, KEYS, tk_pad, 1])
-
+def attention_design(batch: int, heads: int, tq: int, tk: int, masked: bool = False,
+                     float_out: bool = False):
+    tq_pad, tk_pad = ceil_to(tq, GROUP_ROWS), ceil_to(tk, KEYS)
+    n_q, n_kv = batch * tq_pad * heads * DH, batch * tk_pad * heads * DH
+    phase = attention_phase(batch, heads, tq_pad, tk_pad, masked, float_out)
+    out_dt = np.float32 if float_out else np.int8
+    arg_types = [np.ndarray[(n_q,), np.dtype[np.int8]], np.ndarray[(n_kv,), np.dtype[np.int8]],
+                 np.ndarray[(n_kv,), np.dtype[np.int8]],
+                 np.ndarray[(PARAMS_LEN,), np.dtype[np.int32]]]
+    if masked:
+        arg_types.append(np.ndarray[(tq_pad * tk_pad,), np.dtype[np.float32]])
+    arg_types.append(np.ndarray[(n_q,), np.dtype[out_dt]])
     rt = Runtime()
-    arg_types = [q_ty, kv_ty, kv_ty, par_ty] + ([mask_ty] if masked else []) + [o_ty]
     with rt.sequence(*arg_types) as args:
         q, k, v, params = args[:4]
-        mask = args[4] if masked else None
-        out = args[-1]
-        rt.start(*workers)
-        tg = rt.task_group()
-        for col in range(N_COLS):
-            rt.fill(fifos["par"][col].prod(), params, placement=Tile(col, 0), task_group=tg)
-        rt.finish_task_group(tg)
-        for rnd in range(rounds):
-            tg = rt.task_group()
-            for col in range(N_COLS):
-                g = col + N_COLS * rnd
-                if g >= n_groups:
-                    continue
-                b, rest = divmod(g, heads * groups_per_head)
-                h, gr = divmod(rest, groups_per_head)
-                row0 = gr * GROUP_ROWS
-                place = Tile(col, 0)
-                rt.fill(fifos["q"][col].prod(), q, tap=rows_tap(tq_pad, b, h, row0, GROUP_ROWS),
-                        placement=place, task_group=tg)
-                for _ in range(2):  # keys once per pass
-                    rt.fill(fifos["k"][col].prod(), k, tap=rows_tap(tk_pad, b, h, 0, tk_pad),
-                            placement=place, task_group=tg)
-                    if masked:
-                        rt.fill(fifos["m"][col].prod(), mask, tap=mask_tap(row0),
-                                placement=place, task_group=tg)
-                rt.fill(fifos["v"][col].prod(), v, tap=rows_tap(tk_pad, b, h, 0, tk_pad),
-                        placement=place, task_group=tg)
-                rt.drain(fifos["o"][col].cons(), out,
-                         tap=rows_tap(tq_pad, b, h, row0, GROUP_ROWS),
-                         wait=True, placement=place, task_group=tg)
-            rt.finish_task_group(tg)
-
+        rt.start(*phase.workers)
+        phase.emit(rt, Operand(q, n_q), Operand(k, n_kv), Operand(v, n_kv), params,
+                   Operand(args[-1], n_q),
+                   Operand(args[4], tq_pad * tk_pad) if masked else None)
     return Program(NPU1Col4(), rt).resolve_program(SequentialPlacer())
 
 
+# --- the fused attn_block's hook (kernels/fused/attn_block/design.py) ----------------
+FUSED_COLUMNS = 3  # attn_block: attention on 3 columns x 4 cores, out-projection on 4 cores
+
+
+def fused_tq_pad(tq: int) -> int:
+    """Query rows the fused phase computes (its q and o slots hold this many rows)."""
+    return ceil_to(tq, GROUP_ROWS)
+
+
+def fused_stage(*, tq: int, tk: int, heads: int, head_dim: int = DH,
+                obj: str = "attn_block_aie.o") -> AttentionPhase:
+    """The attention phase of a fused design (int8 output, no mask, batch 1):
+    its workers go into the fused design's rt.start and `emit` writes the phase
+    into its runtime sequence, reading q, k, v from IN and writing int8 o
+    [Tq_pad, H*64] into an OUT scratch slot (Operand offsets in bytes). Uses
+    FUSED_COLUMNS columns so the fused design keeps 4 cores for its own stages."""
+    if head_dim != DH:
+        raise ValueError(f"the attention design supports head_dim {DH}, got {head_dim}")
+    return attention_phase(1, heads, fused_tq_pad(tq), ceil_to(tk, KEYS),
+                           n_cols=FUSED_COLUMNS, obj=obj)
+
+
+
 def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("attention", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     ap = argparse.ArgumentParser(description="xdna-ep attention IRON design (npu1, 4 columns)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--heads", type=int, required=True)

@@ -23,6 +23,8 @@ the extra positions); WEIGHTS = weight [Cout, Cin*Kw] int8 | w_scale | bias |
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from aie.helpers.taplib.tap import TensorAccessPattern
@@ -34,9 +36,15 @@ from aie.iron.placers import SequentialPlacer
 COLUMNS = 4
 PARAMS_WORDS = 16
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fused"))
+from scratch import conv_tiling  # noqa: E402 - one tiling rule with the fused conv_frontend
+
 
 def conv1d_design(batch: int, cin: int, cout: int, t: int, kw: int, stride: int, pad: int,
-                  nt: int = 8, nco: int = 8):
+                  nt: int | None = None, nco: int | None = None):
+    if nt is None or nco is None:  # the most the kernel scratch and one core hold
+        tiling = conv_tiling(cin, cout, stride, kw)
+        nt, nco = nt or tiling.nt, nco or tiling.nco
     tout = (t + 2 * pad - kw) // stride + 1
     if tout < 1 or cout % nco:
         raise ValueError("need at least one output position, and Cout a multiple of nco")
@@ -129,6 +137,13 @@ def conv1d_design(batch: int, cin: int, cout: int, t: int, kw: int, stride: int,
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("conv1d", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--cin", type=int, default=80)

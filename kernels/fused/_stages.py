@@ -168,3 +168,79 @@ def projection_core(range_, blocks: int, ntiles: int, ktiles: int, fa, fw, fp, f
             fp.release(1)
             fout.release(1)
         fa.release(1)
+
+
+# ---- layernorm -> OUT -> matmul (the int8 LayerNorm output is streamed back in tiles) ----
+LN_STATIC = 2 * 4 * 1280 + 1024   # layernorm_aie.cc row scratch + the core's stack
+CORE_BYTES = 64 * 1024
+
+
+def ln_rows_per_tile(channels: int) -> int:
+    """Rows per LayerNorm tile (dividing 32): double-buffered fp32 x and int8 y rows,
+    gamma/beta and the kernel's row scratch in one 64 KiB core (tiny: 8, large-v3: 2)."""
+    for r in (8, 4, 2, 1):
+        if 2 * r * channels * 5 + 8 * channels + 16 + LN_STATIC <= CORE_BYTES:
+            return r
+    raise ValueError(f"a LayerNorm row of {channels} channels does not fit one core")
+
+
+def ln_core_fn(range_, tiles: int, passes: int = 1):
+    """LN core body: per pass (a layernorm stage), gamma/beta and scalars once, then
+    `tiles` row tiles fp32 -> int8 row-major (xdna_layernorm mode 2)."""
+    def body(fx, fgb, fsc, fq, k, rows, channels):
+        for _ in range(passes):
+            gb, sc = fgb.acquire(1), fsc.acquire(1)
+            for _ in range_(tiles):
+                x, q = fx.acquire(1), fq.acquire(1)
+                k(x, gb, q, sc, rows, channels, 2)
+                fx.release(1)
+                fq.release(1)
+            fsc.release(1)
+            fgb.release(1)
+    return body
+
+
+def tile_matmul(range_, tiles: int, ktiles: int, fa, fw, fp, fout, k_zero, k_mm,
+                epilogue) -> None:
+    """Core loop of a matmul fed A tile by tile: per output tile, ktiles x
+    (A tile, W tile) into the accumulator, then epilogue(words, out_tile)."""
+    for _ in range_(tiles):
+        k_zero()
+        for _ in range_(ktiles):
+            a, w = fa.acquire(1), fw.acquire(1)
+            k_mm(a, w)
+            fa.release(1)
+            fw.release(1)
+        p, o = fp.acquire(1), fout.acquire(1)
+        epilogue(p, o)
+        fp.release(1)
+        fout.release(1)
+
+
+def fill_a_tiles(rt, fifos, src, total: int, base: int, k_row: int, rows_per_col: int,
+                 blocks: int, ntiles: int, tg) -> None:
+    """Per column, per 32-row block and output tile: the block's K tiles of a row-major
+    int8 [M, k_row] matrix at byte `base` of `src`, in aie::mmul A order."""
+    for c, fifo in enumerate(fifos):
+        for b in range(blocks):
+            row0 = c * rows_per_col + b * TILE_M
+            for _nt in range(ntiles):
+                for kt in range(k_row // TILE_K):
+                    rt.fill(fifo.prod(), src, a_tile_tap(total, base, k_row, row0, kt),
+                            task_group=tg)
+
+
+def ln_phase(rt, fx, fq, fgb, fsc, weights, w_total: int, o_gb: int, o_sc: int, src,
+             src_total: int, src_base: int, dst, dst_total: int, dst_base: int, channels: int,
+             rows_per_col: int, tg) -> None:
+    """DMA of one LayerNorm pass: constants, each column's fp32 rows (bytes of `src` from
+    src_base) in, its int8 rows out to `dst` (bytes from dst_base), both row-major."""
+    rt.fill(fgb.prod(), weights, contiguous_tap(w_total, o_gb, 8 * channels), task_group=tg)
+    rt.fill(fsc.prod(), weights, contiguous_tap(w_total, o_sc, 16), task_group=tg)
+    for c in range(COLUMNS):
+        rt.fill(fx[c].prod(), src, contiguous_tap(src_total, src_base + 4 * c * rows_per_col
+                                                  * channels, 4 * rows_per_col * channels),
+                task_group=tg)
+        rt.drain(fq[c].cons(), dst, contiguous_tap(dst_total, dst_base + c * rows_per_col
+                                                   * channels, rows_per_col * channels),
+                 wait=True, task_group=tg)

@@ -13,6 +13,8 @@ discarded: GELU is elementwise).
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from aie.helpers.taplib.tap import TensorAccessPattern
@@ -74,6 +76,13 @@ def gelu_design(elements: int, tile: int):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("gelu", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--elements", type=int, default=1500 * 1536)  # Whisper tiny FFN
     p.add_argument("--tile", type=int, default=4800)

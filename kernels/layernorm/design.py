@@ -13,6 +13,8 @@ broadcast to the 4 cores. Runtime sequence: IN, OUT, WEIGHTS, PARAMS
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from aie.helpers.taplib.tap import TensorAccessPattern
@@ -26,8 +28,26 @@ PARAMS_WORDS = 16
 DTYPES = {"float32": np.float32, "int8": np.int8}
 
 
+CORE_BUDGET = 64 * 1024 - 1024 - 2 * 4 * 1280  # data memory - stack - the kernel's row scratch
+
+
+def pick_rows_per_tile(rows: int, channels: int, in_dtype: str, out_dtype: str) -> int:
+    """The most rows per tile (<= 5, dividing rows / 4) whose double-buffered x and y
+    blocks plus gamma/beta fit one core (64 KiB); large-v3 (C = 1280) gets 3."""
+    if rows % COLUMNS:
+        raise ValueError(f"rows ({rows}) must be a multiple of {COLUMNS}")
+    row_bytes = channels * (np.dtype(DTYPES[in_dtype]).itemsize
+                            + np.dtype(DTYPES[out_dtype]).itemsize)
+    for r in range(5, 0, -1):
+        if (rows // COLUMNS) % r == 0 and 2 * r * row_bytes + 8 * channels + 16 <= CORE_BUDGET:
+            return r
+    raise ValueError(f"a row of {channels} channels does not fit one core")
+
+
 def layernorm_design(rows: int, channels: int, in_dtype: str, out_dtype: str,
-                     rows_per_tile: int):
+                     rows_per_tile: int | None = None):
+    if rows_per_tile is None:
+        rows_per_tile = pick_rows_per_tile(rows, channels, in_dtype, out_dtype)
     if rows % (COLUMNS * rows_per_tile):
         raise ValueError(f"rows ({rows}) must be a multiple of 4 * rows_per_tile")
     if channels > 1280:
@@ -90,12 +110,20 @@ def layernorm_design(rows: int, channels: int, in_dtype: str, out_dtype: str,
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("layernorm", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1500)
     p.add_argument("--channels", type=int, default=384)
     p.add_argument("--in-dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--out-dtype", choices=list(DTYPES), default="int8")
-    p.add_argument("--rows-per-tile", type=int, default=5)
+    p.add_argument("--rows-per-tile", type=int, default=None,
+                   help="default: the most that fit one core (pick_rows_per_tile)")
     a = p.parse_args()
     print(layernorm_design(a.rows, a.channels, a.in_dtype, a.out_dtype, a.rows_per_tile))
 

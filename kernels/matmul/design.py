@@ -26,6 +26,8 @@ without it is fine, calling build() is not. Emit MLIR with
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 TILE_M, TILE_K, TILE_N = 32, 64, 64  # must match aie/matmul_aie.cc
 ROWS, COLS = 4, 4  # npu1: 4 compute rows x 4 columns
@@ -170,6 +172,13 @@ def build(M: int, K: int, N: int, out: str = "int8"):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("matmul", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-M", type=int, required=True)
     ap.add_argument("-K", type=int, required=True)

@@ -20,6 +20,8 @@ runtime crops). Needs the MLIR-AIE toolchain (`aie` package) for build().
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 TILE = 1024  # elements per object, must match aie/quantize_aie.cc
 COLUMNS = 4
@@ -100,6 +102,13 @@ def build(n: int, kind: str = "quantize"):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("dequantize" if "dequantize" in sys.argv else "quantize", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, required=True, help="number of elements")
     ap.add_argument("--kind", choices=("quantize", "dequantize"), default="quantize")

@@ -24,6 +24,8 @@ host pads with zero rows and drops their outputs).
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from aie.helpers.taplib import TensorAccessPattern
@@ -185,6 +187,13 @@ def softmax_design(m_rows: int, n: int, masked: bool = False):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("softmax", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     ap = argparse.ArgumentParser(description="xdna-ep softmax IRON design (npu1, 4 columns)")
     ap.add_argument("--rows", type=int, required=True, help="M (padded here to the block grid)")
     ap.add_argument("--n", type=int, required=True, help="row length N")

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "report": "xdna_ep.report.cli",
     "transcribe": "xdna_ep.whisper.cli",
     "calibrate": "xdna_ep.whisper.calibrate_cli",
+    "selftest": "xdna_ep.selftest.cli",
 }
 
 

@@ -385,7 +385,11 @@ class _Hub:
             specs.append(spec)
             states.append(state)
         execute_stages(stages, specs, states, env)
-        out = params.outputs.pack({n: env[n] for n in params.outputs.names()})
+        # a fused design's private scratch (SCRATCH_PREFIX slots) has no emulator
+        # buffer: the FAKE leaves it zero
+        out = params.outputs.pack({
+            s.name: env[s.name] if s.name in env else np.zeros(s.shape, s.dtype)
+            for s in params.outputs.slots})
         if out.size > bo_out.size_:
             raise ValueError(f"outputs need {out.size} bytes, OUT BO has {bo_out.size_}")
         bo_out.dev[:out.size] = out

@@ -132,12 +132,13 @@ void pass2_block(const int8_t* q, const int8_t* k, const int8_t* v, const float*
 extern "C" {
 
 // Starts this core's next query block. Groups (kGroupRows query rows of one
-// batch/head) go round-robin over the columns, so round k of column `col` is
-// group g = col + 4k; the core's rows start at (g mod groups_per_head) *
-// kGroupRows + core_row * kRows. `round` is the core's round counter.
-void xdna_attn_begin(int32_t* __restrict round, const int32_t* __restrict params, int32_t col,
-                     int32_t core_row) {
-  const int32_t g = col + kColumns * round[0];
+// batch/head) go round-robin over the n_cols columns the design uses (4 alone,
+// 3 inside the fused attn_block, whose out-projection takes the 4th), so round
+// k of column `col` is group g = col + n_cols * k; the core's rows start at
+// (g mod groups_per_head) * kGroupRows + core_row * kRows. `round` is the core's round counter.
+void xdna_attn_begin_cols(int32_t* __restrict round, const int32_t* __restrict params,
+                          int32_t col, int32_t core_row, int32_t n_cols) {
+  const int32_t g = col + n_cols * round[0];
   g_first_row = (g % params[kGroupsPerHead]) * kGroupRows + core_row * kRows;
   round[0] += 1;
   for (int r = 0; r < kRows; ++r) {
@@ -146,6 +147,12 @@ void xdna_attn_begin(int32_t* __restrict round, const int32_t* __restrict params
   }
   for (int i = 0; i < kRows * kDh; ++i) g_acc_hi[i] = g_acc_lo[i] = 0;
   g_key_block = 0;
+}
+
+// The standalone design's entry: groups go round-robin over all 4 columns.
+void xdna_attn_begin(int32_t* __restrict round, const int32_t* __restrict params, int32_t col,
+                     int32_t core_row) {
+  xdna_attn_begin_cols(round, params, col, core_row, kColumns);
 }
 
 // Between the passes: key blocks are counted again from 0.

@@ -2,17 +2,21 @@
 
     out = x + out_proj(attention(q, k, v))      (Whisper self/cross attention)
 
-Phase 1 is the attention kernel's own design body (kernels/attention/design.py
-must expose `fused_stage(rt, workers, ...)`, see build()), writing the int8
-attention output o [Mp, D] to a scratch slot of OUT. Phase 2, per column:
+Phase 1 is the attention kernel's own design body on 3 columns x 4 cores
+(kernels/attention/design.py `fused_stage`: workers + `emit` into this runtime
+sequence), writing the int8 attention output o [Mp, D] to OUT (its slot comes
+from kernels/fused/scratch.py, shared with runtime/layout.py). Phase 2, on the
+4 remaining cores, one per 32-row column share:
 the out-projection core reads o in aie::mmul A order, runs the matmul tiles
 and, on the same core, the fp32 epilogue followed by the residual add with x
 (fused_epilogue_f32_add) -> OUT. One instruction stream, no host work between
 the phases.
 
-Runtime sequence: IN = q, k, v int8 then x fp32 [Mp, D] (64-byte aligned);
-OUT = bytes: y fp32 [Mp, D] then o int8 [Mp, D]; WEIGHTS = attention
-constants, then W int8 [D, D] and fp32 [2, D] epilogue words; PARAMS.
+Runtime sequence: IN = q [Mp, D], k, v [Tk_pad, D] int8 then x fp32 [Mp, D]
+(64-byte aligned; Mp = Tq rounded up to 128, Tk_pad to 64); OUT = y fp32
+[Mp, D] then o int8 [Mp, D] (scratch.OUT_ENTRIES); WEIGHTS = W int8 [D, D]
+and fp32 [2, D] epilogue words (attention has no constants); PARAMS (the
+attention cores read their int32 parameter words from it).
 
     python design.py [--tq 1500] [--tk 1500] [--heads 6] [--head-dim 64]
 """
@@ -25,12 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _stages as S  # noqa: E402
+import scratch  # noqa: E402 - the OUT slots, shared with runtime/layout.py
 
 OBJ = "attn_block_aie.o"
 
 
 def attention_stage():
-    """The attention kernel's fused-stage hook, or a clear NotImplementedError."""
+    """kernels/attention/design.py's fused_stage hook (a clear error if it is missing)."""
     S.add_kernel_paths()
     try:
         from attention import design as attention_design  # kernels/attention/design.py
@@ -41,26 +46,31 @@ def attention_stage():
     hook = getattr(attention_design, "fused_stage", None)
     if hook is None:
         raise NotImplementedError(
-            "attn_block needs kernels/attention/design.py to expose fused_stage(rt, ...) "
-            "that adds the attention workers and emits its phase into a runtime sequence, "
-            "writing int8 o [Mp, D] at a given OUT offset")
-    return hook
+            "attn_block needs kernels/attention/design.py to expose fused_stage(...) "
+            "returning the attention phase (workers + emit into a runtime sequence, "
+            "writing int8 o [Mp, D] at a given OUT offset)")
+    return attention_design, hook
 
 
 def build(tq: int, tk: int, heads: int, head_dim: int):
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
-    hook = attention_stage()
+    att, hook = attention_stage()
+
     d = heads * head_dim
     if d % S.TILE_N:
         raise ValueError("heads * head_dim must be a multiple of 64")
+    phase = hook(tq=tq, tk=tk, heads=heads, head_dim=head_dim, obj=OBJ)
     mp = S.up(tq, S.COLUMNS * S.TILE_M)
+    if phase.tq_pad != mp:  # both pad Tq to 128-row groups
+        raise ValueError(f"attention pads Tq to {phase.tq_pad}, the projection to {mp}")
     mc = mp // S.COLUMNS
     blocks = mc // S.TILE_M
     kt_n = nt_n = d // 64
-    (o_q, o_k, o_v, o_x), in_total = S.aligned_offsets([mp * d, tk * d, tk * d, 4 * mp * d])
-    (o_y, o_o), out_total = S.aligned_offsets([4 * mp * d, mp * d])
-    att_bytes = int(getattr(hook, "weights_bytes", lambda *a: 0)(tq, tk, heads, head_dim))
-    (o_att, o_w, o_p), w_total = S.aligned_offsets([att_bytes, d * d, 8 * d])
+    (o_q, o_k, o_v, o_x), in_total = S.aligned_offsets(
+        [mp * d, phase.tk_pad * d, phase.tk_pad * d, 4 * mp * d])
+    (o_y, o_o), out_total = scratch.offsets([scratch.capacity("attn_block", tq, 4 * d),
+                                             scratch.capacity("attn_block", tq, d)])
+    (o_w, o_p), w_total = S.aligned_offsets([d * d, 8 * d])
     f32, i8 = np.float32, np.int8
     tile = S.TILE_M * S.TILE_N
 
@@ -73,8 +83,10 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
     of_w = ObjectFifo(ty(64 * 64, i8), name="wo")
     of_p = ObjectFifo(ty(128, f32), name="po")
     of_a = [ObjectFifo(ty(tile, i8), name=f"ao{c}") for c in range(S.COLUMNS)]
-    of_r = [ObjectFifo(ty(tile, f32), name=f"r{c}") for c in range(S.COLUMNS)]
-    of_y = [ObjectFifo(ty(tile, f32), name=f"y{c}") for c in range(S.COLUMNS)]
+    # residual and output tiles single-buffered: the core also holds the attention
+    # object's static scratch (64 KiB budget, kernels/iron_check.py)
+    of_r = [ObjectFifo(ty(tile, f32), name=f"r{c}", depth=1) for c in range(S.COLUMNS)]
+    of_y = [ObjectFifo(ty(tile, f32), name=f"y{c}", depth=1) for c in range(S.COLUMNS)]
 
     def mm_core(fa, fw, fp, fr, fy, k_zero, k_mm, k_epi):
         for _ in range_(blocks * nt_n):
@@ -95,10 +107,11 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
     rt = Runtime()
     with rt.sequence(ty(in_total, i8), ty(out_total, i8), ty(w_total, i8),
                      ty(S.PARAMS_WORDS, np.uint32)) as (x_in, out, weights, params):
-        att_workers = hook(rt, tq=tq, tk=tk, heads=heads, head_dim=head_dim, inputs=x_in,
-                           q_offset=o_q, k_offset=o_k, v_offset=o_v, out=out, o_offset=o_o,
-                           weights=weights, weights_offset=o_att, params=params)
-        rt.start(*(list(att_workers) + workers))
+        rt.start(*(list(phase.workers) + workers))
+        # phase 1: attention -> o (OUT scratch)
+        phase.emit(rt, att.Operand(x_in, in_total, o_q), att.Operand(x_in, in_total, o_k),
+                   att.Operand(x_in, in_total, o_v), params, att.Operand(out, out_total, o_o))
+        # phase 2: out-projection (A = o from scratch) -> + x -> y
         tg = rt.task_group()
         for c in range(S.COLUMNS):
             for b in range(blocks):
@@ -118,6 +131,13 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("attn_block", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tq", type=int, default=1500)
     p.add_argument("--tk", type=int, default=1500)

@@ -17,14 +17,17 @@ Phase 2 (conv2): windows of h -> blocks -> gelu glue -> + positional embedding
 
 Runtime sequence: IN = fp32: mel [B, 80, T1p + 2] (zero-padded by the host
 layout, as kernels/conv1d/design.py; T1p = T rounded up to 32); OUT = fp32:
-y [B, T2p, D] (cropped to T/2 by the host; T2p = T/2 rounded up to 32) then h;
+y [B, T2p, D] (cropped to T/2 by the host; T2p = T/2 rounded up to 4 x NT) then h;
 WEIGHTS = conv1 (W1 int8 [D, 240], w_scale, bias, {s, 1/s}), gelu1 table,
 gelu1 glue {1/s_in, s_out}, conv2 (same four), gelu2 table, gelu2 glue, then
 the add stage's constant b: the position table fp32 [T2p, D], row-major, zero
 rows past T/2 (kernels/add device_constants pads it to whole 32-row tiles),
 64-byte aligned; PARAMS. The table reaches the cores row by row ([NT, NCO]
-blocks: 32 contiguous bytes per position) and frontend_conv_gelu_add adds it
-transposed. Static scales only.
+blocks: 4 x NCO contiguous bytes per position) and frontend_conv_gelu_add adds
+it transposed. Static scales only. NT (positions) and NCO (output channels)
+per tile come from kernels/fused/scratch.py conv_tiling, per stage and width
+(tiny: 8 x 8; large-v3 conv2: 2 x 1), so every core fits its 64 KiB; the same
+module gives the runtime the OUT slots (y rows, h scratch).
 
     python design.py [--batch 1] [--mels 80] [--d-model 384] [--frames 3000]
 """
@@ -37,24 +40,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _stages as S  # noqa: E402
+import scratch  # noqa: E402 - OUT slots and conv tiling, shared with runtime/layout.py
 
 OBJ = "conv_frontend_aie.o"
-NT, NCO, KW = 8, 8, 3
+KW = scratch.CONV_KW
 
 
 def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one design
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
-    if d % NCO or frames < 2:
+    if d % 8 or frames < 2:
         raise ValueError("d_model must be a multiple of 8 and frames >= 2")
     # output lengths (conv1: stride 1, pad 1; conv2: stride 2, pad 1) rounded up to
     # whole tiles of 4 columns x NT positions; the host crops y to the real T/2.
     # Padded positions only ever feed padded outputs (conv2's last real window
     # ends at h index T, conv1's last real output).
-    t1 = S.up(frames, S.COLUMNS * NT)
-    t2 = S.up((frames + 2 - KW) // 2 + 1, S.COLUMNS * NT)
+    # per-stage tiles (positions x output channels) from the shared rule, so the
+    # runtime reserves the same padded y rows and h scratch (scratch.py)
+    dims = scratch.conv_frontend_dims(mels, d, frames)
+    t1, t2, tp2 = dims.t1, dims.t2, dims.tp2  # tp2: h row = 1 zero, conv1 outputs, zeros
     k1, k2 = mels * KW, d * KW
     tp1 = t1 + 2  # mel row: 1 zero, frames, zeros
-    tp2 = max(1 + t1, (t2 - 1) * 2 + KW)  # h row: 1 zero, conv1 outputs, zeros
     f32, i8, i32 = np.float32, np.int8, np.int32
 
     def ty(n, dt):
@@ -66,10 +71,11 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
     # IN and OUT hold only fp32, so they are typed float32 and offsets count floats
     (o_mel,), in_bytes = S.aligned_offsets([4 * batch * mels * tp1])
     o_mel, in_total = o_mel // 4, S.up(in_bytes, 4) // 4
-    (o_y, o_h), out_bytes = S.aligned_offsets([4 * batch * t2 * d, 4 * batch * d * tp2])
-    o_y, o_h, out_total = o_y // 4, o_h // 4, S.up(out_bytes, 4) // 4
+    (o_y, o_h), out_bytes = scratch.offsets([dims.y_bytes(batch, d), dims.h_bytes(batch, d)])
+    o_y, o_h, out_total = o_y // 4, o_h // 4, out_bytes // 4
 
-    def stage(name, cin, k, stride, with_add):
+    def stage(name, cin, k, stride, with_add, tiling):
+        NT, NCO = tiling.nt, tiling.nco  # noqa: N806 - the tile constants of this stage
         win = (NT - 1) * stride + KW
         im2col = Kernel("xdna_conv1d_im2col", OBJ,
                         [ty(cin * win, f32), ty(2, f32), i32, i32, i32, i32, i32])
@@ -121,8 +127,8 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
             workers.append(Worker(core, args + [im2col, blk]))
         return f, cols, workers, tiles, win
 
-    f1, c1, w1, tiles1, win1 = stage("c1", mels, k1, 1, False)
-    f2, c2, w2, tiles2, win2 = stage("c2", d, k2, 2, True)
+    f1, c1, w1, tiles1, win1 = stage("c1", mels, k1, 1, False, dims.c1)
+    f2, c2, w2, tiles2, win2 = stage("c2", d, k2, 2, True, dims.c2)
 
     rt = Runtime()
     with rt.sequence(ty(in_total, f32), ty(out_total, f32), ty(w_total, i8),
@@ -134,8 +140,10 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
                 rt.fill(f[key].prod(), weights, S.contiguous_tap(w_total, off, n))
 
         def phase(f, cols, tiles, win, cin, tp, stride, src, src_total, src_base, o_w, k, tout,
-                  final):
+                  final, tiling):
             from aie.helpers.taplib import TensorAccessPattern
+
+            NT, NCO = tiling.nt, tiling.nco  # noqa: N806
 
             tg = rt.task_group()
             per_col = tout // S.COLUMNS
@@ -171,12 +179,20 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
                              task_group=tg)
             rt.finish_task_group(tg)
 
-        phase(f1, c1, tiles1, win1, mels, tp1, 1, x_in, in_total, o_mel, o_w1, k1, t1, False)
-        phase(f2, c2, tiles2, win2, d, tp2, 2, out, out_total, o_h, o_w2, k2, t2, True)
+        phase(f1, c1, tiles1, win1, mels, tp1, 1, x_in, in_total, o_mel, o_w1, k1, t1, False,
+              dims.c1)
+        phase(f2, c2, tiles2, win2, d, tp2, 2, out, out_total, o_h, o_w2, k2, t2, True, dims.c2)
     return Program(NPU1(), rt).resolve_program(Placer())
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("conv_frontend", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--mels", type=int, default=80)

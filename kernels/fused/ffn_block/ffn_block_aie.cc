@@ -12,10 +12,6 @@ alignas(32) float g_y[32 * 64];
 
 extern "C" {
 
-void fused_mm_kslice(const int8_t* __restrict a_block, const int8_t* __restrict w, int32_t kt) {
-  matmul_i8_i32(a_block + kt * 32 * 64, w);
-}
-
 // matmul int8 epilogue, then the GELU table (fc1 -> gelu), row-major [32, 64].
 void fused_epilogue_i8_gelu(const int32_t* __restrict params, const int8_t* __restrict table,
                             int8_t* __restrict h) {

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 _FFN = Path(__file__).resolve().parent.parent / "ffn_block" / "design.py"
@@ -42,6 +43,13 @@ def build(rows: int, channels: int, ffn: int, n: int, out: str = "int8"):
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("ffn_ln_matmul", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1500)
     p.add_argument("--channels", type=int, default=384)

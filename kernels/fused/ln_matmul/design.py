@@ -4,17 +4,22 @@
     kernels/layernorm/README.md, kernels/matmul/README.md; Whisper: the q/k/v
     and fc1 projections that follow each LayerNorm)
 
-Per column c (rows [c*Mc, (c+1)*Mc), in blocks of 32 rows):
-  LN core   : fp32 rows -> int8 written in aie::mmul A order (xdna_layernorm_mmul_a)
-  MM core   : holds the [32, C] int8 block; for each 64-wide output tile:
-              K/64 x matmul_i8_i32 (fused_mm_kslice), then the
-              int8 or fp32 epilogue (matmul_epilogue_*) -> OUT
-Weight tiles and epilogue words are broadcast to the 4 MM cores (all columns
-walk the same (n, k) tile order). The int8 intermediate never leaves the array.
+Phase 1, per column (rows [c*Mc, (c+1)*Mc)): the LN core normalizes R rows at a
+time (xdna_layernorm, fp32 in, int8 out; R = _stages.ln_rows_per_tile(C): 8 at
+C = 384, 2 at C = 1280) and the int8 rows go to the `a` slot of OUT.
+Phase 2, per column: the MM core reads a back tile by tile in aie::mmul A
+order, runs K/64 x matmul_i8_i32 per output tile, then the int8 or fp32
+epilogue -> OUT. Weight tiles and epilogue words are broadcast to the 4 MM
+cores. Why a goes through OUT: a [32, C] int8 block held on the MM core (next
+to its weight, output and accumulator buffers, and the LN core's fp32 rows
+next to it) does not fit 64 KiB beyond C = 384; streaming A in K tiles makes
+every core's memory independent of C. It is still one launch.
 
-Runtime sequence: IN = x fp32 [Mp, C]; OUT = y [Mp, Np]; WEIGHTS = layernorm
-constants (gamma, beta, scalars) then matmul constants (W int8 [C, Np],
-epilogue words), each at a 64-byte aligned offset (runtime/layout.py); PARAMS.
+Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = y [Mp, N] then a int8
+[Mp, C] (kernels/fused/scratch.py OUT_ENTRIES, shared with runtime/layout.py);
+WEIGHTS = layernorm constants (gamma, beta, scalars) then matmul constants
+(W int8 [C, N], epilogue words), each 64-byte aligned; PARAMS. C and N are
+multiples of 64; Mp = M rounded up to 128.
 
     python design.py [--rows 1500] [--channels 384] [--n 384] [--out int8|float32]
 """
@@ -27,95 +32,91 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _stages as S  # noqa: E402
+import scratch  # noqa: E402 - the OUT slots, shared with runtime/layout.py
 
 OBJ = "ln_matmul_aie.o"
 
 
 def build(rows: int, channels: int, n: int, out: str = "int8"):
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
-    if channels % S.TILE_K:
-        raise ValueError("channels must be a multiple of 64 for the fused design")
-    mp = S.up(rows, S.COLUMNS * S.TILE_M)
-    np_ = S.up(n, S.TILE_N)
-    kt_n, nt_n = channels // S.TILE_K, np_ // S.TILE_N
-    blocks = mp // S.COLUMNS // S.TILE_M
-    ydt = np.int8 if out == "int8" else np.float32
+    if channels % S.TILE_K or n % S.TILE_N:
+        raise ValueError("channels and n must be multiples of 64 for the fused design")
+    C = channels
+    mp = scratch.padded_rows("ln_matmul", rows)
+    mc = mp // S.COLUMNS
+    blocks = mc // S.TILE_M
+    kt_n, nt_n = C // S.TILE_K, n // S.TILE_N
+    R = S.ln_rows_per_tile(C)
+    ydt, yb = (np.int8, 1) if out == "int8" else (np.float32, 4)
     pdt, prow = (np.int32, 3) if out == "int8" else (np.float32, 2)
+    i8, f32, i32 = np.int8, np.float32, np.int32
 
-    # WEIGHTS byte offsets (64-byte aligned slots, runtime/layout.py)
-    off_g = 0
-    off_b = S.up(off_g + 4 * channels, 64)
-    off_s = S.up(off_b + 4 * channels, 64)
-    off_w = S.up(off_s + 16, 64)
-    off_p = S.up(off_w + channels * np_, 64)
-    total_w = off_p + 4 * prow * np_
+    def ty(k, dt):
+        return np.ndarray[(k,), np.dtype[dt]]
 
-    x_ty = np.ndarray[(mp * channels,), np.dtype[np.float32]]
-    y_ty = np.ndarray[(mp * np_,), np.dtype[ydt]]
-    w_ty = np.ndarray[(total_w,), np.dtype[np.int8]]
-    par_ty = np.ndarray[(S.PARAMS_WORDS,), np.dtype[np.uint32]]
-    xb_ty = np.ndarray[(S.TILE_M * channels,), np.dtype[np.float32]]
-    qb_ty = np.ndarray[(S.TILE_M * channels,), np.dtype[np.int8]]
-    wt_ty = np.ndarray[(S.TILE_K * S.TILE_N,), np.dtype[np.int8]]
-    gb_ty = np.ndarray[(2 * channels,), np.dtype[np.float32]]
-    sc_ty = np.ndarray[(4,), np.dtype[np.float32]]
-    p_ty = np.ndarray[(prow * S.TILE_N,), np.dtype[pdt]]
-    yt_ty = np.ndarray[(S.TILE_M * S.TILE_N,), np.dtype[ydt]]
+    (o_g, _o_b, o_s, o_w, o_p), w_total = S.aligned_offsets(
+        [4 * C, 4 * C, 16, C * n, 4 * prow * n])
+    (o_y, o_a), out_total = scratch.offsets([scratch.capacity("ln_matmul", rows, yb * n),
+                                             scratch.capacity("ln_matmul", rows, C)])
+    in_total = 4 * mp * C
+    tile = S.TILE_M * S.TILE_N
 
-    ln = Kernel("xdna_layernorm_mmul_a", OBJ, [xb_ty, gb_ty, qb_ty, sc_ty, np.int32, np.int32])
-    mm_zero = Kernel("matmul_zero_i32", OBJ, [])
-    mm = Kernel("fused_mm_kslice", OBJ, [qb_ty, wt_ty, np.int32])
+    ln = Kernel("xdna_layernorm", OBJ, [ty(R * C, f32), ty(2 * C, f32), ty(R * C, i8),
+                                        ty(4, f32), i32, i32, i32])
+    zero = Kernel("matmul_zero_i32", OBJ, [])
+    mm = Kernel("matmul_i8_i32", OBJ, [ty(tile, i8), ty(64 * 64, i8)])
     epi = Kernel("matmul_epilogue_i8" if out == "int8" else "matmul_epilogue_f32", OBJ,
-                 [p_ty, yt_ty])
+                 [ty(prow * 64, pdt), ty(tile, ydt)])
 
-    of_gb = ObjectFifo(gb_ty, name="gb", depth=1)
-    of_sc = ObjectFifo(sc_ty, name="sc", depth=1)
-    of_w = ObjectFifo(wt_ty, name="wt")  # broadcast: same tile order in every column
-    of_p = ObjectFifo(p_ty, name="ep")
-    of_x = [ObjectFifo(xb_ty, name=f"x{c}", depth=1) for c in range(S.COLUMNS)]
-    of_q = [ObjectFifo(qb_ty, name=f"q{c}") for c in range(S.COLUMNS)]  # core to core
-    of_y = [ObjectFifo(yt_ty, name=f"y{c}") for c in range(S.COLUMNS)]
+    of_gb = ObjectFifo(ty(2 * C, f32), name="gb", depth=1)
+    of_sc = ObjectFifo(ty(4, f32), name="sc", depth=1)
+    of_w = ObjectFifo(ty(64 * 64, i8), name="wt")  # broadcast: same tile order in every column
+    of_p = ObjectFifo(ty(prow * 64, pdt), name="ep")
+    of_x = [ObjectFifo(ty(R * C, f32), name=f"x{c}") for c in range(S.COLUMNS)]
+    of_q = [ObjectFifo(ty(R * C, i8), name=f"q{c}") for c in range(S.COLUMNS)]
+    of_a = [ObjectFifo(ty(tile, i8), name=f"a{c}") for c in range(S.COLUMNS)]
+    of_y = [ObjectFifo(ty(tile, ydt), name=f"y{c}") for c in range(S.COLUMNS)]
+
+    ln_body = S.ln_core_fn(range_, mc // R)
 
     def ln_core(fx, fgb, fsc, fq, k):
-        gb, sc = fgb.acquire(1), fsc.acquire(1)
-        for _ in range_(blocks):
-            x, q = fx.acquire(1), fq.acquire(1)
-            k(x, gb, q, sc, S.TILE_M, channels)
-            fx.release(1)
-            fq.release(1)
-        fsc.release(1)
-        fgb.release(1)
+        ln_body(fx, fgb, fsc, fq, k, R, C)
 
     def mm_core(fa, fw, fp, fy, k_zero, k_mm, k_epi):
-        S.projection_core(range_, blocks, nt_n, kt_n, fa, fw, fp, fy, k_zero, k_mm, k_epi)
+        S.tile_matmul(range_, blocks * nt_n, kt_n, fa, fw, fp, fy, k_zero, k_mm, k_epi)
 
     workers = []
     for c in range(S.COLUMNS):
         workers.append(Worker(ln_core, [of_x[c].cons(), of_gb.cons(), of_sc.cons(),
                                         of_q[c].prod(), ln]))
-        workers.append(Worker(mm_core, [of_q[c].cons(), of_w.cons(), of_p.cons(),
-                                        of_y[c].prod(), mm_zero, mm, epi]))
+        workers.append(Worker(mm_core, [of_a[c].cons(), of_w.cons(), of_p.cons(),
+                                        of_y[c].prod(), zero, mm, epi]))
 
     rt = Runtime()
-    with rt.sequence(x_ty, y_ty, w_ty, par_ty) as (x_in, y_out, weights, _params):
+    with rt.sequence(ty(in_total, i8), ty(out_total, i8), ty(w_total, i8),
+                     ty(S.PARAMS_WORDS, np.uint32)) as (x_in, y_out, weights, _params):
         rt.start(*workers)
-        rt.fill(of_gb.prod(), weights, S.contiguous_tap(total_w, off_g, 8 * channels))
-        rt.fill(of_sc.prod(), weights, S.contiguous_tap(total_w, off_s, 16))
-        tg = rt.task_group()
-        mc = mp // S.COLUMNS
-        for c in range(S.COLUMNS):
-            rt.fill(of_x[c].prod(), x_in,
-                    S.contiguous_tap(mp * channels, c * mc * channels, mc * channels),
-                    task_group=tg)
-        # the same weight stream for every row block
-        S.stream_weight_tiles(rt, of_w, of_p, weights, total_w, off_w, off_p, np_, kt_n, nt_n,
-                              prow, blocks, tg)
-        S.drain_row_tiles(rt, of_y, y_out, mp * np_, 0, np_, 1, mc, blocks, nt_n, tg)
+        tg = rt.task_group()  # phase 1: LN -> a
+        S.ln_phase(rt, of_x, of_q, of_gb, of_sc, weights, w_total, o_g, o_s, x_in, in_total, 0,
+                   y_out, out_total, o_a, C, mc, tg)
+        rt.finish_task_group(tg)
+        tg = rt.task_group()  # phase 2: a -> matmul -> y
+        S.fill_a_tiles(rt, of_a, y_out, out_total, o_a, C, mc, blocks, nt_n, tg)
+        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, n, kt_n, nt_n, prow,
+                              blocks, tg)
+        S.drain_row_tiles(rt, of_y, y_out, out_total, o_y, n, yb, mc, blocks, nt_n, tg)
         rt.finish_task_group(tg)
     return Program(NPU1(), rt).resolve_program(Placer())
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
+    from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
+
+    case = size_case("ln_matmul", sys.argv[1:])
+    if case is not None:
+        print(globals()[case.fn](*case.args))
+        return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1500)
     p.add_argument("--channels", type=int, default=384)

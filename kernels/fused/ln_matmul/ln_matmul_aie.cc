@@ -1,14 +1,7 @@
 // Core object of the fused ln_matmul design: the stage kernels' AIE sources,
-// unchanged, in one object (each stage runs exactly its own kernel's code),
-// plus a pointer-offset shim so the matmul core can walk the K tiles of the
-// A row block it holds.
+// unchanged, in one object (each stage runs exactly its own kernel's code).
+// The LN core calls xdna_layernorm (fp32 in, int8 out); the MM core
+// matmul_zero_i32 / matmul_i8_i32 / matmul_epilogue_* on A tiles streamed back
+// from OUT (design.py says why).
 #include "../../layernorm/aie/layernorm_aie.cc"
 #include "../../matmul/aie/matmul_aie.cc"
-
-extern "C" {
-// acc += A[:, kt*64 : kt*64+64] x W_tile, A block in mmul order (32 x 64 per K tile).
-void fused_mm_kslice(const int8_t* __restrict a_block, const int8_t* __restrict w,
-                     int32_t kt) {
-  matmul_i8_i32(a_block + kt * 32 * 64, w);
-}
-}

@@ -51,29 +51,4 @@ void xdna_layernorm(const void* __restrict x, const float* __restrict gb, void* 
   }
 }
 
-// Fused designs (kernels/fused): fp32 rows in, int8 out written directly in the
-// matmul core's A-operand order (aie::mmul<4, 8, 8>): K tiles of 64 columns,
-// each [rows/4][64/8][4][8]. Same values as xdna_layernorm (mode 2); rows a
-// multiple of 4, C a multiple of 64. scal = {epsilon, -, inv_out_scale, -}.
-void xdna_layernorm_mmul_a(const float* __restrict x, const float* __restrict gb,
-                           int8_t* __restrict q, const float* __restrict scal, int32_t rows,
-                           int32_t C) {
-  namespace ln = xdna::layernorm;
-  static int8_t qrow[kMaxLocalC];
-  for (int32_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * C;
-    const ln::RowStats st = ln::stats_f32(xr, C, scal[0], g_fixed);
-    ln::normalize_f32(xr, st, gb, gb + C, g_row, C);
-    if (st.finite) {
-      ln::quantize_row(g_row, scal[2], qrow, C);
-    } else {
-      for (int32_t i = 0; i < C; ++i) qrow[i] = 0;
-    }
-    for (int32_t i = 0; i < C; ++i) {
-      const int32_t kt = i / 64, c = i % 64;
-      q[kt * rows * 64 + ((r / 4) * 8 + c / 8) * 32 + (r % 4) * 8 + c % 8] = qrow[i];
-    }
-  }
-}
-
 }  // extern "C"

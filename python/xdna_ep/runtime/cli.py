@@ -19,6 +19,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def build_command(missing: list[str]) -> str | None:
+    """The one command that builds the missing xclbins into the first directory the
+    runtime searches (None when nothing is missing)."""
+    import os
+    import sys
+
+    from .xclbins import kernels_dir, search_path
+
+    names = sorted(n for n in missing if n != "*")
+    if not missing:
+        return None
+    out = search_path()[0]
+    script = kernels_dir() / "build_xclbins.py"
+    only = f" --only {' '.join(names)}" if names and "*" not in missing else ""
+    return f"{sys.executable} {script} --out {os.fspath(out)}{only}"
+
+
 def collect(probes: Probes | None = None) -> dict[str, Any]:
     from .._native import emulator
 
@@ -36,6 +53,7 @@ def collect(probes: Probes | None = None) -> dict[str, Any]:
                      "threads": emulator.num_threads()},
         "npu_problems": [{"missing": p.missing, "message": p.message} for p in info.problems],
         "auto": choice.to_json(),
+        "build_command": build_command(list(info.xclbins_missing)),
         "hardware_validated": False,
     }
 
@@ -59,6 +77,10 @@ def _text(d: dict[str, Any]) -> str:
         lines.append(f"  found    {name}: {path}")
     for name, why in sorted(x["missing"].items()):
         lines.append(f"  missing  {why}" if name == "*" else f"  missing  {name}: {why}")
+    if d.get("build_command"):
+        lines.append(f"build what is missing: {d['build_command']}")
+        lines.append("  (needs the MLIR-AIE toolchain: docs/HARDWARE.md; without it the "
+                     "command names each missing tool)")
     e = d["emulator"]
     lines.append(f"emulator: kernel paths {', '.join(e['kernel_paths'])}; active "
                  f"{e['active_kernel_path']}; {e['threads']} thread(s)")

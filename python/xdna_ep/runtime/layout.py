@@ -23,6 +23,12 @@ is `KernelSpec.device_constants(consts, attrs)` when the kernel defines it,
 otherwise the stage's constants by role in sorted role order ("raw").
 
 The PARAMS block is MAGIC, uint32 version, uint32 length, then UTF-8 JSON.
+
+OUT of a fused launch starts with the design's OUT entries (plan_out): the
+stage outputs the design writes to OUT (exports and intermediates it reads
+back inside the launch, e.g. ffn h) reserved for the design's padded rows, and
+its private scratch, from kernels/fused/scratch.py, the module the designs
+import; the other exports follow.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.fused import scratch
 from ..compile.program import Launch, Program, Stage
 from .shapes import BufferSpec, output_specs
 
@@ -78,11 +85,15 @@ class RegionLayout:
     size: int
 
     @classmethod
-    def plan(cls, specs: Sequence[tuple[str, BufferSpec]]) -> RegionLayout:
+    def plan(cls, specs: Sequence[tuple[str, BufferSpec]],
+             reserve: Mapping[str, int] | None = None) -> RegionLayout:
+        """Slots in order; `reserve` gives a slot more room than its buffer (a fused
+        design writes its padded rows there; the host reads the first nbytes)."""
         slots, off = [], 0
+        reserve = reserve or {}
         for name, spec in specs:
             slots.append(Slot(name, spec.dtype, spec.shape, off, spec.nbytes))
-            off = _align(off + spec.nbytes)
+            off = _align(off + max(spec.nbytes, reserve.get(name, 0)))
         return cls(tuple(slots), max(off, ALIGN))
 
     def names(self) -> tuple[str, ...]:
@@ -236,6 +247,72 @@ def _as_bytes(buf: np.ndarray | bytes | memoryview) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.uint8)
 
 
+# -- a fused design's OUT (kernels/fused/scratch.py, shared with the designs) -----------
+SCRATCH_PREFIX = "#scratch/"
+
+
+@dataclass(frozen=True)
+class OutPlan:
+    """The OUT slots of one launch: (name, spec) in order, and the bytes reserved
+    per slot where the design writes more than the buffer (its padded rows)."""
+
+    specs: tuple[tuple[str, BufferSpec], ...]
+    reserve: dict[str, int]
+
+
+def has_private_scratch(design: str) -> bool:
+    """Whether the design's OUT holds scratch no stage output fills (it starts zeroed)."""
+    return any(e.stage is None for e in scratch.OUT_ENTRIES.get(design, ()))
+
+
+def _entry_buffer(design: str, stages: Sequence[Stage], ref: tuple[str, int, int]) -> str:
+    kernel, occurrence, index = ref
+    seen = [st for st in stages if st.kernel == kernel]
+    if occurrence >= len(seen) or index >= len(seen[occurrence].outputs):
+        raise ValueError(f"design {design!r} writes output {index} of {kernel} stage "
+                         f"#{occurrence} to OUT, but the launch has {len(seen)} {kernel} "
+                         "stage(s): the launch does not match the design's stage chain")
+    return seen[occurrence].outputs[index]
+
+
+def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpec],
+             exports: Sequence[str], consts: Sequence[Mapping[str, np.ndarray]] = ()) -> OutPlan:
+    """OUT of a launch: a fused design's entries first (kernels/fused/scratch.py
+    OUT_ENTRIES: the stage outputs it writes to OUT, each reserved for its padded
+    rows, and its private scratch), then every other export. A single-kernel
+    design exports only what is needed later."""
+    entries = scratch.OUT_ENTRIES.get(design)
+    if entries is None:
+        return OutPlan(tuple((b, known[b]) for b in exports), {})
+    specs: list[tuple[str, BufferSpec]] = []
+    reserve: dict[str, int] = {}
+    conv = None
+    if design == "conv_frontend":
+        x = known[stages[0].inputs[0]]                       # mel [B, mels, T]
+        d = int(np.asarray(consts[0]["weight"]).shape[0]) if consts else x.shape[1]
+        conv = (x.shape[0], d, scratch.conv_frontend_dims(x.shape[1], d, x.shape[2]))
+    for e in entries:
+        if e.stage is None:          # private scratch: conv_frontend's h rows
+            assert conv is not None, f"{design}: private scratch without its dims"
+            batch, d, dims = conv
+            name = f"{SCRATCH_PREFIX}{design}/{e.name}"
+            specs.append((name, BufferSpec("uint8", (dims.h_bytes(batch, d),))))
+            continue
+        buf = _entry_buffer(design, stages, e.stage)
+        spec = known[buf]
+        if conv is not None:
+            batch, d, dims = conv
+            reserve[buf] = dims.y_bytes(batch, d)
+        else:
+            rows = int(np.prod(spec.shape[:-1], dtype=np.int64))
+            reserve[buf] = scratch.capacity(design, rows, spec.nbytes // max(rows, 1))
+        if buf not in dict(specs):
+            specs.append((buf, spec))
+    listed = {n for n, _ in specs}
+    specs += [(b, known[b]) for b in exports if b not in listed]
+    return OutPlan(tuple(specs), reserve)
+
+
 def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
                 consts: Sequence[Mapping[str, np.ndarray]], weights: WeightsPlan,
                 input_specs: Mapping[str, BufferSpec]) -> LaunchParams:
@@ -255,8 +332,24 @@ def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
         stages.append({"kernel": st.kernel, "inputs": list(st.inputs),
                        "outputs": list(st.outputs), "attrs": st.attrs,
                        "raw": weights.raw[i], "consts": weights.keys[i]})
+    out = plan_out(launch.design, launch.stages, known, io.outputs, consts)
     return LaunchParams(
         launch.design, tuple(stages),
-        RegionLayout.plan([(b, known[b]) for b in io.inputs]),
-        RegionLayout.plan([(b, known[b]) for b in io.outputs]),
+        RegionLayout.plan([(b, known[b]) for b in io.inputs],
+                          in_reserve(launch.design, io.inputs, known)),
+        RegionLayout.plan(out.specs, out.reserve),
         weights.layout)
+
+
+def in_reserve(design: str, inputs: Sequence[str],
+               known: Mapping[str, BufferSpec]) -> dict[str, int]:
+    """IN room per input of a fused design: the padded rows it reads (scratch.py
+    IN_ROW_PAD); the packed padding is zero."""
+    out = {}
+    for i, b in enumerate(inputs):
+        spec = known[b]
+        rows = int(np.prod(spec.shape[:-1], dtype=np.int64))
+        cap = scratch.in_capacity(design, i, rows, spec.nbytes // max(rows, 1))
+        if cap is not None:
+            out[b] = cap
+    return out

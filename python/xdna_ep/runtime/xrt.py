@@ -46,6 +46,7 @@ from .layout import (
     OPCODE,
     LaunchIO,
     WeightsPlan,
+    has_private_scratch,
     launch_io,
     plan_launch,
     plan_weights,
@@ -254,6 +255,11 @@ class XrtProgram:
             cap = (nbytes + _BO_GRANULE - 1) // _BO_GRANULE * _BO_GRANULE
             bo = self.device._alloc(ls.design.kernel, cap, arg, "host_only",
                                     ls.launch.design, ls.kernels)
+            if arg == ARG_OUT and has_private_scratch(ls.launch.design):
+                # a fused design's private scratch (conv_frontend's h rows) has zero
+                # borders the design reads but never writes: start OUT zeroed
+                self.device._upload(bo, np.zeros(cap, dtype=np.uint8), ls.launch.design,
+                                    ls.kernels, phase="alloc")
             ls.bos[arg] = (bo, cap)
         return bo
 

@@ -1,0 +1,221 @@
+"""The NPU designs against the FAKE IRON tracer (kernels/iron_check.py) and the host
+layout: the tracer catches what it claims to (memory, bounds, volumes), its static
+scratch table matches the AIE sources, and every fused design writes and reads OUT
+exactly where runtime/layout.py reserves its slots (one definition:
+kernels/fused/scratch.py). `build_xclbins.py --check` (tests/test_manifest.py)
+traces every design for every Whisper size."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xdna_ep.compile.program import Launch, Stage
+from xdna_ep.runtime.layout import SCRATCH_PREFIX, RegionLayout, in_reserve, plan_out
+from xdna_ep.runtime.shapes import BufferSpec
+
+KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+sys.path.insert(0, str(KERNELS))
+import build_xclbins  # noqa: E402
+import iron_check as IC  # noqa: E402
+import whisper_shapes as W  # noqa: E402
+
+
+def _trace(rel: str, fn: str, *args) -> IC.Report:
+    return IC.trace(lambda: build_xclbins.load_design(rel), fn, *args)
+
+
+# --- the tracer catches what it claims to ------------------------------------------
+def _toy(obj_elems: int, depth: int, fill_elems: int, core_takes: int, offset: int = 0):
+    """A one-core design: the host fills `fill_elems` int8, the core takes `core_takes`
+    objects of `obj_elems`, drains the same back."""
+    def build():
+        from aie.helpers.taplib import TensorAccessPattern
+        from aie.iron import Kernel, ObjectFifo, Program, Runtime, Worker
+
+        t = np.ndarray[(obj_elems,), np.dtype[np.int8]]
+        big = np.ndarray[(4096,), np.dtype[np.int8]]
+        fin, fout = ObjectFifo(t, name="in", depth=depth), ObjectFifo(t, name="out", depth=depth)
+        k = Kernel("copy", "toy.o", [t, t])
+
+        def core(a, b, kern):
+            for _ in range(core_takes):
+                x, y = a.acquire(1), b.acquire(1)
+                kern(x, y)
+                a.release(1)
+                b.release(1)
+
+        rt = Runtime()
+        with rt.sequence(big, big) as (src, dst):
+            rt.start(Worker(core, [fin.cons(), fout.prod(), k]))
+            tap = TensorAccessPattern((1, 4096), offset, [1, 1, 1, fill_elems], [0, 0, 0, 1])
+            rt.fill(fin.prod(), src, tap)
+            rt.drain(fout.cons(), dst, tap)
+        return Program(None, rt).resolve_program(None)
+
+    import types
+    return types.SimpleNamespace(build=build)
+
+
+def test_tracer_accepts_a_consistent_design() -> None:
+    rep = IC.trace(lambda: _toy(256, 2, 1024, 4), "build")
+    assert rep.workers == 1 and rep.core_bytes == [2 * 2 * 256 + IC.DEFAULT_STACK]
+
+
+@pytest.mark.parametrize("args,match", [
+    ((256, 2, 1024, 3), "a core takes 768 bytes, 1024 supplied"),
+    ((256, 2, 1024, 4, 3500), "outside tensor"),
+    ((16 * 1024, 2, 16 * 1024, 1), "data memory"),
+])
+def test_tracer_rejects(args: tuple, match: str) -> None:
+    if args[0] == 16 * 1024:   # 2 fifos x depth 2 x 16 KiB = 64 KiB + stack: one core too many
+        def load():
+            mod = _toy(16 * 1024, 2, 4096, 1)
+            return mod
+        with pytest.raises(IC.TraceError, match=match):
+            IC.trace(load, "build")
+        return
+    with pytest.raises(IC.TraceError, match=match):
+        IC.trace(lambda: _toy(*args), "build")
+
+
+def test_static_scratch_table_matches_the_aie_sources() -> None:
+    """Every file-scope array iron_check counts still exists in its source."""
+    for key, (rel, nbytes) in IC.STATICS.items():
+        text = (KERNELS / rel).read_text()
+        name = key.split(".", 1)[1]
+        assert re.search(rf"\b{name}\s*\[", text), f"{key} not declared in {rel}"
+        assert nbytes > 0
+    assert set(g for gs in IC.KERNEL_STATICS.values() for g in gs) <= set(IC.STATICS)
+
+
+def test_every_manifest_entry_has_a_whisper_case() -> None:
+    import json
+
+    doc = json.loads((KERNELS / "manifest.json").read_text())
+    covered = {c.design for c in W.design_cases(W.SIZES[0])}
+    assert covered == set(doc["kernels"]) | set(doc["designs"])
+    assert [s.d for s in W.SIZES] == [384, 512, 768, 1024, 1280]
+    assert [s.heads for s in W.SIZES] == [6, 8, 12, 16, 20]
+
+
+# --- host layout == design layout ----------------------------------------------------
+def _specs(**kw) -> dict[str, BufferSpec]:
+    return {k: BufferSpec(dt, tuple(shape)) for k, (dt, shape) in kw.items()}
+
+
+def _case(design: str, d: int, rows: int):
+    """(design build call, stages, known buffer specs, exports, consts) of a small
+    launch of `design` at width d (heads of 64)."""
+    f, n3 = 4 * d, 3 * d
+    M = [1, rows]
+    if design == "ln_matmul":
+        stages = [Stage("layernorm", ("x",), ("a",)), Stage("matmul", ("a",), ("y",))]
+        known = _specs(x=("float32", M + [d]), a=("int8", M + [d]), y=("int8", M + [n3]))
+        return ("fused/ln_matmul/design.py", "build", (rows, d, n3, "int8")), stages, known, \
+            ("y",), ()
+    if design in ("ffn_block", "ffn_ln_matmul"):
+        stages = [Stage("layernorm", ("x",), ("a",)), Stage("matmul", ("a",), ("f",)),
+                  Stage("gelu", ("f",), ("h",)), Stage("matmul", ("h",), ("g",)),
+                  Stage("add", ("g", "x"), ("y",))]
+        known = _specs(x=("float32", M + [d]), a=("int8", M + [d]), f=("int8", M + [f]),
+                       h=("int8", M + [f]), g=("float32", M + [d]), y=("float32", M + [d]))
+        if design == "ffn_block":
+            return ("fused/ffn_block/design.py", "build", (rows, d, f)), stages, known, \
+                ("y",), ()
+        stages += [Stage("layernorm", ("y",), ("a2",)), Stage("matmul", ("a2",), ("z",))]
+        known.update(_specs(a2=("int8", M + [d]), z=("int8", M + [n3])))
+        return ("fused/ffn_ln_matmul/design.py", "build", (rows, d, f, n3, "int8")), stages, \
+            known, ("y", "z"), ()
+    if design == "attn_block":
+        stages = [Stage("attention", ("q", "k", "v"), ("o",)), Stage("matmul", ("o",), ("p",)),
+                  Stage("add", ("p", "x"), ("y",))]
+        known = _specs(q=("int8", M + [d]), k=("int8", M + [d]), v=("int8", M + [d]),
+                       o=("int8", M + [d]), p=("float32", M + [d]), x=("float32", M + [d]),
+                       y=("float32", M + [d]))
+        return ("fused/attn_block/design.py", "build", (rows, rows, d // 64, 64)), stages, \
+            known, ("y",), ()
+    assert design == "conv_frontend"
+    mels, frames = 80, 2 * rows
+    stages = [Stage("conv1d", ("mel",), ("c1",)), Stage("gelu", ("c1",), ("g1",)),
+              Stage("conv1d", ("g1",), ("c2",)), Stage("gelu", ("c2",), ("g2",)),
+              Stage("add", ("g2",), ("y",))]
+    known = _specs(mel=("float32", [1, mels, frames]), y=("float32", M + [d]))
+    consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
+    return ("fused/conv_frontend/design.py", "build", (1, mels, d, frames)), stages, known, \
+        ("y",), consts
+
+
+FUSED = ["ln_matmul", "ffn_block", "ffn_ln_matmul", "attn_block", "conv_frontend"]
+
+
+@pytest.mark.parametrize("d", [384, 1280])
+@pytest.mark.parametrize("design", FUSED)
+def test_host_out_layout_matches_the_design(design: str, d: int) -> None:
+    """The bytes a fused design drains into OUT and reads back from it lie inside the
+    slots runtime/layout.py reserves; every stage output the host reads is written."""
+    rows = 200   # not a multiple of the 128-row grid: padding rows must stay in their slot
+    (rel, fn, args), stages, known, exports, consts = _case(design, d, rows)
+    rep = _trace(rel, fn, *args)
+    out_arg = 1                            # runtime sequence: IN, OUT, WEIGHTS, PARAMS
+    plan = plan_out(design, stages, known, exports, consts)
+    layout = RegionLayout.plan(plan.specs, plan.reserve)
+    assert rep.arg_bytes[out_arg] <= layout.size
+    written = IC.touched(rep.moves, out_arg, "drain", rep.arg_bytes[out_arg])
+    read = IC.touched(rep.moves, out_arg, "fill", rep.arg_bytes[out_arg])
+    owner = np.full(rep.arg_bytes[out_arg], -1)
+    for i, s in enumerate(layout.slots):
+        room = max(s.nbytes, plan.reserve.get(s.name, 0))
+        assert (owner[s.offset:s.offset + room] == -1).all(), f"{s.name} overlaps"
+        owner[s.offset:s.offset + room] = i
+        if not s.name.startswith(SCRATCH_PREFIX):
+            real = written[s.offset:s.offset + s.nbytes]
+            assert (real > 0).all(), f"{design}: {s.name} bytes the host reads are not written"
+    assert (owner[written > 0] >= 0).all(), f"{design} writes OUT bytes outside every slot"
+    # bytes read but never written: only private scratch (zeroed by the host when the
+    # OUT BO is allocated, runtime/xrt.py), e.g. conv_frontend's zero h borders
+    unwritten = np.unique(owner[(read > 0) & (written == 0)])
+    assert all(i >= 0 and layout.slots[i].name.startswith(SCRATCH_PREFIX) for i in unwritten), \
+        f"{design} reads OUT bytes it never wrote"
+    names = {s.name for s in layout.slots}
+    assert set(exports) <= names
+    if design == "conv_frontend":
+        return   # its IN is a zero-bordered mel layout the host does not produce yet
+    inputs = Launch(design, tuple(stages)).inputs
+    in_layout = RegionLayout.plan([(b, known[b]) for b in inputs],
+                                  in_reserve(design, inputs, known))
+    assert rep.arg_bytes[0] <= in_layout.size
+    in_read = IC.touched(rep.moves, 0, "fill", rep.arg_bytes[0])
+    in_owner = np.full(rep.arg_bytes[0], -1)
+    reserve = in_reserve(design, inputs, known)
+    for i, s in enumerate(in_layout.slots):
+        in_owner[s.offset:s.offset + max(s.nbytes, reserve.get(s.name, 0))] = i
+        assert (in_read[s.offset:s.offset + s.nbytes] > 0).all(), f"{design} skips {s.name}"
+    assert (in_owner[in_read > 0] >= 0).all(), f"{design} reads IN bytes outside its slots"
+
+
+def test_out_layout_rejects_a_launch_that_is_not_the_design() -> None:
+    stages = [Stage("matmul", ("a",), ("y",))]
+    with pytest.raises(ValueError, match="does not match the design's stage chain"):
+        plan_out("ffn_block", stages, _specs(a=("int8", [4, 64]), y=("int8", [4, 64])), ("y",))
+
+
+def test_designs_take_their_shapes_from_the_shared_table(capsys) -> None:
+    """`python design.py --size NAME [--case L]` builds the call --check traced."""
+    import runpy
+
+    case = W.size_case("ln_matmul", ["--size", "large-v3", "--case", "fc1"])
+    assert case is not None and case.args == (1500, 1280, 5120, "float32")
+    assert W.size_case("matmul", ["-M", "4"]) is None
+    with IC.fake_iron():
+        old = sys.argv
+        sys.argv = ["design.py", "--size", "tiny", "--case", "qkv"]
+        try:
+            runpy.run_path(str(KERNELS / "fused" / "ln_matmul" / "design.py"), run_name="__main__")
+        finally:
+            sys.argv = old
+    assert "FAKE-IRON trace (nothing lowered): 8 cores" in capsys.readouterr().out
