@@ -53,6 +53,7 @@ class ModelIndex:
         for g in _graphs(inferred.graph):
             for vi in (*g.input, *g.output, *g.value_info):
                 self.types.setdefault(vi.name, vi.type)
+        self._fill_contrib_shapes(model)
         for g in _graphs(model.graph):
             for t in g.initializer:
                 self._init.setdefault(t.name, t)
@@ -62,6 +63,19 @@ class ModelIndex:
                 for i in n.input:
                     if i:
                         self.consumers.setdefault(i, []).append(n.name)
+
+    def _fill_contrib_shapes(self, model: onnx.ModelProto) -> None:
+        """Shapes onnx's inference leaves unknown behind com.microsoft ops (Gelu,
+        SkipLayerNormalization: ONNX Runtime's transformer optimizer output), from
+        onnxruntime's symbolic shape inference, as capability/ sees them."""
+        if not any(n.domain == "com.microsoft" for n in model.graph.node):
+            return
+        from ..capability.shapes import symbolic_shapes
+
+        for vi in symbolic_shapes(model):
+            t = self.types.get(vi.name)
+            if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+                self.types[vi.name] = vi.type
 
     def is_constant(self, name: str) -> bool:
         return name in self._init or name in self._const_nodes

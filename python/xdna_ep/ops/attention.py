@@ -45,6 +45,7 @@ from ..compile.ir import LOp
 from ..compile.model_index import ModelIndex, NotLowerable
 from ..plan import OpMatch
 from .base import MatchAttrs, OpFamily, StageRule
+from .matmul import flattened_gemm_output
 
 if TYPE_CHECKING:
     from ..compile.build import Emitter
@@ -105,11 +106,19 @@ def _walk_back(
     """Walk from `t` up through head reshapes/transposes/scalar scalings."""
     nodes: list[onnx.NodeProto] = []
     scale = 1.0
+    split = False  # the head split (a Reshape to rank 4) has been crossed
     for _ in range(8):
         p = view.producer_of(t)
         if p is None or t in view.outputs or len(view.consumers_of(t)) != 1:
             break
         if p.op_type in TRANSPARENT:
+            if split:
+                break  # e.g. the Reshape back to [B, T, N] after ORT's Gemm (ops/matmul.py)
+            out = view.info(p.output[0]).shape
+            src = view.info(p.input[0]).shape
+            if p.op_type == "Reshape" and out is not None and len(out) == 4 and (
+                    src is None or len(src) <= 3):
+                split = True
             nodes.append(p)
             t = p.input[0]
             continue
@@ -134,6 +143,8 @@ def _layout(view: GraphView, boundary: str, walk: list[onnx.NodeProto], role: st
     bhds = [B,H,Dh,T] (a key that arrives already transposed)."""
     shape = view.info(boundary).shape
     if any(n.op_type == "Reshape" for n in walk):
+        if shape is not None and len(shape) == 2 and flattened_gemm_output(view, boundary):
+            return "bsd"  # produced as [B, T, N] by the flattened-Gemm matmul match
         return "bsd" if shape is None or len(shape) == 3 else "unknown"
     if shape is not None and len(shape) != 4:
         return "unknown"
@@ -382,6 +393,10 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
                              "causal": bool(a.causal), "has_mask": bool(mask)}
     if a.fused == "MultiHeadAttention" and a.bias:
         attrs["fold_qkv_bias"] = a.bias
+    if a.fused is None:  # 2-D [B*T, N] boundaries (ops/matmul.py): [B, T, N] in the program
+        flat = [t for t in (*qkv, out) if t and len(idx.shape(t)) == 2]
+        if flat:
+            attrs["unflattened"] = tuple(flat)
     ins = (*qkv, mask) if mask else tuple(qkv)
     ops.append(LOp("attention", ins, (out,), {}, attrs, m.nodes))  # type: ignore[arg-type]
     return ops
