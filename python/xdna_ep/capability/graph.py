@@ -75,6 +75,7 @@ class GraphView:
     infos: dict[str, TensorInfo] = field(default_factory=dict)
     outputs: set[str] = field(default_factory=set)
     graph_inputs: set[str] = field(default_factory=set)
+    folded: dict[str, onnx.TensorProto | None] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -124,6 +125,8 @@ class GraphView:
                 name = node.input[0]
                 v = self  # the Identity's input may come from any enclosing scope
                 continue
+            if node is not None and v.folded_value(name) is not None:
+                return name  # a Transpose/Cast/Reshape/Gather of constants (folding.py)
             if node is not None or name in v.graph_inputs:
                 return None  # computed here or fed at run time: not constant
             v = v.parent
@@ -138,6 +141,8 @@ class GraphView:
         while v is not None:
             if real in v.initializers:
                 return v.initializers[real]
+            if real in v.folded and v.folded[real] is not None:
+                return v.folded[real]
             node = v.producer.get(real)
             if node is not None and node.op_type == "Constant":
                 for a in node.attribute:
@@ -146,6 +151,19 @@ class GraphView:
                 return None
             v = v.parent
         return None
+
+    def folded_value(self, name: str) -> onnx.TensorProto | None:
+        """`name`'s value if its producer here constant-folds (capability/folding.py),
+        cached per tensor (None: it does not)."""
+        if name not in self.folded:
+            from .folding import FOLDABLE, fold, to_tensor
+
+            node = self.producer.get(name)
+            value = None
+            if node is not None and node.op_type in FOLDABLE and node.op_type != "Identity":
+                value = fold(name, self.producer.get, self.const_value, self.opset)
+            self.folded[name] = None if value is None else to_tensor(name, value)
+        return self.folded[name]
 
     def is_const(self, name: str) -> bool:
         return bool(name) and self.initializer(name) is not None

@@ -43,6 +43,8 @@ class ModelIndex:
         self.model = model
         self._init: dict[str, onnx.TensorProto] = {}
         self._const_nodes: dict[str, onnx.NodeProto] = {}
+        self._producer: dict[str, onnx.NodeProto] = {}  # for weights that fold (folding.py)
+        self._folded: dict[str, np.ndarray | None] = {}
         self.types: dict[str, onnx.TypeProto] = {}
         self.consumers: dict[str, list[str]] = {}
         self.graph_outputs: set[str] = {o.name for o in model.graph.output}
@@ -60,6 +62,9 @@ class ModelIndex:
             for n in g.node:
                 if n.op_type == "Constant" and n.output:
                     self._const_nodes.setdefault(n.output[0], n)
+                for o in n.output:
+                    if o:
+                        self._producer.setdefault(o, n)
                 for i in n.input:
                     if i:
                         self.consumers.setdefault(i, []).append(n.name)
@@ -80,6 +85,12 @@ class ModelIndex:
     def is_constant(self, name: str) -> bool:
         return name in self._init or name in self._const_nodes
 
+    def _constant_or_none(self, name: str) -> np.ndarray | None:
+        try:
+            return self.constant(name)
+        except NotLowerable:
+            return None
+
     def constant(self, name: str) -> np.ndarray:
         """The value of initializer/Constant `name`; NotLowerable if it is not constant."""
         if name in self._init:
@@ -89,6 +100,14 @@ class ModelIndex:
                 if a.name == "value":
                     return numpy_helper.to_array(a.t)
             raise NotLowerable(f"Constant node for {name!r} has no tensor 'value'")
+        if name not in self._folded:
+            from ..capability.folding import fold
+
+            opset = next((o.version for o in self.model.opset_import
+                          if o.domain in ("", "ai.onnx")), 13)
+            self._folded[name] = fold(name, self._producer.get, self._constant_or_none, opset)
+        if self._folded[name] is not None:
+            return self._folded[name]  # type: ignore[return-value]
         raise NotLowerable(f"{name!r} is not a constant (initializer or Constant): the NPU "
                            f"program needs constant weights")
 

@@ -100,6 +100,15 @@ class AttentionAttrs(MatchAttrs):
 TRANSPARENT = ("Transpose", "Reshape")
 
 
+def _head_split(view: GraphView, r: onnx.NodeProto) -> bool:
+    """A Reshape of [B, T, H*Dh] (or [B*T, H*Dh]) to [B, T, H, Dh]."""
+    src, out = view.info(r.input[0]).shape, view.info(r.output[0]).shape
+    if src is None or out is None or len(out) != 4 or len(src) not in (2, 3):
+        return False
+    d, h, dh = src[-1], out[2], out[3]
+    return all(isinstance(v, int) for v in (d, h, dh)) and d == h * dh
+
+
 def _walk_back(
     view: GraphView, t: str
 ) -> tuple[str, list[onnx.NodeProto], float]:
@@ -114,10 +123,7 @@ def _walk_back(
         if p.op_type in TRANSPARENT:
             if split:
                 break  # e.g. the Reshape back to [B, T, N] after ORT's Gemm (ops/matmul.py)
-            out = view.info(p.output[0]).shape
-            src = view.info(p.input[0]).shape
-            if p.op_type == "Reshape" and out is not None and len(out) == 4 and (
-                    src is None or len(src) <= 3):
+            if p.op_type == "Reshape" and _head_split(view, p):
                 split = True
             nodes.append(p)
             t = p.input[0]
