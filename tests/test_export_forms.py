@@ -72,3 +72,18 @@ def test_flattened_gemm_output_never_leaves_a_region_with_the_wrong_shape():
     assert any("'g' is 2-D [B*T, N] in the model" in f for f in plan.fallbacks), plan.fallbacks
     gemm = next(n for n in plan.nodes if n.name == "gemm")
     assert gemm.placement == "cpu" and "cannot be a region edge" in gemm.reason
+
+
+def test_constant_causal_mask_is_recognised_and_nothing_else():
+    from xdna_ep.ops.attention import is_causal_mask
+
+    t = 5
+    causal = np.triu(np.full((t, t), np.finfo(np.float32).min, np.float32), k=1)
+    assert is_causal_mask(causal[None, None])
+    assert is_causal_mask(np.where(causal < 0, -np.inf, 0.0))
+    assert not is_causal_mask(causal.T)  # anti-causal
+    assert not is_causal_mask(np.zeros((t, t), np.float32))  # no mask at all
+    shifted = causal.copy()
+    shifted[0, 1] = 0.0  # one extra visible key
+    assert not is_causal_mask(shifted)
+    assert not is_causal_mask(causal[:, :4])  # not square

@@ -218,9 +218,8 @@ FAMILIES: dict[str, tuple[Callable[[Path], tuple[Path, dict]], float, str]] = {
                    "the head merge Reshape's target comes from a Shape chain: "
                    "out_layout 'unknown', the attention regions stay on the CPU"),
     "vit": (_vit, 0.80, "the 2-D patch Conv has no NPU kernel (1-D conv only)"),
-    "gpt2-dynamo": (_gpt2, 0.30,
-                    "Split of the fused QKV projection is not matched: the regions "
-                    "around it read its outputs and stay on the CPU"),
+    # fused QKV Gemm + Split, causal constant mask, tied LM head (Transpose of wte)
+    "gpt2-dynamo": (_gpt2, 0.99, ""),
 }
 
 

@@ -85,6 +85,10 @@ class ModelIndex:
     def is_constant(self, name: str) -> bool:
         return name in self._init or name in self._const_nodes
 
+    def is_foldable(self, name: str) -> bool:
+        """A constant, or a tensor that constant-folds from constants (folding.py)."""
+        return self._constant_or_none(name) is not None
+
     def _constant_or_none(self, name: str) -> np.ndarray | None:
         try:
             return self.constant(name)

@@ -334,6 +334,18 @@ def match_attention(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     return None
 
 
+def is_causal_mask(value: np.ndarray) -> bool:
+    """True if a constant additive mask is the causal one: [.., T, T] (leading 1s)
+    with 0 on and below the diagonal and <= -1e4 (or -inf) above it, which is
+    what the attention kernel's causal flag computes (GPT-2's exported bias)."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.ndim < 2 or any(d != 1 for d in v.shape[:-2]) or v.shape[-1] != v.shape[-2]:
+        return False
+    v = v.reshape(v.shape[-2:])
+    upper = np.triu(np.ones(v.shape, dtype=bool), k=1)
+    return bool(np.all(v[~upper] == 0.0) and np.all(v[upper] <= -1e4))
+
+
 def _float_mask(idx: ModelIndex, m: OpMatch, mask: str | None) -> str | None:
     if mask and idx.elem_type(mask) not in (None, 1):
         raise NotLowerable(f"attention {m.nodes[0]!r}: mask {mask!r} is not an additive float32 "
@@ -356,7 +368,15 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
     heads = int(a.num_heads or 0)
     if heads <= 0:
         raise NotLowerable(f"attention {node!r}: number of heads unknown")
-    mask = _float_mask(idx, m, a.mask or a.attention_bias)
+    mask = a.mask or a.attention_bias
+    causal = bool(a.causal)
+    if mask and a.fused is None and idx.is_foldable(mask):
+        if not is_causal_mask(idx.constant(mask)):
+            raise NotLowerable(f"attention {node!r}: constant mask {mask!r} is not a causal "
+                               f"mask (only run-time float masks and constant causal masks "
+                               f"are supported)")
+        mask, causal = None, True  # the kernel's causal flag (query i sees keys j <= i)
+    mask = _float_mask(idx, m, mask)
     out = m.outputs[0]
     ops: list[LOp] = []
     if a.fused == "Attention":
@@ -396,7 +416,7 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
             raise NotLowerable(f"attention {node!r}: no scale and unknown head size")
         scale = 1.0 / float(np.sqrt(d // heads))
     attrs: dict[str, Any] = {"num_heads": heads, "softmax_scale": float(scale),
-                             "causal": bool(a.causal), "has_mask": bool(mask)}
+                             "causal": causal, "has_mask": bool(mask)}
     if a.fused == "MultiHeadAttention" and a.bias:
         attrs["fold_qkv_bias"] = a.bias
     if a.fused is None:  # 2-D [B*T, N] boundaries (ops/matmul.py): [B, T, N] in the program

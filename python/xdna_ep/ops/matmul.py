@@ -23,7 +23,7 @@ to this matmul's output alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +56,7 @@ class MatmulAttrs(MatchAttrs):
     flat_input: str | None = None
     flat_output: bool = False
     merged_input: bool = False
+    split: list[int] = field(default_factory=list)
 
 
 def _flatten_input(view: GraphView, a: str, k: int) -> tuple[onnx.NodeProto, str] | None:
@@ -86,6 +87,33 @@ def _restore_output(view: GraphView, y: str, n: int, lead: tuple) -> onnx.NodePr
            for p, q in zip(out[:-1], lead, strict=True)):
         return None
     return r
+
+
+def _split_after(view: GraphView, y: str, n: int) -> tuple[onnx.NodeProto, list[int]] | None:
+    """(Split, sizes) if the only reader of `y` splits its last axis into column
+    blocks (GPT-2's fused q/k/v projection, c_attn)."""
+    sp = view.single_consumer(y)
+    ys = view.info(y).shape
+    if sp is None or sp.op_type != "Split" or ys is None:
+        return None
+    axis = int(attr(sp, "axis", 0))
+    if axis not in (-1, len(ys) - 1):
+        return None
+    sizes = attr(sp, "split", None)
+    if sizes is None and len(sp.input) > 1 and sp.input[1]:
+        v = view.const_value(sp.input[1])
+        sizes = None if v is None else [int(x) for x in v.reshape(-1)]
+    parts = len(sp.output)
+    if sizes is None:
+        if n % parts:
+            return None
+        sizes = [n // parts] * parts
+    sizes = [int(x) for x in sizes]
+    if sum(sizes) != n or len(sizes) != parts or any(x <= 0 for x in sizes):
+        return None
+    if any(o in view.outputs or not view.consumers_of(o) for o in sp.output):
+        return None
+    return sp, sizes
 
 
 def _merged_heads(view: GraphView, a: str) -> tuple | None:
@@ -189,9 +217,16 @@ def match_matmul(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
             nodes.append(restore)
             merged_input = True
             pattern = f"{pattern}+Reshape"
+    split: list[int] = []
+    if not flat_output:
+        found_split = _split_after(view, nodes[-1].output[0], n)
+        if found_split is not None:
+            nodes.append(found_split[0])
+            split = found_split[1]
+            pattern = f"{pattern}+Split"
     attrs = MatmulAttrs(weight=w, bias=bias, transpose_b=transpose_b, alpha=alpha, beta=beta,
                         m=m, k=k, n=n, flat_input=flat_input, flat_output=flat_output,
-                        merged_input=merged_input)
+                        merged_input=merged_input, split=split)
     return build_match(view, "matmul", nodes, attrs, pattern)
 
 
@@ -217,6 +252,21 @@ def lower_matmul(idx: ModelIndex, m: OpMatch) -> list[LOp]:
         attrs["unflattened"] = (m.outputs[0],)
     elif a.merged_input:
         attrs["unflattened"] = (x,)
+    if a.split:
+        # one matmul per column block (passes/fuse_qkv.py fuses them back into one
+        # split-output stage when they feed one attention)
+        if len(m.outputs) != len(a.split):
+            raise NotLowerable(f"matmul {m.nodes[0]!r}: Split outputs {list(m.outputs)} do not "
+                               f"match its {len(a.split)} blocks")
+        ops: list[LOp] = []
+        start = 0
+        for out, size in zip(m.outputs, a.split, strict=True):
+            block = {"weight": np.ascontiguousarray(weights["weight"][:, start:start + size])}
+            if "bias" in weights:
+                block["bias"] = np.ascontiguousarray(weights["bias"][start:start + size])
+            ops.append(LOp("matmul", (x,), (out,), block, dict(attrs), m.nodes))
+            start += size
+        return ops
     return [LOp("matmul", (x,), (m.outputs[0],), weights, attrs, m.nodes)]
 
 
