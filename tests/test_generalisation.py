@@ -168,6 +168,21 @@ def _bert(tmp: Path, attn: str) -> tuple[Path, dict[str, np.ndarray]]:
     return _static_copy(path, feed), feed
 
 
+def _bert_optimized(tmp: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """BERT (eager) after onnxruntime.transformers.optimizer (model_type bert):
+    com.microsoft Attention with an int32 mask_index, SkipLayerNormalization,
+    Reshape + Gemm + Reshape."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    path, feed = _bert(tmp, "eager")
+    opt = optimize_model(str(path), model_type="bert", num_heads=2, hidden_size=128)
+    out = tmp / "bert_opt.onnx"
+    opt.save_model_to_file(str(out))
+    ops = {n.op_type for n in opt.model.graph.node}
+    assert {"Attention", "SkipLayerNormalization", "Gemm"} <= ops
+    return out, feed
+
+
 def _vit(tmp: Path) -> tuple[Path, dict[str, np.ndarray]]:
     from transformers import ViTConfig, ViTModel
 
@@ -217,6 +232,9 @@ FAMILIES: dict[str, tuple[Callable[[Path], tuple[Path, dict]], float, str]] = {
     "bert-eager": (lambda t: _bert(t, "eager"), 0.30,
                    "the head merge Reshape's target comes from a Shape chain: "
                    "out_layout 'unknown', the attention regions stay on the CPU"),
+    "bert-ort-optimizer": (_bert_optimized, 0.70,
+                           "com.microsoft Attention with an int32 mask_index (packed QKV "
+                           "projection included) stays on the CPU with that reason"),
     "vit": (_vit, 0.80, "the 2-D patch Conv has no NPU kernel (1-D conv only)"),
     # fused QKV Gemm + Split, causal constant mask, tied LM head (Transpose of wte)
     "gpt2-dynamo": (_gpt2, 0.99, ""),

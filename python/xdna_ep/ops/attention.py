@@ -296,6 +296,8 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     heads = int(attr(node, "num_heads", 0))
     scale = float(attr(node, "scale", 0.0))
     causal = bool(attr(node, "unidirectional", 0))
+    if _int_mask(view, node) is not None:
+        return None  # the node stays on the CPU (cpu_reason); the rest of the region runs
     if node.op_type == "Attention":
         weight, bias = ins[1], ins[2]
         if not view.is_const(weight) or (bias and not view.is_const(bias)):
@@ -324,6 +326,18 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
             k_layout="bhsd" if k_shape is not None and len(k_shape) == 4 else "bsd")
         return build_match(view, "attention", [node], attrs, "com.microsoft.MultiHeadAttention")
     return None
+
+
+def _int_mask(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """The mask input of a fused Attention (mask_index, 3) / MultiHeadAttention
+    (key_padding_mask, 4) that is not float32 (int32 lengths or 0/1 masks), if any:
+    the attention stage takes an additive float32 mask only."""
+    slot = 3 if node.op_type == "Attention" else 4
+    name = node.input[slot] if len(node.input) > slot else ""
+    if not name:
+        return None
+    dt = view.info(name).dtype
+    return name if dt not in (0, onnx.TensorProto.FLOAT) else None
 
 
 def match_attention(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
@@ -451,6 +465,11 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
     """Why a fused Attention/MultiHeadAttention was not taken (None for other op types)."""
     if node.op_type not in ("Attention", "MultiHeadAttention"):
         return None
+    mask = _int_mask(view, node)
+    if mask is not None:
+        return (f"dtype: {node.op_type} mask {mask!r} is "
+                f"{view.info(mask).dtype_name} (the attention stage takes an additive "
+                f"float32 mask): the node runs on the CPU")
     return "non-constant weight: fused attention with run-time weights or bias"
 
 
