@@ -16,6 +16,18 @@ CPU node and the match records past/present names and the head layout of k/v.
 `scale` is the product of every scalar on the q, k and logits paths (torch's
 SDPA export multiplies q and k by sqrt(scale) each).
 
+Export forms: the head split is the Reshape of [B, T, H*Dh] (or ORT's flattened
+[B*T, H*Dh] Gemm output, ops/matmul.py) to [B, T, H, Dh]; the walk stops right
+after it. A constant mask that is the causal one (GPT-2's bias, often a slice
+that constant-folds) becomes the kernel's causal flag; any other constant mask
+is refused with its reason. A fused Attention / MultiHeadAttention whose mask is
+not float32 (int32 mask_index, bool key padding) is not matched: that node stays
+on the CPU with the reason and the rest of its region compiles. Not compiled
+yet: q/k/v that reach the MatMul as [B, H, T, Dh] without the head split in the
+match (q_layout 'bhsd', e.g. torch's sdpa export, whose q.k scale is computed
+from Shape at run time), and walks broken by a Shape node reading an internal
+tensor (HF BERT's TorchScript export): they stay on the CPU with the reason.
+
 Lowering: one attention LOp on q, k, v [B, T, H*Dh] (+ an additive float mask);
 a packed com.microsoft Attention first gets three matmul LOps (the q/k/v column
 blocks of its weight), a MultiHeadAttention bias is folded into the projection

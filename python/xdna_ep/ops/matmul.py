@@ -14,6 +14,9 @@ with an attention head split, [B, T, H, Dh]), the Gemm output stays in the match
 as its output (`flat_output`): in the program it is [B, T, N] (the kernel keeps
 the input's leading dims), which the attention reading it takes as [B, T, H*Dh];
 compile/lower.py refuses it as a region output (ONNX Runtime expects 2-D there).
+A Split of the output's last axis into column blocks (GPT-2's fused q/k/v
+projection) joins the match: one matmul LOp per block, which passes/fuse_qkv.py
+fuses back into one split-output stage when they feed one attention.
 
 Why the matching is hand-written: the weight must be a constant whose shape
 is known (GraphView resolves constants and inferred shapes), and the bias Add
