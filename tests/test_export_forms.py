@@ -87,3 +87,29 @@ def test_constant_causal_mask_is_recognised_and_nothing_else():
     shifted[0, 1] = 0.0  # one extra visible key
     assert not is_causal_mask(shifted)
     assert not is_causal_mask(causal[:, :4])  # not square
+
+
+def _shape_model(dims: list) -> onnx.ModelProto:
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Cast", ["s"], ["sf"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    g = helper.make_graph(nodes, "shape", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, dims)], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None), helper.make_tensor_value_info(
+            "sf", TensorProto.FLOAT, None)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_shape_folds_only_when_every_input_dim_is_fixed():
+    """A Shape bound to a guessed size (a symbolic dim) must never become a constant."""
+    from xdna_ep.capability import analyze
+    from xdna_ep.compile.model_index import ModelIndex
+
+    static = analyze(_shape_model([2, 3]))
+    assert static.views[""].static_shapes
+    np.testing.assert_array_equal(static.views[""].const_value("sf"), [2.0, 3.0])
+    assert ModelIndex(_shape_model([2, 3])).is_foldable("sf")
+    dynamic = analyze(_shape_model(["batch", 3]))
+    assert not dynamic.views[""].static_shapes
+    assert dynamic.views[""].const_value("sf") is None
+    assert not ModelIndex(_shape_model(["batch", 3])).is_foldable("sf")

@@ -21,7 +21,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 FOLDABLE = frozenset({"Transpose", "Cast", "Reshape", "Gather", "Squeeze", "Unsqueeze",
-                      "Identity"})
+                      "Identity", "Shape", "Concat", "Slice", "Sqrt", "Div", "Mul"})
 MAX_FOLD_DEPTH = 8
 
 
@@ -49,14 +49,32 @@ def fold_node(node: onnx.NodeProto, values: Sequence[np.ndarray | None],
     return np.asarray(out[0])
 
 
+def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
+    """Shape's output (with its start/end attributes) for a static input shape."""
+    start = end = None
+    for a in node.attribute:
+        if a.name == "start":
+            start = int(a.i)
+        elif a.name == "end":
+            end = int(a.i)
+    return np.asarray(shape[slice(start, end)], dtype=np.int64)
+
+
 def fold(name: str, producer: Callable[[str], onnx.NodeProto | None],
          constant: Callable[[str], np.ndarray | None], opset: int,
-         depth: int = 0) -> np.ndarray | None:
+         depth: int = 0,
+         shape_of: Callable[[str], tuple[int, ...] | None] | None = None) -> np.ndarray | None:
     """The value of `name` if it is a foldable node's output over constants
-    (recursively, up to MAX_FOLD_DEPTH nodes deep), else None."""
+    (recursively, up to MAX_FOLD_DEPTH nodes deep), else None. A Shape folds when
+    `shape_of` gives its input's static shape (callers pass it only for models
+    whose input dims are all fixed: a shape bound to a guessed size must never
+    be baked in)."""
     node = producer(name)
     if node is None or node.op_type not in FOLDABLE or depth >= MAX_FOLD_DEPTH:
         return None
+    if node.op_type == "Shape":
+        static = shape_of(node.input[0]) if shape_of is not None else None
+        return None if static is None else _shape_value(node, static)
     values: list[np.ndarray | None] = []
     for i in node.input:
         if not i:
@@ -64,7 +82,7 @@ def fold(name: str, producer: Callable[[str], onnx.NodeProto | None],
             continue
         v = constant(i)
         if v is None:
-            v = fold(i, producer, constant, opset, depth + 1)
+            v = fold(i, producer, constant, opset, depth + 1, shape_of)
         if v is None:
             return None
         values.append(v)
@@ -75,4 +93,4 @@ def fold(name: str, producer: Callable[[str], onnx.NodeProto | None],
 
 
 def to_tensor(name: str, value: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.ascontiguousarray(value), name)
+    return numpy_helper.from_array(np.array(value, order="C"), name)  # keeps 0-d (ascontiguousarray would not)

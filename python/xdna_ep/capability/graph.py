@@ -76,6 +76,7 @@ class GraphView:
     outputs: set[str] = field(default_factory=set)
     graph_inputs: set[str] = field(default_factory=set)
     folded: dict[str, onnx.TensorProto | None] = field(default_factory=dict)
+    static_shapes: bool = False  # every input dim fixed in the model: Shape may fold
 
     @classmethod
     def build(
@@ -161,7 +162,9 @@ class GraphView:
             node = self.producer.get(name)
             value = None
             if node is not None and node.op_type in FOLDABLE and node.op_type != "Identity":
-                value = fold(name, self.producer.get, self.const_value, self.opset)
+                shape_of = (lambda t: self.info(t).concrete()) if self.static_shapes else None
+                value = fold(name, self.producer.get, self.const_value, self.opset,
+                             shape_of=shape_of)
             self.folded[name] = None if value is None else to_tensor(name, value)
         return self.folded[name]
 
@@ -186,6 +189,37 @@ class GraphView:
 
     def consumers_of(self, name: str) -> list[onnx.NodeProto]:
         return self.consumers.get(name, [])
+
+    def shape_reads(self, name: str) -> list[onnx.NodeProto]:
+        """Shape nodes reading `name` whose output folds (static shapes only)."""
+        return [c for c in self.consumers_of(name) if c.op_type == "Shape"
+                and self.static_shapes and self.folded_value(c.output[0]) is not None]
+
+    def data_consumers(self, name: str) -> list[onnx.NodeProto]:
+        """Consumers of `name` other than the Shape reads that fold."""
+        reads = {c.name for c in self.shape_reads(name)}
+        return [c for c in self.consumers_of(name) if c.name not in reads]
+
+    def fold_chain(self, shape_node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """`shape_node` and the foldable nodes downstream of it (the arithmetic on a
+        folded shape up to the non-foldable readers)."""
+        from .folding import FOLDABLE
+
+        chain = [shape_node]
+        todo = [shape_node]
+        seen = {shape_node.name}
+        while todo:
+            n = todo.pop()
+            for o in n.output:
+                for c in self.consumers_of(o):
+                    if c.name in seen or c.op_type not in FOLDABLE or c.op_type == "Shape":
+                        continue
+                    if not c.output or self.folded_value(c.output[0]) is None:
+                        continue
+                    seen.add(c.name)
+                    chain.append(c)
+                    todo.append(c)
+        return chain
 
     def single_consumer(self, name: str) -> onnx.NodeProto | None:
         """The only consumer of `name` if it is not also a graph output."""

@@ -85,6 +85,14 @@ class ModelIndex:
     def is_constant(self, name: str) -> bool:
         return name in self._init or name in self._const_nodes
 
+    def _static_shape(self, name: str) -> tuple[int, ...] | None:
+        """The shape of `name` if every dim is a number in the model itself (a
+        symbolic dim is never guessed here)."""
+        shape = self.shape(name)
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            return None
+        return tuple(int(d) for d in shape)  # type: ignore[arg-type]
+
     def is_foldable(self, name: str) -> bool:
         """A constant, or a tensor that constant-folds from constants (folding.py)."""
         return self._constant_or_none(name) is not None
@@ -109,7 +117,8 @@ class ModelIndex:
 
             opset = next((o.version for o in self.model.opset_import
                           if o.domain in ("", "ai.onnx")), 13)
-            self._folded[name] = fold(name, self._producer.get, self._constant_or_none, opset)
+            self._folded[name] = fold(name, self._producer.get, self._constant_or_none, opset,
+                                      shape_of=self._static_shape)
         if self._folded[name] is not None:
             return self._folded[name]  # type: ignore[return-value]
         raise NotLowerable(f"{name!r} is not a constant (initializer or Constant): the NPU "

@@ -130,7 +130,7 @@ def _walk_back(
     split = False  # the head split (a Reshape to rank 4) has been crossed
     for _ in range(8):
         p = view.producer_of(t)
-        if p is None or t in view.outputs or len(view.consumers_of(t)) != 1:
+        if p is None or t in view.outputs or len(view.data_consumers(t)) != 1:
             break
         if p.op_type in TRANSPARENT:
             if split:
@@ -194,6 +194,23 @@ def _heads(view: GraphView, q_in: str, walk: list[onnx.NodeProto]) -> tuple[int,
     return 0, 0
 
 
+def _shape_chains(view: GraphView, nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """The Shape reads of the match's internal tensors and the arithmetic on them
+    (torch's sdpa scale sqrt(1/sqrt(Dh)), the head merge's target shape), which
+    fold on a static-shape model: they join the match, so nothing outside reads
+    a tensor the region removes."""
+    names = {n.name for n in nodes}
+    extra: list[onnx.NodeProto] = []
+    for n in nodes:
+        for o in n.output:
+            for read in view.shape_reads(o):
+                for c in view.fold_chain(read):
+                    if c.name not in names:
+                        names.add(c.name)
+                        extra.append(c)
+    return extra
+
+
 def _nan_guard(
     view: GraphView, probs: str
 ) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
@@ -226,7 +243,7 @@ def _decomposed(view: GraphView, softmax: onnx.NodeProto) -> OpMatch | None:
     qk = None
     for _ in range(4):
         p = view.producer_of(t)
-        if p is None or len(view.consumers_of(t)) != 1 or t in view.outputs:
+        if p is None or len(view.data_consumers(t)) != 1 or t in view.outputs:
             return None
         if p.op_type == "MatMul":
             qk = p
@@ -267,7 +284,8 @@ def _decomposed(view: GraphView, softmax: onnx.NodeProto) -> OpMatch | None:
     out_walk: list[onnx.NodeProto] = []
     o = pv.output[0]
     for _ in range(3):
-        c = view.single_consumer(o)
+        readers = view.data_consumers(o)
+        c = readers[0] if len(readers) == 1 and o not in view.outputs else None
         if c is None or c.op_type not in TRANSPARENT:
             break
         out_walk.append(c)
@@ -278,6 +296,7 @@ def _decomposed(view: GraphView, softmax: onnx.NodeProto) -> OpMatch | None:
     nodes = [*q_walk, *k_walk, qk, *mid, softmax, *guard, pv, *v_walk, *out_walk]
     if len({n.name for n in nodes}) != len(nodes):
         return None
+    nodes += _shape_chains(view, nodes)
     kv: dict[str, Any] = {}
     for role, name in (("key", k), ("value", v)):
         cat = view.producer_of(name)
