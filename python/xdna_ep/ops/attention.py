@@ -22,11 +22,13 @@ after it. A constant mask that is the causal one (GPT-2's bias, often a slice
 that constant-folds) becomes the kernel's causal flag; any other constant mask
 is refused with its reason. A fused Attention / MultiHeadAttention whose mask is
 not float32 (int32 mask_index, bool key padding) is not matched: that node stays
-on the CPU with the reason and the rest of its region compiles. Not compiled
-yet: q/k/v that reach the MatMul as [B, H, T, Dh] without the head split in the
-match (q_layout 'bhsd', e.g. torch's sdpa export, whose q.k scale is computed
-from Shape at run time), and walks broken by a Shape node reading an internal
-tensor (HF BERT's TorchScript export): they stay on the CPU with the reason.
+on the CPU with the reason and the rest of its region compiles. On a model whose
+input dims are all fixed, Shape reads of the match's internal tensors fold
+(capability/folding.py: torch's sdpa scale sqrt(1/sqrt(Dh)) computed from Shape,
+the head merge's target shape) and join the match. Not compiled yet: q/k/v that
+reach the MatMul as [B, H, T, Dh] without the head split in the match
+(q_layout 'bhsd'), and the same Shape chains on a model with symbolic dims (a
+guessed size is never folded): they stay on the CPU with the reason.
 
 Lowering: one attention LOp on q, k, v [B, T, H*Dh] (+ an additive float mask);
 a packed com.microsoft Attention first gets three matmul LOps (the q/k/v column
