@@ -182,14 +182,19 @@ def _position_add_model(perm: list[int], table_shape: tuple[int, ...], extra_use
     ([0, 2, 1], (1, 6, 8), False, True),
     ([0, 2, 1], (8,), False, False),  # a per-channel vector: a bias, not a position table
     ([0, 2, 1], (5, 8), False, False),  # wrong length: would broadcast wrongly
-    ([0, 1, 2], (8, 6), False, False),  # not the front end's transpose
-    ([0, 2, 1], (6, 8), True, False),  # the transposed tensor is used elsewhere too
+    # not the front end's transpose: the Add alone is a table add (ops/add.py), the
+    # Transpose stays on the CPU (asserted below)
+    ([0, 1, 2], (8, 6), False, True),
+    # the transposed tensor is used elsewhere too: the Add alone is a table add
+    ([0, 2, 1], (6, 8), True, True),
 ])
 def test_position_add_is_matched_only_in_its_exact_form(perm, table_shape, extra_use,
                                                          placed) -> None:
     res = analyze(_position_add_model(perm, table_shape, extra_use))
     add = next(p for p in res.placements if p.name == "pos_add")
     assert (add.placement == "npu") is placed, add.reason
+    tr = next(p for p in res.placements if p.name == "tr")
+    assert (tr.placement == "npu") is (placed and perm == [0, 2, 1] and not extra_use), tr.reason
     if not placed:
         assert "constant operand" in add.reason
 

@@ -17,11 +17,12 @@ BENCHMARKS: dict[str, str] = {
     "session": "xdna_ep.bench.session",
     "whisper": "xdna_ep.bench.whisper",
     "accuracy": "xdna_ep.bench.accuracy",
+    "sizes": "xdna_ep.bench.sizes",
 }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="benchmarks (kernels, session, whisper, accuracy)")
+    parser = sub.add_parser("bench", help="benchmarks (kernels, session, whisper, accuracy, sizes)")
     bench_sub = parser.add_subparsers(dest="bench_command", required=True)
     for module_name in BENCHMARKS.values():
         try:

@@ -112,6 +112,10 @@ def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) ->
     opset = model_opset(model)
     shaped = infer_shapes(model, options.dims)
     views = _views(shaped.model, opset)
+    if not shaped.bindings:  # every input dim is fixed: Shape nodes may fold (folding.py)
+        for v in views.values():
+            v.static_shapes = True
+            v.folded.clear()
     notes = list(shaped.notes)
     fallbacks: list[str] = []
     opset_ok = MIN_OPSET <= opset <= MAX_OPSET

@@ -75,6 +75,8 @@ class GraphView:
     infos: dict[str, TensorInfo] = field(default_factory=dict)
     outputs: set[str] = field(default_factory=set)
     graph_inputs: set[str] = field(default_factory=set)
+    folded: dict[str, onnx.TensorProto | None] = field(default_factory=dict)
+    static_shapes: bool = False  # every input dim fixed in the model: Shape may fold
 
     @classmethod
     def build(
@@ -124,6 +126,8 @@ class GraphView:
                 name = node.input[0]
                 v = self  # the Identity's input may come from any enclosing scope
                 continue
+            if node is not None and v.folded_value(name) is not None:
+                return name  # a Transpose/Cast/Reshape/Gather of constants (folding.py)
             if node is not None or name in v.graph_inputs:
                 return None  # computed here or fed at run time: not constant
             v = v.parent
@@ -138,6 +142,8 @@ class GraphView:
         while v is not None:
             if real in v.initializers:
                 return v.initializers[real]
+            if real in v.folded and v.folded[real] is not None:
+                return v.folded[real]
             node = v.producer.get(real)
             if node is not None and node.op_type == "Constant":
                 for a in node.attribute:
@@ -146,6 +152,21 @@ class GraphView:
                 return None
             v = v.parent
         return None
+
+    def folded_value(self, name: str) -> onnx.TensorProto | None:
+        """`name`'s value if its producer here constant-folds (capability/folding.py),
+        cached per tensor (None: it does not)."""
+        if name not in self.folded:
+            from .folding import FOLDABLE, fold, to_tensor
+
+            node = self.producer.get(name)
+            value = None
+            if node is not None and node.op_type in FOLDABLE and node.op_type != "Identity":
+                shape_of = (lambda t: self.info(t).concrete()) if self.static_shapes else None
+                value = fold(name, self.producer.get, self.const_value, self.opset,
+                             shape_of=shape_of)
+            self.folded[name] = None if value is None else to_tensor(name, value)
+        return self.folded[name]
 
     def is_const(self, name: str) -> bool:
         return bool(name) and self.initializer(name) is not None
@@ -168,6 +189,37 @@ class GraphView:
 
     def consumers_of(self, name: str) -> list[onnx.NodeProto]:
         return self.consumers.get(name, [])
+
+    def shape_reads(self, name: str) -> list[onnx.NodeProto]:
+        """Shape nodes reading `name` whose output folds (static shapes only)."""
+        return [c for c in self.consumers_of(name) if c.op_type == "Shape"
+                and self.static_shapes and self.folded_value(c.output[0]) is not None]
+
+    def data_consumers(self, name: str) -> list[onnx.NodeProto]:
+        """Consumers of `name` other than the Shape reads that fold."""
+        reads = {c.name for c in self.shape_reads(name)}
+        return [c for c in self.consumers_of(name) if c.name not in reads]
+
+    def fold_chain(self, shape_node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """`shape_node` and the foldable nodes downstream of it (the arithmetic on a
+        folded shape up to the non-foldable readers)."""
+        from .folding import FOLDABLE
+
+        chain = [shape_node]
+        todo = [shape_node]
+        seen = {shape_node.name}
+        while todo:
+            n = todo.pop()
+            for o in n.output:
+                for c in self.consumers_of(o):
+                    if c.name in seen or c.op_type not in FOLDABLE or c.op_type == "Shape":
+                        continue
+                    if not c.output or self.folded_value(c.output[0]) is None:
+                        continue
+                    seen.add(c.name)
+                    chain.append(c)
+                    todo.append(c)
+        return chain
 
     def single_consumer(self, name: str) -> onnx.NodeProto | None:
         """The only consumer of `name` if it is not also a graph output."""

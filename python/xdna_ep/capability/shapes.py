@@ -166,6 +166,17 @@ def _symbolic_inference(m: onnx.ModelProto) -> onnx.ModelProto | None:
     return ssi.out_mp_
 
 
+def symbolic_shapes(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The value infos onnxruntime's symbolic shape inference gives a copy of `model`
+    (symbolic dims kept as names; [] if it cannot finish): compile/model_index.py
+    reads shapes behind com.microsoft ops with it."""
+    try:
+        out = _symbolic_inference(copy.deepcopy(model))
+    except Exception:  # noqa: BLE001 - best effort, as in _run_inference
+        return []
+    return [] if out is None else list(out.graph.value_info)
+
+
 def _run_inference(m: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     """onnxruntime's symbolic shape inference first (it follows If branches,
     Shape->Gather->Concat reshape targets and com.microsoft ops), then

@@ -44,6 +44,13 @@ def lower_region(idx: ModelIndex, region: Region, fuse_qkv: bool = True,
             raise NotLowerable(f"region {region.id}: tensor {t!r} is not float32 "
                                f"(ONNX elem type {et}); region edges must be float32")
     ops = [op for m in region.matches for op in _lower_match(idx, m)]
+    edges = set(region.inputs) | set(region.outputs)
+    for op in ops:  # tensors the program holds as [B, T, N] where ONNX has [B*T, N]
+        for t in op.attrs.pop("unflattened", ()):  # (ops/matmul.py, ops/attention.py)
+            if t in edges:
+                raise NotLowerable(f"region {region.id}: {t!r} is 2-D [B*T, N] in the model "
+                                   f"but [B, T, N] in the program (a flattening Reshape "
+                                   f"around a Gemm); it cannot be a region edge")
     taps: dict[str, Tap] = {}
     for op in ops:  # q/k/v slices of a packed projection: observed by recomputing them
         tap = op.attrs.pop("tap", None)

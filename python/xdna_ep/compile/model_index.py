@@ -43,6 +43,8 @@ class ModelIndex:
         self.model = model
         self._init: dict[str, onnx.TensorProto] = {}
         self._const_nodes: dict[str, onnx.NodeProto] = {}
+        self._producer: dict[str, onnx.NodeProto] = {}  # for weights that fold (folding.py)
+        self._folded: dict[str, np.ndarray | None] = {}
         self.types: dict[str, onnx.TypeProto] = {}
         self.consumers: dict[str, list[str]] = {}
         self.graph_outputs: set[str] = {o.name for o in model.graph.output}
@@ -53,18 +55,53 @@ class ModelIndex:
         for g in _graphs(inferred.graph):
             for vi in (*g.input, *g.output, *g.value_info):
                 self.types.setdefault(vi.name, vi.type)
+        self._fill_contrib_shapes(model)
         for g in _graphs(model.graph):
             for t in g.initializer:
                 self._init.setdefault(t.name, t)
             for n in g.node:
                 if n.op_type == "Constant" and n.output:
                     self._const_nodes.setdefault(n.output[0], n)
+                for o in n.output:
+                    if o:
+                        self._producer.setdefault(o, n)
                 for i in n.input:
                     if i:
                         self.consumers.setdefault(i, []).append(n.name)
 
+    def _fill_contrib_shapes(self, model: onnx.ModelProto) -> None:
+        """Shapes onnx's inference leaves unknown behind com.microsoft ops (Gelu,
+        SkipLayerNormalization: ONNX Runtime's transformer optimizer output), from
+        onnxruntime's symbolic shape inference, as capability/ sees them."""
+        if not any(n.domain == "com.microsoft" for n in model.graph.node):
+            return
+        from ..capability.shapes import symbolic_shapes
+
+        for vi in symbolic_shapes(model):
+            t = self.types.get(vi.name)
+            if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+                self.types[vi.name] = vi.type
+
     def is_constant(self, name: str) -> bool:
         return name in self._init or name in self._const_nodes
+
+    def _static_shape(self, name: str) -> tuple[int, ...] | None:
+        """The shape of `name` if every dim is a number in the model itself (a
+        symbolic dim is never guessed here)."""
+        shape = self.shape(name)
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            return None
+        return tuple(int(d) for d in shape)  # type: ignore[arg-type]
+
+    def is_foldable(self, name: str) -> bool:
+        """A constant, or a tensor that constant-folds from constants (folding.py)."""
+        return self._constant_or_none(name) is not None
+
+    def _constant_or_none(self, name: str) -> np.ndarray | None:
+        try:
+            return self.constant(name)
+        except NotLowerable:
+            return None
 
     def constant(self, name: str) -> np.ndarray:
         """The value of initializer/Constant `name`; NotLowerable if it is not constant."""
@@ -75,6 +112,15 @@ class ModelIndex:
                 if a.name == "value":
                     return numpy_helper.to_array(a.t)
             raise NotLowerable(f"Constant node for {name!r} has no tensor 'value'")
+        if name not in self._folded:
+            from ..capability.folding import fold
+
+            opset = next((o.version for o in self.model.opset_import
+                          if o.domain in ("", "ai.onnx")), 13)
+            self._folded[name] = fold(name, self._producer.get, self._constant_or_none, opset,
+                                      shape_of=self._static_shape)
+        if self._folded[name] is not None:
+            return self._folded[name]  # type: ignore[return-value]
         raise NotLowerable(f"{name!r} is not a constant (initializer or Constant): the NPU "
                            f"program needs constant weights")
 

@@ -6,9 +6,11 @@ the conv front end produces [B, D, T] and the encoder adds a constant
 [T, D] position table to its transpose. The add kernel takes that as one
 stage (a transposed `a` plus a constant `b`, kernels/STAGES.md), so the
 front end's chain reaches the encoder layers without a CPU round trip and
-matches the manifest's `conv_frontend` design (one launch). Any other Add
-with a constant operand (a bias not next to a MatMul, broadcasting against a
-vector) still stays on the CPU.
+matches the manifest's `conv_frontend` design (one launch). An Add of a
+constant table of rank >= 2 that broadcasts over the leading dims ([B, T, D] +
+[1, T, D] or [T, D]: position embeddings without the Transpose, as torch's
+dynamo export writes them) is one add stage with a constant b. An Add of a
+constant vector (a bias not next to a MatMul) still stays on the CPU.
 
 Lowering: one add LOp (two activations; or, for the position add, the
 transposed activation and the table as constant "b", its leading 1s dropped).
@@ -116,8 +118,44 @@ def match_position_add(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
                        "TransposePositionAdd")
 
 
+def match_table_add(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
+    """Add(x, table) with a constant float32 table of rank >= 2 (leading 1s aside)
+    that is a suffix of x's shape: [B, T, D] + [1, T, D] or [T, D] (position
+    embeddings in torch's dynamo export, often a Gather of the table that
+    constant-folds). The kernel repeats the table over x's leading dims."""
+    if node.op_type != "Add":
+        return None
+    pair = const_operand(view, node)
+    if pair is None:
+        return None
+    x, table = pair
+    xs = view.info(x).concrete()
+    if xs is None or len(xs) < 2 or not is_float32(view, x):
+        return None
+    ts = view.info(table).concrete()
+    if ts is None:
+        value = view.const_value(table)
+        ts = None if value is None else tuple(value.shape)
+    if ts is None or not is_float32(view, table):
+        return None
+    core = list(ts)
+    while core and core[0] == 1:
+        core.pop(0)
+    if len(core) < 2 or len(core) > len(xs) or tuple(core) != tuple(xs[len(xs) - len(core):]):
+        return None
+    return build_match(view, "add", [node], AddAttrs(a=x, table=table), "TableAdd")
+
+
 def lower_add(idx: ModelIndex, m: OpMatch) -> list[LOp]:
     a: AddAttrs = m.attrs
+    if a.table and not a.transpose_a:
+        table = idx.float_weight(a.table)
+        lead = 0
+        while lead < table.ndim - 2 and table.shape[lead] == 1:
+            lead += 1
+        core = table.reshape(table.shape[lead:])
+        return [LOp("add", (a.a,), (m.outputs[0],),
+                    {"b": np.ascontiguousarray(core, dtype=np.float32)}, {}, m.nodes)]
     if a.table:
         return [_lower_position_add(idx, m, a)]
     if len(m.inputs) != 2:
@@ -162,6 +200,6 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
 
 
 OP = OpFamily(
-    "add", AddAttrs, (match_position_add, match_residual_add), lower_add,
+    "add", AddAttrs, (match_position_add, match_residual_add, match_table_add), lower_add,
     stages=(StageRule("add", emit_add),),
     cpu_reason=cpu_reason)

@@ -16,6 +16,20 @@ CPU node and the match records past/present names and the head layout of k/v.
 `scale` is the product of every scalar on the q, k and logits paths (torch's
 SDPA export multiplies q and k by sqrt(scale) each).
 
+Export forms: the head split is the Reshape of [B, T, H*Dh] (or ORT's flattened
+[B*T, H*Dh] Gemm output, ops/matmul.py) to [B, T, H, Dh]; the walk stops right
+after it. A constant mask that is the causal one (GPT-2's bias, often a slice
+that constant-folds) becomes the kernel's causal flag; any other constant mask
+is refused with its reason. A fused Attention / MultiHeadAttention whose mask is
+not float32 (int32 mask_index, bool key padding) is not matched: that node stays
+on the CPU with the reason and the rest of its region compiles. On a model whose
+input dims are all fixed, Shape reads of the match's internal tensors fold
+(capability/folding.py: torch's sdpa scale sqrt(1/sqrt(Dh)) computed from Shape,
+the head merge's target shape) and join the match. Not compiled yet: q/k/v that
+reach the MatMul as [B, H, T, Dh] without the head split in the match
+(q_layout 'bhsd'), and the same Shape chains on a model with symbolic dims (a
+guessed size is never folded): they stay on the CPU with the reason.
+
 Lowering: one attention LOp on q, k, v [B, T, H*Dh] (+ an additive float mask);
 a packed com.microsoft Attention first gets three matmul LOps (the q/k/v column
 blocks of its weight), a MultiHeadAttention bias is folded into the projection
@@ -45,6 +59,7 @@ from ..compile.ir import LOp
 from ..compile.model_index import ModelIndex, NotLowerable
 from ..plan import OpMatch
 from .base import MatchAttrs, OpFamily, StageRule
+from .matmul import flattened_gemm_output
 
 if TYPE_CHECKING:
     from ..compile.build import Emitter
@@ -99,17 +114,31 @@ class AttentionAttrs(MatchAttrs):
 TRANSPARENT = ("Transpose", "Reshape")
 
 
+def _head_split(view: GraphView, r: onnx.NodeProto) -> bool:
+    """A Reshape of [B, T, H*Dh] (or [B*T, H*Dh]) to [B, T, H, Dh]."""
+    src, out = view.info(r.input[0]).shape, view.info(r.output[0]).shape
+    if src is None or out is None or len(out) != 4 or len(src) not in (2, 3):
+        return False
+    d, h, dh = src[-1], out[2], out[3]
+    return all(isinstance(v, int) for v in (d, h, dh)) and d == h * dh
+
+
 def _walk_back(
     view: GraphView, t: str
 ) -> tuple[str, list[onnx.NodeProto], float]:
     """Walk from `t` up through head reshapes/transposes/scalar scalings."""
     nodes: list[onnx.NodeProto] = []
     scale = 1.0
+    split = False  # the head split (a Reshape to rank 4) has been crossed
     for _ in range(8):
         p = view.producer_of(t)
-        if p is None or t in view.outputs or len(view.consumers_of(t)) != 1:
+        if p is None or t in view.outputs or len(view.data_consumers(t)) != 1:
             break
         if p.op_type in TRANSPARENT:
+            if split:
+                break  # e.g. the Reshape back to [B, T, N] after ORT's Gemm (ops/matmul.py)
+            if p.op_type == "Reshape" and _head_split(view, p):
+                split = True
             nodes.append(p)
             t = p.input[0]
             continue
@@ -134,6 +163,8 @@ def _layout(view: GraphView, boundary: str, walk: list[onnx.NodeProto], role: st
     bhds = [B,H,Dh,T] (a key that arrives already transposed)."""
     shape = view.info(boundary).shape
     if any(n.op_type == "Reshape" for n in walk):
+        if shape is not None and len(shape) == 2 and flattened_gemm_output(view, boundary):
+            return "bsd"  # produced as [B, T, N] by the flattened-Gemm matmul match
         return "bsd" if shape is None or len(shape) == 3 else "unknown"
     if shape is not None and len(shape) != 4:
         return "unknown"
@@ -163,6 +194,23 @@ def _heads(view: GraphView, q_in: str, walk: list[onnx.NodeProto]) -> tuple[int,
         if n.op_type == "Reshape" and out and len(out) == 4:
             return out[2], out[3]
     return 0, 0
+
+
+def _shape_chains(view: GraphView, nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """The Shape reads of the match's internal tensors and the arithmetic on them
+    (torch's sdpa scale sqrt(1/sqrt(Dh)), the head merge's target shape), which
+    fold on a static-shape model: they join the match, so nothing outside reads
+    a tensor the region removes."""
+    names = {n.name for n in nodes}
+    extra: list[onnx.NodeProto] = []
+    for n in nodes:
+        for o in n.output:
+            for read in view.shape_reads(o):
+                for c in view.fold_chain(read):
+                    if c.name not in names:
+                        names.add(c.name)
+                        extra.append(c)
+    return extra
 
 
 def _nan_guard(
@@ -197,7 +245,7 @@ def _decomposed(view: GraphView, softmax: onnx.NodeProto) -> OpMatch | None:
     qk = None
     for _ in range(4):
         p = view.producer_of(t)
-        if p is None or len(view.consumers_of(t)) != 1 or t in view.outputs:
+        if p is None or len(view.data_consumers(t)) != 1 or t in view.outputs:
             return None
         if p.op_type == "MatMul":
             qk = p
@@ -238,7 +286,8 @@ def _decomposed(view: GraphView, softmax: onnx.NodeProto) -> OpMatch | None:
     out_walk: list[onnx.NodeProto] = []
     o = pv.output[0]
     for _ in range(3):
-        c = view.single_consumer(o)
+        readers = view.data_consumers(o)
+        c = readers[0] if len(readers) == 1 and o not in view.outputs else None
         if c is None or c.op_type not in TRANSPARENT:
             break
         out_walk.append(c)
@@ -249,6 +298,7 @@ def _decomposed(view: GraphView, softmax: onnx.NodeProto) -> OpMatch | None:
     nodes = [*q_walk, *k_walk, qk, *mid, softmax, *guard, pv, *v_walk, *out_walk]
     if len({n.name for n in nodes}) != len(nodes):
         return None
+    nodes += _shape_chains(view, nodes)
     kv: dict[str, Any] = {}
     for role, name in (("key", k), ("value", v)):
         cat = view.producer_of(name)
@@ -279,6 +329,8 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     heads = int(attr(node, "num_heads", 0))
     scale = float(attr(node, "scale", 0.0))
     causal = bool(attr(node, "unidirectional", 0))
+    if _int_mask(view, node) is not None:
+        return None  # the node stays on the CPU (cpu_reason); the rest of the region runs
     if node.op_type == "Attention":
         weight, bias = ins[1], ins[2]
         if not view.is_const(weight) or (bias and not view.is_const(bias)):
@@ -309,12 +361,36 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     return None
 
 
+def _int_mask(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """The mask input of a fused Attention (mask_index, 3) / MultiHeadAttention
+    (key_padding_mask, 4) that is not float32 (int32 lengths or 0/1 masks), if any:
+    the attention stage takes an additive float32 mask only."""
+    slot = 3 if node.op_type == "Attention" else 4
+    name = node.input[slot] if len(node.input) > slot else ""
+    if not name:
+        return None
+    dt = view.info(name).dtype
+    return name if dt not in (0, onnx.TensorProto.FLOAT) else None
+
+
 def match_attention(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     if node.op_type == "Softmax":
         return _decomposed(view, node)
     if node.op_type in ("Attention", "MultiHeadAttention") and node.domain == "com.microsoft":
         return _fused(view, node)
     return None
+
+
+def is_causal_mask(value: np.ndarray) -> bool:
+    """True if a constant additive mask is the causal one: [.., T, T] (leading 1s)
+    with 0 on and below the diagonal and <= -1e4 (or -inf) above it, which is
+    what the attention kernel's causal flag computes (GPT-2's exported bias)."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.ndim < 2 or any(d != 1 for d in v.shape[:-2]) or v.shape[-1] != v.shape[-2]:
+        return False
+    v = v.reshape(v.shape[-2:])
+    upper = np.triu(np.ones(v.shape, dtype=bool), k=1)
+    return bool(np.all(v[~upper] == 0.0) and np.all(v[upper] <= -1e4))
 
 
 def _float_mask(idx: ModelIndex, m: OpMatch, mask: str | None) -> str | None:
@@ -339,7 +415,15 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
     heads = int(a.num_heads or 0)
     if heads <= 0:
         raise NotLowerable(f"attention {node!r}: number of heads unknown")
-    mask = _float_mask(idx, m, a.mask or a.attention_bias)
+    mask = a.mask or a.attention_bias
+    causal = bool(a.causal)
+    if mask and a.fused is None and idx.is_foldable(mask):
+        if not is_causal_mask(idx.constant(mask)):
+            raise NotLowerable(f"attention {node!r}: constant mask {mask!r} is not a causal "
+                               f"mask (only run-time float masks and constant causal masks "
+                               f"are supported)")
+        mask, causal = None, True  # the kernel's causal flag (query i sees keys j <= i)
+    mask = _float_mask(idx, m, mask)
     out = m.outputs[0]
     ops: list[LOp] = []
     if a.fused == "Attention":
@@ -379,9 +463,13 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
             raise NotLowerable(f"attention {node!r}: no scale and unknown head size")
         scale = 1.0 / float(np.sqrt(d // heads))
     attrs: dict[str, Any] = {"num_heads": heads, "softmax_scale": float(scale),
-                             "causal": bool(a.causal), "has_mask": bool(mask)}
+                             "causal": causal, "has_mask": bool(mask)}
     if a.fused == "MultiHeadAttention" and a.bias:
         attrs["fold_qkv_bias"] = a.bias
+    if a.fused is None:  # 2-D [B*T, N] boundaries (ops/matmul.py): [B, T, N] in the program
+        flat = [t for t in (*qkv, out) if t and len(idx.shape(t)) == 2]
+        if flat:
+            attrs["unflattened"] = tuple(flat)
     ins = (*qkv, mask) if mask else tuple(qkv)
     ops.append(LOp("attention", ins, (out,), {}, attrs, m.nodes))  # type: ignore[arg-type]
     return ops
@@ -410,6 +498,11 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
     """Why a fused Attention/MultiHeadAttention was not taken (None for other op types)."""
     if node.op_type not in ("Attention", "MultiHeadAttention"):
         return None
+    mask = _int_mask(view, node)
+    if mask is not None:
+        return (f"dtype: {node.op_type} mask {mask!r} is "
+                f"{view.info(mask).dtype_name} (the attention stage takes an additive "
+                f"float32 mask): the node runs on the CPU")
     return "non-constant weight: fused attention with run-time weights or bias"
 
 

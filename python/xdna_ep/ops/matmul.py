@@ -6,6 +6,18 @@ input (a static matmul whose input exists only as float32 quantizes it itself),
 int8 or float32 output, per-channel int8 weight; a split-output matmul (the
 fused q/k/v projection, passes/fuse_qkv.py) writes one output per column block.
 
+ONNX Runtime's transformer optimizer (MatMulAddFusion) turns a 3-D MatMul + Add
+into Reshape([B*T, K]) -> Gemm -> Reshape([B, T, N]); the match takes the two
+Reshapes with the Gemm (`flat_input`: the matmul reads the 3-D tensor before the
+first Reshape). When the second Reshape is not a restore (the optimizer merged it
+with an attention head split, [B, T, H, Dh]), the Gemm output stays in the match
+as its output (`flat_output`): in the program it is [B, T, N] (the kernel keeps
+the input's leading dims), which the attention reading it takes as [B, T, H*Dh];
+compile/lower.py refuses it as a region output (ONNX Runtime expects 2-D there).
+A Split of the output's last axis into column blocks (GPT-2's fused q/k/v
+projection) joins the match: one matmul LOp per block, which passes/fuse_qkv.py
+fuses back into one split-output stage when they feed one attention.
+
 Why the matching is hand-written: the weight must be a constant whose shape
 is known (GraphView resolves constants and inferred shapes), and the bias Add
 that follows a MatMul joins the match only when it adds a constant [N] vector
@@ -14,14 +26,14 @@ to this matmul's output alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
 from ..capability.graph import GraphView, attr, numel
-from ..capability.matching import build_match, const_operand
+from ..capability.matching import build_match, const_operand, is_float32
 from ..compile.ir import LOp
 from ..compile.model_index import ModelIndex, NotLowerable
 from ..plan import OpMatch
@@ -44,6 +56,97 @@ class MatmulAttrs(MatchAttrs):
     m: int = 0
     k: int = 0
     n: int = 0
+    flat_input: str | None = None
+    flat_output: bool = False
+    merged_input: bool = False
+    split: list[int] = field(default_factory=list)
+
+
+def _flatten_input(view: GraphView, a: str, k: int) -> tuple[onnx.NodeProto, str] | None:
+    """(Reshape, x) if `a` = Reshape(x) flattens a rank >= 3 x [..., K] to [M, K] and
+    only this matmul reads it (ONNX Runtime's MatMulAddFusion input)."""
+    r = view.producer_of(a)
+    if r is None or r.op_type != "Reshape" or view.single_consumer(a) is None:
+        return None
+    x = r.input[0]
+    xs, out = view.info(x).shape, view.info(a).shape
+    if xs is None or out is None or len(xs) < 3 or len(out) != 2 or xs[-1] != k:
+        return None
+    if view.is_const(x) or not is_float32(view, x):
+        return None
+    return r, x
+
+
+def _restore_output(view: GraphView, y: str, n: int, lead: tuple) -> onnx.NodeProto | None:
+    """The Reshape after a flattened Gemm that gives back the input's leading dims
+    ([M, N] -> [..., N]), if it is the Gemm output's only reader."""
+    r = view.single_consumer(y)
+    if r is None or r.op_type != "Reshape" or r.input[0] != y:
+        return None
+    out = view.info(r.output[0]).shape
+    if out is None or len(out) != len(lead) + 1 or out[-1] != n:
+        return None
+    if any(isinstance(p, int) and isinstance(q, int) and p != q
+           for p, q in zip(out[:-1], lead, strict=True)):
+        return None
+    return r
+
+
+def _split_after(view: GraphView, y: str, n: int) -> tuple[onnx.NodeProto, list[int]] | None:
+    """(Split, sizes) if the only reader of `y` splits its last axis into column
+    blocks (GPT-2's fused q/k/v projection, c_attn)."""
+    sp = view.single_consumer(y)
+    ys = view.info(y).shape
+    if sp is None or sp.op_type != "Split" or ys is None:
+        return None
+    axis = int(attr(sp, "axis", 0))
+    if axis not in (-1, len(ys) - 1):
+        return None
+    sizes = attr(sp, "split", None)
+    if sizes is None and len(sp.input) > 1 and sp.input[1]:
+        v = view.const_value(sp.input[1])
+        sizes = None if v is None else [int(x) for x in v.reshape(-1)]
+    parts = len(sp.output)
+    if sizes is None:
+        if n % parts:
+            return None
+        sizes = [n // parts] * parts
+    sizes = [int(x) for x in sizes]
+    if sum(sizes) != n or len(sizes) != parts or any(x <= 0 for x in sizes):
+        return None
+    if any(o in view.outputs or not view.consumers_of(o) for o in sp.output):
+        return None
+    return sp, sizes
+
+
+def _merged_heads(view: GraphView, a: str) -> tuple | None:
+    """(B, T) if `a` is Reshape(o) from an attention's [B, T, H, Dh] to [B*T, H*Dh]
+    (ONNX Runtime merges the head merge with the Gemm's flatten); the attention
+    stage writes `a` as [B, T, H*Dh]."""
+    r = view.producer_of(a)
+    if r is None or r.op_type != "Reshape" or view.single_consumer(a) is None:
+        return None
+    src, out = view.info(r.input[0]).shape, view.info(a).shape
+    if src is None or out is None or len(src) != 4 or len(out) != 2:
+        return None
+    p = view.producer_of(r.input[0])
+    if p is None or p.op_type != "Transpose" or list(attr(p, "perm", [])) != [0, 2, 1, 3]:
+        return None
+    return tuple(src[:2])
+
+
+def flattened_gemm_output(view: GraphView, t: str) -> bool:
+    """True if `t` is the 2-D output of a Gemm/MatMul whose input is a flattening
+    Reshape of a rank-3 tensor (the matmul match then produces it as [B, T, N])."""
+    g = view.producer_of(t)
+    if g is None or g.op_type not in ("Gemm", "MatMul") or len(g.input) < 2:
+        return False
+    w = view.info(g.input[1]).concrete()
+    if not w or len(w) != 2 or (g.op_type == "Gemm" and attr(g, "transA", 0)):
+        return False
+    k = w[1] if g.op_type == "Gemm" and attr(g, "transB", 0) else w[0]
+    found = _flatten_input(view, g.input[0], k)
+    return found is not None and len(view.info(found[1]).shape or ()) == 3
 
 
 def _bias_add(view: GraphView, out: str, n: int) -> tuple[onnx.NodeProto, str] | None:
@@ -95,9 +198,38 @@ def match_matmul(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
             bias = found[1]
     ac = view.info(a).concrete()
     m = numel(ac[:-1]) if ac else 0
-    attrs = MatmulAttrs(weight=w, bias=bias, transpose_b=transpose_b, alpha=alpha, beta=beta,
-                        m=m, k=k, n=n)
     pattern = "Gemm" if node.op_type == "Gemm" else ("MatMul+Add" if len(nodes) > 1 else "MatMul")
+    flat = _flatten_input(view, a, k)
+    flat_input: str | None = None
+    flat_output = False
+    if flat is not None:
+        flat_input = flat[1]
+        nodes.insert(0, flat[0])
+        lead = tuple(view.info(flat_input).shape or ())[:-1]
+        restore = _restore_output(view, nodes[-1].output[0], n, lead)
+        if restore is not None:
+            nodes.append(restore)
+        else:
+            flat_output = True
+        pattern = f"Reshape+{pattern}" + ("+Reshape" if restore is not None else "")
+    merged = _merged_heads(view, a) if flat is None else None
+    merged_input = False
+    if merged is not None:
+        restore = _restore_output(view, nodes[-1].output[0], n, merged)
+        if restore is not None:
+            nodes.append(restore)
+            merged_input = True
+            pattern = f"{pattern}+Reshape"
+    split: list[int] = []
+    if not flat_output:
+        found_split = _split_after(view, nodes[-1].output[0], n)
+        if found_split is not None:
+            nodes.append(found_split[0])
+            split = found_split[1]
+            pattern = f"{pattern}+Split"
+    attrs = MatmulAttrs(weight=w, bias=bias, transpose_b=transpose_b, alpha=alpha, beta=beta,
+                        m=m, k=k, n=n, flat_input=flat_input, flat_output=flat_output,
+                        merged_input=merged_input, split=split)
     return build_match(view, "matmul", nodes, attrs, pattern)
 
 
@@ -117,7 +249,28 @@ def lower_matmul(idx: ModelIndex, m: OpMatch) -> list[LOp]:
         b = idx.float_weight(a.bias)
         b = (np.broadcast_to(b, (w.shape[1],)) * np.float32(float(a.beta))).astype(np.float32)
         weights["bias"] = np.ascontiguousarray(b)
-    return [LOp("matmul", (m.inputs[0],), (m.outputs[0],), weights, {}, m.nodes)]
+    x = a.flat_input or m.inputs[0]
+    attrs: dict[str, Any] = {}
+    if a.flat_output:
+        attrs["unflattened"] = (m.outputs[0],)
+    elif a.merged_input:
+        attrs["unflattened"] = (x,)
+    if a.split:
+        # one matmul per column block (passes/fuse_qkv.py fuses them back into one
+        # split-output stage when they feed one attention)
+        if len(m.outputs) != len(a.split):
+            raise NotLowerable(f"matmul {m.nodes[0]!r}: Split outputs {list(m.outputs)} do not "
+                               f"match its {len(a.split)} blocks")
+        ops: list[LOp] = []
+        start = 0
+        for out, size in zip(m.outputs, a.split, strict=True):
+            block = {"weight": np.ascontiguousarray(weights["weight"][:, start:start + size])}
+            if "bias" in weights:
+                block["bias"] = np.ascontiguousarray(weights["bias"][start:start + size])
+            ops.append(LOp("matmul", (x,), (out,), block, dict(attrs), m.nodes))
+            start += size
+        return ops
+    return [LOp("matmul", (x,), (m.outputs[0],), weights, attrs, m.nodes)]
 
 
 def emit_matmul(em: Emitter, i: int, op: LOp) -> None:
