@@ -39,8 +39,9 @@ PASSES: tuple[Pass, ...] = (
     Pass("fuse_qkv", "lowered", fuse_qkv.run, lambda ctx: ctx.fuse_qkv,
          summary="the q/k/v projections of an attention become one split-output matmul"),
     Pass("split_outliers", "calibrated", split_outliers.run,
-         lambda ctx: ctx.split_outliers and ctx.samples is not None,
-         summary="MLP fc1 outlier channels get their own int8 tensors"),
+         lambda ctx: ctx.split_outliers,
+         summary="MLP fc1 outlier channels (from calibration data, else from the weights) "
+                 "get their own int8 tensors"),
     Pass("gelu_offset", "quantized", gelu_offset.run,
          lambda ctx: ctx.gelu_offset and ctx.quantization == "static",
          summary="a GELU output read only by matmuls gets a centred int8 range"),
