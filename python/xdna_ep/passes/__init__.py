@@ -1,7 +1,7 @@
 """Graph passes between regions/ and the stage emission of compile/: rewrites of a
 lowered region that no single op family can do alone, because they involve
 several matches (a bias that belongs to another match's matmul, three
-projections merged into one launch, an MLP split by its calibration data, a
+projections merged into one launch, an MLP split by its outlier channels, a
 GELU range shifted into its consumer's bias).
 
 THE ordered list is PASSES below; compile_plan (compile/api.py) runs it at the
@@ -12,6 +12,7 @@ three points named in passes/base.py:
       2. fuse_qkv         "lowered"     q/k/v projections sharing an input -> one matmul
     topological sort, buffer dtypes
       3. split_outliers   "calibrated"  fc1 outlier channels get their own int8 tensors
+                                        (from the calibration data, else from the weights)
     calibration ranges, quantize (quantize/)
       4. gelu_offset      "quantized"   centred int8 range for GELU outputs read by matmuls
     emit stages (ops/<family>.py emit), group launches -> Program
