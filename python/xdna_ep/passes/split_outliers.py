@@ -42,10 +42,10 @@ Cauchy-Schwarz bounds fc1's output channel c on every input by
     |h_c| <= |b1_c + sum_k beta_k W1[k, c]| + sqrt(C) * ||gamma * W1[:, c]||_2,
 
 and channel c is an outlier when its bound exceeds DATA_FREE_RATIO times the
-median bound (same 1/64 cap). On tiny.en this picks exactly the last layer's
-channels the calibration data picks as the largest (1124, 1208, 1430: bound
-6.4-6.6 x the median, values ~560 on speech) plus 515 (5.5 x, values ~77),
-and nothing in layers 0-2 (largest bound 2.1 x): measured in docs/ACCURACY.md.
+median bound (same 1/64 cap). On tiny.en this picks exactly the three last-layer
+channels that reach ~470-560 on speech (1124, 1208, 1430: bound 5.5-6.6 x the
+median; the next, 515, is at 2.3 x) and nothing in layers 0-2 (largest bound
+2.1 x); the effect is measured in docs/ACCURACY.md.
 The channels go to Program.meta["outlier_channels"].
 """
 
