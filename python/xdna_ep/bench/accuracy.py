@@ -485,17 +485,21 @@ def _print(report: dict[str, Any]) -> None:
 def markdown_table(report: dict[str, Any]) -> str:
     """The summary table of docs/ACCURACY.md, one row per configuration."""
     joined = report["heldout_windows"][-1]
-    rows = ["| configuration | cosine min | cosine mean | SQNR (dB) | region SQNR (dB) "
+    ncal = len(report["calibration_clips"])
+    rows = ["| configuration | calibration | cosine min | cosine mean | SQNR (dB) "
+            "| region SQNR (dB) "
             f"| WER INT8 / FP32 ({joined}) | transcripts identical (exact / words) "
             "| launches | projected NPU ms |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for c in report["configs"]:
         w = next(x for x in c["windows"] if x["window"] == joined)
         same = sum(1 for x in c["windows"] if x.get("identical"))
         words = sum(1 for x in c["windows"] if x.get("same_words", x.get("identical")))
         wer = (f"{w['wer_int8']:.3f} / {w['wer_fp32']:.3f}" if "wer_int8" in w else "-")
         regions = ", ".join(f"{k}: {v:.1f}" for k, v in c["regions"].items())
-        rows.append(f"| {c['config']['name']} | {c['cosine_min']:.4f} | {c['cosine_mean']:.4f} "
+        cal = f"{ncal} windows" if c["config"].get("calibrated", True) else "none"
+        rows.append(f"| {c['config']['name']} | {cal} | {c['cosine_min']:.4f} "
+                    f"| {c['cosine_mean']:.4f} "
                     f"| {c['sqnr_db']:.2f} | {regions} | {wer} "
                     f"| {same}/{len(c['windows'])} / {words}/{len(c['windows'])} "
                     f"| {c['launches']} | {c['projected_npu_ms']:.2f} |")
