@@ -65,11 +65,14 @@ void bind_gelu(py::module_& m) {
   "The 256-entry int8 GELU table (index q + 128; output code q stands for "
   "q * out_scale + out_offset); the one place it is built.");
 
-  m.def("gelu_dynamic_out_scale", [](double in_scale, const std::string& approximate) {
-    return gelu::dynamic_out_scale(checked_scale(in_scale, "in_scale"),
+  m.def("gelu_dynamic_out_scale", [](double in_scale, int qmin, int qmax,
+                                     const std::string& approximate) {
+    if (qmin < -128 || qmax > 127 || qmin > qmax)
+      throw py::value_error("need -128 <= qmin <= qmax <= 127");
+    return gelu::dynamic_out_scale(checked_scale(in_scale, "in_scale"), qmin, qmax,
                                    parse_approximate(approximate));
-  }, py::arg("in_scale"), py::arg("approximate") = "none",
-  "Dynamic-mode output scale: max(|gelu(127 s)|, |gelu(-127 s)|) / 127 in fp32.");
+  }, py::arg("in_scale"), py::arg("qmin"), py::arg("qmax"), py::arg("approximate") = "none",
+  "Dynamic-mode output scale: max |gelu(q s)| over q = qmin..qmax, / 127, in fp32.");
 
   m.def("gelu_apply", [](const I8& x, const I8& table) {
     if (table.ndim() != 1 || table.shape(0) != gelu::kTableSize)
@@ -80,7 +83,13 @@ void bind_gelu(py::module_& m) {
   m.def("gelu_dynamic", [](const I8& x, double in_scale, const std::string& approximate) {
     const bool tanh_approx = parse_approximate(approximate);
     const float si = checked_scale(in_scale, "in_scale");
-    const float so = gelu::dynamic_out_scale(si, tanh_approx);
+    if (x.size() == 0) throw py::value_error("x is empty");
+    int qmin, qmax;
+    {
+      py::gil_scoped_release nogil;
+      gelu::code_range(x.data(), static_cast<std::size_t>(x.size()), &qmin, &qmax);
+    }
+    const float so = gelu::dynamic_out_scale(si, qmin, qmax, tanh_approx);
     int8_t table[gelu::kTableSize];
     gelu::build_table(si, so, tanh_approx, table);
     return py::make_tuple(apply(x, table), so);

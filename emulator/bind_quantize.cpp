@@ -1,6 +1,7 @@
 // Python bindings of quantize (static / dynamic scale) and dequantize.
 #include <pybind11/numpy.h>
 
+#include <cmath>
 #include <vector>
 
 #include "bind_checks.h"
@@ -34,14 +35,20 @@ py::array_t<int8_t> quantize_py(const py::handle& x_obj, double scale) {
   return run_quantize(x, checks::require_scale(scale, "scale"));
 }
 
-py::tuple quantize_dynamic_py(const py::handle& x_obj) {
+py::tuple quantize_dynamic_py(const py::handle& x_obj, double neg_limit) {
   auto x = checks::array_of<float>(x_obj, "x");
   checks::require_nonempty(x, "x");
+  const float lim = static_cast<float>(neg_limit);
+  if (!(neg_limit >= 0.0) || !std::isfinite(lim))
+    throw py::value_error("neg_limit must be a finite float32 >= 0 (0: none)");
   bool finite;
   float m;
   {
     py::gil_scoped_release release;
     m = max_abs(x.data(), static_cast<std::size_t>(x.size()), &finite);
+    if (finite && lim > 0.0f)
+      m = quant::gelu_input_range(m, max_value(x.data(), static_cast<std::size_t>(x.size())),
+                                  lim);
   }
   if (!finite) throw py::value_error("x contains NaN or inf: no dynamic int8 scale exists");
   const float scale = quant::dynamic_scale(m);
@@ -65,8 +72,9 @@ py::array_t<float> dequantize_py(const py::handle& q_obj, double scale) {
 void bind_quantize(py::module_& m) {
   m.def("quantize", &quantize_py, py::arg("x"), py::arg("scale"),
         "float32 -> int8: sat127(rint(x * (1/scale))) with a static per-tensor scale.");
-  m.def("quantize_dynamic", &quantize_dynamic_py, py::arg("x"),
-        "float32 -> (int8, scale) with scale = max|x|/127 (1.0 when all zero).");
+  m.def("quantize_dynamic", &quantize_dynamic_py, py::arg("x"), py::arg("neg_limit") = 0.0,
+        "float32 -> (int8, scale) with scale = max|x|/127 (1.0 when all zero); neg_limit > 0 "
+        "(a GELU input): max|x| capped at max(max x, neg_limit).");
   m.def("dequantize", &dequantize_py, py::arg("q"), py::arg("scale"),
         "int8 -> float32: float(q) * scale.");
 }

@@ -79,6 +79,18 @@ float max_abs(const float* x, std::size_t n, bool* finite) {
   return best;
 }
 
+float max_value(const float* x, std::size_t n) {
+  std::mutex mu;
+  float best = x[0];
+  parallel_for(n, kGrain, [&](std::size_t b, std::size_t e) {
+    float m = x[b];
+    for (std::size_t i = b + 1; i < e; ++i) m = x[i] > m ? x[i] : m;
+    std::lock_guard<std::mutex> lk(mu);
+    best = std::max(best, m);
+  });
+  return best;
+}
+
 void dequantize(const int8_t* q, std::size_t n, float scale, float* x) {
   parallel_for(n, kGrain, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) x[i] = quant::dequantize_one(q[i], scale);

@@ -11,6 +11,8 @@ namespace xdna {
 bool quantize_static(const float* x, std::size_t n, float scale, int8_t* q);
 // max |x| over the array; *finite = false when any element is NaN or inf.
 float max_abs(const float* x, std::size_t n, bool* finite);
+// max x over the array (n > 0; call after max_abs found it finite).
+float max_value(const float* x, std::size_t n);
 // x = float(q) * scale
 void dequantize(const int8_t* q, std::size_t n, float scale, float* x);
 

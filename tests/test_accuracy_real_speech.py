@@ -1,4 +1,10 @@
-"""Issue 5 accuracy target on the real tiny.en encoder and real speech (slow).
+"""Accuracy targets on the real tiny.en encoder and real speech (slow).
+
+Issue 15: the provider's default (quantization="dynamic", NO calibration data:
+GELU-aware dynamic scales, outlier channels from the weights) reaches cosine
+>= 0.99 against FP32 on every held-out window.
+
+Issue 5:
 
 Default static configuration (CompileOptions defaults: percentile 99.999, outlier
 split on), calibrated on half of the bundled clips, measured on the other half:
@@ -36,8 +42,10 @@ def setup(tmp_path_factory):  # type: ignore[no-untyped-def]
     assert not {c.name for c in cal_clips} & {c.name for c in held_clips}
     cal = acc.windows_for(cal_clips, "calibration-joined")
     held = acc.windows_for(held_clips, "heldout-joined")
-    # the session users run: ONNX Runtime + XDNAExecutionProvider on the emulator
-    enc = acc.encoder_session(path, acc.Config("default-static"),
+    # the session users run: ONNX Runtime + XDNAExecutionProvider on the emulator.
+    # measure_sqnr off: the compile-time SQNR figure (6 more emulator runs) is not
+    # asserted here, and skipping it pays for the no-calibration session below
+    enc = acc.encoder_session(path, acc.Config("default-static", extra={"measure_sqnr": False}),
                               [{"input_features": w.features} for w in cal],
                               tmp_path_factory.mktemp("cache"))
     assert enc.session.get_providers()[0] == "XDNAExecutionProvider"
@@ -59,6 +67,27 @@ def test_heldout_window_cosine(setup) -> None:  # type: ignore[no-untyped-def]
     assert min(figures.values()) >= 0.99, f"cosines per held-out window: {figures}"
     # the outlier split of tiny.en's last layer is part of the default configuration
     assert any(p.meta.get("outlier_channels") for p in programs.values())
+
+
+def test_default_without_calibration_cosine(setup, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    """The provider's default (dynamic, no calibration option at all) on every held-out
+    window: cosine >= 0.99 (measured 0.995 worst, docs/ACCURACY.md), with the last
+    layer's outlier channels found from the weights."""
+    from xdna_ep.models import ensure_onnx_model
+
+    _, held, fp32, _ = setup
+    config = acc.CONFIGS["dynamic"]
+    assert config.quantization == "dynamic" and not config.calibrated
+    enc = acc.encoder_session(ensure_onnx_model() / "encoder_model.onnx", config, [],
+                              tmp_path_factory.mktemp("cache_dyn"))
+    assert enc.plan.npu_mac_share >= 0.99, enc.plan.npu_mac_share
+    (prog,) = enc.programs.values()
+    assert prog.meta["quantization"] == "dynamic"
+    # from the weights alone: the three last-layer fc1 channels that reach ~560 on speech
+    assert list(prog.meta["outlier_channels"].values()) == [[1124, 1208, 1430]]
+    figures = {w.name: round(_cos(enc.run({"input_features": w.features}), ref), 5)
+               for w, ref in zip(held, fp32, strict=True)}
+    assert min(figures.values()) >= 0.99, f"cosines per held-out window: {figures}"
 
 
 def test_heldout_clip_transcript_identical(setup) -> None:  # type: ignore[no-untyped-def]

@@ -186,3 +186,42 @@ def test_take_gelu_tap_matches_numpy(approximate: str) -> None:
     assert max(abs(lo), abs(hi)) == pytest.approx(float(np.abs(want).max()), rel=1e-5)
     with pytest.raises(ValueError, match="approximate"):
         tap_model(model, {"t": Tap("y", gelu="fast")})
+
+
+def test_data_free_split_finds_planted_channels(planted) -> None:  # type: ignore[no-untyped-def]
+    """No calibration data (the provider's default): the channels come from the weight
+    bound |b1 + beta W1| + sqrt(C) ||gamma * W1[:, c]|| alone, and the split still pays."""
+    sm, _, held = planted
+    split, _ = compile_region(sm.model, sm.region, CompileOptions("dynamic"))
+    plain, _ = compile_region(sm.model, sm.region, CompileOptions("dynamic", split_outliers=False))
+    assert split is not None and plain is not None
+    assert split.meta["outlier_channels"] == {"layers.0.fc1.out": PLANTED}
+    db_split, db_plain = _sqnr(sm, split, held), _sqnr(sm, plain, held)
+    assert db_split >= db_plain + 3.0, (db_split, db_plain)
+
+
+def test_data_free_bound_holds_and_leaves_ordinary_layers_alone() -> None:
+    """The bound is a real bound (no value of fc1's output exceeds it), and an
+    ordinary layer (no planted channels) and a bare MLP (no layernorm: no bound) are
+    not split without calibration data."""
+    from xdna_ep.compile.lower import lower_region
+    from xdna_ep.compile.model_index import ModelIndex
+    from xdna_ep.compile.observe import observe
+    from xdna_ep.passes.split_outliers import find_mlp_chains, weight_bounds
+
+    sm = _planted()
+    lr = lower_region(ModelIndex(sm.model), sm.region, True)
+    (chain,) = find_mlp_chains(lr)
+    bounds = weight_bounds(lr, chain)
+    assert bounds is not None
+    h = lr.ops[chain.fc1].outputs[0]
+    vals = observe(sm.model, [h], sm.samples(3, seed=5))
+    peak = np.max([np.abs(v[h]).reshape(-1, bounds.size).max(axis=0) for v in vals], axis=0)
+    assert np.all(peak <= bounds * (1 + 1e-5)), float(np.max(peak / bounds))
+
+    ordinary = encoder_layer(d=64, heads=2, ffn=256, t=60, seed=0)
+    prog, _ = compile_region(ordinary.model, ordinary.region, CompileOptions("dynamic"))
+    assert prog is not None and "outlier_channels" not in prog.meta
+    bare = _bare_mlp()
+    prog, _ = compile_region(bare.model, bare.region, CompileOptions("dynamic"))
+    assert prog is not None and "outlier_channels" not in prog.meta

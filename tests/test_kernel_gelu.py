@@ -99,6 +99,29 @@ def test_dynamic_out_scale_formula(si: float, approximate: str) -> None:
     assert table[255] == 127
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("qmin,qmax", [(-127, 60), (-30, 127), (-127, -5), (3, 3), (-10, -3)])
+def test_dynamic_out_scale_covers_the_codes_present(qmin: int, qmax: int,
+                                                    approximate: str) -> None:
+    """kernel_version 3: out scale = max |gelu(q s)| over the input's codes qmin..qmax / 127,
+    so a lopsided input (tiny.en fc1: -16.5 .. 8.2) gets a finer output step."""
+    si = 0.13
+    s = float(np.float32(si))
+    expect = max(abs(gelu64(q * s, approximate)) for q in range(qmin, qmax + 1)) / 127
+    assert G.dynamic_out_scale(si, approximate, qmin, qmax) == float(np.float32(expect))
+    x = np.array([qmin, qmax, (qmin + qmax) // 2], np.int8)
+    y, so = G.gelu_dynamic(x, si, approximate)
+    yr, sor = G.reference_dynamic(x, si, approximate)
+    assert so == sor == G.dynamic_out_scale(si, approximate, qmin, qmax)
+    np.testing.assert_array_equal(y, yr)
+    if qmax * s > 0.5:  # the largest output uses the top code
+        assert np.abs(y).max() == 127
+    if qmin == -127 and qmax == 60:
+        assert so < 0.6 * G.dynamic_out_scale(si, approximate)  # finer than the v2 rule
+    with pytest.raises(ValueError, match="qmin"):
+        G.dynamic_out_scale(si, approximate, 5, 4)
+
+
 def test_saturation_and_narrow_range() -> None:
     table = G.build_table(0.1, 0.001)  # gelu(12.7) / 0.001 >> 127
     assert table[255] == 127 and table.min() >= -127

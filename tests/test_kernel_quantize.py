@@ -51,6 +51,34 @@ def test_quantize_dynamic_bit_exact(kernel_path: str, x: np.ndarray) -> None:
 
 
 @SETTINGS
+@given(x=FINITE, neg_limit=st.sampled_from([1e-3, 0.5, 4.0, 1e3]))
+def test_quantize_dynamic_neg_limit_bit_exact(kernel_path: str, x: np.ndarray,
+                                              neg_limit: float) -> None:
+    """A GELU input's dynamic scale (attrs neg_limit): emulator == reference, and the
+    range is min(max|x|, max(max x, L)) as STAGES.md states."""
+    got, want = _stage("quantize", [x], {"dynamic": True, "neg_limit": neg_limit})
+    _same(got, want)
+    m = min(np.float32(np.abs(x).max()), max(np.float32(x.max()), np.float32(neg_limit)))
+    assert got[1][0] == qz.dynamic_scale_reference(np.array([m], np.float32))
+
+
+def test_neg_limit_caps_only_the_negative_side() -> None:
+    x = np.array([-16.5, -3.0, 0.0, 8.2], np.float32)  # tiny.en fc1's lopsided range
+    q, s = qz.quantize_dynamic(x, 4.0)
+    assert s == np.float32(np.float32(8.2) / np.float32(127)) and q[0] == -127 and q[-1] == 127
+    _, s = qz.quantize_dynamic(np.array([-16.5, 1.0], np.float32), 4.0)  # max x < L: L
+    assert s == np.float32(np.float32(4.0) / np.float32(127))
+    _, s = qz.quantize_dynamic(np.array([-2.0, 1.0], np.float32), 4.0)  # max|x| < L: max|x|
+    assert s == np.float32(np.float32(2.0) / np.float32(127))
+    _, s = qz.quantize_dynamic(np.array([-16.5, 30.0], np.float32), 4.0)  # positive wider
+    assert s == np.float32(np.float32(30.0) / np.float32(127))
+    with pytest.raises(ValueError, match="neg_limit"):
+        qz.quantize_dynamic(x, -1.0)
+    with pytest.raises(ValueError, match="neg_limit"):
+        registry.get("quantize").prepare({}, {"out_scale": 0.1, "neg_limit": 4.0})
+
+
+@SETTINGS
 @given(q=hnp.arrays(np.int8, hnp.array_shapes(min_dims=1, max_dims=3, max_side=40)),
        scale=st.floats(1e-30, 1e30), dynamic=st.booleans())
 def test_dequantize_bit_exact(kernel_path: str, q: np.ndarray, scale: float,

@@ -59,15 +59,33 @@ inline void build_table(float in_scale, float out_scale, bool tanh_approx, int8_
   }
 }
 
-// Dynamic mode: the output scale covers both ends of the input range,
-//   out_scale = float( max(|gelu(127 s)|, |gelu(-127 s)|) / 127 )   (double, then fp32),
-// or 1.0f when that is not a positive finite float.
-inline float dynamic_out_scale(float in_scale, bool tanh_approx) {
+// Dynamic mode (kernel_version 2): the output scale covers the GELU of the codes
+// actually present, qmin..qmax (the input's smallest and largest code):
+//   out_scale = float( max_{q = qmin..qmax} |gelu(q s)| / 127 )   (double, then fp32),
+// or 1.0f when that is not a positive finite float. Why not |gelu(+-127 s)|: a
+// GELU input's range is lopsided (tiny.en: -16.5 .. 8.2), and gelu(-16.5) ~ 0,
+// so the old rule spent half the output codes on values no output takes.
+inline float dynamic_out_scale(float in_scale, int qmin, int qmax, bool tanh_approx) {
   const double s = static_cast<double>(in_scale);
-  const double hi = std::fabs(gelu_real(127.0 * s, tanh_approx));
-  const double lo = std::fabs(gelu_real(-127.0 * s, tanh_approx));
-  const float out = static_cast<float>((hi > lo ? hi : lo) / 127.0);
+  double m = 0.0;
+  for (int q = qmin; q <= qmax; ++q) {
+    const double v = std::fabs(gelu_real(static_cast<double>(q) * s, tanh_approx));
+    m = v > m ? v : m;
+  }
+  const float out = static_cast<float>(m / 127.0);
   return (out > 0.0f && std::isfinite(out)) ? out : 1.0f;
+}
+
+// The smallest and largest code of x (n > 0).
+inline void code_range(const int8_t* x, std::size_t n, int* qmin, int* qmax) {
+  int lo = 127, hi = -128;
+  for (std::size_t i = 0; i < n; ++i) {
+    const int v = x[i];
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  *qmin = lo;
+  *qmax = hi;
 }
 
 // The kernel proper: y[i] = table[x[i] + 128].

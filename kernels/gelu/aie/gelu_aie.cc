@@ -18,13 +18,26 @@ void xdna_gelu_i8(const int8_t* __restrict x, int8_t* __restrict y,
   xdna::gelu::apply_table(x, y, static_cast<std::size_t>(n), table);
 }
 
+// Dynamic mode, first pass (kernel_version 2): folds one tile's smallest and
+// largest code into range[0..1] (initialise range to {127, -128} before the first
+// tile). The output scale depends on the whole tensor's code range, so the design
+// streams the input twice: this reduction, then xdna_gelu_build_table + apply.
+void xdna_gelu_code_range(const int8_t* __restrict x, int32_t n, int32_t* __restrict range) {
+  int lo, hi;
+  xdna::gelu::code_range(x, static_cast<std::size_t>(n), &lo, &hi);
+  range[0] = lo < range[0] ? lo : range[0];
+  range[1] = hi > range[1] ? hi : range[1];
+}
+
 // Dynamic mode: builds the table on the core from the run-time input scale
-// (scale_in[0]) and writes the output scale (scale_out[0]); same double-precision
-// formula as the host (gelu.h), evaluated with the toolchain's libm.
-void xdna_gelu_build_table(const float* __restrict scale_in, float* __restrict scale_out,
-                           int8_t* __restrict table, int32_t tanh_approx) {
+// (scale_in[0]) and the input's code range (range[0..1], from
+// xdna_gelu_code_range) and writes the output scale (scale_out[0]); same
+// double-precision formula as the host (gelu.h), evaluated with the toolchain's libm.
+void xdna_gelu_build_table(const float* __restrict scale_in, const int32_t* __restrict range,
+                           float* __restrict scale_out, int8_t* __restrict table,
+                           int32_t tanh_approx) {
   const bool t = tanh_approx != 0;
-  const float so = xdna::gelu::dynamic_out_scale(scale_in[0], t);
+  const float so = xdna::gelu::dynamic_out_scale(scale_in[0], range[0], range[1], t);
   xdna::gelu::build_table(scale_in[0], so, t, table);
   scale_out[0] = so;
 }

@@ -10,9 +10,9 @@ What it measures (tiny.en encoder by default, the bundled real speech clips):
   regions before it included), against the FP32 model;
 - per quantized tensor: the SQNR of quantizing its FP32 values with the
   program's scale (rounding + clipping), worst first: where the error enters;
-- the configurations: static with each onnxruntime calibrator, dynamic, and both
-  without the MLP outlier split, calibration data always from the calibration
-  clips (dynamic mode uses it only to choose outlier channels);
+- the configurations: dynamic with no calibration data at all (the provider's
+  default), static with each onnxruntime calibrator (calibration data from the
+  calibration clips), and both without the MLP outlier split;
 - greedy transcripts with the FP32 decoder fed by the FP32 encoder and by the
   INT8 encoder: WER of each against the published reference, and whether the
   two transcripts are identical.
@@ -76,6 +76,7 @@ class Config:
     calibrate_method: str = "percentile"
     percentile: float = 99.999
     extra: dict[str, Any] = field(default_factory=dict)  # further CompileOptions fields
+    calibrated: bool = True  # False: the session gets no calibration data at all
 
     def compile_overrides(self) -> dict[str, Any]:
         """The CompileOptions fields this configuration sets away from the
@@ -89,15 +90,17 @@ class Config:
 
 
 CONFIGS: dict[str, Config] = {
+    # the provider's default: quantization="dynamic" and no calibration data at all
+    # (outlier channels from the weights, passes/split_outliers.py)
+    "dynamic": Config("dynamic", quantization="dynamic", calibrated=False),
     "static-percentile": Config("static-percentile"),
     "static-minmax": Config("static-minmax", calibrate_method="minmax"),
     "static-entropy": Config("static-entropy", calibrate_method="entropy"),
-    "dynamic": Config("dynamic", quantization="dynamic"),
     # the same without the MLP outlier split (passes/split_outliers.py): the "before" figures
+    "dynamic-nosplit": Config("dynamic-nosplit", quantization="dynamic", calibrated=False,
+                              extra={"split_outliers": False}),
     "static-percentile-nosplit": Config("static-percentile-nosplit",
                                         extra={"split_outliers": False}),
-    "dynamic-nosplit": Config("dynamic-nosplit", quantization="dynamic",
-                              extra={"split_outliers": False}),
 }
 
 
@@ -214,9 +217,10 @@ def encoder_session(path: Path, config: Config, calibration: Sequence[dict[str, 
             providers.append(XDNAProvider(options, config.compile_overrides(), observe))
             return providers[-1]
 
-    opts = {"device": "emulator", "quantization": config.quantization,
-            "calibration": _Feeds(calibration), "cache_dir": str(cache_dir),
-            "fallback": "error"}
+    opts: dict[str, Any] = {"device": "emulator", "quantization": config.quantization,
+                            "cache_dir": str(cache_dir), "fallback": "error"}
+    if config.calibrated:
+        opts["calibration"] = _Feeds(calibration)
     # onnxruntime's calibrators print progress on stdout: keep it free for --json
     with contextlib.redirect_stdout(sys.stderr):
         sess = MeasuredSession(str(path), providers=[EP_NAME, "CPUExecutionProvider"],
@@ -349,6 +353,7 @@ def measure_config(model_path: Path, config: Config, cal: Sequence[Window],
                    top_tensors: int = 12) -> dict[str, Any]:
     """All figures of one configuration on the held-out windows."""
     from ..compile.observe import observe, sqnr_db
+    from ..cost import projected_npu_time
     from ..whisper.wer import normalize, word_error_rate
 
     calib = [{"input_features": w.features} for w in cal]
@@ -381,11 +386,13 @@ def measure_config(model_path: Path, config: Config, cal: Sequence[Window],
     tensors = (tensor_errors(m, plan, programs, feeds) if config.quantization == "static"
                else [])
     npu_regions = [r for r in plan.regions if r.placement == "npu"]
+    proj = projected_npu_time(plan)
     return {
         "config": asdict(config),
         "compile_seconds": round(compile_s, 2),
         "npu_mac_share": round(plan.npu_mac_share, 4),
         "launches": sum(r.launches for r in npu_regions),
+        "projected_npu_ms": round(proj.npu_s * 1e3, 3),  # cost model, not a measurement
         "fallbacks": list(plan.fallbacks),
         "windows": windows,
         "cosine_min": min(w["cosine"] for w in windows),
@@ -478,20 +485,24 @@ def _print(report: dict[str, Any]) -> None:
 def markdown_table(report: dict[str, Any]) -> str:
     """The summary table of docs/ACCURACY.md, one row per configuration."""
     joined = report["heldout_windows"][-1]
-    rows = ["| configuration | cosine min | cosine mean | SQNR (dB) | region SQNR (dB) "
+    ncal = len(report["calibration_clips"])
+    rows = ["| configuration | calibration | cosine min | cosine mean | SQNR (dB) "
+            "| region SQNR (dB) "
             f"| WER INT8 / FP32 ({joined}) | transcripts identical (exact / words) "
-            "| launches |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| launches | projected NPU ms |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for c in report["configs"]:
         w = next(x for x in c["windows"] if x["window"] == joined)
         same = sum(1 for x in c["windows"] if x.get("identical"))
         words = sum(1 for x in c["windows"] if x.get("same_words", x.get("identical")))
         wer = (f"{w['wer_int8']:.3f} / {w['wer_fp32']:.3f}" if "wer_int8" in w else "-")
         regions = ", ".join(f"{k}: {v:.1f}" for k, v in c["regions"].items())
-        rows.append(f"| {c['config']['name']} | {c['cosine_min']:.4f} | {c['cosine_mean']:.4f} "
+        cal = f"{ncal} windows" if c["config"].get("calibrated", True) else "none"
+        rows.append(f"| {c['config']['name']} | {cal} | {c['cosine_min']:.4f} "
+                    f"| {c['cosine_mean']:.4f} "
                     f"| {c['sqnr_db']:.2f} | {regions} | {wer} "
                     f"| {same}/{len(c['windows'])} / {words}/{len(c['windows'])} "
-                    f"| {c['launches']} |")
+                    f"| {c['launches']} | {c['projected_npu_ms']:.2f} |")
     return "\n".join(rows)
 
 

@@ -65,10 +65,11 @@ class CompileOptions:
     find_design: override of the manifest's fused-design lookup (tests).
     split_outliers: rewrite fc1 -> gelu -> fc2 chains whose fc1 output has outlier
     channels (largest value > outlier_ratio x the median channel maximum on the
-    calibration data) into their own int8 tensors (passes/split_outliers.py: a
-    permutation of fc1's columns + a split of fc2's K sum; two gelu stages, two fc2
-    matmuls and one add instead of one gelu and one fc2). Needs calibration data;
-    measured in docs/ACCURACY.md.
+    calibration data; without calibration data, a weight bound > 4 x the median
+    bound for layernorm-fed MLPs) into their own int8 tensors
+    (passes/split_outliers.py: a permutation of fc1's columns + a split of fc2's K
+    sum; two gelu stages, two fc2 matmuls and one add instead of one gelu and one
+    fc2). Measured in docs/ACCURACY.md.
     gelu_offset: static mode: a GELU output read only by matmuls gets a centred
     int8 range (an offset built into the GELU table and folded into the matmul's
     bias; passes/gelu_offset.py), halving its quantization step.

@@ -97,9 +97,11 @@ class Emitter:
     # -- conversions -------------------------------------------------------------
     q8 = staticmethod(q8)  # the int8 buffer name of a tensor, for the emit functions
 
-    def int8_in(self, t: str) -> tuple[str, ...]:
+    def int8_in(self, t: str, dynamic_attrs: dict[str, Any] | None = None) -> tuple[str, ...]:
+        """The int8 form of t (a quantize stage the first time); dynamic_attrs: extra
+        attrs of that dynamic quantize stage (gelu's neg_limit), ignored in static mode."""
         if q8(t) not in self.have:
-            attrs: dict[str, Any] = ({"dynamic": True} if self.dynamic
+            attrs: dict[str, Any] = ({"dynamic": True, **(dynamic_attrs or {})} if self.dynamic
                                      else {"out_scale": self.scale(t)})
             outs = (q8(t), q8s(t)) if self.dynamic else (q8(t),)
             self.stages.append(Stage("quantize", (t,), outs, {}, attrs))

@@ -48,10 +48,22 @@ def gelu_float(x: np.ndarray, approximate: str) -> np.ndarray:
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
-def dynamic_out_scale(in_scale: float, approximate: str = "none") -> float:
-    """Dynamic mode's output scale: max(|gelu(127 s)|, |gelu(-127 s)|) / 127 (fp32)."""
+def dynamic_out_scale(in_scale: float, approximate: str = "none", qmin: int = -127,
+                      qmax: int = 127) -> float:
+    """Dynamic mode's output scale: max |gelu(q s)| over the input's codes q = qmin..qmax,
+    / 127 (fp32; gelu.h dynamic_out_scale). The defaults (the whole int8 range) give
+    the scale of kernel_version 1, max(|gelu(127 s)|, |gelu(-127 s)|) / 127."""
     approximate = chk.choice("approximate", approximate, APPROXIMATIONS)
-    return float(_emu.gelu_dynamic_out_scale(chk.scale("in_scale", in_scale), approximate))
+    return float(_emu.gelu_dynamic_out_scale(chk.scale("in_scale", in_scale), int(qmin),
+                                             int(qmax), approximate))
+
+
+def code_range(x: np.ndarray) -> tuple[int, int]:
+    """(smallest, largest) int8 code of x: what the dynamic output scale covers."""
+    x = chk.array("x", x, (np.int8,))
+    if x.size == 0:
+        raise ValueError("x is empty")
+    return int(x.min()), int(x.max())
 
 
 def _table(table: Any) -> np.ndarray:
@@ -83,8 +95,10 @@ def reference(x: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 def reference_dynamic(x: np.ndarray, in_scale: float,
                       approximate: str = "none") -> tuple[np.ndarray, float]:
-    """numpy reference of the dynamic kernel (table from the one builder)."""
-    out_scale = dynamic_out_scale(in_scale, approximate)
+    """numpy reference of the dynamic kernel: the code range in numpy, the scale and
+    table from the one builder (gelu.h)."""
+    qmin, qmax = code_range(x)
+    out_scale = dynamic_out_scale(in_scale, approximate, qmin, qmax)
     return reference(x, build_table(in_scale, out_scale, approximate)), out_scale
 
 

@@ -1,7 +1,7 @@
 """Graph passes between regions/ and the stage emission of compile/: rewrites of a
 lowered region that no single op family can do alone, because they involve
 several matches (a bias that belongs to another match's matmul, three
-projections merged into one launch, an MLP split by its calibration data, a
+projections merged into one launch, an MLP split by its outlier channels, a
 GELU range shifted into its consumer's bias).
 
 THE ordered list is PASSES below; compile_plan (compile/api.py) runs it at the
@@ -12,6 +12,7 @@ three points named in passes/base.py:
       2. fuse_qkv         "lowered"     q/k/v projections sharing an input -> one matmul
     topological sort, buffer dtypes
       3. split_outliers   "calibrated"  fc1 outlier channels get their own int8 tensors
+                                        (from the calibration data, else from the weights)
     calibration ranges, quantize (quantize/)
       4. gelu_offset      "quantized"   centred int8 range for GELU outputs read by matmuls
     emit stages (ops/<family>.py emit), group launches -> Program
@@ -39,8 +40,9 @@ PASSES: tuple[Pass, ...] = (
     Pass("fuse_qkv", "lowered", fuse_qkv.run, lambda ctx: ctx.fuse_qkv,
          summary="the q/k/v projections of an attention become one split-output matmul"),
     Pass("split_outliers", "calibrated", split_outliers.run,
-         lambda ctx: ctx.split_outliers and ctx.samples is not None,
-         summary="MLP fc1 outlier channels get their own int8 tensors"),
+         lambda ctx: ctx.split_outliers,
+         summary="MLP fc1 outlier channels (from calibration data, else from the weights) "
+                 "get their own int8 tensors"),
     Pass("gelu_offset", "quantized", gelu_offset.run,
          lambda ctx: ctx.gelu_offset and ctx.quantization == "static",
          summary="a GELU output read only by matmuls gets a centred int8 range"),

@@ -5,8 +5,9 @@ what exists there:
 
 - "lowered": per region, right after its matches are lowered to kernel calls
   (LOps, before the topological sort): run(lr, ctx), rewrites lr in place;
-- "calibrated": once over all lowered regions, when calibration samples are
-  at hand: run(regions, ctx);
+- "calibrated": once over all lowered regions, after buffer planning, with the
+  calibration samples when there are any (ctx.samples may be None: a pass then
+  decides from the weights alone, or does nothing): run(regions, ctx);
 - "quantized": per region, after quantize/ chose the int8 scales:
   run(lr, buffers, qr, ctx), may refine qr.
 """

@@ -30,11 +30,23 @@ is the point. All stages are existing kernels under their STAGES.md contracts;
 the calibration taps follow the split (Tap.take / Tap.gelu), so every scale is
 fitted to the values the program actually quantizes.
 
-Channels are chosen from the calibration data: channel c is an outlier when its
-largest value exceeds `ratio` times the median of the per-channel maxima, at
-most 1/64 of the channels. Runs when CompileOptions.split_outliers is on and
-calibration samples are given; the channels go to Program.meta
-["outlier_channels"].
+Channels are chosen from the calibration data when there is any: channel c is
+an outlier when its largest value exceeds `ratio` times the median of the
+per-channel maxima, at most 1/64 of the channels.
+
+Without calibration data (dynamic mode, the provider's default) they are chosen
+from the weights alone, for a chain whose fc1 reads a layernorm (every
+transformer MLP): the layernorm's normalised row z has ||z||_2 <= sqrt(C), so
+Cauchy-Schwarz bounds fc1's output channel c on every input by
+
+    |h_c| <= |b1_c + sum_k beta_k W1[k, c]| + sqrt(C) * ||gamma * W1[:, c]||_2,
+
+and channel c is an outlier when its bound exceeds DATA_FREE_RATIO times the
+median bound (same 1/64 cap). On tiny.en this picks exactly the three last-layer
+channels that reach ~470-560 on speech (1124, 1208, 1430: bound 5.5-6.6 x the
+median; the next, 515, is at 2.3 x) and nothing in layers 0-2 (largest bound
+2.1 x); the effect is measured in docs/ACCURACY.md.
+The channels go to Program.meta["outlier_channels"].
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ from ..quantize.calibration import TAP_SUFFIX, Tap, cpu_session, tap_model
 from .base import PassContext
 
 DEFAULT_RATIO = 8.0
+DATA_FREE_RATIO = 4.0
 MAX_SHARE = 1.0 / 64.0
 
 
@@ -117,6 +130,26 @@ def outlier_channels(maxima: np.ndarray, ratio: float = DEFAULT_RATIO,
     cand = np.flatnonzero(m > ratio * med)
     cand = cand[np.argsort(-m[cand], kind="stable")]
     return sorted(int(c) for c in cand[:max(1, int(len(m) * max_share))])
+
+
+def weight_bounds(lr: LoweredRegion, chain: MlpChain) -> np.ndarray | None:
+    """Per fc1 output channel, the bound of |h_c| over every input (module docstring),
+    from the weights of the layernorm feeding fc1; None when fc1 does not read a
+    layernorm output (no data-free bound)."""
+    ops = lr.ops
+    a = ops[chain.fc1].inputs[0]
+    prod = [op for op in ops if a in op.outputs]
+    if len(prod) != 1 or prod[0].kernel != "layernorm" or len(prod[0].outputs) != 1:
+        return None
+    gamma = np.asarray(prod[0].weights["gamma"], np.float64).reshape(-1)
+    beta = np.asarray(prod[0].weights.get("beta", np.zeros_like(gamma)),
+                      np.float64).reshape(-1)
+    w1 = np.asarray(ops[chain.fc1].weights["weight"], np.float64)
+    if w1.shape[0] != gamma.size:
+        return None
+    b1 = np.asarray(ops[chain.fc1].weights.get("bias", np.zeros(w1.shape[1])), np.float64)
+    return np.abs(b1 + beta @ w1) + np.sqrt(gamma.size) * np.linalg.norm(gamma[:, None] * w1,
+                                                                         axis=0)
 
 
 def _ffn_context(lr: LoweredRegion, chain: MlpChain) -> tuple[int, int] | None:
@@ -243,23 +276,30 @@ def split_chain(lr: LoweredRegion, chain: MlpChain, channels: Sequence[int],
 
 
 def split_outliers(model: onnx.ModelProto, regions: Sequence[LoweredRegion],
-                   samples: Sequence[dict[str, np.ndarray]], ratio: float = DEFAULT_RATIO,
-                   fused: bool = True) -> dict[int, dict[str, list[int]]]:
+                   samples: Sequence[dict[str, np.ndarray]] | None,
+                   ratio: float = DEFAULT_RATIO, fused: bool = True,
+                   data_free_ratio: float = DATA_FREE_RATIO) -> dict[int, dict[str, list[int]]]:
     """Finds and rewrites outlier channels in every region; returns
-    region id -> {fc1 output tensor: channels} for the regions that changed."""
+    region id -> {fc1 output tensor: channels} for the regions that changed.
+    samples None: channels from the weight bounds (weight_bounds, data_free_ratio);
+    chains without a layernorm before fc1 are then left alone."""
     chains = {lr.region_id: find_mlp_chains(lr) for lr in regions}
     taps: dict[str, Tap] = {}
     for lr in regions:
         for ch in chains[lr.region_id]:
             h = lr.ops[ch.fc1].outputs[0]
             taps[h] = lr.taps.get(h, Tap(h))
-    maxima = channel_maxima(model, taps, samples) if taps else {}
+    maxima = channel_maxima(model, taps, samples) if taps and samples is not None else {}
     done: dict[int, dict[str, list[int]]] = {}
     for lr in regions:
         # rewrite from the last chain back, so earlier indices stay valid
         for ch in sorted(chains[lr.region_id], key=lambda x: -x.fc2):
             h = lr.ops[ch.fc1].outputs[0]
-            cols = outlier_channels(maxima[h], ratio)
+            if samples is not None:
+                cols = outlier_channels(maxima[h], ratio)
+            else:
+                bounds = weight_bounds(lr, ch)
+                cols = [] if bounds is None else outlier_channels(bounds, data_free_ratio)
             if cols:
                 split_chain(lr, ch, cols, fused)
                 done.setdefault(lr.region_id, {})[h] = cols
@@ -268,9 +308,10 @@ def split_outliers(model: onnx.ModelProto, regions: Sequence[LoweredRegion],
 
 def run(regions: Sequence[LoweredRegion], ctx: PassContext) -> None:
     """split_outliers over `regions` (compile_plan passes the main-graph ones: an If
-    branch cannot be observed on the FP32 model); records the channels in each
-    changed region's meta."""
-    assert ctx.model is not None and ctx.samples is not None
+    branch cannot be observed on the FP32 model); channels from ctx.samples, or from
+    the weights when there are none; records the channels in each changed region's
+    meta."""
+    assert ctx.model is not None
     done = split_outliers(ctx.model, list(regions), ctx.samples, ctx.outlier_ratio,
                           ctx.fuse_qkv)
     for lr in regions:
