@@ -1,4 +1,5 @@
-"""Build entry: setuptools drives CMake to build the native emulator module.
+"""Build entry: setuptools drives CMake to build the native emulator module and
+the ONNX Runtime plugin library (libxdna_ep_provider.so, beside the module).
 
 CMake, Ninja and pybind11 come from PyPI (see pyproject.toml build-system),
 so a fresh machine needs only Python and a C++ compiler.
@@ -27,6 +28,9 @@ class CMakeBuild(build_ext):
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_temp = Path(self.build_temp).resolve() / "cmake"
         build_temp.mkdir(parents=True, exist_ok=True)
+        # A cache from an earlier `pip install` names that run's temporary ninja
+        # and cmake (deleted since): configure afresh each time; objects are kept.
+        (build_temp / "CMakeCache.txt").unlink(missing_ok=True)
         cfg = "Debug" if self.debug else "Release"
         configure = [
             "cmake", "-S", str(ROOT), "-B", str(build_temp), "-G", "Ninja",

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "report": "xdna_ep.report.cli",
     "transcribe": "xdna_ep.whisper.cli",
     "calibrate": "xdna_ep.whisper.calibrate_cli",
+    "compile": "xdna_ep.ort.compile_cli",
 }
 
 
