@@ -11,6 +11,12 @@ const std::vector<StageEntry>& stage_table() {
       {"quantize", 1, make_quantize},
       {"dequantize", 1, make_dequantize},
       {"matmul", 2, make_matmul},
+      {"gelu", 2, make_gelu},
+      {"add", 2, make_add},
+      {"layernorm", 1, make_layernorm},
+      {"softmax", 1, make_softmax},
+      {"attention", 1, make_attention},
+      {"conv1d", 1, make_conv1d},
   };
   return table;
 }
