@@ -44,6 +44,7 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
                           "library: it has no NPU (XRT) backend yet; use device=emulator, or the "
                           "Python providers-list route for the NPU");
       o.device = value;
+      o.device_given = true;
     } else if (key == "fallback") {
       if (value != "allow" && value != "error")
         throw OptionError("XDNAExecutionProvider: provider option fallback='" + value +
@@ -68,7 +69,7 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
                         "compiled (xdna-ep compile); it does not change an EPContext model");
     }
   }
-  if (o.device == "auto")
+  if (o.device == "auto" && o.device_given)
     o.notes.push_back("XDNAExecutionProvider: device=auto runs the host emulator (the plugin "
                       "library has no NPU backend yet)");
   return o;

@@ -15,6 +15,10 @@ struct OptionError : std::invalid_argument {
 
 struct Options {
   std::string device = "auto";  // auto | emulator | npu (this library runs the emulator)
+  // Whether the application named a device. A device-selection policy (PREFER_NPU,
+  // ...) picks our CPU-hosted emulator entry as a CPU EP without naming one; the
+  // emulator is no NPU, so it then claims nothing (plugin.cc).
+  bool device_given = false;
   bool fallback_error = false;  // fallback=error: a model with nothing for XDNA is an error
   int num_threads = 0;          // 0: the emulator's default
   std::vector<std::string> notes;  // log lines for options that act elsewhere

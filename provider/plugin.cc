@@ -214,6 +214,8 @@ struct XdnaEp : OrtEp {
   Options options;
   const OrtLogger* logger;
   bool told_raw_model = false;
+  bool claimed_any = false;
+  bool told_no_device = false;
 
   XdnaEp(Options opts, const OrtLogger* lg) : OrtEp{}, options(std::move(opts)), logger(lg) {
     ort_version_supported = ORT_API_VERSION;
@@ -221,6 +223,25 @@ struct XdnaEp : OrtEp {
     GetCapability = get_capability;
     Compile = compile;
     ReleaseNodeComputeInfos = release_infos;
+    OnSessionInitializationEnd = on_session_initialized;
+  }
+
+  // fallback=error: a session in which XDNA claimed nothing is refused here (ORT
+  // logs, but does not fail on, an error from GetCapability).
+  static OrtStatus* ORT_API_CALL on_session_initialized(OrtEp* self_base) noexcept {
+    auto* self = static_cast<XdnaEp*>(self_base);
+    if (self->options.fallback_error && !self->claimed_any && !self->options.device_given)
+      return g_api->CreateStatus(
+          ORT_FAIL,
+          "XDNAExecutionProvider: nothing runs on XDNA (provider option fallback=error): no "
+          "device was named, and the host emulator runs only when asked for by device=emulator");
+    if (self->options.fallback_error && !self->claimed_any)
+      return g_api->CreateStatus(
+          ORT_FAIL,
+          "XDNAExecutionProvider: this model has no XDNA EPContext nodes, so nothing would run on "
+          "XDNA (provider option fallback=error). Compile it first: `xdna-ep compile MODEL.onnx -o "
+          "MODEL_ctx.onnx`, then load MODEL_ctx.onnx.");
+    return nullptr;
   }
 
   static const char* ORT_API_CALL get_name(const OrtEp*) noexcept { return kEpName; }
@@ -229,6 +250,17 @@ struct XdnaEp : OrtEp {
                                                 OrtEpGraphSupportInfo* info) noexcept {
     auto* self = static_cast<XdnaEp*>(self_base);
     XDNA_API_BEGIN
+    if (!self->options.device_given) {
+      if (!self->told_no_device) {
+        self->told_no_device = true;
+        log(self->logger, ORT_LOGGING_LEVEL_WARNING,
+            "XDNAExecutionProvider was selected without the provider option 'device' (e.g. by a "
+            "device-selection policy such as PREFER_NPU). Its only device here is the host "
+            "emulator, which is not an NPU, so it claims no node; to run on the emulator, select "
+            "it with add_provider_for_devices(devices, {\"device\": \"emulator\"}).");
+      }
+      return nullptr;
+    }
     size_t n = 0;
     check(g_api->Graph_GetNumNodes(graph, &n));
     std::vector<const OrtNode*> nodes(n);
@@ -244,13 +276,9 @@ struct XdnaEp : OrtEp {
     }
     const OrtNode* parent = nullptr;
     check(g_api->Graph_GetParentNode(graph, &parent));
-    if (claimed == 0 && parent == nullptr && !self->told_raw_model) {
+    self->claimed_any = self->claimed_any || claimed > 0;
+    if (claimed == 0 && parent == nullptr && !self->told_raw_model && !self->options.fallback_error) {
       self->told_raw_model = true;
-      if (self->options.fallback_error)
-        throw OrtError(ORT_FAIL,
-                       "XDNAExecutionProvider: this model has no XDNA EPContext nodes, so nothing "
-                       "would run on XDNA (provider option fallback=error). Compile it first: "
-                       "`xdna-ep compile MODEL.onnx -o MODEL_ctx.onnx`, then load MODEL_ctx.onnx.");
       log(self->logger, ORT_LOGGING_LEVEL_WARNING,
           "XDNAExecutionProvider: this model has no XDNA EPContext nodes; every node runs on "
           "CPUExecutionProvider. Compile it with `xdna-ep compile MODEL.onnx -o MODEL_ctx.onnx` "
@@ -361,7 +389,8 @@ struct XdnaFactory : OrtEpFactory {
       g_api->AddKeyValuePair(meta, "backend", "emulator");
       g_api->AddKeyValuePair(meta, "driver", "none (host CPU)");
       g_api->AddKeyValuePair(meta, "threads", std::to_string(xdna::num_threads()).c_str());
-      g_api->AddKeyValuePair(opts, "device", "emulator");
+      // No default ep_options: a device-selection policy must not turn the emulator on
+      // (options.h, device_given); applications pass {"device": "emulator"}.
       OrtEpDevice* dev = nullptr;
       OrtStatus* st = g_ep->CreateEpDevice(self, devices[i], meta, opts, &dev);
       g_api->ReleaseKeyValuePairs(meta);

@@ -64,5 +64,5 @@ def plugin_session(model: str | Path | bytes, options: dict[str, str] | None = N
     devices = [d for d in ort.get_ep_devices() if d.ep_name == EP]
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    so.add_provider_for_devices(devices, dict(options or {}))
+    so.add_provider_for_devices(devices, {"device": "emulator", **(options or {})})
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=so)
