@@ -113,6 +113,47 @@ std::string node_name(const OrtNode* node) {
   return n ? n : "";
 }
 
+// Names of a node's inputs (outputs: want_outputs) in order ("" for a missing optional one).
+std::vector<std::string> io_names(const OrtNode* node, bool want_outputs) {
+  size_t n = 0;
+  check(want_outputs ? g_api->Node_GetNumOutputs(node, &n) : g_api->Node_GetNumInputs(node, &n));
+  std::vector<const OrtValueInfo*> infos(n);
+  if (n > 0)
+    check(want_outputs ? g_api->Node_GetOutputs(node, infos.data(), n)
+                       : g_api->Node_GetInputs(node, infos.data(), n));
+  std::vector<std::string> names;
+  for (const OrtValueInfo* vi : infos) {
+    const char* name = nullptr;
+    if (vi != nullptr) check(g_api->GetValueInfoName(vi, &name));
+    names.emplace_back(name ? name : "");
+  }
+  return names;
+}
+
+// For each fused-node slot, the EPContext node slot of the same name, which is
+// the program slot (the EPContext node lists its inputs/outputs in program
+// order; names may have been changed by ORT's optimizers, on both alike). ONNX
+// Runtime orders a fused node's inputs/outputs its own way (graph outputs,
+// consumers outside), not necessarily as the EPContext node lists them.
+std::vector<size_t> slot_map(const std::vector<std::string>& fused, const std::vector<std::string>& node,
+                             size_t program_slots, const std::string& where, const char* what) {
+  if (node.size() != program_slots)
+    throw PayloadError(where + ": the node has " + std::to_string(node.size()) + " " + what +
+                       ", its program " + std::to_string(program_slots));
+  if (fused.size() != node.size())
+    throw PayloadError(where + ": the fused node has " + std::to_string(fused.size()) + " " + what +
+                       ", the EPContext node " + std::to_string(node.size()));
+  std::vector<size_t> map;
+  for (const std::string& name : fused) {
+    size_t k = 0;
+    while (k < node.size() && node[k] != name) ++k;
+    if (k == node.size())
+      throw PayloadError(where + ": fused-node " + what + " '" + name + "' is not one of the node's");
+    map.push_back(k);
+  }
+  return map;
+}
+
 bool is_our_epcontext(const OrtNode* node) {
   const char* op = nullptr;
   const char* domain = nullptr;
@@ -157,9 +198,12 @@ DType from_onnx(ONNXTensorElementDataType t) {
 struct RegionCompute : OrtNodeComputeInfo {
   std::shared_ptr<const Program> program;
   std::string node;
+  std::vector<size_t> in_map, out_map;  // fused-node slot -> program slot
 
-  explicit RegionCompute(std::shared_ptr<const Program> p, std::string n)
-      : OrtNodeComputeInfo{}, program(std::move(p)), node(std::move(n)) {
+  RegionCompute(std::shared_ptr<const Program> p, std::string n, std::vector<size_t> in_m,
+                std::vector<size_t> out_m)
+      : OrtNodeComputeInfo{}, program(std::move(p)), node(std::move(n)), in_map(std::move(in_m)),
+        out_map(std::move(out_m)) {
     ort_version_supported = ORT_API_VERSION;
     CreateState = create_state;
     Compute = compute;
@@ -179,7 +223,10 @@ struct RegionCompute : OrtNodeComputeInfo {
     XDNA_API_BEGIN
     size_t n_in = 0;
     check(g_api->KernelContext_GetInputCount(ctx, &n_in));
-    std::vector<Buffer> inputs;
+    if (n_in != self->in_map.size())
+      throw OrtError(ORT_FAIL, "XDNA region " + self->node + ": got " + std::to_string(n_in) +
+                                   " inputs, expects " + std::to_string(self->in_map.size()));
+    std::vector<Buffer> inputs(n_in);
     for (size_t i = 0; i < n_in; ++i) {
       const OrtValue* v = nullptr;
       check(g_api->KernelContext_GetInput(ctx, i, &v));
@@ -195,15 +242,16 @@ struct RegionCompute : OrtNodeComputeInfo {
       check(st);
       const void* data = nullptr;
       check(g_api->GetTensorData(v, &data));
-      inputs.push_back(Buffer::borrow(from_onnx(et), shape, data));
+      inputs[self->in_map[i]] = Buffer::borrow(from_onnx(et), shape, data);
     }
     std::vector<Buffer> outs = self->program->run(inputs);
-    for (size_t i = 0; i < outs.size(); ++i) {
+    for (size_t i = 0; i < self->out_map.size(); ++i) {
+      const Buffer& b = outs[self->out_map[i]];
       OrtValue* v = nullptr;
-      check(g_api->KernelContext_GetOutput(ctx, i, outs[i].shape.data(), outs[i].shape.size(), &v));
+      check(g_api->KernelContext_GetOutput(ctx, i, b.shape.data(), b.shape.size(), &v));
       void* dst = nullptr;
       check(g_api->GetTensorMutableData(v, &dst));
-      if (outs[i].nbytes() > 0) std::memcpy(dst, outs[i].ptr, outs[i].nbytes());
+      if (b.nbytes() > 0) std::memcpy(dst, b.ptr, b.nbytes());
     }
     XDNA_API_END
   }
@@ -291,7 +339,6 @@ struct XdnaEp : OrtEp {
                                          const OrtNode** fused_nodes, size_t count,
                                          OrtNodeComputeInfo** infos, OrtNode** ep_context_nodes) noexcept {
     auto* self = static_cast<XdnaEp*>(self_base);
-    (void)fused_nodes;
     (void)ep_context_nodes;  // already an EPContext model: nothing to write back
     for (size_t i = 0; i < count; ++i) infos[i] = nullptr;
     XDNA_API_BEGIN
@@ -322,21 +369,17 @@ struct XdnaEp : OrtEp {
       } catch (const PayloadError& e) {
         throw PayloadError(where + ": " + e.what());
       }
-      size_t n_in = 0, n_out = 0;
-      check(g_api->Node_GetNumInputs(node, &n_in));
-      check(g_api->Node_GetNumOutputs(node, &n_out));
-      if (n_in != payload.inputs.size() || n_out != payload.outputs.size())
-        throw PayloadError(where + ": the node has " + std::to_string(n_in) + " inputs / " +
-                           std::to_string(n_out) + " outputs, its program " +
-                           std::to_string(payload.inputs.size()) + " / " +
-                           std::to_string(payload.outputs.size()));
+      std::vector<size_t> in_map = slot_map(io_names(fused_nodes[i], false), io_names(node, false),
+                                            payload.inputs.size(), where, "inputs");
+      std::vector<size_t> out_map = slot_map(io_names(fused_nodes[i], true), io_names(node, true),
+                                             payload.outputs.size(), where, "outputs");
       std::shared_ptr<const Program> program;
       try {
         program = std::make_shared<const Program>(std::move(payload));
       } catch (const UnsupportedStage& e) {
         throw UnsupportedStage(where + ": " + e.what());
       }
-      infos[i] = new RegionCompute(std::move(program), node_name(node));
+      infos[i] = new RegionCompute(std::move(program), node_name(node), std::move(in_map), std::move(out_map));
     }
     log(self->logger, ORT_LOGGING_LEVEL_INFO,
         "XDNAExecutionProvider: " + std::to_string(count) + " EPContext region(s) compiled for the "

@@ -187,3 +187,28 @@ def test_compiled_encoder_layer_equals_python_session(encoder, quantization, tmp
                                    provider_options=[{**opts, "device": "emulator"}])
     want = ref.run(None, {"input_features": x})
     assert all(g.tobytes() == w.tobytes() for g, w in zip(got, want, strict=True))
+
+
+def test_outputs_map_by_name_when_cpu_nodes_consume_some(tmp_path):
+    """ONNX Runtime orders a fused node's outputs its own way (graph outputs and
+    outside consumers); the plugin maps them by name, not by position."""
+    from plugin_support import region_model
+
+    from xdna_ep.ort.epcontext import epcontext_model
+    from xdna_ep.runtime import EmulatorDevice
+
+    prog = one_stage_program("q", "quantize", [T("x", "float32", (3, 8))],
+                             [T("q", "int8", (3, 8)), T("qs", "float32", (1,))],
+                             attrs={"dynamic": True})
+    model, programs = region_model(prog)
+    g = model.graph
+    g.node.append(helper.make_node("Cast", ["q"], ["qf"], to=onnx.TensorProto.FLOAT, name="cast"))
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info("qs", onnx.TensorProto.FLOAT, [1]),
+                     helper.make_tensor_value_info("qf", onnx.TensorProto.FLOAT, [3, 8])])
+    onnx.save(epcontext_model(model, programs), str(tmp_path / "m.onnx"))
+    x = np.random.default_rng(2).standard_normal((3, 8)).astype(np.float32) * 5
+    qs, qf = plugin_session(tmp_path / "m.onnx").run(None, {"x": x})
+    want = EmulatorDevice().load(prog).run({"x": x})
+    assert qs.tobytes() == want["qs"].tobytes()
+    assert qf.tobytes() == want["q"].astype(np.float32).tobytes()
