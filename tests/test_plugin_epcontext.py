@@ -212,3 +212,23 @@ def test_outputs_map_by_name_when_cpu_nodes_consume_some(tmp_path):
     want = EmulatorDevice().load(prog).run({"x": x})
     assert qs.tobytes() == want["qs"].tobytes()
     assert qf.tobytes() == want["q"].astype(np.float32).tobytes()
+
+
+def test_one_session_runs_from_several_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xdna_ep.runtime import EmulatorDevice
+
+    w = np.random.default_rng(4).integers(-127, 128, (64, 96), dtype=np.int8)
+    prog = one_stage_program("mm", "matmul", [T("a", "float32", ("M", 64))],
+                             [T("y", "float32", ("M", 96))],
+                             consts={"weight": w, "w_scale": np.full(96, 0.01, np.float32)},
+                             attrs={"in_scale": 0.05, "out": "float32"})
+    sess = plugin_session(write_program_model(prog, tmp_path / "mm.onnx"))
+    xs = [np.random.default_rng(i).standard_normal((33 + i, 64)).astype(np.float32)
+          for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: sess.run(None, {"a": x})[0], xs))
+    loaded = EmulatorDevice().load(prog)
+    for x, g in zip(xs, got, strict=True):
+        assert g.tobytes() == loaded.run({"a": x})["y"].tobytes()

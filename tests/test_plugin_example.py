@@ -15,7 +15,7 @@ import pytest
 from test_ort_support import big_linear_model
 
 import xdna_ep
-from xdna_ep.ort.compile_cli import compile_to_epcontext
+from xdna_ep import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,12 @@ def test_cpp_example_runs_the_epcontext_model(example, tmp_path):
 
     onnx.save(big_linear_model(two_regions=True).model, str(tmp_path / "m.onnx"))
     opts = {"cache_dir": str(tmp_path / "cache")}
-    ctx = compile_to_epcontext(tmp_path / "m.onnx", tmp_path / "m_ctx.onnx", options=opts)
+    ctx = tmp_path / "m_ctx.onnx"  # through the command line, side-file form
+    assert cli.main(["compile", str(tmp_path / "m.onnx"), "-o", str(ctx), "--embed-mode", "0",
+                     "--cache-dir", opts["cache_dir"], "--report", str(tmp_path / "r.txt")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("m_ctx_*.xdnactx")) == [
+        "m_ctx_xdna_region_0.xdnactx", "m_ctx_xdna_region_1.xdnactx"]
+    assert (tmp_path / "r.txt").is_file()
     x = np.random.default_rng(9).standard_normal((256, 384)).astype(np.float32)
     x.tofile(tmp_path / "x.f32")
     run = subprocess.run([str(exe), str(ctx), xdna_ep.get_library_path(), str(tmp_path / "x.f32"),
@@ -68,6 +73,19 @@ def test_cpp_example_runs_the_epcontext_model(example, tmp_path):
     want = ref.run(None, {"x": x})[0]
     got = np.fromfile(tmp_path / "y.f32", dtype=np.float32)
     assert got.tobytes() == want.tobytes()
+
+
+def test_compile_command_refuses_a_model_with_nothing_for_xdna(tmp_path, capsys):
+    from onnx import helper
+
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [2, 3])],
+                          [helper.make_tensor_value_info("y", 1, [2, 3])])
+    onnx.save(helper.make_model(g), str(tmp_path / "relu.onnx"))
+    rc = cli.main(["compile", str(tmp_path / "relu.onnx"), "-o", str(tmp_path / "out.onnx"),
+                   "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 1 and not (tmp_path / "out.onnx").exists()
+    assert "no region of the model can run on XDNA" in capsys.readouterr().err
 
 
 def test_cpp_example_reports_a_missing_library(example, tmp_path):
