@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -232,3 +233,34 @@ def test_one_session_runs_from_several_threads(tmp_path):
     loaded = EmulatorDevice().load(prog)
     for x, g in zip(xs, got, strict=True):
         assert g.tobytes() == loaded.run({"a": x})["y"].tobytes()
+
+
+def test_profiling_and_iobinding_see_the_region_under_xdna(tmp_path):
+    import json
+
+    import onnxruntime as ort
+
+    import xdna_ep as _xdna
+
+    prog = _gelu_program()
+    path = write_program_model(prog, tmp_path / "g.onnx")
+    _xdna.register()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "prof")
+    so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == EP],
+                                {"device": "emulator"})
+    sess = ort.InferenceSession(str(path), sess_options=so)
+    binding = sess.io_binding()
+    for name, value in FEEDS.items():
+        binding.bind_cpu_input(name, value)
+    for t in prog.outputs:
+        binding.bind_output(t.name)
+    sess.run_with_iobinding(binding)
+    y, ys = binding.copy_outputs_to_cpu()
+    plain = sess.run(None, FEEDS)
+    assert y.tobytes() == plain[0].tobytes() and ys.tobytes() == plain[1].tobytes()
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    assert nodes and {e["args"]["provider"] for e in nodes} == {EP}
