@@ -38,6 +38,8 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-DXDNA_EP_OUTPUT_DIR={out_dir}",
         ]
+        if os.environ.get("XDNA_EP_BUILD_PROVIDER", "1") == "0":  # no plugin library
+            configure.append("-DXDNA_EP_BUILD_PROVIDER=OFF")
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(configure, check=True)
         subprocess.run(["cmake", "--build", str(build_temp), "-j", jobs], check=True)
