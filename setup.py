@@ -1,4 +1,5 @@
-"""Build entry: setuptools drives CMake to build the native emulator module.
+"""Build entry: setuptools drives CMake to build the native emulator module and
+the ONNX Runtime plugin library (libxdna_ep_provider.so, beside the module).
 
 CMake, Ninja and pybind11 come from PyPI (see pyproject.toml build-system),
 so a fresh machine needs only Python and a C++ compiler.
@@ -27,6 +28,9 @@ class CMakeBuild(build_ext):
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_temp = Path(self.build_temp).resolve() / "cmake"
         build_temp.mkdir(parents=True, exist_ok=True)
+        # A cache from an earlier `pip install` names that run's temporary ninja
+        # and cmake (deleted since): configure afresh each time; objects are kept.
+        (build_temp / "CMakeCache.txt").unlink(missing_ok=True)
         cfg = "Debug" if self.debug else "Release"
         configure = [
             "cmake", "-S", str(ROOT), "-B", str(build_temp), "-G", "Ninja",
@@ -34,6 +38,8 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-DXDNA_EP_OUTPUT_DIR={out_dir}",
         ]
+        if os.environ.get("XDNA_EP_BUILD_PROVIDER", "1") == "0":  # no plugin library
+            configure.append("-DXDNA_EP_BUILD_PROVIDER=OFF")
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(configure, check=True)
         subprocess.run(["cmake", "--build", str(build_temp), "-j", jobs], check=True)

@@ -16,7 +16,7 @@ cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -Dpybind11_DIR="$PYB
   -DPython_EXECUTABLE="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" -DXDNA_EP_OUTPUT_DIR="$PWD/build/dev/out" >/dev/null
 cmake --build build/dev -j 2
 # Swap the module in atomically: tests running meanwhile never see a half-written file.
-for so in build/dev/out/_emulator*.so; do
+for so in build/dev/out/_emulator*.so build/dev/out/libxdna_ep_provider.so; do
   cp "$so" "python/xdna_ep/.$(basename "$so").tmp"
   mv -f "python/xdna_ep/.$(basename "$so").tmp" "python/xdna_ep/$(basename "$so")"
 done

@@ -22,6 +22,10 @@ def get_ep_name() -> str:
 
 
 def __getattr__(name: str):  # lazy public API (PEP 562)
+    if name in {"register", "get_library_path", "get_plugin_ep_devices"}:
+        from . import plugin
+
+        return getattr(plugin, name)
     if name in {"install", "uninstall", "InferenceSession", "get_ep_devices"}:
         from . import ort
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "transcribe": "xdna_ep.whisper.cli",
     "calibrate": "xdna_ep.whisper.calibrate_cli",
     "selftest": "xdna_ep.selftest.cli",
+    "compile": "xdna_ep.ort.compile_cli",
 }
 
 

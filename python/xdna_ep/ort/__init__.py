@@ -6,6 +6,8 @@
     compiled_model.py  the compiled-model artifact: cache entries and shipped
                        (EPContext-style) models, written, read and validated
     plan_json.py       PartitionPlan <-> JSON (stored in cache entries)
+    epcontext.py       EPContext models for the native plugin library (payload writer)
+    compile_cli.py     `xdna-ep compile`: model -> EPContext model
     options.py         provider options: parsing and validation
     session.py         the ONNX Runtime adapter: InferenceSession
     install.py         install()/uninstall(): "XDNAExecutionProvider" in onnxruntime

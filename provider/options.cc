@@ -1,0 +1,78 @@
+// Validation of the provider options the plugin library receives.
+#include "options.h"
+
+#include <cctype>
+#include <cstdlib>
+
+namespace xdna::ep {
+namespace {
+
+const char* const kKnown[] = {"device", "quantization", "calibration", "cache_dir", "report",
+                              "fallback", "exclude_ops", "exclude_nodes", "num_threads"};
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string valid_list() {
+  std::string out;
+  for (const char* k : kKnown) out += std::string(out.empty() ? "" : ", ") + k;
+  return out;
+}
+
+}  // namespace
+
+Options parse_options(const std::vector<std::pair<std::string, std::string>>& session_config) {
+  const std::string prefix = "ep.xdnaexecutionprovider.";
+  Options o;
+  for (const auto& [raw_key, value] : session_config) {
+    const std::string key_l = lower(raw_key);
+    if (key_l.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string key = raw_key.substr(prefix.size());
+    bool known = false;
+    for (const char* k : kKnown) known = known || key == k;
+    if (!known)
+      throw OptionError("XDNAExecutionProvider: unknown provider option '" + key +
+                        "' (valid: " + valid_list() + ")");
+    if (key == "device") {
+      if (value != "auto" && value != "emulator" && value != "npu")
+        throw OptionError("XDNAExecutionProvider: provider option device='" + value +
+                          "' is not one of auto, npu, emulator");
+      if (value == "npu")
+        throw OptionError("XDNAExecutionProvider: device=npu is not available from the plugin "
+                          "library: it has no NPU (XRT) backend yet; use device=emulator, or the "
+                          "Python providers-list route for the NPU");
+      o.device = value;
+      o.device_given = true;
+    } else if (key == "fallback") {
+      if (value != "allow" && value != "error")
+        throw OptionError("XDNAExecutionProvider: provider option fallback='" + value +
+                          "' is not one of allow, error");
+      o.fallback_error = value == "error";
+    } else if (key == "num_threads") {
+      char* end = nullptr;
+      const long n = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || n < 1 || n > 1024)
+        throw OptionError("XDNAExecutionProvider: provider option num_threads='" + value +
+                          "' must be an integer >= 1");
+      o.num_threads = static_cast<int>(n);
+    } else if (key == "quantization") {
+      if (value != "static" && value != "dynamic")
+        throw OptionError("XDNAExecutionProvider: provider option quantization='" + value +
+                          "' is not one of static, dynamic");
+      o.notes.push_back("XDNAExecutionProvider: option quantization applies when a model is "
+                        "compiled (xdna-ep compile --quantization); an EPContext model keeps the "
+                        "quantization it was compiled with");
+    } else {
+      o.notes.push_back("XDNAExecutionProvider: option " + key + " applies when a model is "
+                        "compiled (xdna-ep compile); it does not change an EPContext model");
+    }
+  }
+  if (o.device == "auto" && o.device_given)
+    o.notes.push_back("XDNAExecutionProvider: device=auto runs the host emulator (the plugin "
+                      "library has no NPU backend yet)");
+  return o;
+}
+
+}  // namespace xdna::ep

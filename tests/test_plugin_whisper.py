@@ -1,0 +1,41 @@
+"""The real Whisper tiny.en encoder compiled to an EPContext model and run by the
+plugin library (C++ kernels, no Python on the run path) equals the Python
+emulator session byte for byte."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+from plugin_support import EP, plugin_session
+
+import xdna_ep
+from xdna_ep.ort.compile_cli import compile_to_epcontext
+
+
+@pytest.mark.slow
+def test_tiny_en_encoder_epcontext_equals_python_session(tmp_path):
+    from xdna_ep.models import ensure_onnx_model
+    from xdna_ep.whisper.features import log_mel_spectrogram
+    from xdna_ep.whisper.samples import list_samples
+
+    encoder = ensure_onnx_model() / "encoder_model.onnx"
+    audio, sr = sf.read(list_samples()[0].audio, dtype="float32")
+    assert sr == 16000
+    audio = np.pad(audio, (0, 16000 * 30 - len(audio)))
+    features = log_mel_spectrogram(audio)[None].astype(np.float32)
+
+    opts = {"cache_dir": str(tmp_path / "cache")}
+    ctx = compile_to_epcontext(encoder, tmp_path / "encoder_ctx.onnx", options=opts)
+    model = onnx.load(str(ctx))
+    assert sum(n.op_type == "EPContext" for n in model.graph.node) >= 1
+
+    sess = plugin_session(ctx)
+    assert sess.get_providers()[0] == EP
+    (got,) = sess.run(None, {"input_features": features})
+    ref = xdna_ep.InferenceSession(str(encoder), providers=[EP],
+                                   provider_options=[{**opts, "device": "emulator"}])
+    (want,) = ref.run(None, {"input_features": features})
+    assert got.shape == want.shape == (1, 1500, 384)
+    assert got.tobytes() == want.tobytes()
