@@ -18,6 +18,9 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 
 
+PLUGIN_LIBRARY = "libxdna_ep_provider.so"  # provider/ (CMakeLists.txt), beside _emulator
+
+
 class CMakeExtension(Extension):
     def __init__(self, name: str) -> None:
         super().__init__(name, sources=[])
@@ -26,6 +29,7 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        self.cmake_out_dir = out_dir  # where CMake puts _emulator and the plugin library
         build_temp = Path(self.build_temp).resolve() / "cmake"
         build_temp.mkdir(parents=True, exist_ok=True)
         # A cache from an earlier `pip install` names that run's temporary ninja
@@ -43,6 +47,17 @@ class CMakeBuild(build_ext):
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(configure, check=True)
         subprocess.run(["cmake", "--build", str(build_temp), "-j", jobs], check=True)
+
+    def copy_extensions_to_source(self) -> None:
+        """An editable install (`pip install -e .`) copies only the declared
+        extension module into python/xdna_ep; the plugin library CMake built
+        beside it must follow, or get_library_path() finds nothing."""
+        super().copy_extensions_to_source()
+        built = getattr(self, "cmake_out_dir", None)
+        if built is not None and (built / PLUGIN_LIBRARY).exists():
+            built = built / PLUGIN_LIBRARY
+            self.copy_file(str(built), str(ROOT / "python" / "xdna_ep" / PLUGIN_LIBRARY),
+                           level=self.verbose)
 
 
 def packages() -> tuple[list[str], dict[str, str]]:

@@ -48,7 +48,10 @@ class Gelu : public StageImpl {
       return;
     }
     const float si = scale_buffer(*in[1], "gelu", "x_scale");
-    const float so = gelu::dynamic_out_scale(si, tanh_);
+    require(x.count() > 0, "gelu", "x is empty");
+    int qmin = 0, qmax = 0;  // kernel_version 3: the scale covers the codes present
+    gelu::code_range(x.data<int8_t>(), static_cast<size_t>(x.count()), &qmin, &qmax);
+    const float so = gelu::dynamic_out_scale(si, qmin, qmax, tanh_);
     int8_t table[gelu::kTableSize];
     gelu::build_table(si, so, tanh_, table);
     out.push_back(apply_table(x, table));

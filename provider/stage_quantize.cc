@@ -1,4 +1,5 @@
 // quantize / dequantize stages (kernels/STAGES.md; Python: kernel_specs/quantize.py).
+#include <cmath>
 #include <memory>
 
 #include "quantize.h"
@@ -20,7 +21,15 @@ Buffer quantize_with(const Buffer& x, float scale, const std::string& kernel) {
 class Quantize : public StageImpl {
  public:
   explicit Quantize(const StageDef& st) : dynamic_(st.flag("dynamic")) {
-    if (!dynamic_) scale_ = scale_value(st.number("out_scale"), "quantize", "attrs['out_scale']");
+    if (!dynamic_) {
+      scale_ = scale_value(st.number("out_scale"), "quantize", "attrs['out_scale']");
+      return;
+    }
+    // kernel_version 2: a GELU input's range is capped at max(max x, neg_limit)
+    const double lim = st.number_or("neg_limit", 0.0);
+    neg_limit_ = static_cast<float>(lim);
+    if (!(lim >= 0.0) || !std::isfinite(neg_limit_))
+      throw PayloadError("XDNA stage quantize: attrs['neg_limit'] must be a finite float32 >= 0");
   }
   void run(const std::vector<const Buffer*>& in, std::vector<Buffer>& out) const override {
     require(in.size() == 1, "quantize", "expects 1 input");
@@ -31,8 +40,11 @@ class Quantize : public StageImpl {
       return;
     }
     bool finite = true;
-    const float m = max_abs(x.data<float>(), static_cast<size_t>(x.count()), &finite);
+    float m = max_abs(x.data<float>(), static_cast<size_t>(x.count()), &finite);
     require(finite, "quantize", "x contains NaN or inf: no dynamic int8 scale exists");
+    if (neg_limit_ > 0.0f)
+      m = quant::gelu_input_range(m, max_value(x.data<float>(), static_cast<size_t>(x.count())),
+                                  neg_limit_);
     const float s = quant::dynamic_scale(m);
     out.push_back(quantize_with(x, s, "quantize"));
     Buffer sb = Buffer::allocate(DType::kFloat32, {1});
@@ -43,6 +55,7 @@ class Quantize : public StageImpl {
  private:
   bool dynamic_;
   float scale_ = 1.0f;
+  float neg_limit_ = 0.0f;
 };
 
 class Dequantize : public StageImpl {

@@ -8,10 +8,10 @@ namespace xdna::ep {
 
 const std::vector<StageEntry>& stage_table() {
   static const std::vector<StageEntry> table = {
-      {"quantize", 1, make_quantize},
+      {"quantize", 2, make_quantize},
       {"dequantize", 1, make_dequantize},
       {"matmul", 2, make_matmul},
-      {"gelu", 2, make_gelu},
+      {"gelu", 3, make_gelu},
       {"add", 2, make_add},
       {"layernorm", 1, make_layernorm},
       {"softmax", 1, make_softmax},
