@@ -17,7 +17,7 @@ import soundfile as sf
 
 from xdna_ep.whisper import transcribe
 from xdna_ep.whisper.audio import load_audio
-from xdna_ep.whisper.model import WhisperModel
+from xdna_ep.whisper.model import LoadedModel
 from xdna_ep.whisper.samples import bundled_sample, list_samples
 from xdna_ep.whisper.wer import word_error_rate
 
@@ -30,13 +30,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def cpu_model() -> WhisperModel:
-    return WhisperModel.load(None, "cpu")
+def cpu_model() -> LoadedModel:
+    return LoadedModel.load(None, "cpu")
 
 
 @pytest.fixture(scope="module")
-def emulator_model() -> WhisperModel:
-    return WhisperModel.load(None, "emulator")
+def emulator_model() -> LoadedModel:
+    return LoadedModel.load(None, "emulator")
 
 
 def ct2_reference(sample) -> str:

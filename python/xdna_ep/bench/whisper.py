@@ -63,7 +63,7 @@ def _corpus_wer(samples: list[Any], hyps: list[str]) -> float:
 def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict[str, Any]:
     from ..whisper.decoding import DecodingOptions
     from ..whisper.longform import TranscribeOptions, transcribe_file
-    from ..whisper.model import WhisperModel, resolve_onnx_dir
+    from ..whisper.model import LoadedModel, resolve_onnx_dir
     from ..whisper.timing import TimedBackend
     from ..whisper.wer import word_error_rate
 
@@ -74,7 +74,7 @@ def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict
             onnx_dir = _int8_export(onnx_dir, Path(tmp) / "int8")
         device = "emulator" if engine == "xdna-ep-emulator" else "cpu"
         t_load = time.perf_counter()
-        wm = WhisperModel.load(onnx_dir, device)
+        wm = LoadedModel.load(onnx_dir, device)
         extra["load_s"] = round(time.perf_counter() - t_load, 3)
         timed = TimedBackend(wm.backend)
         opts = TranscribeOptions(DecodingOptions(), progress=False)
