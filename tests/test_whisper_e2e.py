@@ -135,7 +135,7 @@ def test_all_formats_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     stem = bundled_sample().audio.stem
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted(f"{stem}.{ext}" for ext in ("txt", "srt", "vtt", "json"))
+    assert files == sorted(f"{stem}.{ext}" for ext in ("txt", "srt", "vtt", "tsv", "json"))
     assert (out / f"{stem}.vtt").read_text().startswith("WEBVTT")
     assert (out / f"{stem}.srt").read_text().startswith("1\n00:00:00,000 --> ")
 
