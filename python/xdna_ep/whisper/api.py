@@ -203,16 +203,31 @@ class WhisperModel:
         if word_timestamps:
             raise NotImplementedError("word_timestamps are not implemented in xdna_ep.whisper "
                                       "yet (cross-attention alignment is planned)")
+        vad_opts = time_map = None
         if vad_filter:
-            raise NotImplementedError("vad_filter is not implemented in xdna_ep.whisper yet")
+            from .vad import VadOptions, silero_model_path
+
+            vad_opts = VadOptions.from_any(vad_parameters)
+            silero_model_path()  # missing model: a clear error now, not mid-iteration
         stream = open_audio(audio)
         try:
             if stream.info.frames == 0:
                 from .audio import AudioError
 
                 raise AudioError(f"{stream.info.path}: the file contains no audio samples")
+            duration = stream.num_samples / SAMPLE_RATE
+            if vad_opts is not None:
+                from .audio import ArrayStream
+                from .vad import remove_silence
+
+                with stream:
+                    speech, time_map = remove_silence(stream.read_all(), vad_opts)
+                duration = stream.num_samples / SAMPLE_RATE
+                stream = ArrayStream(speech, stream.info.path)
             backend = self.loaded.backend
-            if code is None:
+            if code is None and stream.num_samples == 0:
+                code, prob, all_probs = "en", 0.0, None  # all silence: nothing to detect
+            elif code is None:
                 guess = detect_language(stream, backend, tok)
                 code, prob, all_probs = guess.language, guess.probability, guess.all_probs
             else:
@@ -229,14 +244,20 @@ class WhisperModel:
         topts = TranscribeOptions(decoding, condition_on_previous_text,
                                   progress=log_progress, initial_prompt=prompt_text,
                                   prompt_reset_on_temperature=prompt_reset_on_temperature)
-        duration = stream.num_samples / SAMPLE_RATE
-        info = TranscriptionInfo(code, prob, duration, duration, all_probs,
-                                 replace(options, language=code), None)
-        return self._segments(stream, topts), info
+        info = TranscriptionInfo(code, prob, duration, stream.num_samples / SAMPLE_RATE,
+                                 all_probs, replace(options, language=code), vad_opts)
+        return self._segments(stream, topts, time_map), info
 
-    def _segments(self, stream: AudioStream, opts: TranscribeOptions) -> Iterator[Segment]:
+    def _segments(self, stream: AudioStream, opts: TranscribeOptions,
+                  time_map: Any = None) -> Iterator[Segment]:
         with stream:
-            yield from iter_segments(stream, self.loaded.backend, self.loaded.tokenizer, opts)
+            if stream.num_samples == 0:  # the VAD found no speech
+                return
+            for seg in iter_segments(stream, self.loaded.backend, self.loaded.tokenizer, opts):
+                if time_map is not None:  # times in the original audio
+                    start, end = time_map.span(seg.start, seg.end)
+                    seg = replace(seg, start=start, end=end)
+                yield seg
 
     @staticmethod
     def _refuse(unsupported: dict[str, Any], **given: Any) -> None:

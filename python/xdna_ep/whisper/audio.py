@@ -172,6 +172,12 @@ class AudioStream:
             self._read_block()
         return self._eof and position >= self._buf_start + len(self._buf)
 
+    def read_all(self) -> np.ndarray:
+        """Every sample not yet released (the VAD filter needs the whole signal)."""
+        while not self._eof:
+            self._read_block()
+        return self._buf.copy()
+
     def release(self, before: int) -> None:
         drop = min(max(0, before - self._buf_start), len(self._buf))
         if drop:

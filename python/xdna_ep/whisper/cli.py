@@ -154,7 +154,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.word_timestamps:
         raise UsageError("--word_timestamps is not implemented in xdna-ep yet")
     if args.vad_filter:
-        raise UsageError("--vad_filter is not implemented in xdna-ep yet")
+        from .vad import VadUnavailableError, silero_model_path
+
+        try:
+            silero_model_path()
+        except VadUnavailableError as exc:
+            raise UsageError(str(exc)) from None
     try:
         language = normalise_language(args.language)
     except ValueError as exc:
@@ -221,6 +226,26 @@ def _write(t: Transcript, name: str, fmt: str, out_dir: Path | None, many: bool)
         raise OSError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
 
 
+def _transcribe_with_vad(model: Any, source: Any, topts: Any) -> Transcript:
+    """Through WhisperModel.transcribe, where the VAD filter lives."""
+    d = topts.decoding
+    t0 = time.perf_counter()
+    segments, info = model.transcribe(
+        source, language=d.language, task=d.task, beam_size=d.beam_size, best_of=d.best_of,
+        temperature=d.temperatures, compression_ratio_threshold=d.compression_ratio_threshold,
+        log_prob_threshold=d.logprob_threshold, no_speech_threshold=d.no_speech_threshold,
+        condition_on_previous_text=topts.condition_on_previous_text,
+        initial_prompt=topts.initial_prompt, vad_filter=True)
+    segs = list(segments)
+    from .api import npu_share
+
+    share, device = npu_share(model.loaded)
+    return Transcript(text="".join(s.text for s in segs).strip(), segments=segs,
+                      language=info.language, duration=info.duration,
+                      wall_time=time.perf_counter() - t0, device=device, npu_mac_share=share,
+                      extra={"duration_after_vad": round(info.duration_after_vad, 3)})
+
+
 def _device_line(device_arg: str, ran: str) -> str:
     if device_arg != "auto":
         return f"device {ran} (asked for)"
@@ -283,7 +308,10 @@ def _run(args: argparse.Namespace) -> int:
     for src in plan.sources:
         try:
             source: Any = sys.stdin.buffer if src == STDIN else src
-            t = transcribe(source, model, options=topts)
+            if args.vad_filter:
+                t = _transcribe_with_vad(model, source, topts)
+            else:
+                t = transcribe(source, model, options=topts)
             _write(t, src, args.format, plan.out_dir, many)
         except (FileNotFoundError, AudioError, ValueError, OSError) as exc:
             if isinstance(exc, BrokenPipeError):
