@@ -248,10 +248,9 @@ class XDNAProvider:
         """(rewritten model, programs by reference, plan) from a shipped compiled model,
         the cache, or a fresh partition + compile."""
         opts, info = self.options, self.start
-        proto = load_model(src)
-        if region_nodes(proto):  # a shipped compiled model (EPContext-style)
-            info.source = "epcontext"
-            return proto, extract_programs(proto), None
+        # the cache is looked up before the source model is parsed: a warm start then
+        # parses only the cached model (a shipped compiled model is never stored in
+        # the cache, so it still takes the epcontext branch below)
         samples = read_calibration(opts)
         key = {"model": content_digest(src), "options": self._options_key(),
                "calibration": calibration_digest(opts, samples)}
@@ -273,6 +272,10 @@ class XDNAProvider:
             if plan is not None:  # this start's device, not the one that compiled
                 plan.device, plan.device_reason = info.device, info.device_reason
             return entry.model, entry.programs, plan
+        proto = load_model(src)
+        if region_nodes(proto):  # a shipped compiled model (EPContext-style)
+            info.source = "epcontext"
+            return proto, extract_programs(proto), None
         info.source = "compiled"
         name = "model bytes" if isinstance(src, bytes) else Path(src).name
         try:
