@@ -109,3 +109,15 @@ def test_several_files_stdin_and_a_failure_keep_outputs(tmp_path):
     assert len(errors) == 1 and "truncated.flac" in errors[0] and "corrupt" in errors[0]
     assert "Traceback" not in err
     assert (out_dir / f"{one.stem}.tsv").read_text().startswith("start\tend\ttext\n")
+
+
+def test_device_auto_without_npu_follows_the_measured_break_even():
+    from xdna_ep.whisper.device import BREAK_EVEN_AUDIO_S, choose_auto
+
+    short = choose_auto(7.1)  # this machine and CI have no NPU
+    assert short.device == "cpu" and "no XDNA NPU" in short.line and "7 s" in short.line
+    long = choose_auto(BREAK_EVEN_AUDIO_S + 1)
+    assert long.device == "emulator" and "no XDNA NPU" in long.line
+    unknown = choose_auto(None)  # stdin: length unknown
+    assert unknown.device == "emulator" and "unknown length" in unknown.line
+    assert all("\n" not in c.line for c in (short, long, unknown))

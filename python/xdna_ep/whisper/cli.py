@@ -102,6 +102,7 @@ class Plan:
     """What the run will do, all checked before the model loads."""
 
     sources: list[str]  # paths, or "-" for stdin
+    audio_s: float | None  # total length (None when stdin is among the sources)
     language: str | None
     temperatures: tuple[float, ...]
     out_dir: Path | None  # None: stdout
@@ -120,9 +121,10 @@ def _temperatures(args: argparse.Namespace) -> tuple[float, ...]:
     return tuple(temps)
 
 
-def _check_source(src: str) -> None:
+def _check_source(src: str) -> float | None:
+    """Seconds of audio in `src` (None for stdin); UsageError if it is unusable."""
     if src == STDIN:
-        return
+        return None
     from .audio import probe
 
     try:
@@ -135,6 +137,7 @@ def _check_source(src: str) -> None:
         raise UsageError(f"cannot read {src}: {exc.strerror or exc}") from None
     if info.frames == 0:
         raise UsageError(f"{src}: the file contains no audio samples")
+    return info.duration
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -169,9 +172,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         out_dir = Path(args.output_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--output-dir {out_dir} exists and is not a directory")
-    for src in sources:
-        _check_source(src)
-    return Plan(sources, language, _temperatures(args), out_dir)
+    lengths = [_check_source(src) for src in sources]
+    audio_s = None if None in lengths else sum(x for x in lengths if x is not None)
+    return Plan(sources, audio_s, language, _temperatures(args), out_dir)
 
 
 def check_model_capabilities(tok: Any, language: str | None, task: str) -> None:
@@ -246,15 +249,6 @@ def _transcribe_with_vad(model: Any, source: Any, topts: Any) -> Transcript:
                       extra={"duration_after_vad": round(info.duration_after_vad, 3)})
 
 
-def _device_line(device_arg: str, ran: str) -> str:
-    if device_arg != "auto":
-        return f"device {ran} (asked for)"
-    if ran == "npu":
-        return "device auto -> npu: an XDNA NPU is present"
-    return (f"device auto -> {ran}: no XDNA NPU found, so the INT8 regions run on the "
-            "bit-exact emulator on the CPU (see docs/WHISPER.md, device choice)")
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -285,10 +279,16 @@ def _run(args: argparse.Namespace) -> int:
         opts["quantization"] = args.quantization
     if args.report:
         opts["report"] = str(args.report)
+    device, device_line = args.device, f"device {args.device} (asked for)"
+    if device == "auto":
+        from .device import choose_auto
+
+        auto = choose_auto(plan.audio_s)
+        device, device_line = auto.device, auto.line
     t0 = time.perf_counter()
     try:
-        model = WhisperModel(args.model, device=args.device,
-                             provider_options=opts if args.device != "cpu" else None)
+        model = WhisperModel(args.model, device=device,
+                             provider_options=opts if device != "cpu" else None)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from None
     load_s = time.perf_counter() - t0
@@ -321,8 +321,7 @@ def _run(args: argparse.Namespace) -> int:
             continue
         share, ran = npu_share(model.loaded)
         if first_line:
-            print(f"xdna-ep: model loaded in {load_s:.1f} s; {_device_line(args.device, ran)}",
-                  file=sys.stderr)
+            print(f"xdna-ep: model loaded in {load_s:.1f} s; {device_line}", file=sys.stderr)
             first_line = False
         path = "NPU path: " + f"{share:.1%} of MACs" if ran != "cpu" else \
             "CPU FP32 reference path"
