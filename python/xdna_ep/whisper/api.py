@@ -200,9 +200,7 @@ class WhisperModel:
             log_prob_threshold, no_speech_threshold, condition_on_previous_text,
             prompt_reset_on_temperature, prompt_text, without_timestamps, word_timestamps,
             vad_filter)
-        if word_timestamps:
-            raise NotImplementedError("word_timestamps are not implemented in xdna_ep.whisper "
-                                      "yet (cross-attention alignment is planned)")
+        aligner = self._aligner() if word_timestamps else None
         vad_opts = time_map = None
         if vad_filter:
             from .vad import VadOptions, silero_model_path
@@ -246,17 +244,30 @@ class WhisperModel:
                                   prompt_reset_on_temperature=prompt_reset_on_temperature)
         info = TranscriptionInfo(code, prob, duration, stream.num_samples / SAMPLE_RATE,
                                  all_probs, replace(options, language=code), vad_opts)
-        return self._segments(stream, topts, time_map), info
+        return self._segments(stream, topts, time_map, aligner), info
+
+    def _aligner(self) -> Any:
+        """The cross-attention decoder for word timestamps (built on first use)."""
+        if getattr(self, "_word_aligner", None) is None:
+            from .alignment import CrossAttentionAligner
+
+            self._word_aligner = CrossAttentionAligner.load(self.loaded.onnx_dir,
+                                                            self.loaded.tokenizer)
+        return self._word_aligner
 
     def _segments(self, stream: AudioStream, opts: TranscribeOptions,
-                  time_map: Any = None) -> Iterator[Segment]:
+                  time_map: Any = None, aligner: Any = None) -> Iterator[Segment]:
         with stream:
             if stream.num_samples == 0:  # the VAD found no speech
                 return
-            for seg in iter_segments(stream, self.loaded.backend, self.loaded.tokenizer, opts):
+            for seg in iter_segments(stream, self.loaded.backend, self.loaded.tokenizer, opts,
+                                     aligner=aligner):
                 if time_map is not None:  # times in the original audio
                     start, end = time_map.span(seg.start, seg.end)
-                    seg = replace(seg, start=start, end=end)
+                    words = None if seg.words is None else tuple(
+                        replace(w, start=time_map.original(w.start),
+                                end=time_map.original(w.end, is_end=True)) for w in seg.words)
+                    seg = replace(seg, start=start, end=end, words=words)
                 yield seg
 
     @staticmethod

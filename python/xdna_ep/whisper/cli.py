@@ -154,8 +154,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise UsageError("stdin ('-') can be read only once")
     if args.beam_size < 1 or args.best_of < 1:
         raise UsageError("--beam-size and --best-of must be >= 1")
-    if args.word_timestamps:
-        raise UsageError("--word_timestamps is not implemented in xdna-ep yet")
     if args.vad_filter:
         from .vad import VadUnavailableError, silero_model_path
 
@@ -229,8 +227,9 @@ def _write(t: Transcript, name: str, fmt: str, out_dir: Path | None, many: bool)
         raise OSError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
 
 
-def _transcribe_with_vad(model: Any, source: Any, topts: Any) -> Transcript:
-    """Through WhisperModel.transcribe, where the VAD filter lives."""
+def _transcribe_via_model(model: Any, source: Any, topts: Any, vad: bool, words: bool
+                          ) -> Transcript:
+    """Through WhisperModel.transcribe, where the VAD filter and word timestamps live."""
     d = topts.decoding
     t0 = time.perf_counter()
     segments, info = model.transcribe(
@@ -238,7 +237,7 @@ def _transcribe_with_vad(model: Any, source: Any, topts: Any) -> Transcript:
         temperature=d.temperatures, compression_ratio_threshold=d.compression_ratio_threshold,
         log_prob_threshold=d.logprob_threshold, no_speech_threshold=d.no_speech_threshold,
         condition_on_previous_text=topts.condition_on_previous_text,
-        initial_prompt=topts.initial_prompt, vad_filter=True)
+        initial_prompt=topts.initial_prompt, vad_filter=vad, word_timestamps=words)
     segs = list(segments)
     from .api import npu_share
 
@@ -308,8 +307,9 @@ def _run(args: argparse.Namespace) -> int:
     for src in plan.sources:
         try:
             source: Any = sys.stdin.buffer if src == STDIN else src
-            if args.vad_filter:
-                t = _transcribe_with_vad(model, source, topts)
+            if args.vad_filter or args.word_timestamps:
+                t = _transcribe_via_model(model, source, topts, args.vad_filter,
+                                          args.word_timestamps)
             else:
                 t = transcribe(source, model, options=topts)
             _write(t, src, args.format, plan.out_dir, many)

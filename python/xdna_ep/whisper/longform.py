@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .alignment import split_words
 from .audio import SAMPLE_RATE, AudioError, AudioSource, AudioStream, open_audio
 from .decoding import Decoder, DecoderBackend, DecodingOptions, DecodingResult
 from .features import HOP_LENGTH, N_FRAMES, N_SAMPLES, log_mel_spectrogram
@@ -183,12 +185,37 @@ def detect_language(stream: AudioStream, backend: DecoderBackend, tok: WhisperTo
     return LanguageGuess(lang, probs[lang], list(probs.items()))
 
 
+def with_words(segments: list[Segment], aligner: Any, enc: np.ndarray, sot_seq: list[int],
+               tok: WhisperTokenizer, time_offset: float, num_frames: int) -> list[Segment]:
+    """Word timestamps for one window's segments (one alignment pass for all), and
+    segment times taken from their words (the attention knows where speech is;
+    this also keeps segments off pauses)."""
+    eot = tok.eot
+    text = [[t for t in s.tokens if t < eot] for s in segments]
+    words = aligner.words(enc, sot_seq, [t for ts in text for t in ts], num_frames)
+    out, k = [], 0
+    for seg, ts in zip(segments, text, strict=True):
+        n = len(split_words(tok, ts))
+        mine = tuple(replace(w, start=round(w.start + time_offset, 3),
+                             end=round(w.end + time_offset, 3)) for w in words[k:k + n])
+        k += n
+        if mine:
+            seg = replace(seg, start=mine[0].start, end=max(mine[-1].end, mine[0].start),
+                          words=mine)
+        else:
+            seg = replace(seg, words=())
+        out.append(seg)
+    return out
+
+
 def iter_segments(stream: AudioStream, backend: DecoderBackend, tok: WhisperTokenizer,
                   options: TranscribeOptions | None = None,
-                  on_progress: ProgressCallback | None = None) -> Iterator[Segment]:
+                  on_progress: ProgressCallback | None = None,
+                  aligner: Any = None) -> Iterator[Segment]:
     """Segments of the stream, one 30 s window at a time (lazily: nothing is decoded
     before the caller asks for the next segment). The language must be set in
-    options.decoding (see detect_language) for multilingual checkpoints."""
+    options.decoding (see detect_language) for multilingual checkpoints. With an
+    aligner (alignment.CrossAttentionAligner) segments carry word timestamps."""
     opts = options or TranscribeOptions()
     dec_opts = opts.decoding
     decoder = Decoder(backend, tok)
@@ -226,7 +253,10 @@ def iter_segments(stream: AudioStream, backend: DecoderBackend, tok: WhisperToke
             new, advance = _split_segments(result.tokens, tok, time_offset, segment_frames)
             if not dec_opts.timestamps:
                 advance = segment_frames
-            elif opts.trim_silence:
+            if aligner is not None and new:
+                sot_seq = tok.sot_sequence(dec_opts.language, dec_opts.task)
+                new = with_words(new, aligner, enc, sot_seq, tok, time_offset, segment_frames)
+            elif dec_opts.timestamps and opts.trim_silence:
                 new = trim_to_speech(new, audio[:segment_frames * HOP_LENGTH], time_offset)
             if (not opts.condition_on_previous_text
                     or result.temperature > opts.prompt_reset_on_temperature):
