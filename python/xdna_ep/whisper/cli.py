@@ -84,6 +84,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default=None, type=Path,
                    help="write the partitioning report (.json/.html/.txt)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="map the files (or .txt/.lst lists of files) over Ray actors, JSON "
+                        "Lines out (extra [ray]); ADDRESS of a cluster, default a local one")
+    p.add_argument("--ray-actors", "--ray_actors", dest="ray_actors", type=int, default=1)
     p.set_defaults(run=run)
 
 
@@ -264,7 +268,36 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
+def _run_ray(args: argparse.Namespace) -> int:
+    from .batch import BatchOptions, run_cli
+
+    inputs = [str(f) for f in args.files]
+    address: str | None = args.ray
+    if address is not None and (Path(address).exists() or address == "local"):
+        if address != "local":  # `--ray a.wav b.wav`: the first file, not an address
+            inputs.insert(0, address)
+        address = None
+    from .api import normalise_language
+
+    try:
+        language = normalise_language(args.language)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    opts = BatchOptions(args.model, args.device, args.beam_size, language,
+                        bool(args.word_timestamps), bool(args.vad_filter))
+    output = None
+    if args.output_dir not in (None, STDIN):  # one JSON Lines file in the folder
+        out_dir = Path(args.output_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--output-dir {out_dir} exists and is not a directory")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        output = str(out_dir / "results.jsonl")
+    return run_cli(inputs, opts, address, args.ray_actors, output)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        return _run_ray(args)
     plan = make_plan(args)
     tok = _tokenizer_for(args.model)
     check_model_capabilities(tok, plan.language, args.task)
