@@ -136,6 +136,13 @@ class WhisperModel:
         self.loaded = LoadedModel.load(model_size_or_path, _DEVICE_ALIASES[device],
                                        provider_options, cpu_threads)
 
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, compute_type: str = "default") -> WhisperModel:
+        """Wraps sessions already created (benchmarks time their own backend)."""
+        wm = cls.__new__(cls)
+        wm.compute_type, wm.loaded = compute_type, loaded
+        return wm
+
     @property
     def tokenizer(self) -> WhisperTokenizer:
         return self.loaded.tokenizer
