@@ -159,3 +159,30 @@ def test_no_segment_spans_a_pause(cpu_whisper, beam_size):
     text = " ".join(s.text for s in segs).lower()
     assert "dashwood" in text and "respectable" in text
     assert any(s.start >= pause[1] - 0.5 for s in segs)  # the second utterance after it
+
+
+@pytest.mark.slow
+def test_language_detection_and_translate_on_a_multilingual_checkpoint(tmp_path):
+    """A small random multilingual checkpoint (tests/synthetic): the language comes
+    with probabilities over the model's language tokens; names and translate work."""
+    from synthetic.checkpoints import SyntheticWhisper, write_synthetic_checkpoint
+
+    ckpt = write_synthetic_checkpoint(tmp_path / "ml", SyntheticWhisper(multilingual=True,
+                                                                        dtype="float32"))
+    model = WhisperModel(str(ckpt), device="cpu")
+    assert model.is_multilingual and model.supported_languages == ["de", "en", "fr"]
+    audio = np.random.default_rng(0).normal(0, 0.1, 3 * SR).astype(np.float32)
+    segments, info = model.transcribe(audio, beam_size=1, temperature=0.0)
+    probs = dict(info.all_language_probs)
+    assert set(probs) == {"de", "en", "fr"} and sum(probs.values()) == pytest.approx(1.0)
+    assert info.language == max(probs, key=probs.get)
+    assert info.language_probability == pytest.approx(probs[info.language])
+    assert model.detect_language(audio)[0] == info.language
+    list(segments)
+    segments, info = model.transcribe(audio, beam_size=1, temperature=0.0, language="German",
+                                      task="translate")
+    assert info.language == "de" and info.language_probability == 1.0
+    assert info.transcription_options.task == "translate"
+    list(segments)
+    with pytest.raises(ValueError, match="unknown language"):
+        model.transcribe(audio, language="ja")  # not among this checkpoint's languages
