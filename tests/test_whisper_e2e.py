@@ -165,6 +165,7 @@ def test_bench_whisper_engines_report_every_field():
     for engine in ("onnxruntime-cpu-fp32", "xdna-ep-emulator"):
         r = bw._run_onnx_engine(engine, None, sample)
         assert r["engine"] == engine and r["rtf"] > 0 and r["encoder_ms"] > 0
+        assert r["load_s"] > 0 and r["load_cpu_s"] > 0 and r["cpu_rtf"] > 0
         assert r["wer"] == pytest.approx(word_error_rate(sample[0].reference, r["texts"][0]))
         if engine == "xdna-ep-emulator":
             assert r["npu_mac_share"] > 0.9 and r["device"] == "emulator"

@@ -98,14 +98,16 @@ def _run_onnx_engine(engine: str, model: str | None, samples: list[Any],
         if engine == "onnxruntime-cpu-int8":
             onnx_dir = _int8_export(onnx_dir, Path(tmp) / "int8")
         device = "emulator" if engine == "xdna-ep-emulator" else "cpu"
-        t_load = time.perf_counter()
+        t_load, c_load = time.perf_counter(), time.process_time()
         wm = LoadedModel.load(onnx_dir, device)
         extra["load_s"] = round(time.perf_counter() - t_load, 3)
+        extra["load_cpu_s"] = round(time.process_time() - c_load, 3)
         timed = TimedBackend(wm.backend)
         wm.backend = timed
         api_model = WhisperModel.from_loaded(wm)
         kwargs = (settings or Settings()).kwargs()
         wers, hyps, audio_s, wall = [], [], 0.0, 0.0
+        c_run = time.process_time()
         for s in samples:
             t0 = time.perf_counter()
             segs, info = api_model.transcribe(str(s.audio), **kwargs)
@@ -115,6 +117,7 @@ def _run_onnx_engine(engine: str, model: str | None, samples: list[Any],
             hyps.append(text)
             audio_s += info.duration
             extra.setdefault("texts", []).append(text)
+        extra["cpu_rtf"] = (time.process_time() - c_run) / audio_s if audio_s else 0.0
         if device != "cpu":
             from ..whisper.api import npu_share
 
@@ -148,9 +151,11 @@ def _run_faster_whisper(model: str | None, samples: list[Any],
     from ..whisper.wer import word_error_rate
 
     ckpt = Path(model) if model else bundled_checkpoint()
-    t_load = time.perf_counter()
+    t_load, c_load = time.perf_counter(), time.process_time()
     fw = FwModel(str(ckpt), device="cpu", compute_type="int8", cpu_threads=2)
     load_s = round(time.perf_counter() - t_load, 3)
+    load_cpu_s = round(time.process_time() - c_load, 3)
+    c_run = time.process_time()
     kwargs = (settings or Settings()).kwargs()
     wers, hyps, audio_s, wall = [], [], 0.0, 0.0
     for s in samples:
@@ -164,7 +169,9 @@ def _run_faster_whisper(model: str | None, samples: list[Any],
         hyps.append(text)
     return {"engine": "faster-whisper-int8", "rtf": wall / audio_s,
             "wer": _corpus_wer(samples, hyps), "wer_mean_per_clip": sum(wers) / len(wers),
-            "encoder_ms": None, "decoder_ms_per_token": None, "load_s": load_s}
+            "encoder_ms": None, "decoder_ms_per_token": None, "load_s": load_s,
+            "load_cpu_s": load_cpu_s,
+            "cpu_rtf": (time.process_time() - c_run) / audio_s if audio_s else 0.0}
 
 
 def _worker(engine: str, model: str | None, settings: Settings) -> dict[str, Any]:
@@ -222,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
         summary["wer_delta_xdna_vs_ort_fp32"] = xdna["wer"] - fp32["wer"]
     if fp32.get("load_s") and xdna.get("load_s"):
         summary["load_ratio_xdna_vs_ort_fp32"] = xdna["load_s"] / fp32["load_s"]
+    if fp32.get("load_cpu_s") and xdna.get("load_cpu_s"):  # fair when the machine is shared
+        summary["load_cpu_ratio_xdna_vs_ort_fp32"] = xdna["load_cpu_s"] / fp32["load_cpu_s"]
     if fp32.get("peak_rss_mb") and xdna.get("peak_rss_mb"):
         summary["peak_rss_ratio_xdna_vs_ort_fp32"] = xdna["peak_rss_mb"] / fp32["peak_rss_mb"]
     doc = {"runs": runs, "summary": summary, "settings": asdict(settings),
@@ -236,14 +245,15 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=f"Whisper end to end (same audio and settings: beam "
                         f"{settings.beam_size}, temperatures {settings.temperature}, VAD "
                         f"{'on' if settings.vad_filter else 'off'}; CPU speeds)")
-    for col in ("engine", "load s", "RTF", "WER", "encoder ms/window", "decoder ms/token",
-                "peak RSS MB"):
+    for col in ("engine", "load s", "load CPU-s", "RTF", "CPU RTF", "WER", "encoder ms/window",
+                "decoder ms/token", "peak RSS MB"):
         table.add_column(col)
     for r in runs:
         if "error" in r:
-            table.add_row(r["engine"], f"[red]{r['error']}[/red]", "", "", "", "", "")
+            table.add_row(r["engine"], f"[red]{r['error']}[/red]", *[""] * 7)
             continue
-        table.add_row(r["engine"], _fmt(r.get("load_s"), 2), _fmt(r["rtf"], 3),
+        table.add_row(r["engine"], _fmt(r.get("load_s"), 2), _fmt(r.get("load_cpu_s"), 2),
+                      _fmt(r["rtf"], 3), _fmt(r.get("cpu_rtf"), 3),
                       f"{100 * r['wer']:.1f}%",
                       _fmt(r["encoder_ms"]), _fmt(r["decoder_ms_per_token"], 2),
                       _fmt(r["peak_rss_mb"], 0))
