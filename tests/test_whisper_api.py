@@ -141,8 +141,10 @@ def cpu_whisper() -> WhisperModel:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("beam_size", [1, 5])
-def test_no_segment_spans_a_pause(cpu_whisper, beam_size):
+def test_no_segment_spans_a_pause(cpu_whisper):
+    """Beam 5 (faster-whisper's default) is the harder case: its segments end mid-text
+    next to the pause; beam 1 on the same audio is covered by the word-timestamp test."""
+    beam_size = 5
     samples = list_samples()
     first, second = load_audio(samples[0].audio), load_audio(samples[3].audio)  # 7.1, 6.05 s
     gap = np.random.default_rng(1).normal(0, 1e-4, 20 * SR).astype(np.float32)
