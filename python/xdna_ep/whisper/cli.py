@@ -356,7 +356,7 @@ def _run(args: argparse.Namespace) -> int:
         if first_line:
             print(f"xdna-ep: model loaded in {load_s:.1f} s; {device_line}", file=sys.stderr)
             first_line = False
-        path = "NPU path: " + f"{share:.1%} of MACs" if ran != "cpu" else \
+        path = f"{share:.1%} of MACs on the NPU path" if ran != "cpu" else \
             "CPU FP32 reference path"
         print(f"{'stdin' if src == STDIN else Path(src).name}: audio {t.duration:.1f} s, "
               f"transcribe {t.wall_time:.1f} s, RTF {t.rtf:.3f} (model load "
