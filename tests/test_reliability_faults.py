@@ -290,7 +290,7 @@ def test_transcription_under_random_faults_loses_no_window(tmp_path, monkeypatch
     from xdna_ep.ort.session import XDNARegionError
     from xdna_ep.whisper.api import transcribe
     from xdna_ep.whisper.audio import load_audio
-    from xdna_ep.whisper.model import WhisperModel
+    from xdna_ep.whisper.model import LoadedModel as WhisperModel
     from xdna_ep.whisper.samples import list_samples
 
     program = compiled_encoder_program()
@@ -364,7 +364,7 @@ def test_transcription_with_npu_load_failure(tmp_path, monkeypatch):
     from xdna_ep.ort import XDNAUnavailableError
     from xdna_ep.whisper.api import transcribe
     from xdna_ep.whisper.audio import load_audio
-    from xdna_ep.whisper.model import WhisperModel
+    from xdna_ep.whisper.model import LoadedModel as WhisperModel
     from xdna_ep.whisper.samples import list_samples
 
     clips = [load_audio(s.audio) for s in list_samples()]

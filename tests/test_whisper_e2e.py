@@ -17,7 +17,7 @@ import soundfile as sf
 
 from xdna_ep.whisper import transcribe
 from xdna_ep.whisper.audio import load_audio
-from xdna_ep.whisper.model import WhisperModel
+from xdna_ep.whisper.model import LoadedModel
 from xdna_ep.whisper.samples import bundled_sample, list_samples
 from xdna_ep.whisper.wer import word_error_rate
 
@@ -30,13 +30,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def cpu_model() -> WhisperModel:
-    return WhisperModel.load(None, "cpu")
+def cpu_model() -> LoadedModel:
+    return LoadedModel.load(None, "cpu")
 
 
 @pytest.fixture(scope="module")
-def emulator_model() -> WhisperModel:
-    return WhisperModel.load(None, "emulator")
+def emulator_model() -> LoadedModel:
+    return LoadedModel.load(None, "emulator")
 
 
 def ct2_reference(sample) -> str:
@@ -135,7 +135,7 @@ def test_all_formats_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     stem = bundled_sample().audio.stem
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted(f"{stem}.{ext}" for ext in ("txt", "srt", "vtt", "json"))
+    assert files == sorted(f"{stem}.{ext}" for ext in ("txt", "srt", "vtt", "tsv", "json"))
     assert (out / f"{stem}.vtt").read_text().startswith("WEBVTT")
     assert (out / f"{stem}.srt").read_text().startswith("1\n00:00:00,000 --> ")
 
@@ -165,6 +165,7 @@ def test_bench_whisper_engines_report_every_field():
     for engine in ("onnxruntime-cpu-fp32", "xdna-ep-emulator"):
         r = bw._run_onnx_engine(engine, None, sample)
         assert r["engine"] == engine and r["rtf"] > 0 and r["encoder_ms"] > 0
+        assert r["load_s"] > 0 and r["load_cpu_s"] > 0 and r["cpu_rtf"] > 0
         assert r["wer"] == pytest.approx(word_error_rate(sample[0].reference, r["texts"][0]))
         if engine == "xdna-ep-emulator":
             assert r["npu_mac_share"] > 0.9 and r["device"] == "emulator"

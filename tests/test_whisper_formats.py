@@ -29,10 +29,26 @@ def test_vtt(transcript):
 def test_json_schema(transcript):
     doc = json.loads(render(transcript, "json"))
     assert doc["text"] == "Hello there. And goodbye."
-    assert doc["segments"][1] == {"start": 2.5, "end": 3661.042, "text": " And goodbye."}
+    seg = doc["segments"][1]
+    assert (seg["start"], seg["end"], seg["text"]) == (2.5, 3661.042, " And goodbye.")
+    assert {"id", "seek", "tokens", "avg_logprob", "no_speech_prob", "compression_ratio",
+            "temperature"} <= set(seg) and "words" not in seg
     assert doc["device"] == "emulator"
     assert doc["rtf"] == pytest.approx(0.1)
     assert doc["npu_mac_share"] == pytest.approx(0.991)
+
+
+def test_tsv(transcript):
+    # openai-whisper's layout: integer milliseconds
+    assert render(transcript, "tsv") == ("start\tend\ttext\n0\t2500\tHello there.\n"
+                                         "2500\t3661042\tAnd goodbye.\n")
+
+
+def test_json_lines_one_line_per_transcript(transcript):
+    from xdna_ep.whisper.formats import to_json_line
+
+    line = to_json_line(transcript)
+    assert line.count("\n") == 1 and json.loads(line)["text"] == transcript.text
 
 
 def test_txt(transcript):

@@ -28,15 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="xdna-ep",
         description="ONNX Runtime execution provider for AMD XDNA NPUs (Whisper first).",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"xdna-ep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMANDS.values():
         importlib.import_module(module_name).add_parser(sub)
+    parser.set_defaults(_subparsers=sub.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the sub-command's own usage names the options it takes
+        args._subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -316,9 +316,9 @@ class Transcriber:
 
     @classmethod
     def load(cls) -> Transcriber:
-        from ..whisper.model import WhisperModel
+        from ..whisper.model import LoadedModel
 
-        wm = WhisperModel.load(None, "cpu")
+        wm = LoadedModel.load(None, "cpu")
         return cls(wm, wm.backend.encoder)
 
     def transcribe(self, audio: np.ndarray, encoder: Any | None = None) -> str:

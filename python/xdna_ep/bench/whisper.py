@@ -19,11 +19,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 ENGINES = ("onnxruntime-cpu-fp32", "onnxruntime-cpu-int8", "faster-whisper-int8",
            "xdna-ep-emulator")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Decoding settings every engine runs with (like for like), faster-whisper's names."""
+
+    beam_size: int = 1
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    vad_filter: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"beam_size": self.beam_size, "temperature": self.temperature,
+                "vad_filter": self.vad_filter, "language": "en"}
+
+    def argv(self) -> list[str]:
+        return ["--beam-size", str(self.beam_size), "--temperature",
+                ",".join(str(t) for t in self.temperature)] + (
+            ["--vad-filter"] if self.vad_filter else [])
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="CTranslate2 checkpoint (default: tiny.en)")
     p.add_argument("--engines", default=",".join(ENGINES),
                    help=f"comma-separated subset of {', '.join(ENGINES)}")
+    p.add_argument("--beam-size", "--beam_size", dest="beam_size", type=int, default=1,
+                   help="beam size for every engine (default 1)")
+    p.add_argument("--temperature", default="0,0.2,0.4,0.6,0.8,1.0",
+                   help="fallback temperatures for every engine, comma-separated")
+    p.add_argument("--vad-filter", "--vad_filter", dest="vad_filter", action="store_true",
+                   help="Silero VAD for every engine")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
@@ -60,10 +85,10 @@ def _corpus_wer(samples: list[Any], hyps: list[str]) -> float:
     return word_error_rate(" ".join(s.reference for s in samples), " ".join(hyps))
 
 
-def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict[str, Any]:
-    from ..whisper.decoding import DecodingOptions
-    from ..whisper.longform import TranscribeOptions, transcribe_file
-    from ..whisper.model import WhisperModel, resolve_onnx_dir
+def _run_onnx_engine(engine: str, model: str | None, samples: list[Any],
+                     settings: Settings | None = None) -> dict[str, Any]:
+    from ..whisper.api import WhisperModel
+    from ..whisper.model import LoadedModel, resolve_onnx_dir
     from ..whisper.timing import TimedBackend
     from ..whisper.wer import word_error_rate
 
@@ -73,19 +98,26 @@ def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict
         if engine == "onnxruntime-cpu-int8":
             onnx_dir = _int8_export(onnx_dir, Path(tmp) / "int8")
         device = "emulator" if engine == "xdna-ep-emulator" else "cpu"
-        t_load = time.perf_counter()
-        wm = WhisperModel.load(onnx_dir, device)
+        t_load, c_load = time.perf_counter(), time.process_time()
+        wm = LoadedModel.load(onnx_dir, device)
         extra["load_s"] = round(time.perf_counter() - t_load, 3)
+        extra["load_cpu_s"] = round(time.process_time() - c_load, 3)
         timed = TimedBackend(wm.backend)
-        opts = TranscribeOptions(DecodingOptions(), progress=False)
+        wm.backend = timed
+        api_model = WhisperModel.from_loaded(wm)
+        kwargs = (settings or Settings()).kwargs()
         wers, hyps, audio_s, wall = [], [], 0.0, 0.0
+        c_run = time.process_time()
         for s in samples:
-            t = transcribe_file(s.audio, timed, wm.tokenizer, opts)
-            wers.append(word_error_rate(s.reference, t.text))
-            hyps.append(t.text)
-            audio_s += t.duration
-            wall += t.wall_time
-            extra.setdefault("texts", []).append(t.text)
+            t0 = time.perf_counter()
+            segs, info = api_model.transcribe(str(s.audio), **kwargs)
+            text = "".join(seg.text for seg in segs).strip()
+            wall += time.perf_counter() - t0
+            wers.append(word_error_rate(s.reference, text))
+            hyps.append(text)
+            audio_s += info.duration
+            extra.setdefault("texts", []).append(text)
+        extra["cpu_rtf"] = (time.process_time() - c_run) / audio_s if audio_s else 0.0
         if device != "cpu":
             from ..whisper.api import npu_share
 
@@ -107,7 +139,8 @@ def _run_onnx_engine(engine: str, model: str | None, samples: list[Any]) -> dict
             "decoder_ms_per_token": timed.stats.decoder_ms_per_token, **extra}
 
 
-def _run_faster_whisper(model: str | None, samples: list[Any]) -> dict[str, Any]:
+def _run_faster_whisper(model: str | None, samples: list[Any],
+                        settings: Settings | None = None) -> dict[str, Any]:
     try:
         from faster_whisper import WhisperModel as FwModel
     except ImportError:
@@ -118,12 +151,17 @@ def _run_faster_whisper(model: str | None, samples: list[Any]) -> dict[str, Any]
     from ..whisper.wer import word_error_rate
 
     ckpt = Path(model) if model else bundled_checkpoint()
+    t_load, c_load = time.perf_counter(), time.process_time()
     fw = FwModel(str(ckpt), device="cpu", compute_type="int8", cpu_threads=2)
+    load_s = round(time.perf_counter() - t_load, 3)
+    load_cpu_s = round(time.process_time() - c_load, 3)
+    c_run = time.process_time()
+    kwargs = (settings or Settings()).kwargs()
     wers, hyps, audio_s, wall = [], [], 0.0, 0.0
     for s in samples:
         audio = load_audio(s.audio)
         t = time.perf_counter()
-        segs, _info = fw.transcribe(audio, beam_size=1, language="en")
+        segs, _info = fw.transcribe(audio, **kwargs)
         text = "".join(seg.text for seg in segs)
         wall += time.perf_counter() - t
         audio_s += len(audio) / 16000
@@ -131,17 +169,20 @@ def _run_faster_whisper(model: str | None, samples: list[Any]) -> dict[str, Any]
         hyps.append(text)
     return {"engine": "faster-whisper-int8", "rtf": wall / audio_s,
             "wer": _corpus_wer(samples, hyps), "wer_mean_per_clip": sum(wers) / len(wers),
-            "encoder_ms": None, "decoder_ms_per_token": None}
+            "encoder_ms": None, "decoder_ms_per_token": None, "load_s": load_s,
+            "load_cpu_s": load_cpu_s,
+            "cpu_rtf": (time.process_time() - c_run) / audio_s if audio_s else 0.0}
 
 
-def _worker(engine: str, model: str | None) -> dict[str, Any]:
+def _worker(engine: str, model: str | None, settings: Settings) -> dict[str, Any]:
     from ..whisper.samples import list_samples
 
     samples = list_samples()
     if engine == "faster-whisper-int8":
-        out = _run_faster_whisper(model, samples)
+        out = _run_faster_whisper(model, samples, settings)
     else:
-        out = _run_onnx_engine(engine, model, samples)
+        out = _run_onnx_engine(engine, model, samples, settings)
+    out["settings"] = asdict(settings)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -151,8 +192,9 @@ def _fmt(value: float | None, places: int = 1) -> str:
     return "-" if value is None else f"{value:.{places}f}"
 
 
-def _spawn(engine: str, model: str | None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "xdna_ep", "bench", "whisper", "--worker", engine]
+def _spawn(engine: str, model: str | None, settings: Settings) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "xdna_ep", "bench", "whisper", "--worker", engine,
+           *settings.argv()]
     if model:
         cmd += ["--model", model]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -163,8 +205,14 @@ def _spawn(engine: str, model: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        temps = tuple(float(t) for t in args.temperature.split(",") if t.strip())
+    except ValueError:
+        print(f"--temperature: not a list of numbers: {args.temperature!r}", file=sys.stderr)
+        return 2
+    settings = Settings(args.beam_size, temps, args.vad_filter)
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.model)))
+        print(json.dumps(_worker(args.worker, args.model, settings)))
         return 0
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(engines) - set(ENGINES)
@@ -172,14 +220,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"unknown engines: {sorted(unknown)} (valid: {', '.join(ENGINES)})",
               file=sys.stderr)
         return 2
-    runs = [_spawn(e, args.model) for e in engines]
+    runs = [_spawn(e, args.model, settings) for e in engines]
     by = {r["engine"]: r for r in runs}
     fp32, xdna = by.get("onnxruntime-cpu-fp32", {}), by.get("xdna-ep-emulator", {})
     summary: dict[str, Any] = {}
     if fp32.get("rtf") and xdna.get("rtf"):
         summary["speed_ratio_xdna_vs_ort_fp32"] = fp32["rtf"] / xdna["rtf"]
         summary["wer_delta_xdna_vs_ort_fp32"] = xdna["wer"] - fp32["wer"]
-    doc = {"runs": runs, "summary": summary,
+    if fp32.get("load_s") and xdna.get("load_s"):
+        summary["load_ratio_xdna_vs_ort_fp32"] = xdna["load_s"] / fp32["load_s"]
+    if fp32.get("load_cpu_s") and xdna.get("load_cpu_s"):  # fair when the machine is shared
+        summary["load_cpu_ratio_xdna_vs_ort_fp32"] = xdna["load_cpu_s"] / fp32["load_cpu_s"]
+    if fp32.get("peak_rss_mb") and xdna.get("peak_rss_mb"):
+        summary["peak_rss_ratio_xdna_vs_ort_fp32"] = xdna["peak_rss_mb"] / fp32["peak_rss_mb"]
+    doc = {"runs": runs, "summary": summary, "settings": asdict(settings),
            "note": "CPU timings on this machine; projected_npu_encoder_ms is a cost-model "
                    "projection, not a measurement"}
     if args.json:
@@ -188,15 +242,19 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Whisper end to end (same audio, one run; CPU speeds)")
-    for col in ("engine", "RTF", "WER", "encoder ms/window", "decoder ms/token",
-                "peak RSS MB"):
+    table = Table(title=f"Whisper end to end (same audio and settings: beam "
+                        f"{settings.beam_size}, temperatures {settings.temperature}, VAD "
+                        f"{'on' if settings.vad_filter else 'off'}; CPU speeds)")
+    for col in ("engine", "load s", "load CPU-s", "RTF", "CPU RTF", "WER", "encoder ms/window",
+                "decoder ms/token", "peak RSS MB"):
         table.add_column(col)
     for r in runs:
         if "error" in r:
-            table.add_row(r["engine"], f"[red]{r['error']}[/red]", "", "", "", "")
+            table.add_row(r["engine"], f"[red]{r['error']}[/red]", *[""] * 7)
             continue
-        table.add_row(r["engine"], _fmt(r["rtf"], 3), f"{100 * r['wer']:.1f}%",
+        table.add_row(r["engine"], _fmt(r.get("load_s"), 2), _fmt(r.get("load_cpu_s"), 2),
+                      _fmt(r["rtf"], 3), _fmt(r.get("cpu_rtf"), 3),
+                      f"{100 * r['wer']:.1f}%",
                       _fmt(r["encoder_ms"]), _fmt(r["decoder_ms_per_token"], 2),
                       _fmt(r["peak_rss_mb"], 0))
     console = Console()

@@ -145,7 +145,11 @@ def _symbolic_inference(m: onnx.ModelProto) -> onnx.ModelProto | None:
     future onnxruntime renames those steps we use the public call. Its prints
     (e.g. for old opsets) are swallowed.
     """
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference, get_opset
+    # onnxruntime.tools' __init__ imports torch: load the one module we use
+    from ..lean_import import submodule
+
+    ssi_mod = submodule("onnxruntime.tools", "symbolic_shape_infer")
+    SymbolicShapeInference, get_opset = ssi_mod.SymbolicShapeInference, ssi_mod.get_opset
 
     with contextlib.redirect_stdout(io.StringIO()):
         steps = ("_preprocess", "_infer_impl", "_update_output_from_vi")

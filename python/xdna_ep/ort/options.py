@@ -195,6 +195,23 @@ def calibration_digest(opts: ProviderOptions, samples: list[dict[str, Any]] | No
     return h.hexdigest()
 
 
+def calibration_files_digest(path: Path) -> str:
+    """sha256 of a calibration path's .npz files (names and bytes, streamed).
+
+    The cache key of a path calibration: a warm start then reads no sample into
+    memory (the Whisper decoder's set is ~425 MB), and only a cache miss that
+    compiles materialises them (read_calibration)."""
+    from ..quantize.calibration import _npz_paths
+
+    h = hashlib.sha256(b"npz-files")
+    for f in _npz_paths(path):
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def read_calibration(opts: ProviderOptions) -> list[dict[str, Any]] | None:
     """All calibration samples as a list of {input name: array}: a reader is
     consumed once (the list is hashed for the cache key and replayed to the

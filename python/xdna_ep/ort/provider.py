@@ -40,7 +40,13 @@ from . import plan_json, stages
 from .compiled_model import CacheCorrupt, CacheStale, ModelCache, entry_id, extract_programs
 from .compiled_model import model_digest as content_digest
 from .errors import XDNAUnavailableError
-from .options import ProviderOptions, calibration_digest, read_calibration
+from .options import (
+    ProviderOptionError,
+    ProviderOptions,
+    calibration_digest,
+    calibration_files_digest,
+    read_calibration,
+)
 
 log = logging.getLogger("xdna_ep")
 
@@ -248,13 +254,16 @@ class XDNAProvider:
         """(rewritten model, programs by reference, plan) from a shipped compiled model,
         the cache, or a fresh partition + compile."""
         opts, info = self.options, self.start
-        proto = load_model(src)
-        if region_nodes(proto):  # a shipped compiled model (EPContext-style)
-            info.source = "epcontext"
-            return proto, extract_programs(proto), None
-        samples = read_calibration(opts)
+        # the cache is looked up before the source model is parsed: a warm start then
+        # parses only the cached model (a shipped compiled model is never stored in
+        # the cache, so it still takes the epcontext branch below)
+        if isinstance(opts.calibration, Path):  # keyed by file content, read on a miss
+            samples, cal_digest = None, calibration_files_digest(opts.calibration)
+        else:
+            samples = read_calibration(opts)
+            cal_digest = calibration_digest(opts, samples)
         key = {"model": content_digest(src), "options": self._options_key(),
-               "calibration": calibration_digest(opts, samples)}
+               "calibration": cal_digest}
         eid = entry_id(key["model"], key["options"], key["calibration"])
         cache = ModelCache(opts.cache_dir)
         try:
@@ -273,12 +282,18 @@ class XDNAProvider:
             if plan is not None:  # this start's device, not the one that compiled
                 plan.device, plan.device_reason = info.device, info.device_reason
             return entry.model, entry.programs, plan
+        proto = load_model(src)
+        if region_nodes(proto):  # a shipped compiled model (EPContext-style)
+            info.source = "epcontext"
+            return proto, extract_programs(proto), None
         info.source = "compiled"
         name = "model bytes" if isinstance(src, bytes) else Path(src).name
         try:
             plan = stages.partition(proto, opts, info.device, info.device_reason, name)
             if not any(r.placement == "npu" for r in plan.regions):
                 return proto, {}, plan
+            if samples is None:
+                samples = read_calibration(opts)
             compiled = stages.compile_regions(proto, plan, opts, samples,
                                               self.compile_overrides)
             _drop_unrunnable(plan, compiled)
@@ -286,6 +301,10 @@ class XDNAProvider:
                 return proto, {}, plan
             rewritten, nodes = rewrite_model(proto, plan, compiled)
         except Exception as exc:  # noqa: BLE001 - reported by _cannot_run (notice or error)
+            from ..quantize.calibration import CalibrationError
+
+            if isinstance(exc, (CalibrationError, ProviderOptionError)):
+                raise  # unusable calibration data is the caller's error, as before
             log.debug("partition/compile failure", exc_info=True)
             self._cannot_run(f"partitioning or compiling failed ({type(exc).__name__}: {exc})")
             info.source = "cpu-fallback"

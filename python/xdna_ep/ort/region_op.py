@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..lean_import import ortx_ocos as ocos
 from ..rewrite.graph import DOMAIN, MAX_INPUTS, MAX_OUTPUTS, op_type_for
 from .provider import LoadedRegion
 
@@ -211,7 +212,8 @@ def _record_error(token: str, msg: str) -> None:
 def ensure_registered() -> None:
     """Register every region op type once per process and install the invoker."""
     global _STOCK_INVOKER
-    from onnxruntime_extensions import PyCustomOpDef, _ocos
+    _ocos = ocos()
+    PyCustomOpDef = _ocos.PyCustomOpDef
 
     with _LOCK:
         if not _OPDEFS:
@@ -232,20 +234,17 @@ def ensure_registered() -> None:
 def install_stock_invoker() -> None:
     """Put the library's list-returning invoker back (tests and the benchmark use
     it to show the difference; sessions re-install ours when created)."""
-    from onnxruntime_extensions import PyCustomOpDef, _ocos
-
-    PyCustomOpDef.install_hooker(_ocos._on_pyop_invocation)
+    _ocos = ocos()
+    _ocos.PyCustomOpDef.install_hooker(_ocos._on_pyop_invocation)
 
 
 def register_library(sess_options: Any) -> None:
     """Make the region ops known to `sess_options` (once per options object)."""
-    from onnxruntime_extensions import get_library_path
-
     ensure_registered()
     try:
         if sess_options.get_session_config_entry(_REGISTERED_KEY) == "1":
             return
     except RuntimeError:  # ORT raises for a key that was never set
         pass
-    sess_options.register_custom_ops_library(get_library_path())
+    sess_options.register_custom_ops_library(ocos().get_library_path())
     sess_options.add_session_config_entry(_REGISTERED_KEY, "1")

@@ -8,8 +8,10 @@ resampler), keeping only the samples the decoder may still seek back to. A
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Union
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +23,9 @@ BLOCK_FRAMES = 1 << 16  # frames read per block from the file
 
 class AudioError(ValueError):
     """The audio cannot be used; the message says why and names the file."""
+
+
+AudioSource = Union[str, Path, BinaryIO, np.ndarray]  # noqa: UP007 (a runtime alias)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,35 @@ def probe(path: str | Path) -> AudioInfo:
                      str(info.format))
 
 
+def _probe_file_object(fileobj: BinaryIO, name: str) -> tuple[AudioInfo, sf.SoundFile]:
+    """Opens a file object (rewound if seekable; read whole if not, e.g. stdin)."""
+    if not (hasattr(fileobj, "seekable") and fileobj.seekable()):
+        try:
+            data = fileobj.read()
+        except (OSError, ValueError) as exc:
+            raise AudioError(f"{name}: cannot read the input ({exc})") from exc
+        if not data:
+            raise AudioError(f"{name}: no data (the input was empty or closed early)")
+        fileobj = io.BytesIO(data)
+    else:
+        fileobj.seek(0)  # faster-whisper reads a file object from its start too
+        if fileobj.seek(0, io.SEEK_END) == 0:
+            raise AudioError(f"{name}: no data (the input was empty or closed early)")
+        fileobj.seek(0)
+    try:
+        handle = sf.SoundFile(fileobj)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"cannot read {name}: not a supported audio file or corrupt header "
+                         f"({exc})") from exc
+    if handle.samplerate <= 0 or handle.channels <= 0:
+        handle.close()
+        raise AudioError(f"{name}: invalid header (rate {handle.samplerate}, "
+                         f"{handle.channels} channels)")
+    info = AudioInfo(name, int(handle.samplerate), int(handle.channels), int(handle.frames),
+                     str(handle.format))
+    return info, handle
+
+
 def _check_finite(block: np.ndarray, path: str, offset_s: float) -> None:
     if not np.isfinite(block).all():
         raise AudioError(f"{path}: non-finite samples (NaN or Inf) near {offset_s:.2f} s")
@@ -69,9 +103,13 @@ class AudioStream:
     the caller will not ask for again.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.info = probe(path)
-        self._file = sf.SoundFile(self.info.path)
+    def __init__(self, path: str | Path | BinaryIO) -> None:
+        if hasattr(path, "read"):
+            name = str(getattr(path, "name", "<file object>"))
+            self.info, self._file = _probe_file_object(path, name)  # type: ignore[arg-type]
+        else:
+            self.info = probe(path)  # type: ignore[arg-type]
+            self._file = sf.SoundFile(self.info.path)
         self._resampler = (
             None if self.info.sample_rate == SAMPLE_RATE
             else soxr.ResampleStream(self.info.sample_rate, SAMPLE_RATE, 1, dtype="float32",
@@ -134,11 +172,50 @@ class AudioStream:
             self._read_block()
         return self._eof and position >= self._buf_start + len(self._buf)
 
+    def read_all(self) -> np.ndarray:
+        """Every sample not yet released (the VAD filter needs the whole signal)."""
+        while not self._eof:
+            self._read_block()
+        return self._buf.copy()
+
     def release(self, before: int) -> None:
         drop = min(max(0, before - self._buf_start), len(self._buf))
         if drop:
             self._buf = self._buf[drop:].copy()
             self._buf_start += drop
+
+
+class ArrayStream(AudioStream):
+    """An AudioStream over samples already in memory (float32 mono at 16 kHz, as
+    faster-whisper and openai-whisper take them)."""
+
+    def __init__(self, samples: np.ndarray, name: str = "<array>") -> None:
+        arr = np.asarray(samples)
+        if arr.ndim != 1:
+            raise AudioError(f"{name}: audio arrays must be 1-D mono samples at 16 kHz, "
+                             f"got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise AudioError(f"{name}: audio arrays must be float samples in [-1, 1] "
+                             f"(got dtype {arr.dtype})")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        _check_finite(arr, name, 0.0)
+        self.info = AudioInfo(name, SAMPLE_RATE, 1, len(arr), "array")
+        self._file = None
+        self._resampler = None
+        self._buf = arr
+        self._buf_start = 0
+        self._frames_read = len(arr)
+        self._eof = True
+
+    def close(self) -> None:
+        pass
+
+
+def open_audio(source: AudioSource) -> AudioStream:
+    """An AudioStream for a path, a binary file object or a float32 16 kHz array."""
+    if isinstance(source, np.ndarray):
+        return ArrayStream(source)
+    return AudioStream(source)
 
 
 def load_audio(path: str | Path) -> np.ndarray:

@@ -51,11 +51,11 @@ def _pick(feeds: list[dict[str, np.ndarray]], limit: int) -> list[dict[str, np.n
 def build_calibration(audio: Sequence[str | Path], model: str | Path | None, out_dir: Path,
                       max_samples: int = 24) -> Path:
     """Records calibration samples for every model file into `out_dir` (atomic)."""
-    from .model import WhisperModel
+    from .model import LoadedModel
 
     if not audio:
         raise ValueError("calibration needs at least one audio file")
-    wm = WhisperModel.load(model, device="cpu")
+    wm = LoadedModel.load(model, device="cpu")
     backend = wm.backend
     recorders = {
         "encoder_model": RecordingSession(backend.encoder),

@@ -47,6 +47,7 @@ class DecodingOptions:
     task: str = "transcribe"
     timestamps: bool = True
     beam_size: int = 1
+    best_of: int = 1  # samples drawn per fallback temperature (> 0), best sum log-prob kept
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     sample_len: int = 224
     compression_ratio_threshold: float | None = 2.4
@@ -136,6 +137,13 @@ class LogitRules:
         logits[ts_lp > text_max, :tb] = neg
 
 
+def _rank(candidate: tuple[list[int], float], sample_begin: int) -> float:
+    """Sum log-prob per sampled token (openai-whisper's ranking without a length
+    penalty), so best_of does not favour the shortest draw."""
+    tokens, sum_lp = candidate
+    return sum_lp / max(1, len(tokens) - sample_begin)
+
+
 class Decoder:
     """Decodes one 30 s window given its encoder states."""
 
@@ -158,7 +166,9 @@ class Decoder:
             if opts.logprob_threshold is not None and result.avg_logprob < opts.logprob_threshold:
                 needs_fallback = True
             if (opts.no_speech_threshold is not None
-                    and result.no_speech_prob > opts.no_speech_threshold):
+                    and result.no_speech_prob > opts.no_speech_threshold
+                    and opts.logprob_threshold is not None
+                    and result.avg_logprob < opts.logprob_threshold):
                 needs_fallback = False  # silence: do not hunt for words
             if not needs_fallback:
                 break
@@ -205,8 +215,15 @@ class Decoder:
             tokens, sum_lp = self._beam_search(step_logits, state, initial, rules, beam, max_len)
         else:
             rng = np.random.default_rng(opts.seed)
-            tokens, sum_lp = self._sample(step_logits, state, initial, rules, temperature,
-                                          max_len, rng)
+            draws = max(1, opts.best_of) if temperature > 0.0 else 1
+            best: tuple[list[int], float] | None = None
+            for _ in range(draws):  # each draw starts from the same first-pass state
+                cand = self._sample(step_logits.copy(), state, initial, rules, temperature,
+                                    max_len, rng)
+                if best is None or _rank(cand, sample_begin) > _rank(best, sample_begin):
+                    best = cand
+            assert best is not None
+            tokens, sum_lp = best
         text_tokens = [t for t in tokens[sample_begin:] if t != self.tok.eot]
         text = self.tok.decode(text_tokens)
         return DecodingResult(

