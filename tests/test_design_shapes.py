@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from xdna_ep.compile.program import Launch, Stage
-from xdna_ep.runtime.layout import SCRATCH_PREFIX, RegionLayout, in_reserve, plan_out
+from xdna_ep.runtime.layout import (
+    SCRATCH_PREFIX,
+    RegionLayout,
+    in_frames,
+    in_reserve,
+    plan_out,
+)
 from xdna_ep.runtime.shapes import BufferSpec
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
@@ -108,9 +114,10 @@ def _specs(**kw) -> dict[str, BufferSpec]:
     return {k: BufferSpec(dt, tuple(shape)) for k, (dt, shape) in kw.items()}
 
 
-def _case(design: str, d: int, rows: int):
+def _case(design: str, d: int, rows: int, batch: int = 1, split: bool = False):
     """(design build call, stages, known buffer specs, exports, consts) of a small
-    launch of `design` at width d (heads of 64)."""
+    launch of `design` at width d (heads of 64); `split`: the tail matmul has three
+    q/k/v outputs; `batch`: conv_frontend's batch."""
     f, n3 = 4 * d, 3 * d
     M = [1, rows]
     if design == "ln_matmul":
@@ -127,10 +134,12 @@ def _case(design: str, d: int, rows: int):
         if design == "ffn_block":
             return ("fused/ffn_block/design.py", "build", (rows, d, f)), stages, known, \
                 ("y",), ()
-        stages += [Stage("layernorm", ("y",), ("a2",)), Stage("matmul", ("a2",), ("z",))]
-        known.update(_specs(a2=("int8", M + [d]), z=("int8", M + [n3])))
+        zs = ("zq", "zk", "zv") if split else ("z",)
+        stages += [Stage("layernorm", ("y",), ("a2",)), Stage("matmul", ("a2",), zs)]
+        known.update(_specs(a2=("int8", M + [d])))
+        known.update({z: BufferSpec("int8", tuple(M + [n3 // len(zs)])) for z in zs})
         return ("fused/ffn_ln_matmul/design.py", "build", (rows, d, f, n3, "int8")), stages, \
-            known, ("y", "z"), ()
+            known, ("y", *zs), ()
     if design == "attn_block":
         stages = [Stage("attention", ("q", "k", "v"), ("o",)), Stage("matmul", ("o",), ("p",)),
                   Stage("add", ("p", "x"), ("y",))]
@@ -144,36 +153,56 @@ def _case(design: str, d: int, rows: int):
     stages = [Stage("conv1d", ("mel",), ("c1",)), Stage("gelu", ("c1",), ("g1",)),
               Stage("conv1d", ("g1",), ("c2",)), Stage("gelu", ("c2",), ("g2",)),
               Stage("add", ("g2",), ("y",))]
-    known = _specs(mel=("float32", [1, mels, frames]), y=("float32", M + [d]))
+    known = _specs(mel=("float32", [batch, mels, frames]), y=("float32", [batch, rows, d]))
     consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
-    return ("fused/conv_frontend/design.py", "build", (1, mels, d, frames)), stages, known, \
-        ("y",), consts
+    return ("fused/conv_frontend/design.py", "build", (batch, mels, d, frames)), stages, \
+        known, ("y",), consts
 
 
 FUSED = ["ln_matmul", "ffn_block", "ffn_ln_matmul", "attn_block", "conv_frontend"]
+VARIANTS = [(design, 1, False) for design in FUSED] + [("conv_frontend", 2, False),
+                                                        ("ffn_ln_matmul", 1, True)]
+
+
+def _elements(slot) -> np.ndarray:
+    """Byte address of every element of the host's buffer (row-major), per its slot."""
+    item = np.dtype(slot.dtype).itemsize
+    if not slot.frame:
+        return slot.offset + item * np.arange(slot.nbytes // item)
+    _, win = slot.window()
+    return slot.offset + item * np.arange(int(np.prod(slot.frame))).reshape(slot.frame)[win] \
+        .reshape(-1)
+
+
+def _starts(m: IC.Move) -> np.ndarray:
+    return m.bytes().reshape(-1, m.itemsize)[:, 0]
 
 
 @pytest.mark.parametrize("d", [384, 1280])
-@pytest.mark.parametrize("design", FUSED)
-def test_host_out_layout_matches_the_design(design: str, d: int) -> None:
+@pytest.mark.parametrize("design,batch,split", VARIANTS)
+def test_host_out_layout_matches_the_design(design: str, batch: int, split: bool,
+                                            d: int) -> None:
     """The bytes a fused design drains into OUT and reads back from it lie inside the
-    slots runtime/layout.py reserves; every stage output the host reads is written."""
+    slots runtime/layout.py reserves; every stage output the host reads is written;
+    the design's IN reads lie inside the host's IN slots and cover every element."""
     rows = 200   # not a multiple of the 128-row grid: padding rows must stay in their slot
-    (rel, fn, args), stages, known, exports, consts = _case(design, d, rows)
+    (rel, fn, args), stages, known, exports, consts = _case(design, d, rows, batch, split)
     rep = _trace(rel, fn, *args)
     out_arg = 1                            # runtime sequence: IN, OUT, WEIGHTS, PARAMS
     plan = plan_out(design, stages, known, exports, consts)
-    layout = RegionLayout.plan(plan.specs, plan.reserve)
+    layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
     assert rep.arg_bytes[out_arg] <= layout.size
     written = IC.touched(rep.moves, out_arg, "drain", rep.arg_bytes[out_arg])
     read = IC.touched(rep.moves, out_arg, "fill", rep.arg_bytes[out_arg])
     owner = np.full(rep.arg_bytes[out_arg], -1)
     for i, s in enumerate(layout.slots):
-        room = max(s.nbytes, plan.reserve.get(s.name, 0))
-        assert (owner[s.offset:s.offset + room] == -1).all(), f"{s.name} overlaps"
-        owner[s.offset:s.offset + room] = i
+        room = max(s.room, plan.reserve.get(s.name, 0))
+        shared = s.name in plan.frames and plan.frames[s.name].share is not None
+        if not shared:
+            assert (owner[s.offset:s.offset + room] == -1).all(), f"{s.name} overlaps"
+            owner[s.offset:s.offset + room] = i
         if not s.name.startswith(SCRATCH_PREFIX):
-            real = written[s.offset:s.offset + s.nbytes]
+            real = written[_elements(s)]
             assert (real > 0).all(), f"{design}: {s.name} bytes the host reads are not written"
     assert (owner[written > 0] >= 0).all(), f"{design} writes OUT bytes outside every slot"
     # bytes read but never written: only private scratch (zeroed by the host when the
@@ -183,19 +212,95 @@ def test_host_out_layout_matches_the_design(design: str, d: int) -> None:
         f"{design} reads OUT bytes it never wrote"
     names = {s.name for s in layout.slots}
     assert set(exports) <= names
-    if design == "conv_frontend":
-        return   # its IN is a zero-bordered mel layout the host does not produce yet
     inputs = Launch(design, tuple(stages)).inputs
     in_layout = RegionLayout.plan([(b, known[b]) for b in inputs],
-                                  in_reserve(design, inputs, known))
+                                  in_reserve(design, inputs, known),
+                                  in_frames(design, stages, inputs, known, consts))
     assert rep.arg_bytes[0] <= in_layout.size
     in_read = IC.touched(rep.moves, 0, "fill", rep.arg_bytes[0])
     in_owner = np.full(rep.arg_bytes[0], -1)
     reserve = in_reserve(design, inputs, known)
     for i, s in enumerate(in_layout.slots):
-        in_owner[s.offset:s.offset + max(s.nbytes, reserve.get(s.name, 0))] = i
-        assert (in_read[s.offset:s.offset + s.nbytes] > 0).all(), f"{design} skips {s.name}"
+        in_owner[s.offset:s.offset + max(s.room, reserve.get(s.name, 0))] = i
+        assert (in_read[_elements(s)] > 0).all(), f"{design} skips {s.name}"
     assert (in_owner[in_read > 0] >= 0).all(), f"{design} reads IN bytes outside its slots"
+    if design == "conv_frontend":
+        _check_conv_frontend_elements(rep, layout, in_layout, batch, d, 80, 2 * rows)
+    if split:
+        _check_split_blocks(rep, layout, ("zq", "zk", "zv"), rows)
+
+
+def _check_conv_frontend_elements(rep, out_layout, in_layout, batch: int, d: int, mels: int,
+                                  frames: int) -> None:
+    """Element by element, from the design's DMA and the conv's meaning: conv1's
+    window for output t reads mel[t - 1 .. t + 1] (zero outside: the padding), and
+    conv2's drained block element (position t, channel co) is y[b, t, co]; the host
+    puts mel[b, m, t] and reads y[b, t, co] exactly there, for every batch."""
+    from xdna_ep._kernels.fused import scratch
+
+    dims = scratch.conv_frontend_dims(mels, d, frames)
+    (mel_slot,) = in_layout.slots
+    want = np.full(rep.arg_bytes[0], -2, np.int64)  # -1: a padding element
+    fills = [m for m in rep.moves if m.arg == 0 and m.kind == "fill"]
+    assert len(fills) == batch * scratch.CONV_COLUMNS
+    nt, per_col = dims.c1.nt, dims.t1 // scratch.CONV_COLUMNS
+    win = nt - 1 + scratch.CONV_KW
+    for k, m in enumerate(fills):
+        b, c = divmod(k, scratch.CONV_COLUMNS)
+        tiles = per_col // nt
+        t = (c * per_col + nt * np.arange(tiles)[:, None, None] - 1
+             + np.arange(win)[None, None, :]) + 0 * np.arange(mels)[None, :, None]
+        ch = np.arange(mels)[None, :, None] + 0 * t
+        ids = np.where((t >= 0) & (t < frames), (b * mels + ch) * frames + t, -1)
+        want[_starts(m)] = ids.reshape(-1)
+    host = _elements(mel_slot)
+    assert (want[host] == np.arange(batch * mels * frames)).all(),         "the host packs mel elements where the design's conv1 does not read them"
+    read_pad = _starts_all(fills)[want[_starts_all(fills)] == -1]
+    assert not np.isin(read_pad, host).any(), "the design's zero padding holds host data"
+
+    y_slot = next(s for s in out_layout.slots if s.name == "y")
+    got = np.full(rep.arg_bytes[1], -1, np.int64)
+    drains = [m for m in rep.moves if m.arg == 1 and m.kind == "drain"][-batch * 4:]
+    nt, nco, per_col = dims.c2.nt, dims.c2.nco, dims.t2 // scratch.CONV_COLUMNS
+    rows = y_slot.shape[1]
+    for k, m in enumerate(drains):
+        b, c = divmod(k, scratch.CONV_COLUMNS)
+        tile, jb, co, tt = np.meshgrid(np.arange(per_col // nt), np.arange(d // nco),
+                                       np.arange(nco), np.arange(nt), indexing="ij")
+        pos, chan = c * per_col + tile * nt + tt, jb * nco + co
+        got[_starts(m)] = np.where(pos < rows, (b * rows + pos) * d + chan, -1).reshape(-1)
+    assert (got[_elements(y_slot)] == np.arange(batch * rows * d)).all(),         "the host reads y elements from where the design wrote others"
+
+
+def _starts_all(moves) -> np.ndarray:
+    return np.concatenate([_starts(m) for m in moves])
+
+
+def _check_split_blocks(rep, layout, outs: tuple[str, ...], rows: int) -> None:
+    """The design drains z as [32, 64] tiles of one row-major [Mp, N] matrix (per
+    column, per 32-row block, per 64-column tile); the host's q/k/v blocks are its
+    column ranges, element by element."""
+    from xdna_ep._kernels.fused import scratch
+
+    first = next(s for s in layout.slots if s.name == outs[0])
+    mp, n = first.frame
+    drains = [m for m in rep.moves if m.arg == 1 and m.kind == "drain"
+              and first.offset <= _starts(m)[0] < first.offset + first.room]
+    blocks, ntiles = mp // scratch.CONV_COLUMNS // 32, n // 64
+    assert len(drains) == scratch.CONV_COLUMNS * blocks * ntiles
+    got = np.full(rep.arg_bytes[1], -1, np.int64)
+    for k, m in enumerate(drains):
+        c, b, t = np.unravel_index(k, (scratch.CONV_COLUMNS, blocks, ntiles))
+        r, col = np.meshgrid(np.arange(32), np.arange(64), indexing="ij")
+        got[_starts(m)] = ((c * mp // scratch.CONV_COLUMNS + b * 32 + r) * n
+                           + t * 64 + col).reshape(-1)
+    col0 = 0
+    for name in outs:
+        s = next(x for x in layout.slots if x.name == name)
+        w = s.shape[-1]
+        want = (np.arange(rows)[:, None] * n + col0 + np.arange(w)[None, :]).reshape(-1)
+        assert (got[_elements(s)] == want).all(), f"the host reads {name} from other columns"
+        col0 += w
 
 
 def test_out_layout_rejects_a_launch_that_is_not_the_design() -> None:

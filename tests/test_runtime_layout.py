@@ -85,3 +85,29 @@ def test_stage_output_rules_follow_stages_md() -> None:
 def test_unknown_kernel_has_no_output_rule() -> None:
     with pytest.raises(NotImplementedError, match="no_such_kernel"):
         output_specs("no_such_kernel", None, [], {}, {})
+
+
+def test_framed_slots_place_windows_and_share_one_matrix() -> None:
+    """A Frame puts a buffer at its origin inside the design's array (the rest
+    zero), blocks sharing one frame land side by side, and PARAMS JSON keeps both."""
+    from xdna_ep.runtime.layout import Frame
+
+    mel = np.arange(1, 13, dtype=np.float32).reshape(2, 2, 3)
+    q = np.arange(6, dtype=np.int8).reshape(1, 3, 2)
+    k = (10 + np.arange(3, dtype=np.int8)).reshape(1, 3, 1)
+    lay = RegionLayout.plan(
+        [("mel", BufferSpec.of(mel)), ("q", BufferSpec.of(q)), ("k", BufferSpec.of(k))],
+        frames={"mel": Frame((2, 2, 6), (0, 0, 1)), "q": Frame((4, 3), (0, 0)),
+                "k": Frame((4, 3), (0, 2), share="q")})
+    assert [s.offset for s in lay.slots] == [0, 2 * ALIGN, 2 * ALIGN]
+    raw = lay.pack({"mel": mel, "q": q, "k": k})
+    dev = raw[:96].view(np.float32).reshape(2, 2, 6)
+    assert (dev[:, :, 0] == 0).all() and (dev[:, :, 4:] == 0).all()
+    assert (dev[:, :, 1:4] == mel).all()
+    zq = raw[2 * ALIGN:2 * ALIGN + 12].view(np.int8).reshape(4, 3)
+    assert zq[:3].tolist() == [[0, 1, 10], [2, 3, 11], [4, 5, 12]] and not zq[3].any()
+    back = RegionLayout.from_json(lay.to_json()).unpack(raw)
+    for name, a in (("mel", mel), ("q", q), ("k", k)):
+        assert back[name].tobytes() == a.tobytes() and back[name].shape == a.shape
+    with pytest.raises(ValueError, match="does not fit its frame"):
+        RegionLayout.plan([("q", BufferSpec.of(q))], frames={"q": Frame((2, 3), (0, 0))})

@@ -177,16 +177,19 @@ def _fake_npu_for(prog: Program, root: Path) -> XrtDevice:
     return XrtDevice(make_fake_pyxrt(), manifest=manifest, xclbin_dirs=[d])
 
 
-def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Path,
+                                                                   batch: int) -> None:
     """The compiled front end (conv1d, gelu, conv1d, gelu, transposed position add) as
     ONE conv_frontend launch: the FAKE pyxrt rebuilds every stage from the weights BO
-    bytes alone (the position table included, tile-padded) and gives the emulator's
-    bytes."""
+    bytes alone (the position table included, tile-padded) and, reading the mel from
+    the design's zero-bordered rows and writing y at its padded rows per batch,
+    gives the emulator's bytes."""
     from synthetic.regions import conv_frontend
 
     from xdna_ep.compile import CompileOptions, compile_region
 
-    sm = conv_frontend(t=60, seed=7, positions=True)
+    sm = conv_frontend(t=60, seed=7, positions=True, batch=batch)
     prog, plan = compile_region(sm.model, sm.region,
                                 CompileOptions("static", sm.samples(2, seed=1)))
     assert prog is not None, plan.fallbacks
@@ -196,8 +199,9 @@ def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Pat
     x = sm.samples(1, seed=9)[0][sm.input_name]
     got, want = on_npu.run({sm.input_name: x}), emu.run({sm.input_name: x})
     name = prog.outputs[0].name
-    assert got[name].shape == (1, 30, 384)
+    assert got[name].shape == (batch, 30, 384)
     assert got[name].tobytes() == want[name].tobytes()
+    assert not [c for n, c in dev.xrt.calls if n == "device.error"]
 
 
 def test_ffn_ln_matmul_launch_xrt_through_fake(tmp_path: Path) -> None:

@@ -4,14 +4,17 @@ designs (kernels/fused/<design>/design.py, as `scratch`) and by the host runtime
 design's DMA writes to and the slots the runtime reserves cannot drift.
 
 A fused launch's IN holds its inputs in Launch.inputs order, each reserved for
-the rows the design reads (IN_ROW_PAD; the extra rows stay zero). Its OUT holds,
+the rows the design reads (IN_ROW_PAD; the extra rows stay zero; conv_frontend's
+mel as zero-bordered rows [B, mels, tp1], ConvFrontendDims.tp1). Its OUT holds,
 in this order and each 64-byte aligned:
   1. the design's OUT entries below: stage outputs the design writes to OUT
      (exported results, and intermediates it reads back inside the launch:
      ffn h, attn_block o, ffn_ln_matmul y) and private scratch (conv_frontend's
      zero-bordered h rows). Each is reserved for the design's padded row count
      (rows rounded up to ROW_PAD), so the padding rows the cores write land
-     inside the slot; the runtime reads the real rows (row-major: the first M);
+     inside the slot; the runtime reads the real rows (row-major: the first M;
+     conv_frontend's y: the first T/2 of each batch's t2 rows; a `whole`
+     entry's split outputs: their column blocks of the one matrix);
   2. any other buffer the program needs later (appended by the runtime).
 
 Entries name stage outputs by (kernel, occurrence among the launch's stages of
@@ -35,19 +38,24 @@ def up(x: int, q: int) -> int:
 @dataclass(frozen=True)
 class OutEntry:
     """One slot of a fused design's OUT. `stage` = (kernel, occurrence, output) for a
-    stage output; None for private scratch (sized by `scratch_bytes`)."""
+    stage output; None for private scratch (sized by `scratch_bytes`). `whole`: the
+    design writes ALL outputs of that stage as one row-major [rows_p, sum N]
+    matrix, a split stage's outputs (q/k/v) being its column blocks in output order;
+    the host reads each block out of it."""
 
     name: str
     stage: tuple[str, int, int] | None
+    whole: bool = False
 
 
 OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
-    "ln_matmul": (OutEntry("y", ("matmul", 0, 0)), OutEntry("a", ("layernorm", 0, 0))),
+    "ln_matmul": (OutEntry("y", ("matmul", 0, 0), whole=True),
+                  OutEntry("a", ("layernorm", 0, 0))),
     "ffn_block": (OutEntry("y", ("add", 0, 0)), OutEntry("h", ("gelu", 0, 0)),
                   OutEntry("a", ("layernorm", 0, 0))),
     "ffn_ln_matmul": (OutEntry("y", ("add", 0, 0)), OutEntry("h", ("gelu", 0, 0)),
                       OutEntry("a", ("layernorm", 0, 0)), OutEntry("a2", ("layernorm", 1, 0)),
-                      OutEntry("z", ("matmul", 2, 0))),
+                      OutEntry("z", ("matmul", 2, 0), whole=True)),
     "attn_block": (OutEntry("y", ("add", 0, 0)), OutEntry("o", ("attention", 0, 0))),
     "conv_frontend": (OutEntry("y", ("add", 0, 0)), OutEntry("h", None)),
 }
@@ -135,8 +143,19 @@ class ConvFrontendDims:
     t2: int      # conv2 outputs computed (padded): y rows per batch
     tp2: int     # h row length: 1 zero, conv1 outputs, zeros
 
+    @property
+    def tp1(self) -> int:
+        """IN mel row length the design reads: 1 zero (conv1's left padding), the
+        frames, zeros up to t1 + 2; the host packs mel[b, m, t] at [b, m, 1 + t]."""
+        return self.t1 + 2
+
+    def in_bytes(self, batch: int, mels: int) -> int:
+        """IN: the zero-bordered mel fp32 [B, mels, tp1]."""
+        return 4 * batch * mels * self.tp1
+
     def y_bytes(self, batch: int, d: int) -> int:
-        """The add stage's output y fp32 [B, t2, d] (the host reads the first T/2 rows)."""
+        """The add stage's output y fp32 [B, t2, d]: t2 rows per batch, of which the
+        host reads the first T/2 of each batch."""
         return 4 * batch * self.t2 * d
 
     def h_bytes(self, batch: int, d: int) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from xdna_ep._kernels.fused import scratch
 from xdna_ep.compile.program import Stage
 from xdna_ep.kernel_specs import registry
 from xdna_ep.runtime.emulator import execute_stages
@@ -44,6 +45,8 @@ from xdna_ep.runtime.layout import (
     ARG_WEIGHTS,
     OPCODE,
     LaunchParams,
+    RegionLayout,
+    Slot,
 )
 
 FAKE_XCLBIN_MAGIC = "FAKE-XCLBIN-FOR-TESTS"
@@ -358,7 +361,7 @@ class _Hub:
         if params.design != k.ctx.xclbin.design:
             raise ValueError(f"params name design {params.design!r}, xclbin holds "
                              f"{k.ctx.xclbin.design!r}")
-        env = params.inputs.unpack(bo_in.dev)
+        env = design_inputs(params, bo_in.dev)
         weights = params.weights.unpack(bo_w.dev)
         stages, specs, states = [], [], []
         for i, st in enumerate(params.stages):
@@ -385,13 +388,92 @@ class _Hub:
             specs.append(spec)
             states.append(state)
         execute_stages(stages, specs, states, env)
-        # a fused design's private scratch (SCRATCH_PREFIX slots) has no emulator
-        # buffer: the FAKE leaves it zero
-        out = params.outputs.pack({
-            s.name: env[s.name] if s.name in env else np.zeros(s.shape, s.dtype)
-            for s in params.outputs.slots})
+        out = design_outputs(params, env)
         if out.size > bo_out.size_:
             raise ValueError(f"outputs need {out.size} bytes, OUT BO has {bo_out.size_}")
         bo_out.dev[:out.size] = out
         self.record("device.completed", design=params.design)
         return ert_cmd_state.ERT_CMD_STATE_COMPLETED
+
+
+# -- what a fused design reads and writes, modelled from ITS side -----------------------
+# The host packs IN and unpacks OUT through the slots in PARAMS; these read and write
+# the bytes where the design's DMA does (kernels/fused/scratch.py geometry, the
+# design's docstring), so a host layout that disagrees with a design gives wrong
+# bytes here rather than agreeing with itself.
+PAD_BYTE = 0x5A   # what the FAKE writes into a design's padding rows (never zero)
+
+
+def _slot(region: RegionLayout, name: str) -> Slot:
+    return next(s for s in region.slots if s.name == name)
+
+
+def _conv_dims(params: LaunchParams) -> tuple[str, str, Any]:
+    mel, y = params.stages[0]["inputs"][0], params.stages[-1]["outputs"][0]
+    _, mels, frames = _slot(params.inputs, mel).shape
+    d = _slot(params.outputs, y).shape[-1]
+    return mel, y, scratch.conv_frontend_dims(mels, d, frames)
+
+
+def _padding(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+    n = int(np.prod(shape)) * dt.itemsize
+    return np.full(n, PAD_BYTE, np.uint8).view(dt).reshape(shape)
+
+
+def design_inputs(params: LaunchParams, dev: np.ndarray) -> dict[str, np.ndarray]:
+    """IN as the design reads it: conv_frontend's mel from zero-bordered rows
+    [B, mels, t1 + 2] (mel[b, m, t] at [b, m, 1 + t]); the rest by the slots."""
+    raw = np.ascontiguousarray(dev).reshape(-1).view(np.uint8)
+    plain, env = list(params.inputs.slots), {}
+    if params.design == "conv_frontend":
+        mel, _, dims = _conv_dims(params)
+        s = _slot(params.inputs, mel)
+        b, mels, frames = s.shape
+        rows = raw[s.offset:s.offset + dims.in_bytes(b, mels)].view(np.float32) \
+            .reshape(b, mels, dims.tp1)
+        border = rows.copy()
+        border[:, :, 1:1 + frames] = 0
+        if border.any():
+            raise ValueError("conv_frontend IN: the mel rows' borders (conv1's zero "
+                             "padding) are not zero")
+        env[mel] = rows[:, :, 1:1 + frames].copy()
+        plain.remove(s)
+    env.update(RegionLayout(tuple(plain), params.inputs.size).unpack(raw))
+    return env
+
+
+def design_outputs(params: LaunchParams, env: dict[str, np.ndarray]) -> np.ndarray:
+    """OUT bytes as the design writes them: conv_frontend's y at t2 rows per batch;
+    a `whole` entry's split matmul outputs as one [rows_p, sum N] matrix (column
+    blocks); padding rows hold PAD_BYTE. Private scratch (SCRATCH_PREFIX slots) has
+    no emulator buffer: the FAKE leaves it zero."""
+    lay, modelled = params.outputs, {}
+    if params.design == "conv_frontend":
+        _, y, dims = _conv_dims(params)
+        b, t, d = env[y].shape
+        full = _padding((b, dims.t2, d), np.dtype(np.float32))
+        full[:, :t] = env[y]
+        modelled[y] = full
+    for e in scratch.OUT_ENTRIES.get(params.design, ()):
+        if not e.whole:
+            continue
+        kernel, occ, _ = e.stage
+        st = [s for s in params.stages if s["kernel"] == kernel][occ]
+        outs = st["outputs"]
+        if len(outs) < 2:
+            continue
+        blocks = [env[o].reshape(-1, env[o].shape[-1]) for o in outs]
+        rows, dt = blocks[0].shape[0], blocks[0].dtype
+        full = _padding((scratch.padded_rows(params.design, rows),
+                         sum(x.shape[1] for x in blocks)), dt)
+        full[:rows] = np.concatenate(blocks, axis=1)
+        modelled[outs[0]] = full
+        modelled.update({o: None for o in outs[1:]})
+    rest = RegionLayout(tuple(s for s in lay.slots if s.name not in modelled), lay.size)
+    out = rest.pack({s.name: env[s.name] if s.name in env else np.zeros(s.shape, s.dtype)
+                     for s in rest.slots})
+    for name, full in modelled.items():
+        if full is not None:
+            at = _slot(lay, name).offset
+            out[at:at + full.nbytes] = full.reshape(-1).view(np.uint8)
+    return out

@@ -15,9 +15,10 @@ zero-fills the OUT BO at allocation, so the borders are conv2's padding).
 Phase 2 (conv2): windows of h -> blocks -> gelu glue -> + positional embedding
 -> OUT, written transposed ([B, T/2, D]) by the drain pattern.
 
-Runtime sequence: IN = fp32: mel [B, 80, T1p + 2] (zero-padded by the host
-layout, as kernels/conv1d/design.py; T1p = T rounded up to 32); OUT = fp32:
-y [B, T2p, D] (cropped to T/2 by the host; T2p = T/2 rounded up to 4 x NT) then h;
+Runtime sequence: IN = fp32: mel [B, 80, T1p + 2] (zero-bordered by the host
+layout, runtime/layout.py in_frames; mel[b, m, t] at [b, m, 1 + t]; T1p = t1 of
+scratch.conv_frontend_dims); OUT = fp32: y [B, T2p, D] (T2p rows per batch, the
+host reads the first T/2 of each; T2p = T/2 rounded up to 4 x NT) then h;
 WEIGHTS = conv1 (W1 int8 [D, 240], w_scale, bias, {s, 1/s}), gelu1 table,
 gelu1 glue {1/s_in, s_out}, conv2 (same four), gelu2 table, gelu2 glue, then
 the add stage's constant b: the position table fp32 [T2p, D], row-major, zero
@@ -59,7 +60,7 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
     dims = scratch.conv_frontend_dims(mels, d, frames)
     t1, t2, tp2 = dims.t1, dims.t2, dims.tp2  # tp2: h row = 1 zero, conv1 outputs, zeros
     k1, k2 = mels * KW, d * KW
-    tp1 = t1 + 2  # mel row: 1 zero, frames, zeros
+    tp1 = dims.tp1  # mel row: 1 zero, frames, zeros (the host packs it so)
     f32, i8, i32 = np.float32, np.int8, np.int32
 
     def ty(n, dt):
@@ -69,7 +70,7 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
     (o_w1, o_s1, o_b1, o_c1, o_t1, o_g1, o_w2, o_s2, o_b2, o_c2, o_t2, o_g2, o_pos), w_total = \
         S.aligned_offsets(sizes)
     # IN and OUT hold only fp32, so they are typed float32 and offsets count floats
-    (o_mel,), in_bytes = S.aligned_offsets([4 * batch * mels * tp1])
+    (o_mel,), in_bytes = S.aligned_offsets([dims.in_bytes(batch, mels)])
     o_mel, in_total = o_mel // 4, S.up(in_bytes, 4) // 4
     (o_y, o_h), out_bytes = scratch.offsets([dims.y_bytes(batch, d), dims.h_bytes(batch, d)])
     o_y, o_h, out_total = o_y // 4, o_h // 4, out_bytes // 4

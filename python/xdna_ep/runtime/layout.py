@@ -28,7 +28,10 @@ OUT of a fused launch starts with the design's OUT entries (plan_out): the
 stage outputs the design writes to OUT (exports and intermediates it reads
 back inside the launch, e.g. ffn h) reserved for the design's padded rows, and
 its private scratch, from kernels/fused/scratch.py, the module the designs
-import; the other exports follow.
+import; the other exports follow. A buffer the design keeps inside a larger array
+of its own (conv_frontend's zero-bordered mel rows and its y at padded rows per
+batch; a split matmul's q/k/v as column blocks of one matrix) has a Frame: its
+slot spans that array and pack/unpack place/read the buffer's window in it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,21 +63,63 @@ def _align(n: int) -> int:
 
 
 @dataclass(frozen=True)
+class Frame:
+    """Where a fused design keeps a buffer inside a larger array of its own (its
+    device shape `shape`, row-major at the slot's offset): the buffer is the
+    window starting at `origin`; the rest of the frame is the design's padding
+    (zero in IN). `share` names an earlier slot whose frame this one lies in
+    (a split matmul's column blocks in one [rows_p, N] matrix)."""
+
+    shape: tuple[int, ...]
+    origin: tuple[int, ...]
+    share: str | None = None
+
+
+@dataclass(frozen=True)
 class Slot:
-    """One buffer inside a BO."""
+    """One buffer inside a BO; with a `frame`, a window of a larger device array."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
     offset: int
     nbytes: int
+    frame: tuple[int, ...] = ()
+    origin: tuple[int, ...] = ()
+
+    @property
+    def room(self) -> int:
+        """Bytes from `offset` the slot's device array spans."""
+        if not self.frame:
+            return self.nbytes
+        return int(np.prod(self.frame, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def window(self) -> tuple[tuple[int, ...], tuple[slice, ...]]:
+        """(buffer shape folded to the frame's rank, its index into the frame)."""
+        k = len(self.frame)
+        tail = self.shape[len(self.shape) - k + 1:] if k > 1 else ()
+        lead = int(np.prod(self.shape[:len(self.shape) - len(tail)], dtype=np.int64))
+        folded = (lead, *tail)
+        if len(self.shape) < k or any(o + n > f for o, n, f in
+                                      zip(self.origin, folded, self.frame, strict=True)):
+            raise ValueError(f"buffer {self.name!r} {list(self.shape)} does not fit its frame "
+                             f"{list(self.frame)} at {list(self.origin)}")
+        return folded, tuple(slice(o, o + n) for o, n in zip(self.origin, folded, strict=True))
+
+    def device_view(self, raw: np.ndarray) -> np.ndarray:
+        return raw[self.offset:self.offset + self.room].view(np.dtype(self.dtype)) \
+            .reshape(self.frame)
 
     def to_json(self) -> list[Any]:
-        return [self.name, self.dtype, list(self.shape), self.offset, self.nbytes]
+        out = [self.name, self.dtype, list(self.shape), self.offset, self.nbytes]
+        return out + [list(self.frame), list(self.origin)] if self.frame else out
 
     @classmethod
     def from_json(cls, v: Sequence[Any]) -> Slot:
-        return cls(str(v[0]), str(v[1]), tuple(int(d) for d in v[2]), int(v[3]), int(v[4]))
+        frame = (tuple(int(d) for d in v[5]), tuple(int(d) for d in v[6])) if len(v) > 5 \
+            else ((), ())
+        return cls(str(v[0]), str(v[1]), tuple(int(d) for d in v[2]), int(v[3]), int(v[4]),
+                   *frame)
 
 
 @dataclass(frozen=True)
@@ -86,14 +131,28 @@ class RegionLayout:
 
     @classmethod
     def plan(cls, specs: Sequence[tuple[str, BufferSpec]],
-             reserve: Mapping[str, int] | None = None) -> RegionLayout:
+             reserve: Mapping[str, int] | None = None,
+             frames: Mapping[str, Frame] | None = None) -> RegionLayout:
         """Slots in order; `reserve` gives a slot more room than its buffer (a fused
-        design writes its padded rows there; the host reads the first nbytes)."""
-        slots, off = [], 0
-        reserve = reserve or {}
+        design writes its padded rows there; the host reads the first nbytes);
+        `frames` places a buffer as a window of the design's own array."""
+        slots: list[Slot] = []
+        off = 0
+        reserve, frames = reserve or {}, frames or {}
         for name, spec in specs:
-            slots.append(Slot(name, spec.dtype, spec.shape, off, spec.nbytes))
-            off = _align(off + max(spec.nbytes, reserve.get(name, 0)))
+            fr = frames.get(name)
+            if fr is None:
+                slots.append(Slot(name, spec.dtype, spec.shape, off, spec.nbytes))
+            else:
+                at = off
+                if fr.share is not None:
+                    at = next(s.offset for s in slots if s.name == fr.share)
+                slots.append(Slot(name, spec.dtype, spec.shape, at, spec.nbytes,
+                                  tuple(fr.shape), tuple(fr.origin)))
+                slots[-1].window()                          # validates the fit
+                if fr.share is not None:
+                    continue
+            off = _align(off + max(slots[-1].room, reserve.get(name, 0)))
         return cls(tuple(slots), max(off, ALIGN))
 
     def names(self) -> tuple[str, ...]:
@@ -107,7 +166,11 @@ class RegionLayout:
             if str(a.dtype) != s.dtype or tuple(a.shape) != s.shape:
                 raise ValueError(f"buffer {s.name!r}: got {a.dtype}{list(a.shape)}, layout "
                                  f"expects {s.dtype}{list(s.shape)}")
-            buf[s.offset:s.offset + s.nbytes] = a.reshape(-1).view(np.uint8)
+            if s.frame:
+                folded, win = s.window()
+                s.device_view(buf)[win] = a.reshape(folded)
+            else:
+                buf[s.offset:s.offset + s.nbytes] = a.reshape(-1).view(np.uint8)
         return buf
 
     def unpack(self, buf: np.ndarray | bytes | memoryview) -> dict[str, np.ndarray]:
@@ -117,6 +180,10 @@ class RegionLayout:
             raise ValueError(f"BO holds {raw.size} bytes, layout needs {self.size}")
         out = {}
         for s in self.slots:
+            if s.frame:
+                _, win = s.window()
+                out[s.name] = s.device_view(raw)[win].copy().reshape(s.shape)
+                continue
             chunk = raw[s.offset:s.offset + s.nbytes].copy()
             out[s.name] = chunk.view(np.dtype(s.dtype)).reshape(s.shape)
         return out
@@ -253,11 +320,13 @@ SCRATCH_PREFIX = "#scratch/"
 
 @dataclass(frozen=True)
 class OutPlan:
-    """The OUT slots of one launch: (name, spec) in order, and the bytes reserved
-    per slot where the design writes more than the buffer (its padded rows)."""
+    """The OUT slots of one launch: (name, spec) in order, the bytes reserved per
+    slot where the design writes more than the buffer (its padded rows), and the
+    frames of buffers the design keeps inside a larger array of its own."""
 
     specs: tuple[tuple[str, BufferSpec], ...]
     reserve: dict[str, int]
+    frames: dict[str, Frame] = field(default_factory=dict)
 
 
 def has_private_scratch(design: str) -> bool:
@@ -265,52 +334,83 @@ def has_private_scratch(design: str) -> bool:
     return any(e.stage is None for e in scratch.OUT_ENTRIES.get(design, ()))
 
 
-def _entry_buffer(design: str, stages: Sequence[Stage], ref: tuple[str, int, int]) -> str:
+def _entry_stage(design: str, stages: Sequence[Stage], ref: tuple[str, int, int]) -> Stage:
     kernel, occurrence, index = ref
     seen = [st for st in stages if st.kernel == kernel]
     if occurrence >= len(seen) or index >= len(seen[occurrence].outputs):
         raise ValueError(f"design {design!r} writes output {index} of {kernel} stage "
                          f"#{occurrence} to OUT, but the launch has {len(seen)} {kernel} "
                          "stage(s): the launch does not match the design's stage chain")
-    return seen[occurrence].outputs[index]
+    return seen[occurrence]
+
+
+def conv_frontend_geometry(stages: Sequence[Stage], known: Mapping[str, BufferSpec],
+                           consts: Sequence[Mapping[str, np.ndarray]] = ()
+                           ) -> tuple[int, int, int, scratch.ConvFrontendDims]:
+    """(batch, mels, d, dims) of a conv_frontend launch: its tiling (scratch.py)."""
+    x = known[stages[0].inputs[0]]                       # mel [B, mels, T]
+    d = int(np.asarray(consts[0]["weight"]).shape[0]) if consts else x.shape[1]
+    return x.shape[0], x.shape[1], d, scratch.conv_frontend_dims(x.shape[1], d, x.shape[2])
 
 
 def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpec],
              exports: Sequence[str], consts: Sequence[Mapping[str, np.ndarray]] = ()) -> OutPlan:
     """OUT of a launch: a fused design's entries first (kernels/fused/scratch.py
     OUT_ENTRIES: the stage outputs it writes to OUT, each reserved for its padded
-    rows, and its private scratch), then every other export. A single-kernel
-    design exports only what is needed later."""
+    rows or framed as the design lays it out, and its private scratch), then every
+    other export. A single-kernel design exports only what is needed later."""
     entries = scratch.OUT_ENTRIES.get(design)
     if entries is None:
         return OutPlan(tuple((b, known[b]) for b in exports), {})
     specs: list[tuple[str, BufferSpec]] = []
     reserve: dict[str, int] = {}
-    conv = None
-    if design == "conv_frontend":
-        x = known[stages[0].inputs[0]]                       # mel [B, mels, T]
-        d = int(np.asarray(consts[0]["weight"]).shape[0]) if consts else x.shape[1]
-        conv = (x.shape[0], d, scratch.conv_frontend_dims(x.shape[1], d, x.shape[2]))
+    frames: dict[str, Frame] = {}
+    conv = conv_frontend_geometry(stages, known, consts) if design == "conv_frontend" else None
     for e in entries:
         if e.stage is None:          # private scratch: conv_frontend's h rows
             assert conv is not None, f"{design}: private scratch without its dims"
-            batch, d, dims = conv
+            batch, _, d, dims = conv
             name = f"{SCRATCH_PREFIX}{design}/{e.name}"
             specs.append((name, BufferSpec("uint8", (dims.h_bytes(batch, d),))))
             continue
-        buf = _entry_buffer(design, stages, e.stage)
+        stage = _entry_stage(design, stages, e.stage)
+        buf = stage.outputs[e.stage[2]]
         spec = known[buf]
-        if conv is not None:
-            batch, d, dims = conv
-            reserve[buf] = dims.y_bytes(batch, d)
+        if buf in dict(specs):
+            continue
+        if conv is not None:         # y [B, t2, d]: t2 rows per batch
+            batch, _, d, dims = conv
+            frames[buf] = Frame((batch, dims.t2, d), (0, 0, 0))
+        elif e.whole and len(stage.outputs) > 1:   # split: column blocks of one matrix
+            rows = int(np.prod(spec.shape[:-1], dtype=np.int64))
+            full = (scratch.padded_rows(design, rows),
+                    sum(known[o].shape[-1] for o in stage.outputs))
+            col = 0
+            for o in stage.outputs:
+                frames[o] = Frame(full, (0, col), None if o == stage.outputs[0]
+                                  else stage.outputs[0])
+                specs.append((o, known[o]))
+                col += known[o].shape[-1]
+            continue
         else:
             rows = int(np.prod(spec.shape[:-1], dtype=np.int64))
             reserve[buf] = scratch.capacity(design, rows, spec.nbytes // max(rows, 1))
-        if buf not in dict(specs):
-            specs.append((buf, spec))
+        specs.append((buf, spec))
     listed = {n for n, _ in specs}
     specs += [(b, known[b]) for b in exports if b not in listed]
-    return OutPlan(tuple(specs), reserve)
+    return OutPlan(tuple(specs), reserve, frames)
+
+
+def in_frames(design: str, stages: Sequence[Stage], inputs: Sequence[str],
+              known: Mapping[str, BufferSpec],
+              consts: Sequence[Mapping[str, np.ndarray]] = ()) -> dict[str, Frame]:
+    """IN frames of a fused design: conv_frontend reads the mel as zero-bordered
+    rows [B, mels, tp1] with mel[b, m, t] at [b, m, 1 + t] (conv1's padding)."""
+    if design != "conv_frontend":
+        return {}
+    batch, mels, _, dims = conv_frontend_geometry(stages, known, consts)
+    mel = stages[0].inputs[0]
+    return {mel: Frame((batch, mels, dims.tp1), (0, 0, 1))} if mel in inputs else {}
 
 
 def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
@@ -336,8 +436,9 @@ def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
     return LaunchParams(
         launch.design, tuple(stages),
         RegionLayout.plan([(b, known[b]) for b in io.inputs],
-                          in_reserve(launch.design, io.inputs, known)),
-        RegionLayout.plan(out.specs, out.reserve),
+                          in_reserve(launch.design, io.inputs, known),
+                          in_frames(launch.design, launch.stages, io.inputs, known, consts)),
+        RegionLayout.plan(out.specs, out.reserve, out.frames),
         weights.layout)
 
 
