@@ -120,11 +120,14 @@ def _case(design: str, d: int, rows: int, batch: int = 1, split: bool = False):
     q/k/v outputs; `batch`: conv_frontend's batch."""
     f, n3 = 4 * d, 3 * d
     M = [1, rows]
+    zs = ("zq", "zk", "zv") if split else ("z",)
     if design == "ln_matmul":
-        stages = [Stage("layernorm", ("x",), ("a",)), Stage("matmul", ("a",), ("y",))]
-        known = _specs(x=("float32", M + [d]), a=("int8", M + [d]), y=("int8", M + [n3]))
+        ys = zs if split else ("y",)
+        stages = [Stage("layernorm", ("x",), ("a",)), Stage("matmul", ("a",), ys)]
+        known = _specs(x=("float32", M + [d]), a=("int8", M + [d]))
+        known.update({y: BufferSpec("int8", tuple(M + [n3 // len(ys)])) for y in ys})
         return ("fused/ln_matmul/design.py", "build", (rows, d, n3, "int8")), stages, known, \
-            ("y",), ()
+            ys, ()
     if design in ("ffn_block", "ffn_ln_matmul"):
         stages = [Stage("layernorm", ("x",), ("a",)), Stage("matmul", ("a",), ("f",)),
                   Stage("gelu", ("f",), ("h",)), Stage("matmul", ("h",), ("g",)),
@@ -134,7 +137,6 @@ def _case(design: str, d: int, rows: int, batch: int = 1, split: bool = False):
         if design == "ffn_block":
             return ("fused/ffn_block/design.py", "build", (rows, d, f)), stages, known, \
                 ("y",), ()
-        zs = ("zq", "zk", "zv") if split else ("z",)
         stages += [Stage("layernorm", ("y",), ("a2",)), Stage("matmul", ("a2",), zs)]
         known.update(_specs(a2=("int8", M + [d])))
         known.update({z: BufferSpec("int8", tuple(M + [n3 // len(zs)])) for z in zs})
@@ -161,7 +163,8 @@ def _case(design: str, d: int, rows: int, batch: int = 1, split: bool = False):
 
 FUSED = ["ln_matmul", "ffn_block", "ffn_ln_matmul", "attn_block", "conv_frontend"]
 VARIANTS = [(design, 1, False) for design in FUSED] + [("conv_frontend", 2, False),
-                                                        ("ffn_ln_matmul", 1, True)]
+                                                        ("ffn_ln_matmul", 1, True),
+                                                        ("ln_matmul", 1, True)]
 
 
 def _elements(slot) -> np.ndarray:
