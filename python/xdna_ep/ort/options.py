@@ -33,6 +33,9 @@ OPTION_HELP: dict[str, str] = {
     "exclude_ops": "op types kept on CPU (list or comma-separated string)",
     "exclude_nodes": "node names kept on CPU (list or comma-separated string)",
     "num_threads": "emulator threads, an integer >= 1 (default: all cores)",
+    "dims": "sizes of symbolic input dims, 'name=size,...' or a dict (e.g. "
+            "'batch=4,sequence=128'); default: SessionOptions free-dimension overrides, "
+            "the calibration arrays, else compiled per input shape at its first run",
 }
 
 
@@ -62,6 +65,7 @@ class ProviderOptions:
     exclude_ops: tuple[str, ...] = ()
     exclude_nodes: tuple[str, ...] = ()
     num_threads: int | None = None
+    dims: tuple[tuple[str, int], ...] = ()  # (symbolic dim, size), as given
 
     def compile_key(self) -> dict[str, Any]:
         """The options that change the compiled model (cache key part). The
@@ -177,6 +181,10 @@ def parse_options(raw: Mapping[str, Any] | None) -> ProviderOptions:
             raise ProviderOptionError(f"XDNAExecutionProvider option num_threads={v!r} is "
                                       "invalid: expected an integer >= 1") from None
         kw["num_threads"] = n
+    if "dims" in raw:
+        from .dims import parse_dims  # dims.py imports this module
+
+        kw["dims"] = tuple(parse_dims(raw["dims"]).items())
     return ProviderOptions(**kw)
 
 
