@@ -108,14 +108,18 @@ class _ShapeVariant:
     plan: PartitionPlan | None
 
 
-def _announce(plan: PartitionPlan | None, device: str, stacklevel: int) -> None:
-    """The placement line: logged, or a warning below the share threshold."""
+def _announce(plan: PartitionPlan | None, device: str, stacklevel: int,
+              warn: bool = True) -> None:
+    """The placement line: logged, and below the share threshold also an
+    XDNAPlacementWarning (`warn` False: an XDNAFallbackWarning already said
+    that nothing runs on the NPU, the line is only logged)."""
     if plan is None:
         return
     summary = placement.summarize(plan, device)
     if summary.low:
         log.warning("%s", summary.line())
-        warnings.warn(summary.line(), XDNAPlacementWarning, stacklevel=stacklevel + 1)
+        if warn:
+            warnings.warn(summary.line(), XDNAPlacementWarning, stacklevel=stacklevel + 1)
     else:
         log.info("%s", summary.line())
 
@@ -159,11 +163,13 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         self._xdna_provider_core = provider
         self.xdna_start = provider.start
         prepared = provider.prepare(path_or_bytes, session_options=so)
+        self._xdna_src = (path_or_bytes if isinstance(path_or_bytes, bytes)
+                          else os.fspath(path_or_bytes))
         self.xdna_plan = prepared.plan
         for notice in prepared.notices:
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
-        if prepared.rewritten is not None:
-            _announce(prepared.plan, self.xdna_start.device, stacklevel=2)
+        _announce(prepared.plan, self.xdna_start.device, stacklevel=2,
+                  warn=prepared.rewritten is not None)
         choice = provider.dims_choice
         if choice is not None and not prepared.deferred and provider.pinned(choice.dims):
             # compiled for exactly this shape: a run of another shape compiles its own
@@ -302,15 +308,21 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         self.xdna_plan = prepared.plan
         for notice in prepared.notices:
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=4)
+        rest, rest_opts, kwargs = self._xdna_rest
+        _announce(prepared.plan, self.xdna_start.device, stacklevel=4,
+                  warn=prepared.rewritten is not None)
         if prepared.rewritten is None:
-            return _ShapeVariant(None, None, prepared.plan)
-        _announce(prepared.plan, self.xdna_start.device, stacklevel=4)
+            if not self._xdna_pinned:  # the base session is the user's model
+                return _ShapeVariant(None, None, prepared.plan)
+            # the base session is specialised to the start shape: this shape runs
+            # the user's model on the CPU provider (the notices above said why)
+            cpu = _ORT_SESSION(self._xdna_src, self._xdna_so, rest, rest_opts, **kwargs)
+            return _ShapeVariant(cpu, None, prepared.plan)
         table = region_op.ProgramTable()
         for ref, region in prepared.regions.items():
             table.add(ref, region)
         for node in region_nodes(prepared.rewritten):
             set_string_attr(node, "session", table.token)
-        rest, rest_opts, kwargs = self._xdna_rest
         inner = _ORT_SESSION(prepared.rewritten.SerializeToString(), self._xdna_so, rest,
                              rest_opts, **kwargs)
         return _ShapeVariant(inner, table, prepared.plan)
