@@ -6,6 +6,7 @@ on the NPU never passes silently."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -31,7 +32,9 @@ class PlacementSummary:
 
     def line(self) -> str:
         shape = f" for input shape {self.dims}" if self.dims else ""
-        text = (f"{EP_NAME} placement{shape}: {100.0 * self.share:.1f}% of MACs on the NPU "
+        # rounded down: 99.97% is not "100.0%"
+        pct = math.floor(1000.0 * self.share) / 10.0
+        text = (f"{EP_NAME} placement{shape}: {pct:.1f}% of MACs on the NPU "
                 f"({self.npu_regions} of {self.regions} region(s) on the NPU, device "
                 f"{self.device or 'none'})")
         if self.low and self.reasons:
