@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from xdna_ep.ort.dims import parse_dims
+from xdna_ep.ort.dims import parse_dims, resolve, session_overrides
 from xdna_ep.ort.errors import XDNAFallbackWarning, XDNAPlacementWarning
 from xdna_ep.ort.options import ProviderOptionError
 from xdna_ep.ort.session import InferenceSession
@@ -176,3 +176,27 @@ def test_dims_option_spelling_and_errors(bert, tmp_path):
                        r"\['batch', 'sequence'\]"):
         InferenceSession(bert, providers=[EP], provider_options=[{
             "cache_dir": str(tmp_path), "dims": "tokens=5"}])
+
+
+def test_overrides_by_denotation_and_unnamed_dims_read_through_the_probe():
+    """SessionOptions has no getter: ONNX Runtime applies the overrides to a probe
+    of the model's inputs (by name and by denotation; a dim without a name is
+    '<input>:<axis>'), also with ep.context_enable set."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", None])
+    x.type.tensor_type.shape.dim[2].denotation = "DATA_CHANNEL"
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.add_free_dimension_override_by_name("seq", 12)
+    so.add_free_dimension_override_by_denotation("DATA_CHANNEL", 5)
+    so.add_session_config_entry("ep.context_enable", "1")
+    overrides, note = session_overrides(model, so)
+    assert note == "" and overrides == {"seq": 12, "x:2": 5}
+    choice = resolve(model, {}, so, [{"x": np.zeros((3, 7, 5), np.float32)}])
+    assert choice.dims == {"seq": 12, "x:2": 5, "batch": 3}
+    assert choice.source == {"seq": "session_options", "x:2": "session_options",
+                             "batch": "calibration"}
+    assert choice.unknown == ()

@@ -21,6 +21,8 @@ size is "unknown" and defers compilation to the first run.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +155,8 @@ def session_overrides(model: onnx.ModelProto, so: Any) -> tuple[dict[str, int], 
     itself applies them: a probe session (one Identity per input) is created
     with `so`, and its get_inputs() shows the overridden sizes. The options
     that would make that session write files (optimized_model_filepath,
-    enable_profiling) are cleared for the probe and restored."""
+    enable_profiling) are cleared for the probe and restored; the probe model
+    is a temporary file (removed)."""
     model_dims = symbolic_input_dims(model)
     if so is None or not model_dims:
         return {}, ""
@@ -162,9 +165,14 @@ def session_overrides(model: onnx.ModelProto, so: Any) -> tuple[dict[str, int], 
     saved_path, saved_prof = so.optimized_model_filepath, so.enable_profiling
     try:
         so.optimized_model_filepath, so.enable_profiling = "", False
-        sess = ort.InferenceSession(_probe_model(model, model_dims).SerializeToString(), so,
-                                    providers=["CPUExecutionProvider"])
-        shapes = {i.name: i.shape for i in sess.get_inputs()}
+        # from a file, not bytes: with ep.context_enable ORT refuses a model given
+        # as bytes without ep.context_file_path (it writes nothing for a CPU-only probe)
+        with tempfile.TemporaryDirectory(prefix="xdna_dims_") as tmp:
+            probe = os.path.join(tmp, "probe.onnx")
+            onnx.save(_probe_model(model, model_dims), probe)
+            sess = ort.InferenceSession(probe, so, providers=["CPUExecutionProvider"])
+            shapes = {i.name: i.shape for i in sess.get_inputs()}
+            del sess
     except Exception as exc:  # noqa: BLE001 - any failure is reported, never fatal
         return {}, (f"the SessionOptions' free-dimension overrides could not be read "
                     f"({type(exc).__name__}: {exc}); give the sizes with provider option dims")
