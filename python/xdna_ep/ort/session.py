@@ -45,6 +45,9 @@ log = logging.getLogger("xdna_ep")
 __all__ = ["InferenceSession", "StartInfo", "XDNAFallbackWarning", "XDNAPlacementWarning",
            "XDNARegionError", "XDNAUnavailableError", "split_providers"]
 
+# input shapes compiled by one session after which the log suggests padding
+MANY_SHAPES = 8
+
 # the InferenceSession class install() replaces; sessions always build on it
 _ORT_SESSION: type = ort.InferenceSession
 
@@ -300,6 +303,10 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             v = self._xdna_variants.get(key)
             if v is None:
                 v = self._xdna_variants[key] = self._build_variant(run_dims)
+                if len(self._xdna_variants) == MANY_SHAPES:
+                    log.warning("%s: %d input shapes compiled by this session; each new shape "
+                                "compiles (seconds) and keeps its own programs: pad inputs to a "
+                                "few fixed shapes", EP_NAME, MANY_SHAPES)
         return v
 
     def _build_variant(self, run_dims: Mapping[str, int]) -> _ShapeVariant:
