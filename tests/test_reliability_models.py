@@ -15,6 +15,7 @@ tests/fuzz/model_mutators.py, tests/fuzz/model_worker.py.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -46,17 +47,25 @@ def _check(verdicts: list[Verdict], label: str) -> dict:
     return table
 
 
+# The full campaign (every mutation on both real models, 308 cases, about 20 min on
+# 2 cores) runs with XDNA_FUZZ_FULL=1; by default each mutation runs once, on the
+# encoder and the decoder in turn within its category (156 cases), to keep CI short.
+FULL_CAMPAIGN = os.environ.get("XDNA_FUZZ_FULL") == "1"
+
+
 @pytest.mark.slow
 def test_model_fuzz_real_whisper(tmp_path, whisper_bases):
-    verdicts = run_campaign(tmp_path, whisper_bases, catalogue(), timeout=120, parallel=2)
-    assert len(verdicts) >= 300
+    verdicts = run_campaign(tmp_path, whisper_bases, catalogue(), timeout=120, parallel=2,
+                            full=FULL_CAMPAIGN)
+    assert len(verdicts) >= (300 if FULL_CAMPAIGN else 150)
+    assert {v.base for v in verdicts} == {b.name for b in whisper_bases}
     # the campaign has teeth: every category ran, some mutants still compiled and ran
     # on XDNA regions and were compared with onnxruntime, many were refused clearly
     assert {v.category for v in verdicts} >= STRUCTURAL | {"bitflip", "truncation", "control"}
     compared = [v for v in verdicts if v.record.get("session", {}).get("regions", 0) > 0
                 and "rel_err" in v.record.get("session", {})]
-    assert len(compared) >= 20
-    assert sum(v.session == "clear" for v in verdicts) >= 100
+    assert len(compared) >= (20 if FULL_CAMPAIGN else 10)
+    assert sum(v.session == "clear" for v in verdicts) >= (100 if FULL_CAMPAIGN else 50)
     outside = [v for v in verdicts if v.mutation.startswith(("ext/outside", "ext/system"))]
     assert outside and all(v.session == "clear" for v in outside)
     _check(verdicts, "real Whisper tiny.en")
