@@ -9,6 +9,7 @@ import pytest
 from test_ort_support import big_linear_model
 
 from xdna_ep.ort import InferenceSession, ProviderOptionError, parse_options
+from xdna_ep.ort.errors import XDNAPlacementWarning
 from xdna_ep.ort.options import OPTION_HELP, read_calibration
 
 EP = "XDNAExecutionProvider"
@@ -116,9 +117,11 @@ def test_num_threads(value, ok):
 
 def test_exclude_nodes_keeps_them_on_cpu(tmp_path):
     lm = big_linear_model(two_regions=True)
-    sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
-                            provider_options=[{"cache_dir": str(tmp_path),
-                                               "exclude_nodes": "mm1"}])
+    # half the MACs excluded: said in proportion, with the reason
+    with pytest.warns(XDNAPlacementWarning, match=r"50\.0% of MACs.*top reasons: excluded"):
+        sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
+                                provider_options=[{"cache_dir": str(tmp_path),
+                                                   "exclude_nodes": "mm1"}])
     assert sess.xdna_start.regions == 1  # only mm0+add0 left on the NPU
     sess2 = InferenceSession(lm.model.SerializeToString(), providers=[EP],
                              provider_options=[{"cache_dir": str(tmp_path)}])

@@ -143,9 +143,11 @@ def test_nothing_on_npu_warns_never_silent(tmp_path):
     for fallback in ("allow", "error"):
         # a cost decision is announced in both modes; fallback=error is about failures
         with pytest.warns(XDNAFallbackWarning, match="no node on the NPU.*launch overhead"):
+            # rows "M" sized by the dims option: without a size the session would
+            # compile at the first run's shape (test_shapes.py)
             sess = InferenceSession(tiny.model.SerializeToString(), providers=[EP],
                                     provider_options=[{"cache_dir": str(tmp_path),
-                                                       "fallback": fallback}])
+                                                       "fallback": fallback, "dims": "M=2"}])
         assert EP not in sess.get_providers()
         assert sess.xdna_start.source == "cpu-by-cost"
         assert all(r.placement == "cpu" for r in sess.xdna_plan.regions)
@@ -271,7 +273,8 @@ def test_fallback_keeps_external_data_of_a_path_model(tmp_path):
               size_threshold=0)
     with pytest.warns(XDNAFallbackWarning):
         sess = InferenceSession(str(path), providers=[EP],
-                                provider_options=[{"cache_dir": str(tmp_path / "c")}])
+                                provider_options=[{"cache_dir": str(tmp_path / "c"),
+                                                   "dims": {"M": 3}}])
     x = np.ones((3, 64), np.float32)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], tiny.fp32(x)["y"], rtol=1e-5)
 

@@ -32,6 +32,7 @@ def partition_model(
     exclude_nodes: Iterable[str] = (),
     disable_kinds: Iterable[str] = (),
     dims: dict[str, int] | None = None,
+    dims_source: dict[str, str] | None = None,
     use_cost_model: bool = True,
     npu_cost: NpuCostModel | None = None,
     cpu_cost: CpuCostModel | None = None,
@@ -43,8 +44,14 @@ def partition_model(
     """Partition `model` (renames unnamed/duplicate nodes in place).
 
     exclude_ops / exclude_nodes / disable_kinds: keep these on CPU.
-    dims: sizes for symbolic input dims (MACs and cost use them).
+    dims: sizes for symbolic input dims (MACs and cost use them); dims_source
+    says where each came from (recorded in the plan for the report).
     use_cost_model: False keeps every region on the NPU regardless of cost.
+    A symbolic dim that neither `dims` nor a default binds is counted as 1; the
+    cost model then decides nothing (a region priced at a guessed size of 1 is
+    wrongly "too small"): regions keep their capability placement and the
+    plan's dims_guessed names the dims (the provider never gets here with a
+    guess: it compiles at the first run's shape instead).
     device / quantization: recorded in the plan for the report (later stages set them).
     """
     if not isinstance(model, onnx.ModelProto):
@@ -58,7 +65,14 @@ def partition_model(
     cap = analyze(model, options)
     regions = build_regions(cap)
     fallbacks = list(cap.fallbacks)
-    if use_cost_model:
+    if use_cost_model and cap.dims_guessed:
+        moved = []
+        unknown = ", ".join(cap.dims_guessed)
+        for r in regions:
+            r.placement = "npu"
+            r.cost_reason = (f"cost not evaluated: symbolic dims {unknown} have no size "
+                             "(give dims); placed by capability only")
+    elif use_cost_model:
         moved = place_by_cost(regions, npu_cost, cpu_cost)
     else:
         moved = []
@@ -89,7 +103,11 @@ def partition_model(
     return PartitionPlan(
         model_name=name, nodes=cap.placements, regions=regions, total_macs=cap.total_macs,
         device=device, device_reason=device_reason, quantization=quantization,
-        fallbacks=fallbacks, notes=notes,
+        fallbacks=fallbacks, notes=notes, dims=dict(cap.dim_bindings),
+        dims_source={k: (dims_source or {}).get(k, "given" if dims and k in dims else
+                         "guessed" if k in cap.dims_guessed else "default")
+                     for k in cap.dim_bindings},
+        dims_guessed=list(cap.dims_guessed),
     )
 
 

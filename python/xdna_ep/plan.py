@@ -96,6 +96,13 @@ class PartitionPlan:
     quantization: str = ""
     fallbacks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # assumptions (symbolic dims, ...)
+    # the size each symbolic input dim was bound to (the shape placed and compiled)
+    # and where that size came from (option, session options, calibration, first
+    # run, default); dims_guessed: bound to 1 by no rule (the cost model then
+    # decides nothing, see partition.py)
+    dims: dict[str, int] = field(default_factory=dict)
+    dims_source: dict[str, str] = field(default_factory=dict)
+    dims_guessed: list[str] = field(default_factory=list)
 
     @property
     def npu_macs(self) -> int:

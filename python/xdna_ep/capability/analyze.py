@@ -57,6 +57,7 @@ class CapabilityResult:
     notes: list[str] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     dim_bindings: dict[str, int] = field(default_factory=dict)
+    dims_guessed: list[str] = field(default_factory=list)  # bound to 1 by no rule
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -183,4 +184,4 @@ def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) ->
         placements.append(NodePlacement(node.name, node.op_type, "cpu", reason,
                                         macs=macs, graph=path))
     return CapabilityResult(matches, placements, views, opset, total_macs, notes, fallbacks,
-                            dict(shaped.bindings))
+                            dict(shaped.bindings), list(shaped.guessed))

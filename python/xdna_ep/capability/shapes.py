@@ -5,7 +5,10 @@ belongs on the NPU, a decoder MatMul with M = 1 (one token) does not. Optimum
 exports Whisper with symbolic dims (batch_size, encoder_sequence_length, ...),
 so before running onnx.shape_inference we bind each symbolic input dim to a
 size: the caller's `dims` first, then the Whisper defaults below, else 1 (and
-we say so in the plan's notes).
+we say so in the plan's notes, and list the name in `ShapeResult.guessed`: the
+cost model must not decide a region on such a guess, see partition.py).
+
+An input dim without a dim_param is named `<input name>:<axis>`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,36 @@ class ShapeResult:
     model: onnx.ModelProto  # copy with inferred value_info
     bindings: dict[str, int] = field(default_factory=dict)  # dim_param -> size used
     notes: list[str] = field(default_factory=list)
+    guessed: list[str] = field(default_factory=list)  # dims bound to 1 by no rule
+
+
+@dataclass(frozen=True)
+class SymbolicDim:
+    """One dynamic dim of a graph input (what `dims`, ORT's overrides and the
+    arrays fed to the model bind)."""
+
+    input: str
+    axis: int
+    name: str  # dim_param, or "<input>:<axis>" when the dim has none
+    denotation: str = ""
+
+
+def symbolic_input_dims(model: onnx.ModelProto) -> list[SymbolicDim]:
+    """Every dynamic dim of the model's graph inputs (initializers excluded)."""
+    init_names = {t.name for t in model.graph.initializer}
+    out: list[SymbolicDim] = []
+    for vi in model.graph.input:
+        if vi.name in init_names or not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        for axis, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                continue
+            out.append(SymbolicDim(vi.name, axis, d.dim_param or f"{vi.name}:{axis}",
+                                   d.denotation))
+    return out
 
 
 def bind_dim(name: str, dims: dict[str, int] | None) -> tuple[int, bool]:
@@ -63,14 +96,15 @@ def infer_shapes(model: onnx.ModelProto, dims: dict[str, int] | None = None) -> 
         tt = vi.type.tensor_type
         if not tt.HasField("shape"):
             continue
-        for d in tt.shape.dim:
+        for axis, d in enumerate(tt.shape.dim):
             if d.HasField("dim_value"):
                 continue
-            name = d.dim_param or f"{vi.name}:?"
+            name = d.dim_param or f"{vi.name}:{axis}"
             size, guessed = bind_dim(name, dims)
             if name not in result.bindings:
                 result.bindings[name] = size
                 if guessed:
+                    result.guessed.append(name)
                     result.notes.append(f"symbolic dim '{name}' assumed {size} for MAC counts")
             d.Clear()
             d.dim_value = size
@@ -201,3 +235,48 @@ def _run_inference(m: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
                      f"{type(exc).__name__}: {exc}); MACs of shape-dependent ops are 0")
         return m
     return out
+
+
+def fold_shape_nodes(model: onnx.ModelProto, dims: dict[str, int]) -> tuple[onnx.ModelProto, int]:
+    """A copy of `model` specialised to `dims`: every main-graph Shape node whose
+    input has a fully known shape at those sizes becomes a Constant.
+
+    Why: torch's exports compute Reshape targets at run time (Shape -> Gather ->
+    Concat of an intermediate, e.g. eager attention's context layer), so that
+    intermediate has a second, shape-only reader and a region cannot swallow
+    it. A model compiled for one concrete input shape (the provider's `dims`,
+    free-dimension overrides, calibration or first-run shape, each run checked
+    against it) may fold those shapes; a model whose dims are only defaults
+    must not, since it runs at other sizes. Returns (model, Shape nodes folded).
+    """
+    shaped = infer_shapes(model, dims)
+    if shaped.guessed:
+        raise ValueError(f"fold_shape_nodes needs every symbolic dim bound; "
+                         f"{shaped.guessed} are not")
+    known: dict[str, tuple[int, ...]] = {}
+    for vi in list(shaped.model.graph.value_info) + list(shaped.model.graph.input):
+        tt = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and tt.HasField("shape") and all(
+                d.HasField("dim_value") for d in tt.shape.dim):
+            known[vi.name] = tuple(int(d.dim_value) for d in tt.shape.dim)
+    for t in model.graph.initializer:
+        known[t.name] = tuple(int(d) for d in t.dims)
+    out = copy.deepcopy(model)
+    folded = 0
+    for i, node in enumerate(out.graph.node):
+        if node.op_type != "Shape" or node.input[0] not in known:
+            continue
+        shape = list(known[node.input[0]])
+        start, end = 0, len(shape)
+        for a in node.attribute:
+            if a.name == "start":
+                start = int(a.i)
+            elif a.name == "end":
+                end = int(a.i)
+        value = np.array(shape[slice(start, end)], dtype=np.int64)
+        const = onnx.helper.make_node(
+            "Constant", [], list(node.output), name=node.name,
+            value=onnx.numpy_helper.from_array(value, name=f"{node.name}_value"))
+        out.graph.node[i].CopyFrom(const)
+        folded += 1
+    return out, folded

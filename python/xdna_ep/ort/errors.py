@@ -8,6 +8,11 @@ class XDNAFallbackWarning(UserWarning):
     """XDNAExecutionProvider was requested but (part of) the model runs on CPU."""
 
 
+class XDNAPlacementWarning(XDNAFallbackWarning):
+    """XDNAExecutionProvider runs, but less than PLACEMENT_WARN_SHARE of the
+    model's MACs are on the NPU (the message gives the top reasons)."""
+
+
 class XDNAUnavailableError(RuntimeError):
     """XDNAExecutionProvider was requested with fallback=error and cannot run."""
 

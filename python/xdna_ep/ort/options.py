@@ -33,6 +33,9 @@ OPTION_HELP: dict[str, str] = {
     "exclude_ops": "op types kept on CPU (list or comma-separated string)",
     "exclude_nodes": "node names kept on CPU (list or comma-separated string)",
     "num_threads": "emulator threads, an integer >= 1 (default: all cores)",
+    "dims": "sizes of symbolic input dims, 'name=size,...' or a dict (e.g. "
+            "'batch=4,sequence=128'); default: SessionOptions free-dimension overrides, "
+            "the calibration arrays, else compiled per input shape at its first run",
 }
 
 
@@ -62,6 +65,7 @@ class ProviderOptions:
     exclude_ops: tuple[str, ...] = ()
     exclude_nodes: tuple[str, ...] = ()
     num_threads: int | None = None
+    dims: tuple[tuple[str, int], ...] = ()  # (symbolic dim, size), as given
 
     def compile_key(self) -> dict[str, Any]:
         """The options that change the compiled model (cache key part). The
@@ -177,6 +181,10 @@ def parse_options(raw: Mapping[str, Any] | None) -> ProviderOptions:
             raise ProviderOptionError(f"XDNAExecutionProvider option num_threads={v!r} is "
                                       "invalid: expected an integer >= 1") from None
         kw["num_threads"] = n
+    if "dims" in raw:
+        from .dims import parse_dims  # dims.py imports this module
+
+        kw["dims"] = tuple(parse_dims(raw["dims"]).items())
     return ProviderOptions(**kw)
 
 
@@ -236,3 +244,20 @@ def read_calibration(opts: ProviderOptions) -> list[dict[str, Any]] | None:
     if not samples:
         raise ProviderOptionError("calibration reader returned no samples")
     return samples
+
+
+def first_calibration_sample(opts: ProviderOptions) -> list[dict[str, Any]] | None:
+    """The first sample of a path calibration alone (as a one-item list), for its
+    input shapes: a session start that hits the cache never reads the rest."""
+    if not isinstance(opts.calibration, Path):
+        return read_calibration(opts)
+    from ..quantize.calibration import materialize
+
+    first = opts.calibration if opts.calibration.is_file() else _first_npz(opts.calibration)
+    return [dict(s) for s in materialize(first)]
+
+
+def _first_npz(folder: Path) -> Path:
+    from ..quantize.calibration import _npz_paths
+
+    return _npz_paths(folder)[0]

@@ -21,6 +21,7 @@ SessionOptions, ep.context_* config entries, warnings).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -33,9 +34,11 @@ import numpy as np
 import onnx
 
 from .. import EP_NAME
+from ..capability.shapes import fold_shape_nodes, symbolic_input_dims
 from ..compile.program import Program
 from ..plan import PartitionPlan
 from ..rewrite.graph import node_program, region_nodes, rewrite_model
+from . import dims as dims_mod
 from . import plan_json, stages
 from .compiled_model import CacheCorrupt, CacheStale, ModelCache, entry_id, extract_programs
 from .compiled_model import model_digest as content_digest
@@ -45,6 +48,7 @@ from .options import (
     ProviderOptions,
     calibration_digest,
     calibration_files_digest,
+    first_calibration_sample,
     read_calibration,
 )
 
@@ -74,7 +78,9 @@ class LoadedRegion:
 class StartInfo:
     """How a session started (the benchmark, whisper and tests read it)."""
 
-    source: str = ""  # "compiled" | "cache" | "epcontext" | "cpu-fallback" | "cpu-by-cost"
+    # "compiled" | "cache" | "epcontext" | "cpu-fallback" | "cpu-by-cost" | "deferred"
+    # (compiled per input shape at its first run; each run's shape then updates it)
+    source: str = ""
     seconds: float = 0.0
     cache_entry: Path | None = None
     regions: int = 0
@@ -97,6 +103,9 @@ class PreparedModel:
     plan: PartitionPlan | None = None
     device: Any = None
     notices: list[str] = field(default_factory=list)
+    # symbolic input dims without a size: compiled per input shape at the first
+    # run (XDNAProvider.prepare_shape); nothing is compiled yet
+    deferred: tuple[str, ...] = ()
 
 
 class _Observed:
@@ -148,6 +157,13 @@ class XDNAProvider:
         # the loaded programs by region id, once prepare() loaded them
         self.region_programs: dict[int, Program] = {}
         self._notices: list[str] = []
+        # what prepare() read once, kept for prepare_shape() (first-run compiles)
+        self._src: str | os.PathLike[str] | bytes = b""
+        self._proto: onnx.ModelProto | None = None
+        self._samples: list[dict[str, Any]] | None = None
+        self._device: Any = None
+        self.dims_choice: dims_mod.DimsChoice | None = None
+        self.shapes_compiled: list[str] = []  # shape keys, in compile order
 
     # -- fallback policy ---------------------------------------------------------------
     def _cannot_run(self, why: str) -> None:
@@ -165,8 +181,15 @@ class XDNAProvider:
         return prepared
 
     # -- the contract --------------------------------------------------------------------
-    def prepare(self, src: str | os.PathLike[str] | bytes) -> PreparedModel:
-        """Device, compiled model and loaded programs for `src` (a path or bytes)."""
+    def prepare(self, src: str | os.PathLike[str] | bytes,
+                session_options: Any = None) -> PreparedModel:
+        """Device, compiled model and loaded programs for `src` (a path or bytes).
+
+        session_options: the user's onnxruntime.SessionOptions, whose
+        free-dimension overrides size the symbolic input dims (ort/dims.py).
+        When some symbolic dim has no size from any source, nothing is compiled
+        here: `PreparedModel.deferred` names those dims and prepare_shape()
+        compiles at the first run of each input shape."""
         opts, info = self.options, self.start
         prepared = PreparedModel()
         if not isinstance(src, bytes) and not Path(src).is_file():
@@ -181,10 +204,79 @@ class XDNAProvider:
             return self._on_cpu(prepared, "cpu-fallback")
         info.device, info.device_reason = getattr(device, "name", opts.device), reason
         prepared.device = device
+        self._device = device
         if info.device == "emulator":
             self._emulator_threads(reason)
-        model, programs, plan = self._compiled(src)
+        self._src = src
+        self._proto = load_model(src)
+        if region_nodes(self._proto):  # a shipped compiled model (EPContext-style)
+            info.source = "epcontext"
+            return self._finish(prepared, self._proto, extract_programs(self._proto), None)
+        # a path calibration is read only on a cache miss; its first sample gives shapes
+        self._samples = (None if isinstance(opts.calibration, Path)
+                         else read_calibration(opts))
+        shape_samples = (first_calibration_sample(opts) if self._samples is None
+                         else self._samples)
+        choice = dims_mod.resolve(self._proto, dict(opts.dims), session_options, shape_samples)
+        self.dims_choice = choice
+        info.notes.extend(choice.notes)
+        for note in choice.notes:
+            log.warning("%s: %s", EP_NAME, note)
+        if choice.unknown:
+            info.source = "deferred"
+            prepared.deferred = choice.unknown
+            known = f" (known: {choice.describe()})" if choice.dims else ""
+            msg = (f"{EP_NAME}: symbolic input dims {', '.join(choice.unknown)} have no size "
+                   f"(provider option dims, SessionOptions free-dimension overrides or "
+                   f"calibration arrays give one){known}: the model is placed and compiled for "
+                   "each input shape at the first run with that shape (cached per shape); "
+                   "that run waits for the compile")
+            log.info("%s", msg)
+            info.notes.append(msg)
+            prepared.notices = list(self._notices)
+            return prepared
+        model, programs, plan = self._compiled(src, choice.dims, choice.source)
+        return self._finish(prepared, model, programs, plan)
+
+    def prepare_shape(self, run_dims: Mapping[str, int]) -> PreparedModel:
+        """The compiled model for one concrete input shape (the first run with that
+        shape): `run_dims` binds the dims prepare() left unknown; the sizes known
+        at start keep their source. Same policy as prepare() (notices, report)."""
+        if self._proto is None or self.dims_choice is None:
+            raise RuntimeError("prepare_shape() before prepare()")
+        self._notices = []
+        choice = self.dims_choice
+        dims = {**choice.dims, **{k: int(v) for k, v in run_dims.items()}}
+        source = {k: (choice.source[k] if choice.dims.get(k) == v else
+                      dims_mod.SOURCE_FIRST_RUN) for k, v in dims.items()}
+        prepared = PreparedModel(device=self._device)
+        log.info("%s: compiling for input shape %s (first run with this shape)", EP_NAME,
+                 dims_mod.shape_key(dims))
+        model, programs, plan = self._compiled(self._src, dims, source)
+        return self._finish(prepared, model, programs, plan)
+
+    def pinned(self, dims: Mapping[str, int]) -> bool:
+        """True when `dims` binds every symbolic input dim of the model, none by a
+        default: the compiled model then holds for that one input shape only."""
+        if self._proto is None:
+            return False
+        names = {d.name for d in symbolic_input_dims(self._proto)}
+        return bool(names) and names <= set(dims)
+
+    def _finish(self, prepared: PreparedModel, model: onnx.ModelProto,
+                programs: dict[str, Program], plan: PartitionPlan | None) -> PreparedModel:
+        """Report, fallback policy and loading, once a model is compiled (or not)."""
+        opts, info = self.options, self.start
+        device = prepared.device
         prepared.plan = plan
+        if plan is not None:
+            key = dims_mod.shape_key(plan.dims) if plan.dims else ""
+            if key and key not in self.shapes_compiled:
+                self.shapes_compiled.append(key)
+            if len(self.shapes_compiled) > 1:
+                plan.notes.append("input shapes compiled by this session so far: "
+                                  + "; ".join(self.shapes_compiled)
+                                  + " (this report describes the latest)")
         if plan is not None and opts.report is not None:  # also when nothing runs: it says why
             stages.write_report(plan, opts.report)
         if not programs and info.source == "cpu-fallback":
@@ -249,20 +341,34 @@ class XDNAProvider:
         return json.dumps({**self.options.compile_key(),
                            "compile_overrides": self.compile_overrides}, sort_keys=True)
 
-    def _compiled(self, src: str | os.PathLike[str] | bytes
+    def _compiled(self, src: str | os.PathLike[str] | bytes, dims: Mapping[str, int],
+                  dims_source: Mapping[str, str]
                   ) -> tuple[onnx.ModelProto, dict[str, Program], PartitionPlan | None]:
-        """(rewritten model, programs by reference, plan) from a shipped compiled model,
-        the cache, or a fresh partition + compile."""
+        """(rewritten model, programs by reference, plan) for the symbolic input
+        dims bound to `dims`, from the cache or a fresh partition + compile."""
         opts, info = self.options, self.start
-        # the cache is looked up before the source model is parsed: a warm start then
-        # parses only the cached model (a shipped compiled model is never stored in
-        # the cache, so it still takes the epcontext branch below)
-        if isinstance(opts.calibration, Path):  # keyed by file content, read on a miss
-            samples, cal_digest = None, calibration_files_digest(opts.calibration)
-        else:
-            samples = read_calibration(opts)
-            cal_digest = calibration_digest(opts, samples)
-        key = {"model": content_digest(src), "options": self._options_key(),
+        assert self._proto is not None
+        # partition renames nodes and rewrite reads the model: a session that
+        # compiles more than one shape works on a copy each time
+        proto = copy.deepcopy(self._proto) if info.source == "deferred" or \
+            self.shapes_compiled else self._proto
+        samples = self._samples
+        options_key = self._options_key()
+        if dims:  # the shape compiled enters the key (keys without dims are unchanged)
+            options_key += "|dims:" + dims_mod.shape_key(dims)
+        if self.pinned(dims):
+            # compiled for exactly this input shape (runs of another shape get their
+            # own compile): run-time shape computations become constants
+            proto, folded = fold_shape_nodes(proto, dict(dims))
+            if folded:
+                log.info("%s: %d Shape node(s) folded to constants for input shape %s",
+                         EP_NAME, folded, dims_mod.shape_key(dims))
+        # a path calibration is keyed by its files' bytes: a warm start reads no
+        # sample (the Whisper decoder's set is ~425 MB); a miss reads them below
+        cal_digest = (calibration_files_digest(opts.calibration)
+                      if isinstance(opts.calibration, Path)
+                      else calibration_digest(opts, samples))
+        key = {"model": content_digest(src), "options": options_key,
                "calibration": cal_digest}
         eid = entry_id(key["model"], key["options"], key["calibration"])
         cache = ModelCache(opts.cache_dir)
@@ -279,8 +385,10 @@ class XDNAProvider:
             info.source, info.cache_entry = "cache", entry.path
             plan_doc = entry.manifest.get("info", {}).get("plan")
             plan = plan_json.plan_from_dict(plan_doc) if plan_doc else None
-            if plan is not None:  # this start's device, not the one that compiled
+            if plan is not None:  # this start's device and dims sources, not the compile's
                 plan.device, plan.device_reason = info.device, info.device_reason
+                plan.dims_source.update({k: v for k, v in dims_source.items()
+                                         if k in plan.dims_source})
             return entry.model, entry.programs, plan
         proto = load_model(src)
         if region_nodes(proto):  # a shipped compiled model (EPContext-style)
@@ -289,7 +397,8 @@ class XDNAProvider:
         info.source = "compiled"
         name = "model bytes" if isinstance(src, bytes) else Path(src).name
         try:
-            plan = stages.partition(proto, opts, info.device, info.device_reason, name)
+            plan = stages.partition(proto, opts, info.device, info.device_reason, name,
+                                    dict(dims), dict(dims_source))
             if not any(r.placement == "npu" for r in plan.regions):
                 return proto, {}, plan
             if samples is None:

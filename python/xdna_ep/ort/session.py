@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +33,20 @@ import onnxruntime as ort
 from .. import EP_NAME
 from ..plan import PartitionPlan
 from ..rewrite.graph import region_nodes, set_string_attr
-from . import region_op
+from . import dims as dims_mod
+from . import placement, region_op
 from .compiled_model import write_shipped_model
-from .errors import XDNAFallbackWarning, XDNARegionError, XDNAUnavailableError
+from .errors import XDNAFallbackWarning, XDNAPlacementWarning, XDNARegionError, XDNAUnavailableError
 from .options import ProviderOptions, parse_options
 from .provider import PreparedModel, StartInfo, XDNAProvider
 
 log = logging.getLogger("xdna_ep")
 
-__all__ = ["InferenceSession", "StartInfo", "XDNAFallbackWarning", "XDNARegionError",
-           "XDNAUnavailableError", "split_providers"]
+__all__ = ["InferenceSession", "StartInfo", "XDNAFallbackWarning", "XDNAPlacementWarning",
+           "XDNARegionError", "XDNAUnavailableError", "split_providers"]
+
+# input shapes compiled by one session after which the log suggests padding
+MANY_SHAPES = 8
 
 # the InferenceSession class install() replaces; sessions always build on it
 _ORT_SESSION: type = ort.InferenceSession
@@ -95,6 +101,32 @@ def _config(so: ort.SessionOptions | None, key: str) -> str:
         return ""
 
 
+@dataclass
+class _ShapeVariant:
+    """The session of one concrete input shape (compiled at its first run):
+    `session` None means the base session runs it (everything on the CPU)."""
+
+    session: Any
+    table: region_op.ProgramTable | None
+    plan: PartitionPlan | None
+
+
+def _announce(plan: PartitionPlan | None, device: str, stacklevel: int,
+              warn: bool = True) -> None:
+    """The placement line: logged, and below the share threshold also an
+    XDNAPlacementWarning (`warn` False: an XDNAFallbackWarning already said
+    that nothing runs on the NPU, the line is only logged)."""
+    if plan is None:
+        return
+    summary = placement.summarize(plan, device)
+    if summary.low:
+        log.warning("%s", summary.line())
+        if warn:
+            warnings.warn(summary.line(), XDNAPlacementWarning, stacklevel=stacklevel + 1)
+    else:
+        log.info("%s", summary.line())
+
+
 class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
     """onnxruntime.InferenceSession that understands "XDNAExecutionProvider"."""
 
@@ -110,6 +142,11 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         # the partition plan of this session (None for a plain ORT session): what
         # went where, MAC shares, launches; whisper and the benchmarks read it
         self.xdna_plan: PartitionPlan | None = None
+        # compiled per input shape at its first run (symbolic dims without a size)
+        self._xdna_deferred: tuple[str, ...] = ()
+        self._xdna_variants: dict[str, _ShapeVariant] = {}
+        self._xdna_variant_lock = threading.Lock()
+        self._xdna_pinned = ""  # shape key the base session was compiled for, if one
         if xdna_raw is None:  # not requested: a plain ORT session
             super().__init__(path_or_bytes, sess_options, providers, provider_options, **kwargs)
             return
@@ -126,13 +163,33 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             rest, rest_opts = [*rest, "CPUExecutionProvider"], [*rest_opts, {}]
         so = sess_options if sess_options is not None else ort.SessionOptions()
         provider = self._xdna_provider(opts)
+        self._xdna_provider_core = provider
         self.xdna_start = provider.start
-        prepared = provider.prepare(path_or_bytes)
+        prepared = provider.prepare(path_or_bytes, session_options=so)
+        self._xdna_src = (path_or_bytes if isinstance(path_or_bytes, bytes)
+                          else os.fspath(path_or_bytes))
         self.xdna_plan = prepared.plan
         for notice in prepared.notices:
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
+        _announce(prepared.plan, self.xdna_start.device, stacklevel=2,
+                  warn=prepared.rewritten is not None)
+        choice = provider.dims_choice
+        if choice is not None and not prepared.deferred and provider.pinned(choice.dims):
+            # compiled for exactly this shape: a run of another shape compiles its own
+            self._xdna_pinned = dims_mod.shape_key(choice.dims)
+            self._xdna_so, self._xdna_rest = so, (rest, rest_opts, kwargs)
+            region_op.register_library(so)
         model_for_ort: str | bytes
-        if prepared.rewritten is None:
+        if prepared.deferred:
+            # the base session is the user's model; runs go to the session of
+            # their input shape, compiled at the first run with that shape
+            model_for_ort = (path_or_bytes if isinstance(path_or_bytes, bytes)
+                             else os.fspath(path_or_bytes))
+            region_op.register_library(so)
+            self._xdna_deferred = prepared.deferred
+            self._xdna_so, self._xdna_rest = so, (rest, rest_opts, kwargs)
+            self._xdna_active = True
+        elif prepared.rewritten is None:
             # the unchanged model (a path keeps its external data resolvable)
             model_for_ort = (path_or_bytes if isinstance(path_or_bytes, bytes)
                              else os.fspath(path_or_bytes))
@@ -148,6 +205,10 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             self._model_path, self._model_bytes = None, path_or_bytes
         else:
             self._model_path, self._model_bytes = os.fspath(path_or_bytes), None
+        if context_path is not None and prepared.deferred:
+            log.warning("%s: ep.context_enable: no compiled model written, the model is "
+                        "compiled per input shape at its first run (give provider option "
+                        "dims to compile it at session start)", EP_NAME)
         if context_path is not None and prepared.rewritten is not None:
             # written after ORT's own session init, which refuses an existing file
             write_shipped_model(prepared.rewritten, prepared.programs, context_path)
@@ -176,7 +237,11 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
 
     # -- runs: region failures surface as exceptions ------------------------------------
     def _guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        table = self._xdna_table
+        return self._guarded_with(self._xdna_table, fn, *args, **kwargs)
+
+    @staticmethod
+    def _guarded_with(table: region_op.ProgramTable | None, fn: Any, *args: Any,
+                      **kwargs: Any) -> Any:
         if table is None:
             return fn(*args, **kwargs)
         table.begin_run()
@@ -193,15 +258,82 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         return result
 
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
-        return self._guarded(super().run, output_names, input_feed, run_options)
+        v = self._route(input_feed)
+        if v is not None and v.session is not None:
+            return self._guarded_with(v.table, v.session.run, output_names, input_feed,
+                                      run_options)
+        return self._guarded_with(None if v is not None else self._xdna_table, super().run,
+                                  output_names, input_feed, run_options)
 
     def run_with_ort_values(self, output_names: Any, input_dict_ort_values: Any,
                             run_options: Any = None) -> Any:
-        return self._guarded(super().run_with_ort_values, output_names, input_dict_ort_values,
-                             run_options)
+        v = self._route(input_dict_ort_values)
+        if v is not None and v.session is not None:
+            return self._guarded_with(v.table, v.session.run_with_ort_values, output_names,
+                                      input_dict_ort_values, run_options)
+        return self._guarded_with(None if v is not None else self._xdna_table,
+                                  super().run_with_ort_values, output_names,
+                                  input_dict_ort_values, run_options)
 
     def run_with_iobinding(self, iobinding: Any, run_options: Any = None) -> Any:
+        if self._xdna_deferred:
+            raise NotImplementedError(
+                f"{EP_NAME}: run_with_iobinding on a session compiled per input shape (symbolic "
+                f"dims {', '.join(self._xdna_deferred)} had no size at session start) is not "
+                "supported: give the sizes with provider option dims or SessionOptions "
+                "free-dimension overrides, or use run()")
         return self._guarded(super().run_with_iobinding, iobinding, run_options)
+
+    # -- per-shape sessions (symbolic dims without a size at session start) -----------
+    def _route(self, feed: Mapping[str, Any]) -> _ShapeVariant | None:
+        """None: the base session runs this feed (its shape is the one compiled at
+        start, or the model has no shape-specific compile). Otherwise the
+        session of the feed's input shape, compiled at its first run."""
+        if not (self._xdna_deferred or self._xdna_pinned) or not isinstance(feed, Mapping):
+            return None
+        from ..capability.shapes import symbolic_input_dims
+
+        provider = self._xdna_provider_core
+        assert provider._proto is not None
+        run_dims = dims_mod.dims_from_arrays(symbolic_input_dims(provider._proto), feed)
+        key = dims_mod.shape_key(run_dims)
+        if key == self._xdna_pinned:
+            return None
+        with self._xdna_variant_lock:
+            v = self._xdna_variants.get(key)
+            if v is None:
+                v = self._xdna_variants[key] = self._build_variant(run_dims)
+                if len(self._xdna_variants) == MANY_SHAPES:
+                    log.warning("%s: %d input shapes compiled by this session; each new shape "
+                                "compiles (seconds) and keeps its own programs: pad inputs to a "
+                                "few fixed shapes", EP_NAME, MANY_SHAPES)
+        return v
+
+    def _build_variant(self, run_dims: Mapping[str, int]) -> _ShapeVariant:
+        provider = self._xdna_provider_core
+        prepared = provider.prepare_shape(run_dims)
+        self.xdna_plan = prepared.plan
+        for notice in prepared.notices:
+            warnings.warn(notice, XDNAFallbackWarning, stacklevel=4)
+        rest, rest_opts, kwargs = self._xdna_rest
+        _announce(prepared.plan, self.xdna_start.device, stacklevel=4,
+                  warn=prepared.rewritten is not None)
+        if prepared.rewritten is None:
+            if not self._xdna_pinned:  # the base session is the user's model
+                return _ShapeVariant(None, None, prepared.plan)
+            # the base session is specialised to the start shape: this shape runs
+            # the user's model on the CPU provider (the notices above said why)
+            cpu = _ORT_SESSION(self._xdna_src, self._xdna_so, rest, rest_opts, **kwargs)
+            return _ShapeVariant(cpu, None, prepared.plan)
+        table = region_op.ProgramTable()
+        for ref, region in prepared.regions.items():
+            table.add(ref, region)
+        for node in region_nodes(prepared.rewritten):
+            set_string_attr(node, "session", table.token)
+        inner = _ORT_SESSION(prepared.rewritten.SerializeToString(), self._xdna_so, rest,
+                             rest_opts, **kwargs)
+        return _ShapeVariant(inner, table, prepared.plan)
+
 
     def set_providers(self, providers: Any = None, provider_options: Any = None) -> None:
         """Without XDNA in the new list the session becomes a plain ORT session of
@@ -222,6 +354,12 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
     def run_async(self, output_names: Any, input_feed: Any, callback: Any, user_data: Any,
                   run_options: Any = None) -> Any:
         """ORT's run_async; a region failure reaches the callback as its error string."""
+        if self._xdna_deferred:
+            raise NotImplementedError(
+                f"{EP_NAME}: run_async on a session compiled per input shape (symbolic dims "
+                f"{', '.join(self._xdna_deferred)} had no size at session start) is not "
+                "supported: give the sizes with provider option dims or SessionOptions "
+                "free-dimension overrides, or use run()")
         table = self._xdna_table
         if table is None:
             return super().run_async(output_names, input_feed, callback, user_data, run_options)

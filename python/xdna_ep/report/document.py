@@ -92,4 +92,6 @@ def report_dict(plan: PartitionPlan, npu: NpuCostModel | None = None,
         "nodes": nodes,
         "fallbacks": list(plan.fallbacks),
         "notes": list(getattr(plan, "notes", []) or []),
+        "dims": {k: int(v) for k, v in (getattr(plan, "dims", {}) or {}).items()},
+        "dims_source": dict(getattr(plan, "dims_source", {}) or {}),
     }

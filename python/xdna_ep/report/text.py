@@ -34,6 +34,10 @@ def render(doc: dict[str, Any], console: Console, all_nodes: bool = False) -> No
         f"nodes: {c['npu_nodes']} NPU / {c['cpu_nodes']} CPU   "
         f"regions: {c['npu_regions']} NPU of {c['regions']}"
     )
+    if doc.get("dims"):
+        src = doc.get("dims_source", {})
+        shapes = ", ".join(f"{k}={v} ({src.get(k, '?')})" for k, v in doc["dims"].items())
+        console.print(f"input dims placed and compiled: {escape(shapes)}")
     p = doc["projection"]
     console.print(f"projected time: NPU {p['npu_ms']:.3f} ms + CPU {p['cpu_ms']:.3f} ms "
                   f"[dim]({escape(p['label'])})[/dim]")
