@@ -92,3 +92,21 @@ def test_cpp_example_reports_a_missing_library(example, tmp_path):
     run = subprocess.run([str(example), "m.onnx", str(tmp_path / "nope.so"), "x", "y"],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 1 and "ONNX Runtime error" in run.stderr
+
+
+def test_compile_command_sizes_symbolic_dims_from_the_dims_option(tmp_path, capsys):
+    """`xdna-ep compile --dims`: a symbolic row dim is compiled at the size given (the
+    report names it); a name that is not a symbolic dim is a clear error."""
+    import json
+
+    model = big_linear_model(two_regions=True).model
+    for vi in (*model.graph.input, *model.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_param = "rows"
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    base = ["compile", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m_ctx.onnx"),
+            "--cache-dir", str(tmp_path / "cache")]
+    assert cli.main([*base, "--dims", "rows=256", "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["dims"] == {"rows": 256}
+    assert cli.main([*base, "--dims", "nosuch=3"]) == 1
+    assert "not symbolic input dims of this model" in capsys.readouterr().err

@@ -32,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--exclude-node", action="append", default=[], metavar="NAME",
                    help="keep this node on CPU (repeatable)")
     p.add_argument("--cache-dir", metavar="D", help="compiled-model cache (default as sessions)")
+    p.add_argument("--dims", metavar="NAME=N,...",
+                   help="sizes of symbolic input dims to compile for (provider option dims)")
     p.set_defaults(run=run)
     return p
 
@@ -52,7 +54,7 @@ def compile_to_epcontext(model: str | Path, output: str | Path, *, embed_mode: i
     opts = parse_options({"device": "emulator", "fallback": "error", **(options or {})})
     provider = XDNAProvider(opts)
     provider.start.device, provider.start.device_reason = "emulator", "xdna-ep compile"
-    rewritten, programs, plan = provider._compiled(src)
+    rewritten, programs, plan = provider.compile_model(src)
     if plan is not None and opts.report is not None:
         write_report(plan, opts.report)
     if not programs:
@@ -67,7 +69,7 @@ def compile_to_epcontext(model: str | Path, output: str | Path, *, embed_mode: i
 def run(args: argparse.Namespace) -> int:
     options: dict[str, object] = {"quantization": args.quantization}
     for key, value in (("calibration", args.calibration), ("report", args.report),
-                       ("cache_dir", args.cache_dir)):
+                       ("cache_dir", args.cache_dir), ("dims", args.dims)):
         if value is not None:
             options[key] = value
     if args.exclude_op:

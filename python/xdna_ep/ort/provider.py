@@ -238,6 +238,21 @@ class XDNAProvider:
         model, programs, plan = self._compiled(src, choice.dims, choice.source)
         return self._finish(prepared, model, programs, plan)
 
+    def compile_model(self, src: str | os.PathLike[str]
+                      ) -> tuple[onnx.ModelProto, dict[str, Program], PartitionPlan | None]:
+        """(rewritten model, programs, plan) for `xdna-ep compile`: sizes from the
+        dims option and the calibration arrays (there are no SessionOptions); dims
+        still unsized are compiled as the partitioner sees them (symbolic, the
+        regions' inputs rank-checked at every run), and named in the plan."""
+        self._src = src
+        self._proto = load_model(src)
+        self._samples = read_calibration(self.options)
+        choice = dims_mod.resolve(self._proto, dict(self.options.dims), None, self._samples)
+        self.dims_choice = choice
+        for note in choice.notes:
+            log.warning("%s: %s", EP_NAME, note)
+        return self._compiled(src, choice.dims, choice.source)
+
     def prepare_shape(self, run_dims: Mapping[str, int]) -> PreparedModel:
         """The compiled model for one concrete input shape (the first run with that
         shape): `run_dims` binds the dims prepare() left unknown; the sizes known
@@ -390,10 +405,6 @@ class XDNAProvider:
                 plan.dims_source.update({k: v for k, v in dims_source.items()
                                          if k in plan.dims_source})
             return entry.model, entry.programs, plan
-        proto = load_model(src)
-        if region_nodes(proto):  # a shipped compiled model (EPContext-style)
-            info.source = "epcontext"
-            return proto, extract_programs(proto), None
         info.source = "compiled"
         name = "model bytes" if isinstance(src, bytes) else Path(src).name
         try:
