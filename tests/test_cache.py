@@ -163,6 +163,26 @@ def test_epcontext_model_written_and_shipped(lm, x, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_compile_cli_takes_a_shipped_model_as_it_is(lm, tmp_path):
+    """xdna-ep compile of a model that already holds compiled regions converts its
+    programs (no partition: the compile path checks for region nodes as a session
+    start does)."""
+    from xdna_ep.ort.compile_cli import compile_to_epcontext
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("ep.context_enable", "1")
+    ctx = tmp_path / "m_ctx.onnx"
+    so.add_session_config_entry("ep.context_file_path", str(ctx))
+    InferenceSession(lm.model.SerializeToString(), so, providers=[EP],
+                     provider_options=[{"cache_dir": str(tmp_path / "c")}])
+    out = compile_to_epcontext(ctx, tmp_path / "m_epc.onnx",
+                               options={"cache_dir": str(tmp_path / "c2")})
+    written = onnx.load(str(out))
+    assert [n.op_type for n in written.graph.node if n.domain == "com.microsoft"] == \
+        ["EPContext", "EPContext"]
+    assert not (tmp_path / "c2").exists()  # nothing partitioned or compiled again
+
+
 def test_epcontext_tampered_blob_is_refused(lm, tmp_path):
     so = ort.SessionOptions()
     so.add_session_config_entry("ep.context_enable", "1")

@@ -246,6 +246,9 @@ class XDNAProvider:
         regions' inputs rank-checked at every run), and named in the plan."""
         self._src = src
         self._proto = load_model(src)
+        if region_nodes(self._proto):  # a shipped compiled model: its programs as they are
+            self.start.source = "epcontext"
+            return self._proto, extract_programs(self._proto), None
         self._samples = read_calibration(self.options)
         choice = dims_mod.resolve(self._proto, dict(self.options.dims), None, self._samples)
         self.dims_choice = choice
