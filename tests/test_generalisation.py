@@ -119,11 +119,12 @@ def _no_cost_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from xdna_ep import partition as partition_mod
     from xdna_ep.ort import stages
 
-    def partition(model, opts, device_name, device_reason="", model_name=""):
+    def partition(model, opts, device_name, device_reason="", model_name="", dims=None,
+                  dims_source=None):
         return partition_mod.partition_model(
             model, exclude_ops=list(opts.exclude_ops), exclude_nodes=list(opts.exclude_nodes),
             use_cost_model=False, device=device_name, device_reason=device_reason,
-            model_name=model_name)
+            model_name=model_name, dims=dims or None, dims_source=dims_source)
 
     monkeypatch.setattr(stages, "partition", partition)
 
