@@ -55,6 +55,7 @@ CACHE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 PROGRAM_DIR = "programs"
+KIND_NOTHING_PLACED = "nothing-placed"  # manifest "kind": no region runs on the NPU
 BLOB_ATTR = "program_blob"  # the program inside a shipped model's region node
 
 
@@ -166,7 +167,7 @@ class CacheEntry:
     """A loaded entry: the rewritten model and its programs by reference name."""
 
     path: Path
-    model: onnx.ModelProto
+    model: onnx.ModelProto | None  # None: a "nothing placed on the NPU" decision
     programs: dict[str, Program]
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -204,6 +205,11 @@ class ModelCache:
             raise CacheCorrupt(f"cache entry {d}: its key does not match this model/options "
                                "(hash collision or tampering)")
         files: dict[str, str] = manifest["files"]
+        if manifest.get("kind") == KIND_NOTHING_PLACED:
+            if files or not isinstance(manifest.get("info", {}).get("plan"), dict):
+                raise CacheCorrupt(f"cache entry {d}: a nothing-placed entry must list no "
+                                   "files and carry its plan")
+            return CacheEntry(d, None, {}, manifest)
         if MODEL_FILE not in files:
             raise CacheCorrupt(f"cache entry {d}: {MANIFEST} lists no {MODEL_FILE}")
         for rel, digest in files.items():
@@ -247,23 +253,34 @@ class ModelCache:
             raise CacheCorrupt(f"cache entry {d}: {rel!r} is a symbolic link")
         return path
 
-    def store(self, eid: str, key: dict[str, Any], model: onnx.ModelProto,
+    def store(self, eid: str, key: dict[str, Any], model: onnx.ModelProto | None,
               programs: dict[str, Program], info: dict[str, Any] | None = None) -> Path:
-        """Write an entry atomically (temp dir + rename); returns its directory."""
+        """Write an entry atomically (temp dir + rename); returns its directory.
+
+        `model` None stores a *nothing-placed* entry: the partition put no region on
+        the NPU (e.g. the cost model kept the Whisper decoder on the CPU). It holds
+        only the plan (`info["plan"]`), so a warm start skips partitioning the model
+        again (seconds for a decoder) and hands ONNX Runtime the user's model."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{eid}-{uuid.uuid4().hex[:8]}"
         try:
             (tmp / PROGRAM_DIR).mkdir(parents=True)
             files: dict[str, str] = {}
-            mpath = tmp / MODEL_FILE
-            onnx.save(model, str(mpath))
-            files[MODEL_FILE] = sha256_file(mpath)
+            if model is not None:
+                mpath = tmp / MODEL_FILE
+                onnx.save(model, str(mpath))
+                files[MODEL_FILE] = sha256_file(mpath)
+            elif programs or not isinstance((info or {}).get("plan"), dict):
+                raise ValueError("a nothing-placed cache entry has no programs and needs "
+                                 "its plan in info['plan']")
             for ref, prog in sorted(programs.items()):
                 rel = f"{PROGRAM_DIR}/{check_program_ref(ref)}"
                 (tmp / rel).write_bytes(prog.to_bytes())
                 files[rel] = sha256_file(tmp / rel)
             manifest = {"cache_format": CACHE_FORMAT_VERSION, "key": key,
                         "versions": versions(), "files": files, "info": info or {}}
+            if model is None:
+                manifest["kind"] = KIND_NOTHING_PLACED
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
             final = self.entry_dir(eid)
             if final.exists():  # a stale or corrupt entry being rebuilt

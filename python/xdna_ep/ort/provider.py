@@ -204,6 +204,7 @@ class XDNAProvider:
             self._cannot_run(why)
             return self._on_cpu(prepared, "cpu-fallback")
         try:
+            assert model is not None  # programs come with their rewritten model
             prepared.regions = self._load(device, model, programs)
         except Exception as exc:  # noqa: BLE001 - a device that cannot load is reported
             self._cannot_run(f"loading the compiled regions on the {info.device} failed "
@@ -249,8 +250,22 @@ class XDNAProvider:
         return json.dumps({**self.options.compile_key(),
                            "compile_overrides": self.compile_overrides}, sort_keys=True)
 
+    def _store(self, cache: ModelCache, eid: str, key: dict[str, Any],
+               model: onnx.ModelProto | None, programs: dict[str, Program],
+               plan: PartitionPlan) -> None:
+        """Write the cache entry (model None: a nothing-placed decision)."""
+        opts, info = self.options, self.start
+        try:
+            info.cache_entry = cache.store(eid, key, model, programs,
+                                           {"plan": plan_json.plan_to_dict(plan)})
+        except OSError as exc:  # read-only or full cache_dir: run uncached, say so
+            log.warning("%s: cannot write the compiled-model cache in %s (%s); this "
+                        "session runs without caching", EP_NAME, opts.cache_dir, exc)
+            info.notes.append(f"cache not written: {exc}")
+
     def _compiled(self, src: str | os.PathLike[str] | bytes
-                  ) -> tuple[onnx.ModelProto, dict[str, Program], PartitionPlan | None]:
+                  ) -> tuple[onnx.ModelProto | None, dict[str, Program],
+                             PartitionPlan | None]:
         """(rewritten model, programs by reference, plan) from a shipped compiled model,
         the cache, or a fresh partition + compile."""
         opts, info = self.options, self.start
@@ -281,6 +296,8 @@ class XDNAProvider:
             plan = plan_json.plan_from_dict(plan_doc) if plan_doc else None
             if plan is not None:  # this start's device, not the one that compiled
                 plan.device, plan.device_reason = info.device, info.device_reason
+            if entry.model is None:  # a cached nothing-placed decision: prepare() says why
+                return None, {}, plan
             return entry.model, entry.programs, plan
         proto = load_model(src)
         if region_nodes(proto):  # a shipped compiled model (EPContext-style)
@@ -291,6 +308,7 @@ class XDNAProvider:
         try:
             plan = stages.partition(proto, opts, info.device, info.device_reason, name)
             if not any(r.placement == "npu" for r in plan.regions):
+                self._store(cache, eid, key, None, {}, plan)  # a warm start skips partition
                 return proto, {}, plan
             if samples is None:
                 samples = read_calibration(opts)
@@ -310,13 +328,7 @@ class XDNAProvider:
             info.source = "cpu-fallback"
             return proto, {}, None
         programs = {n.program: compiled[n.region] for n in nodes}
-        try:
-            info.cache_entry = cache.store(eid, key, rewritten, programs,
-                                           {"plan": plan_json.plan_to_dict(plan)})
-        except OSError as exc:  # read-only or full cache_dir: run uncached, say so
-            log.warning("%s: cannot write the compiled-model cache in %s (%s); this "
-                        "session runs without caching", EP_NAME, opts.cache_dir, exc)
-            info.notes.append(f"cache not written: {exc}")
+        self._store(cache, eid, key, rewritten, programs, plan)
         log.info("%s: compiled %d region(s) (%.1f%% of the MACs); cache entry %s", EP_NAME,
                  len(nodes), 100.0 * plan.npu_mac_share, info.cache_entry)
         for why in plan.fallbacks:
