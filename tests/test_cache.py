@@ -257,3 +257,31 @@ def test_nothing_placed_decision_is_cached(tmp_path, monkeypatch):
     (entry / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CacheCorrupt, match="nothing-placed"):
         ModelCache(tmp_path).load(entry.name, manifest["key"])
+
+
+def test_nothing_compiled_decision_is_cached(lm, tmp_path, monkeypatch):
+    """Regions the partition placed on the NPU but the compiler could not build
+    (e.g. a decoder's KV-cache attention) leave nothing on the NPU: that outcome is
+    cached too, so a warm start neither partitions nor compiles again."""
+    from xdna_ep.ort import XDNAFallbackWarning, stages
+
+    monkeypatch.setattr(stages, "compile_regions", lambda *a, **k: {})
+    mb = lm.model.SerializeToString()
+    with pytest.warns(XDNAFallbackWarning, match="no node of the model can run"):
+        first = _start(mb, tmp_path)
+    (entry,) = _entries(tmp_path)
+    assert first.xdna_start.cache_entry == entry
+
+    def no_partition(*a, **k):
+        raise AssertionError("a warm start partitioned the model again")
+
+    monkeypatch.setattr(stages, "partition", no_partition)
+    with pytest.warns(XDNAFallbackWarning, match="no node of the model can run"):
+        second = _start(mb, tmp_path)
+    assert second.xdna_start.cache_entry == entry
+    assert EP not in second.get_providers()
+    # fallback=error still refuses, from the cached decision
+    from xdna_ep.ort import XDNAUnavailableError
+
+    with pytest.raises(XDNAUnavailableError, match="no node"):
+        _start(mb, tmp_path, fallback="error")

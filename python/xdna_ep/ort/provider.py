@@ -315,7 +315,8 @@ class XDNAProvider:
             compiled = stages.compile_regions(proto, plan, opts, samples,
                                               self.compile_overrides)
             _drop_unrunnable(plan, compiled)
-            if not compiled:
+            if not compiled:  # every NPU region went back to the CPU: also a decision
+                self._store(cache, eid, key, None, {}, plan)
                 return proto, {}, plan
             rewritten, nodes = rewrite_model(proto, plan, compiled)
         except Exception as exc:  # noqa: BLE001 - reported by _cannot_run (notice or error)
