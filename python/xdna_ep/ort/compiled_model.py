@@ -48,6 +48,7 @@ from onnx import helper, numpy_helper
 from .. import __version__
 from ..compile.program import PROGRAM_FORMAT_VERSION, Program
 from ..rewrite.graph import check_program_ref, node_program, region_nodes
+from .digest_index import DigestIndex
 
 log = logging.getLogger("xdna_ep.cache")
 
@@ -125,14 +126,21 @@ def versions() -> dict[str, Any]:
             "compile_defaults": compile_defaults()}
 
 
-def model_digest(model: str | os.PathLike[str] | bytes) -> str:
+def model_digest(model: str | os.PathLike[str] | bytes,
+                 index: DigestIndex | None = None) -> str:
     """sha256 of the model's content: the file bytes plus its external data files
-    (so an edited weights file is a different model)."""
-    h = hashlib.sha256()
+    (so an edited weights file is a different model). With `index`, a model file
+    whose files are unchanged since its last digest is not read again."""
     if isinstance(model, bytes):
-        h.update(model)
-        return h.hexdigest()
-    path = Path(model)
+        return hashlib.sha256(model).hexdigest()
+    if index is not None:
+        return index.digest("model", model, _model_digest_and_files)
+    return _model_digest_and_files(Path(model))[0]
+
+
+def _model_digest_and_files(path: Path) -> tuple[str, list[Path]]:
+    """(model digest, the external data files it covers)."""
+    h = hashlib.sha256()
     h.update(path.read_bytes())
     proto = onnx.load(str(path), load_external_data=False)
     locations: set[str] = set()
@@ -145,7 +153,7 @@ def model_digest(model: str | os.PathLike[str] | bytes) -> str:
         ext = path.parent / loc
         h.update(loc.encode())
         h.update(sha256_file(ext).encode() if ext.is_file() else b"<missing>")
-    return h.hexdigest()
+    return h.hexdigest(), [path.parent / loc for loc in sorted(locations)]
 
 
 def _all_tensors(model: onnx.ModelProto):
@@ -177,6 +185,8 @@ class ModelCache:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        # remembered digests of unchanged files (source models, entry files)
+        self.index = DigestIndex(self.root)
 
     def entry_dir(self, eid: str) -> Path:
         return self.root / eid
@@ -217,7 +227,7 @@ class ModelCache:
             if not p.is_file():
                 raise CacheCorrupt(f"cache entry {d}: file {rel} is missing")
             try:
-                actual = sha256_file(p)
+                actual = self.index.digest("sha256", p, lambda f: (sha256_file(f), []))
             except OSError as exc:  # e.g. replaced by a concurrent writer mid-read
                 raise CacheCorrupt(f"cache entry {d}: cannot read {rel} ({exc})") from None
             if actual != digest:

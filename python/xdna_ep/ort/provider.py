@@ -277,10 +277,10 @@ class XDNAProvider:
         else:
             samples = read_calibration(opts)
             cal_digest = calibration_digest(opts, samples)
-        key = {"model": content_digest(src), "options": self._options_key(),
+        cache = ModelCache(opts.cache_dir)
+        key = {"model": content_digest(src, cache.index), "options": self._options_key(),
                "calibration": cal_digest}
         eid = entry_id(key["model"], key["options"], key["calibration"])
-        cache = ModelCache(opts.cache_dir)
         try:
             entry = cache.load(eid, key)
         except CacheStale as exc:
