@@ -112,3 +112,25 @@ def test_model_digest_sees_an_edited_external_data_file(index, tmp_path):
     w.write_bytes(bytes(b))
     edited = model_digest(path, index)
     assert edited != first and edited == model_digest(path)
+
+
+def test_calibration_digest_sees_added_and_edited_samples(index, tmp_path):
+    import numpy as np
+
+    from xdna_ep.ort.options import calibration_files_digest
+
+    d = tmp_path / "cal"
+    d.mkdir()
+    np.savez(d / "s0.npz", x=np.zeros(4, np.float32))
+    _settle()
+    first = calibration_files_digest(d, index)
+    assert calibration_files_digest(d, index) == first == calibration_files_digest(d)
+    _settle()
+    np.savez(d / "s1.npz", x=np.ones(4, np.float32))  # a new sample: the directory moves
+    added = calibration_files_digest(d, index)
+    assert added != first and added == calibration_files_digest(d)
+    _settle()
+    calibration_files_digest(d, index)  # recorded again
+    np.savez(d / "s0.npz", x=np.full(4, 2, np.float32))  # an edited sample
+    edited = calibration_files_digest(d, index)
+    assert edited not in (first, added) and edited == calibration_files_digest(d)

@@ -272,12 +272,13 @@ class XDNAProvider:
         # the cache is looked up before the source model is parsed: a warm start then
         # parses only the cached model (a shipped compiled model is never stored in
         # the cache, so it still takes the epcontext branch below)
+        cache = ModelCache(opts.cache_dir)
         if isinstance(opts.calibration, Path):  # keyed by file content, read on a miss
-            samples, cal_digest = None, calibration_files_digest(opts.calibration)
+            samples = None
+            cal_digest = calibration_files_digest(opts.calibration, cache.index)
         else:
             samples = read_calibration(opts)
             cal_digest = calibration_digest(opts, samples)
-        cache = ModelCache(opts.cache_dir)
         key = {"model": content_digest(src, cache.index), "options": self._options_key(),
                "calibration": cal_digest}
         eid = entry_id(key["model"], key["options"], key["calibration"])
