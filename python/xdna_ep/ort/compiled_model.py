@@ -17,6 +17,9 @@ decision 5). It exists in two forms:
    match their checksums is *corrupt* and raises CacheCorrupt (the provider logs
    it and rebuilds). Entries are written into a temporary directory and renamed
    into place, so a reader never sees half an entry.
+   A *nothing-placed* entry (manifest "kind") lists no files and keeps only the
+   plan: the decision that no region runs on the NPU, so a warm start skips the
+   partition. Digests of unchanged files come from digest_index.DigestIndex.
 
 2. A self-contained model a user can ship (`ep.context_enable=1`): each region
    node carries its program as a tensor attribute `program_blob` (uint8,
