@@ -242,3 +242,66 @@ def test_concurrent_writers_leave_one_valid_entry(lm, tmp_path):
     assert [p.name for p in (tmp_path / "dst").iterdir()] == [entry.name]
     again = target.load(entry.name, manifest["key"])
     assert set(again.programs) == set(loaded.programs)
+
+
+def test_nothing_placed_decision_is_cached(tmp_path, monkeypatch):
+    """A model the cost model keeps on the CPU is partitioned once: the warm start
+    reads the decision (and its plan) from the cache, and says why as before."""
+    from test_ort_support import linear_model
+
+    from xdna_ep.ort import XDNAFallbackWarning, stages
+
+    tiny = linear_model()  # 64x32 matmuls: the cost model keeps them on the CPU
+    mb = tiny.model.SerializeToString()
+    with pytest.warns(XDNAFallbackWarning, match="no node on the NPU"):
+        first = _start(mb, tmp_path)
+    assert first.xdna_start.source == "cpu-by-cost"
+    (entry,) = _entries(tmp_path)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    assert manifest["kind"] == cache.KIND_NOTHING_PLACED and manifest["files"] == {}
+
+    def no_partition(*a, **k):
+        raise AssertionError("a warm start partitioned the model again")
+
+    monkeypatch.setattr(stages, "partition", no_partition)
+    with pytest.warns(XDNAFallbackWarning, match="no node on the NPU.*launch overhead"):
+        second = _start(mb, tmp_path)
+    assert second.xdna_start.source == "cpu-by-cost"
+    assert second.xdna_start.cache_entry == entry
+    assert [r.placement for r in second.xdna_plan.regions] == \
+        [r.placement for r in first.xdna_plan.regions]
+    x = np.ones((2, 64), np.float32)
+    np.testing.assert_allclose(second.run(None, {"x": x})[0], tiny.fp32(x)["y"], rtol=1e-5)
+    # a nothing-placed entry that lists files (tampered) is corrupt, not trusted
+    manifest["files"] = {"model.onnx": "0" * 64}
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheCorrupt, match="nothing-placed"):
+        ModelCache(tmp_path).load(entry.name, manifest["key"])
+
+
+def test_nothing_compiled_decision_is_cached(lm, tmp_path, monkeypatch):
+    """Regions the partition placed on the NPU but the compiler could not build
+    (e.g. a decoder's KV-cache attention) leave nothing on the NPU: that outcome is
+    cached too, so a warm start neither partitions nor compiles again."""
+    from xdna_ep.ort import XDNAFallbackWarning, stages
+
+    monkeypatch.setattr(stages, "compile_regions", lambda *a, **k: {})
+    mb = lm.model.SerializeToString()
+    with pytest.warns(XDNAFallbackWarning, match="no node of the model can run"):
+        first = _start(mb, tmp_path)
+    (entry,) = _entries(tmp_path)
+    assert first.xdna_start.cache_entry == entry
+
+    def no_partition(*a, **k):
+        raise AssertionError("a warm start partitioned the model again")
+
+    monkeypatch.setattr(stages, "partition", no_partition)
+    with pytest.warns(XDNAFallbackWarning, match="no node of the model can run"):
+        second = _start(mb, tmp_path)
+    assert second.xdna_start.cache_entry == entry
+    assert EP not in second.get_providers()
+    # fallback=error still refuses, from the cached decision
+    from xdna_ep.ort import XDNAUnavailableError
+
+    with pytest.raises(XDNAUnavailableError, match="no node"):
+        _start(mb, tmp_path, fallback="error")

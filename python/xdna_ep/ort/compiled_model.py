@@ -17,6 +17,9 @@ decision 5). It exists in two forms:
    match their checksums is *corrupt* and raises CacheCorrupt (the provider logs
    it and rebuilds). Entries are written into a temporary directory and renamed
    into place, so a reader never sees half an entry.
+   A *nothing-placed* entry (manifest "kind") lists no files and keeps only the
+   plan: the decision that no region runs on the NPU, so a warm start skips the
+   partition. Digests of unchanged files come from digest_index.DigestIndex.
 
 2. A self-contained model a user can ship (`ep.context_enable=1`): each region
    node carries its program as a tensor attribute `program_blob` (uint8,
@@ -48,6 +51,7 @@ from onnx import helper, numpy_helper
 from .. import __version__
 from ..compile.program import PROGRAM_FORMAT_VERSION, Program
 from ..rewrite.graph import check_program_ref, node_program, region_nodes
+from .digest_index import DigestIndex
 
 log = logging.getLogger("xdna_ep.cache")
 
@@ -55,6 +59,7 @@ CACHE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 PROGRAM_DIR = "programs"
+KIND_NOTHING_PLACED = "nothing-placed"  # manifest "kind": no region runs on the NPU
 BLOB_ATTR = "program_blob"  # the program inside a shipped model's region node
 
 
@@ -124,14 +129,21 @@ def versions() -> dict[str, Any]:
             "compile_defaults": compile_defaults()}
 
 
-def model_digest(model: str | os.PathLike[str] | bytes) -> str:
+def model_digest(model: str | os.PathLike[str] | bytes,
+                 index: DigestIndex | None = None) -> str:
     """sha256 of the model's content: the file bytes plus its external data files
-    (so an edited weights file is a different model)."""
-    h = hashlib.sha256()
+    (so an edited weights file is a different model). With `index`, a model file
+    whose files are unchanged since its last digest is not read again."""
     if isinstance(model, bytes):
-        h.update(model)
-        return h.hexdigest()
-    path = Path(model)
+        return hashlib.sha256(model).hexdigest()
+    if index is not None:
+        return index.digest("model", model, _model_digest_and_files)
+    return _model_digest_and_files(Path(model))[0]
+
+
+def _model_digest_and_files(path: Path) -> tuple[str, list[Path]]:
+    """(model digest, the external data files it covers)."""
+    h = hashlib.sha256()
     h.update(path.read_bytes())
     proto = onnx.load(str(path), load_external_data=False)
     locations: set[str] = set()
@@ -144,7 +156,7 @@ def model_digest(model: str | os.PathLike[str] | bytes) -> str:
         ext = path.parent / loc
         h.update(loc.encode())
         h.update(sha256_file(ext).encode() if ext.is_file() else b"<missing>")
-    return h.hexdigest()
+    return h.hexdigest(), [path.parent / loc for loc in sorted(locations)]
 
 
 def _all_tensors(model: onnx.ModelProto):
@@ -166,7 +178,7 @@ class CacheEntry:
     """A loaded entry: the rewritten model and its programs by reference name."""
 
     path: Path
-    model: onnx.ModelProto
+    model: onnx.ModelProto | None  # None: a "nothing placed on the NPU" decision
     programs: dict[str, Program]
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -176,6 +188,8 @@ class ModelCache:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        # remembered digests of unchanged files (source models, entry files)
+        self.index = DigestIndex(self.root)
 
     def entry_dir(self, eid: str) -> Path:
         return self.root / eid
@@ -204,6 +218,11 @@ class ModelCache:
             raise CacheCorrupt(f"cache entry {d}: its key does not match this model/options "
                                "(hash collision or tampering)")
         files: dict[str, str] = manifest["files"]
+        if manifest.get("kind") == KIND_NOTHING_PLACED:
+            if files or not isinstance(manifest.get("info", {}).get("plan"), dict):
+                raise CacheCorrupt(f"cache entry {d}: a nothing-placed entry must list no "
+                                   "files and carry its plan")
+            return CacheEntry(d, None, {}, manifest)
         if MODEL_FILE not in files:
             raise CacheCorrupt(f"cache entry {d}: {MANIFEST} lists no {MODEL_FILE}")
         for rel, digest in files.items():
@@ -211,7 +230,7 @@ class ModelCache:
             if not p.is_file():
                 raise CacheCorrupt(f"cache entry {d}: file {rel} is missing")
             try:
-                actual = sha256_file(p)
+                actual = self.index.digest("sha256", p, lambda f: (sha256_file(f), []))
             except OSError as exc:  # e.g. replaced by a concurrent writer mid-read
                 raise CacheCorrupt(f"cache entry {d}: cannot read {rel} ({exc})") from None
             if actual != digest:
@@ -247,23 +266,34 @@ class ModelCache:
             raise CacheCorrupt(f"cache entry {d}: {rel!r} is a symbolic link")
         return path
 
-    def store(self, eid: str, key: dict[str, Any], model: onnx.ModelProto,
+    def store(self, eid: str, key: dict[str, Any], model: onnx.ModelProto | None,
               programs: dict[str, Program], info: dict[str, Any] | None = None) -> Path:
-        """Write an entry atomically (temp dir + rename); returns its directory."""
+        """Write an entry atomically (temp dir + rename); returns its directory.
+
+        `model` None stores a *nothing-placed* entry: the partition put no region on
+        the NPU (e.g. the cost model kept the Whisper decoder on the CPU). It holds
+        only the plan (`info["plan"]`), so a warm start skips partitioning the model
+        again (seconds for a decoder) and hands ONNX Runtime the user's model."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{eid}-{uuid.uuid4().hex[:8]}"
         try:
             (tmp / PROGRAM_DIR).mkdir(parents=True)
             files: dict[str, str] = {}
-            mpath = tmp / MODEL_FILE
-            onnx.save(model, str(mpath))
-            files[MODEL_FILE] = sha256_file(mpath)
+            if model is not None:
+                mpath = tmp / MODEL_FILE
+                onnx.save(model, str(mpath))
+                files[MODEL_FILE] = sha256_file(mpath)
+            elif programs or not isinstance((info or {}).get("plan"), dict):
+                raise ValueError("a nothing-placed cache entry has no programs and needs "
+                                 "its plan in info['plan']")
             for ref, prog in sorted(programs.items()):
                 rel = f"{PROGRAM_DIR}/{check_program_ref(ref)}"
                 (tmp / rel).write_bytes(prog.to_bytes())
                 files[rel] = sha256_file(tmp / rel)
             manifest = {"cache_format": CACHE_FORMAT_VERSION, "key": key,
                         "versions": versions(), "files": files, "info": info or {}}
+            if model is None:
+                manifest["kind"] = KIND_NOTHING_PLACED
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
             final = self.entry_dir(eid)
             if final.exists():  # a stale or corrupt entry being rebuilt

@@ -14,7 +14,10 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .digest_index import DigestIndex
 
 DEVICES = ("auto", "npu", "emulator")
 QUANTIZATION = ("static", "dynamic")
@@ -203,21 +206,31 @@ def calibration_digest(opts: ProviderOptions, samples: list[dict[str, Any]] | No
     return h.hexdigest()
 
 
-def calibration_files_digest(path: Path) -> str:
+def calibration_files_digest(path: Path, index: DigestIndex | None = None) -> str:
     """sha256 of a calibration path's .npz files (names and bytes, streamed).
 
     The cache key of a path calibration: a warm start then reads no sample into
     memory (the Whisper decoder's set is ~425 MB), and only a cache miss that
-    compiles materialises them (read_calibration)."""
+    compiles materialises them (read_calibration). With `index`, the digest is
+    remembered with the stamps of the path and of every file: the directory's
+    stamp moves when a sample is added, removed or renamed (the glob is flat),
+    a file's when it is written."""
+    if index is not None:
+        return index.digest("calibration", path, _calibration_digest_and_files)
+    return _calibration_digest_and_files(path)[0]
+
+
+def _calibration_digest_and_files(path: Path) -> tuple[str, list[Path]]:
     from ..quantize.calibration import _npz_paths
 
     h = hashlib.sha256(b"npz-files")
-    for f in _npz_paths(path):
+    files = _npz_paths(path)
+    for f in files:
         h.update(f.name.encode() + b"\0")
         with f.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
-    return h.hexdigest()
+    return h.hexdigest(), files
 
 
 def read_calibration(opts: ProviderOptions) -> list[dict[str, Any]] | None:

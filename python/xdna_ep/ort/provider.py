@@ -281,7 +281,7 @@ class XDNAProvider:
         names = {d.name for d in symbolic_input_dims(self._proto)}
         return bool(names) and names <= set(dims)
 
-    def _finish(self, prepared: PreparedModel, model: onnx.ModelProto,
+    def _finish(self, prepared: PreparedModel, model: onnx.ModelProto | None,
                 programs: dict[str, Program], plan: PartitionPlan | None) -> PreparedModel:
         """Report, fallback policy and loading, once a model is compiled (or not)."""
         opts, info = self.options, self.start
@@ -314,6 +314,7 @@ class XDNAProvider:
             self._cannot_run(why)
             return self._on_cpu(prepared, "cpu-fallback")
         try:
+            assert model is not None  # programs come with their rewritten model
             prepared.regions = self._load(device, model, programs)
         except Exception as exc:  # noqa: BLE001 - a device that cannot load is reported
             self._cannot_run(f"loading the compiled regions on the {info.device} failed "
@@ -359,12 +360,28 @@ class XDNAProvider:
         return json.dumps({**self.options.compile_key(),
                            "compile_overrides": self.compile_overrides}, sort_keys=True)
 
+    def _store(self, cache: ModelCache, eid: str, key: dict[str, Any],
+               model: onnx.ModelProto | None, programs: dict[str, Program],
+               plan: PartitionPlan) -> None:
+        """Write the cache entry (model None: a nothing-placed decision)."""
+        opts, info = self.options, self.start
+        try:
+            info.cache_entry = cache.store(eid, key, model, programs,
+                                           {"plan": plan_json.plan_to_dict(plan)})
+        except OSError as exc:  # read-only or full cache_dir: run uncached, say so
+            log.warning("%s: cannot write the compiled-model cache in %s (%s); this "
+                        "session runs without caching", EP_NAME, opts.cache_dir, exc)
+            info.notes.append(f"cache not written: {exc}")
+
     def _compiled(self, src: str | os.PathLike[str] | bytes, dims: Mapping[str, int],
                   dims_source: Mapping[str, str]
-                  ) -> tuple[onnx.ModelProto, dict[str, Program], PartitionPlan | None]:
+                  ) -> tuple[onnx.ModelProto | None, dict[str, Program],
+                             PartitionPlan | None]:
         """(rewritten model, programs by reference, plan) for the symbolic input
-        dims bound to `dims`, from the cache or a fresh partition + compile."""
+        dims bound to `dims`, from the cache or a fresh partition + compile. The
+        model is None when the cache holds a nothing-placed decision."""
         opts, info = self.options, self.start
+        cache = ModelCache(opts.cache_dir)
         assert self._proto is not None
         # partition renames nodes and rewrite reads the model: a session that
         # compiles more than one shape works on a copy each time
@@ -383,13 +400,12 @@ class XDNAProvider:
                          EP_NAME, folded, dims_mod.shape_key(dims))
         # a path calibration is keyed by its files' bytes: a warm start reads no
         # sample (the Whisper decoder's set is ~425 MB); a miss reads them below
-        cal_digest = (calibration_files_digest(opts.calibration)
+        cal_digest = (calibration_files_digest(opts.calibration, cache.index)
                       if isinstance(opts.calibration, Path)
                       else calibration_digest(opts, samples))
-        key = {"model": content_digest(src), "options": options_key,
+        key = {"model": content_digest(src, cache.index), "options": options_key,
                "calibration": cal_digest}
         eid = entry_id(key["model"], key["options"], key["calibration"])
-        cache = ModelCache(opts.cache_dir)
         try:
             entry = cache.load(eid, key)
         except CacheStale as exc:
@@ -407,6 +423,8 @@ class XDNAProvider:
                 plan.device, plan.device_reason = info.device, info.device_reason
                 plan.dims_source.update({k: v for k, v in dims_source.items()
                                          if k in plan.dims_source})
+            if entry.model is None:  # a cached nothing-placed decision: prepare() says why
+                return None, {}, plan
             return entry.model, entry.programs, plan
         info.source = "compiled"
         name = "model bytes" if isinstance(src, bytes) else Path(src).name
@@ -414,13 +432,15 @@ class XDNAProvider:
             plan = stages.partition(proto, opts, info.device, info.device_reason, name,
                                     dict(dims), dict(dims_source))
             if not any(r.placement == "npu" for r in plan.regions):
+                self._store(cache, eid, key, None, {}, plan)  # a warm start skips partition
                 return proto, {}, plan
             if samples is None:
                 samples = read_calibration(opts)
             compiled = stages.compile_regions(proto, plan, opts, samples,
                                               self.compile_overrides)
             _drop_unrunnable(plan, compiled)
-            if not compiled:
+            if not compiled:  # every NPU region went back to the CPU: also a decision
+                self._store(cache, eid, key, None, {}, plan)
                 return proto, {}, plan
             rewritten, nodes = rewrite_model(proto, plan, compiled)
         except Exception as exc:  # noqa: BLE001 - reported by _cannot_run (notice or error)
@@ -433,13 +453,7 @@ class XDNAProvider:
             info.source = "cpu-fallback"
             return proto, {}, None
         programs = {n.program: compiled[n.region] for n in nodes}
-        try:
-            info.cache_entry = cache.store(eid, key, rewritten, programs,
-                                           {"plan": plan_json.plan_to_dict(plan)})
-        except OSError as exc:  # read-only or full cache_dir: run uncached, say so
-            log.warning("%s: cannot write the compiled-model cache in %s (%s); this "
-                        "session runs without caching", EP_NAME, opts.cache_dir, exc)
-            info.notes.append(f"cache not written: {exc}")
+        self._store(cache, eid, key, rewritten, programs, plan)
         log.info("%s: compiled %d region(s) (%.1f%% of the MACs); cache entry %s", EP_NAME,
                  len(nodes), 100.0 * plan.npu_mac_share, info.cache_entry)
         for why in plan.fallbacks:

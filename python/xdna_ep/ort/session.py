@@ -198,6 +198,11 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             region_op.register_library(so)
         context_path = (self._context_path(path_or_bytes, so) if self._xdna_active
                         and _config(so, "ep.context_enable") == "1" else None)
+        if context_path is None:
+            # ORT parses its own copy from the bytes: without this, the rewritten
+            # proto (all CPU-side FP32 weights, ~190 MB for the Whisper decoder)
+            # would be alive next to the bytes and ORT's copy at the start's peak
+            prepared.rewritten = None
         super().__init__(model_for_ort, so, rest, rest_opts, **kwargs)
         # what ORT (set_providers -> session reset) and Optimum (session._model_path:
         # save_pretrained, model dir) read: the user's model, not our rewrite
