@@ -273,10 +273,15 @@ class XDNAProvider:
         model, programs, plan = self._compiled(self._src, dims, source)
         return self._finish(prepared, model, programs, plan)
 
-    def pinned(self, dims: Mapping[str, int]) -> bool:
+    def pinned(self, dims: Mapping[str, int], sources: Mapping[str, str]) -> bool:
         """True when `dims` binds every symbolic input dim of the model, none by a
-        default: the compiled model then holds for that one input shape only."""
+        default and none by the calibration arrays: the compiled model then holds
+        for that one input shape only. Calibration arrays size placement and cost
+        but promise nothing about run shapes (a Whisper decoder's past length grows
+        every token): pinning to them would compile once per token."""
         if self._proto is None:
+            return False
+        if any(s == dims_mod.SOURCE_CALIBRATION for s in sources.values()):
             return False
         names = {d.name for d in symbolic_input_dims(self._proto)}
         return bool(names) and names <= set(dims)
@@ -391,7 +396,7 @@ class XDNAProvider:
         options_key = self._options_key()
         if dims:  # the shape compiled enters the key (keys without dims are unchanged)
             options_key += "|dims:" + dims_mod.shape_key(dims)
-        if self.pinned(dims):
+        if self.pinned(dims, dims_source):
             # compiled for exactly this input shape (runs of another shape get their
             # own compile): run-time shape computations become constants
             proto, folded = fold_shape_nodes(proto, dict(dims))

@@ -174,8 +174,10 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         _announce(prepared.plan, self.xdna_start.device, stacklevel=2,
                   warn=prepared.rewritten is not None)
         choice = provider.dims_choice
-        if choice is not None and not prepared.deferred and provider.pinned(choice.dims):
+        if (choice is not None and not prepared.deferred and prepared.rewritten is not None
+                and provider.pinned(choice.dims, choice.source)):
             # compiled for exactly this shape: a run of another shape compiles its own
+            # (a model left unchanged, nothing placed, runs any shape as it is)
             self._xdna_pinned = dims_mod.shape_key(choice.dims)
             self._xdna_so, self._xdna_rest = so, (rest, rest_opts, kwargs)
             region_op.register_library(so)
