@@ -347,3 +347,30 @@ def test_compile_failure_is_announced_never_silent(lm, x, tmp_path, monkeypatch)
     with pytest.raises(XDNAUnavailableError, match="quantizer exploded"):
         InferenceSession(lm.model.SerializeToString(), providers=[EP],
                          provider_options=[{"cache_dir": str(tmp_path), "fallback": "error"}])
+
+
+def test_calibration_sized_session_runs_other_shapes_without_recompiling(tmp_path, caplog):
+    """Calibration arrays size placement, but a session is not pinned to their shape:
+    a run at another row count uses the same compiled model (no compile per shape,
+    which would be once per token for a Whisper decoder), with the right numbers."""
+    import logging
+
+    lm = linear_model(rows="rows", k=384, n=384)
+    path = tmp_path / "m.onnx"
+    onnx.save(lm.model, str(path))
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "cal.npz", x=rng.standard_normal((256, 384)).astype(np.float32))
+    sess = xdna_ep.InferenceSession(str(path), providers=["XDNAExecutionProvider"],
+                                    provider_options=[{"device": "emulator",
+                                                       "cache_dir": str(tmp_path / "c"),
+                                                       "calibration": str(tmp_path / "cal.npz")}])
+    assert sess.xdna_plan.dims_source == {"rows": "calibration"}
+    assert sess.xdna_plan.npu_mac_share > 0.9
+    with caplog.at_level(logging.INFO, logger="xdna_ep"):
+        for rows in (256, 100, 7):
+            x = rng.standard_normal((rows, 384)).astype(np.float32)
+            got = sess.run(None, {"x": x})[0]
+            want = lm.fp32(x)["y"]
+            assert got.shape == want.shape
+            assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.05
+    assert "compiling for input shape" not in caplog.text
