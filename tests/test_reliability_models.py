@@ -86,7 +86,8 @@ def test_model_fuzz_synthetic_encoder_layer(tmp_path):
 REPRODUCERS = [("synthetic_decoder", "dtype/input/0"),       # endless shape inference
                ("synthetic_encoder", "dtype/initializer/999"),  # KeyError in lower.py
                ("synthetic_encoder", "op/unknown_domain"),    # IndexError in reasons.py
-               ("synthetic_decoder", "op/unknown_domain")]
+               ("synthetic_decoder", "op/unknown_domain"),
+               ("synthetic_encoder", "cycle/self/1")]        # RecursionError in folding
 
 
 def test_fixed_fuzz_findings_stay_fixed(tmp_path):

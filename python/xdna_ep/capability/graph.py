@@ -159,6 +159,9 @@ class GraphView:
         if name not in self.folded:
             from .folding import FOLDABLE, fold, to_tensor
 
+            # None while folding: a cycle through this tensor (a malformed graph)
+            # then reads "not constant" instead of recursing without end
+            self.folded[name] = None
             node = self.producer.get(name)
             value = None
             if node is not None and node.op_type in FOLDABLE and node.op_type != "Identity":
