@@ -50,7 +50,7 @@ from onnx import helper, numpy_helper
 
 from .. import __version__
 from ..compile.program import PROGRAM_FORMAT_VERSION, Program
-from ..rewrite.graph import check_program_ref, node_program, region_nodes
+from ..rewrite.graph import check_program_ref, node_program, node_region_program, region_nodes
 from .digest_index import DigestIndex
 
 log = logging.getLogger("xdna_ep.cache")
@@ -324,12 +324,7 @@ def embed_programs(model: onnx.ModelProto, programs: dict[str, Program]) -> onnx
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for node in region_nodes(out):
-        ref, digest = node_program(node)
-        prog = programs.get(ref)
-        if prog is None:
-            raise EPContextError(f"region node {node.name}: program {ref} is not available")
-        if prog.digest() != digest:
-            raise EPContextError(f"region node {node.name}: program {ref} digest mismatch")
+        ref, prog = node_region_program(node, programs, EPContextError)
         blob = np.frombuffer(prog.to_bytes(), dtype=np.uint8)
         kept = [a for a in node.attribute if a.name not in (BLOB_ATTR, "session")]
         del node.attribute[:]

@@ -36,7 +36,7 @@ from .. import EP_NAME, __version__
 from ..compile.program import Program, Stage
 from ..kernel_specs import registry
 from ..rewrite.graph import DOMAIN as REGION_DOMAIN
-from ..rewrite.graph import iter_graphs, node_program
+from ..rewrite.graph import iter_graphs, node_region_program
 from ..runtime.layout import stage_consts, stage_weight_blobs
 
 MAGIC = b"XDNAEPCX"
@@ -239,12 +239,7 @@ def epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program], *,
         for i, node in enumerate(graph.node):
             if node.domain != REGION_DOMAIN:
                 continue
-            ref, digest = node_program(node)
-            prog = programs.get(ref)
-            if prog is None:
-                raise PayloadError(f"region node {node.name}: program {ref} is not available")
-            if prog.digest() != digest:
-                raise PayloadError(f"region node {node.name}: program {ref} digest mismatch")
+            ref, prog = node_region_program(node, programs, PayloadError)
             payload = payload_bytes(prog)
             if embed_mode == 1:
                 context: bytes = payload
@@ -257,7 +252,7 @@ def epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program], *,
                 domain=EPCONTEXT_DOMAIN, main_context=1, embed_mode=embed_mode,
                 ep_cache_context=context, source=EP_NAME, partition_name=node.name,
                 ep_sdk_version=__version__,
-                notes=f"xdna-ep payload v{FORMAT_VERSION}; program digest {digest}")
+                notes=f"xdna-ep payload v{FORMAT_VERSION}; program digest {prog.digest()}")
             graph.node[i].CopyFrom(ctx)
             _declare_outputs(graph, prog)
             count += 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 from onnx import helper
@@ -150,6 +151,20 @@ def _attr(node: onnx.NodeProto, name: str) -> str:
 def node_program(node: onnx.NodeProto) -> tuple[str, str]:
     """(program reference, digest) of a region node, validated."""
     return check_program_ref(_attr(node, "program")), check_digest(_attr(node, "digest"))
+
+
+def node_region_program(node: onnx.NodeProto, programs: Mapping[str, Any],
+                        error: type[Exception]) -> tuple[str, Any]:
+    """The program a region node names, from `programs`, checked against the node's
+    digest, as (reference, program); `error` (the caller's error class) when it is
+    missing or differs."""
+    ref, digest = node_program(node)
+    prog = programs.get(ref)
+    if prog is None:
+        raise error(f"region node {node.name}: program {ref} is not available")
+    if prog.digest() != digest:
+        raise error(f"region node {node.name}: program {ref} digest mismatch")
+    return ref, prog
 
 
 def set_string_attr(node: onnx.NodeProto, name: str, value: str) -> None:
