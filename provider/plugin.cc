@@ -244,7 +244,14 @@ struct RegionCompute : OrtNodeComputeInfo {
       check(g_api->GetTensorData(v, &data));
       inputs[self->in_map[i]] = Buffer::borrow(from_onnx(et), shape, data);
     }
-    std::vector<Buffer> outs = self->program->run(inputs);
+    std::vector<Buffer> outs;
+    try {
+      outs = self->program->run(inputs);
+    } catch (const std::exception& e) {
+      // named so an application (and xdna_ep's Python session) can tell a region
+      // failure from any other node's
+      throw OrtError(ORT_FAIL, std::string(kEpName) + ": region " + self->node + " failed: " + e.what());
+    }
     for (size_t i = 0; i < self->out_map.size(); ++i) {
       const Buffer& b = outs[self->out_map[i]];
       OrtValue* v = nullptr;

@@ -47,7 +47,7 @@ def test_miss_then_hit(lm, x, tmp_path):
     (entry,) = _entries(tmp_path)
     manifest = json.loads((entry / "manifest.json").read_text())
     assert set(manifest["files"]) == {"model.onnx", *(f"programs/{r}"
-                                                      for r in first._xdna_table.entries)}
+                                                      for r in first.xdna_programs)}
     assert manifest["versions"] == cache.versions()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
     second = _start(mb, tmp_path)

@@ -16,4 +16,18 @@ def test_bench_session_json(capsys):
         assert isinstance(doc[key], float), key
     assert doc["first_start_s"] > 0 and doc["cached_start_s"] > 0
     assert doc["regions"] >= 1
-    assert set(doc["result_path_ms"]) == {"array", "list"}
+    assert set(doc["large_call_ms"]) == {"ort", "direct"}
+    assert isinstance(doc["bridge_region_call_overhead_us"], float)
+
+
+def test_direct_program_equals_the_plugin_session():
+    """The benchmark's baseline runs the very program the ORT session runs: same
+    bytes out of both (else the overhead figure would compare different work)."""
+    import numpy as np
+
+    from xdna_ep.bench.session import _PluginRegion, one_region_model
+
+    region = _PluginRegion(one_region_model(16))
+    x = np.random.default_rng(4).standard_normal((16, 384)).astype(np.float32)
+    np.testing.assert_array_equal(region.sess.run(None, {"x": x})[0],
+                                  region.direct.run([x], (16, 384)))

@@ -37,7 +37,7 @@ def x():
 
 
 def _programs(sess: InferenceSession) -> dict[str, Program]:
-    return {ref: e.loaded.program for ref, e in sess._xdna_table.entries.items()}
+    return sess.xdna_programs
 
 
 def _expected(sess: InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,7 +96,9 @@ def test_install_makes_onnxruntime_accept_the_name(lm, x, tmp_path):
     finally:
         xdna_ep.uninstall()
     assert ort.InferenceSession is orig_cls and ort.get_available_providers is orig_fn
-    assert EP not in ort.get_available_providers()
+    # ORT itself lists the name exactly when the plugin library is registered in
+    # this process (sessions on the emulator register it)
+    assert (EP in ort.get_available_providers()) == xdna_ep.plugin.is_registered()
     xdna_ep.uninstall()  # idempotent
 
 
@@ -118,7 +120,9 @@ def test_ort_api_surface(lm, x, tmp_path):
     prof = sess.end_profiling()
     with open(prof) as f:
         events = json.load(f)
-    assert any("xdna_region" in str(e.get("name", "")) for e in events)
+    # region nodes are ORT nodes of XDNAExecutionProvider in ORT's own profile
+    assert any(e.get("cat") == "Node" and e.get("args", {}).get("provider") == EP
+               for e in events)
     assert sess.get_provider_options()[EP]["device"] == "emulator"
 
 
@@ -174,7 +178,57 @@ def test_report_written_on_compile_and_on_cache_hit(lm, tmp_path):
             "mm0", "add0", "mm1", "add1"}
 
 
-def test_region_failure_raises_from_run(lm, x, tmp_path):
+def _bridge_route(monkeypatch) -> None:
+    """Regions run through the Python bridge (the route of the NPU through pyxrt)
+    instead of the plugin library: the bridge's own failure handling is tested."""
+    import xdna_ep.ort.session as session_mod
+
+    monkeypatch.setattr(session_mod, "_plugin_runs", lambda device: False)
+
+
+def _shape_broken_epcontext(lm, tmp_path):
+    """An EPContext model whose graph input admits any row count while its
+    compiled program takes 256 rows: a run with other rows fails inside the plugin
+    library's region (a real run-time failure of the native route)."""
+    from xdna_ep.ort.compile_cli import compile_to_epcontext
+
+    src = tmp_path / "lm.onnx"
+    onnx.save(lm.model, src)
+    out = compile_to_epcontext(src, tmp_path / "lm_ctx.onnx",
+                               options={"cache_dir": str(tmp_path / "cache")})
+    ctx = onnx.load(out)
+    ctx.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "rows"
+    onnx.save(ctx, out)
+    return out
+
+
+def test_plugin_region_failure_raises_from_run(lm, x, tmp_path):
+    sess = InferenceSession(str(_shape_broken_epcontext(lm, tmp_path)), providers=[EP],
+                            provider_options=[{"device": "emulator"}])
+    assert sess.xdna_start.source == "epcontext" and sess._xdna_native
+    sess.run(None, {"x": x})  # 256 rows: the program's shape
+    with pytest.raises(XDNARegionError, match="axis 0 is 100, expected 256"):
+        sess.run(None, {"x": x[:100]})
+    sess.run(None, {"x": x})  # the session still works
+
+
+def test_plugin_region_failure_reaches_run_async_callback(lm, x, tmp_path):
+    sess = InferenceSession(str(_shape_broken_epcontext(lm, tmp_path)), providers=[EP],
+                            provider_options=[{"device": "emulator"}])
+    done = threading.Event()
+    got: dict = {}
+
+    def callback(results, data, err):
+        got["err"] = err
+        done.set()
+
+    sess.run_async(None, {"x": x[:100]}, callback, None)
+    assert done.wait(120)
+    assert EP in got["err"] and "expected 256" in got["err"]
+
+
+def test_region_failure_raises_from_run(lm, x, tmp_path, monkeypatch):
+    _bridge_route(monkeypatch)
     sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
                             provider_options=[{"cache_dir": str(tmp_path)}])
     entry = next(iter(sess._xdna_table.entries.values()))
@@ -279,13 +333,19 @@ def test_fallback_keeps_external_data_of_a_path_model(tmp_path):
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], tiny.fp32(x)["y"], rtol=1e-5)
 
 
-def test_get_ep_devices_lists_the_emulator():
+def test_get_ep_devices_are_onnxruntime_devices():
     devices = xdna_ep.get_ep_devices()
-    assert all(d.ep_name == EP and d.device.type == "NPU" for d in devices)
-    assert [d.device.metadata.get("backend") for d in devices][-1] == "emulator"
+    assert devices and all(isinstance(d, ort.OrtEpDevice) and d.ep_name == EP
+                           for d in devices)
+    emulator = [d for d in devices if d.ep_metadata.get("backend") == "emulator"]
+    assert emulator and all(d.device.type == ort.OrtHardwareDeviceType.CPU for d in emulator)
+    so = ort.SessionOptions()
+    so.add_provider_for_devices(devices, {"device": "emulator"})  # what users pass them to
+    assert so.has_providers()
 
 
-def test_run_async_reports_results_and_region_failures(lm, x, tmp_path):
+def test_run_async_reports_results_and_region_failures(lm, x, tmp_path, monkeypatch):
+    _bridge_route(monkeypatch)
     sess = InferenceSession(lm.model.SerializeToString(), providers=[EP],
                             provider_options=[{"cache_dir": str(tmp_path)}])
     want = sess.run(None, {"x": x})

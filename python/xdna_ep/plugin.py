@@ -56,3 +56,57 @@ def get_plugin_ep_devices() -> list:
 
     register()
     return [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
+
+
+class DirectProgram:
+    """One EPContext payload run by the plugin library's C++ runner without ONNX
+    Runtime (the library's XdnaEpProgram* C entry points, through ctypes).
+
+    The baseline of `xdna-ep bench session`'s region-call overhead: the same
+    program, same library, no ORT session around it. float32 inputs and outputs.
+    """
+
+    def __init__(self, payload: bytes) -> None:
+        import ctypes
+
+        lib = ctypes.CDLL(get_library_path())
+        lib.XdnaEpProgramLoad.restype = ctypes.c_void_p
+        lib.XdnaEpProgramLoad.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                          ctypes.c_size_t]
+        lib.XdnaEpProgramRunF32.restype = ctypes.c_int
+        lib.XdnaEpProgramRunF32.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+        lib.XdnaEpProgramFree.argtypes = [ctypes.c_void_p]
+        self._ct, self._lib = ctypes, lib
+        self._err = ctypes.create_string_buffer(512)
+        self._payload = payload
+        handle = lib.XdnaEpProgramLoad(payload, len(payload), self._err, len(self._err))
+        if not handle:
+            raise ValueError(f"payload rejected: {self._err.value.decode()}")
+        self._handle = handle
+
+    def run(self, inputs: list, out_shape: tuple[int, ...], out_index: int = 0):
+        """Output `out_index` (of shape `out_shape`) for float32 `inputs` in program order."""
+        import numpy as np
+
+        ct = self._ct
+        arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
+        shapes = [np.asarray(a.shape, dtype=np.int64) for a in arrays]
+        n = len(arrays)
+        data = (ct.c_void_p * n)(*[a.ctypes.data for a in arrays])
+        shp = (ct.c_void_p * n)(*[s.ctypes.data for s in shapes])
+        ranks = (ct.c_size_t * n)(*[a.ndim for a in arrays])
+        out = np.empty(out_shape, np.float32)
+        rc = self._lib.XdnaEpProgramRunF32(self._handle, n, data, shp, ranks, out_index,
+                                           out.ctypes.data, out.size, self._err, len(self._err))
+        if rc != 0:
+            raise RuntimeError(f"{EP_NAME} program failed: {self._err.value.decode()}")
+        return out
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle:
+            self._lib.XdnaEpProgramFree(handle)
+            self._handle = None

@@ -6,10 +6,13 @@ Figures are host (emulator) figures: nothing here runs on an NPU.
     first_start_s           partition + quantize + compile + rewrite + ORT init
     cached_start_s          the same model again, compiled model taken from the cache
     cache_speedup           first_start_s / cached_start_s  (target >= 5)
-    region_call_overhead_us session.run of a one-region model minus
-                            LoadedProgram.run on the same inputs (target <= 50)
-    result_path_ms          one region returning a 1500x384 float32 tensor, through
-                            the array result path vs the library's list path
+    region_call_overhead_us session.run of a one-region EPContext model on the
+                            plugin library minus the same payload run by the library
+                            directly (XdnaEpProgramRunF32), paired medians (target <= 5)
+    large_call_ms           the same for a 1500x384 float32 region output
+    bridge_region_call_overhead_us
+                            the overhead through the onnxruntime-extensions bridge (the
+                            NPU route), minus LoadedProgram.run, for comparison
 """
 
 from __future__ import annotations
@@ -112,33 +115,61 @@ def _session(model_bytes: bytes, cache_dir: str, **opts: Any):
                                                "fallback": "error", **opts}, {}])
 
 
-class _RegionSession:
-    """A one-region model run the way XDNA sessions run it (rewrite + region op +
-    CPU provider), built without the cost model: the partitioner rightly keeps
-    a 16-row matmul on the CPU, but here the fixed cost of a call is the point."""
+def _one_region_compiled(model: onnx.ModelProto):
+    """(rewritten model, program, region node) of a one-region model, built
+    without the cost model: the partitioner rightly keeps a 16-row matmul on the
+    CPU, but here the fixed cost of a call is the point."""
+    from ..compile import CompileOptions, compile_plan
+    from ..partition import partition_model
+    from ..rewrite import rewrite_model
+
+    plan = partition_model(model, use_cost_model=False)
+    programs = compile_plan(model, plan, CompileOptions(quantization="dynamic"))
+    new, nodes = rewrite_model(model, plan, programs)
+    if len(nodes) != 1:
+        raise RuntimeError(f"expected one region, got {len(nodes)}")
+    return new, programs[nodes[0].region], nodes[0]
+
+
+class _PluginRegion:
+    """A one-region model as providers=[XDNA...] sessions run it on the emulator:
+    an EPContext model on the plugin library, and the same payload run by the
+    library directly (no ORT) as the baseline."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         import onnxruntime as ort
 
-        from ..compile import CompileOptions, compile_plan
+        from ..ort.epcontext import epcontext_model, payload_bytes
+        from ..ort.plugin_route import runtime_options, session_options
+        from ..plugin import DirectProgram
+
+        new, program, node = _one_region_compiled(model)
+        ctx = epcontext_model(new, {node.program: program})
+        so = session_options(ort.SessionOptions(), runtime_options("emulator", "error", None))
+        self.sess = ort.InferenceSession(ctx.SerializeToString(), so)
+        self.direct = DirectProgram(payload_bytes(program))
+
+
+class _BridgeRegion:
+    """The same region through the onnxruntime-extensions Python bridge (the route
+    of regions on the NPU through pyxrt): ORT -> PyOp -> LoadedProgram.run."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        import onnxruntime as ort
+
         from ..ort import region_op
         from ..ort.provider import LoadedRegion
-        from ..partition import partition_model
-        from ..rewrite import region_nodes, rewrite_model
+        from ..rewrite import region_nodes
         from ..rewrite.graph import set_string_attr
         from ..runtime import EmulatorDevice
 
-        plan = partition_model(model, use_cost_model=False)
-        programs = compile_plan(model, plan, CompileOptions(quantization="dynamic"))
-        new, nodes = rewrite_model(model, plan, programs)
-        if len(nodes) != 1:
-            raise RuntimeError(f"expected one region, got {len(nodes)}")
+        new, program, node = _one_region_compiled(model)
         self.table = region_op.ProgramTable()
-        self.loaded = EmulatorDevice().load(programs[nodes[0].region])
-        self.table.add(nodes[0].program, LoadedRegion(
-            self.loaded, nodes[0].inputs, nodes[0].outputs, nodes[0].region))
-        for node in region_nodes(new):
-            set_string_attr(node, "session", self.table.token)
+        self.loaded = EmulatorDevice().load(program)
+        self.table.add(node.program, LoadedRegion(self.loaded, node.inputs, node.outputs,
+                                                  node.region))
+        for n in region_nodes(new):
+            set_string_attr(n, "session", self.table.token)
         so = ort.SessionOptions()
         region_op.register_library(so)
         self.sess = ort.InferenceSession(new.SerializeToString(), so,
@@ -146,9 +177,7 @@ class _RegionSession:
 
 
 def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
-            model_path: str | None = None) -> dict[str, Any]:
-    from ..ort import region_op
-
+            model_path: str | None = None, bridge: bool = True) -> dict[str, Any]:
     if model_path:
         with open(model_path, "rb") as f:
             mb = f.read()
@@ -164,27 +193,15 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
         del first
         cached_s = _median_s(lambda: _session(mb, cache_dir), repeats)
 
-        # region call overhead: small call, where fixed costs dominate
-        small = _RegionSession(one_region_model(16))
-        x = np.random.default_rng(2).standard_normal((16, 384)).astype(np.float32)
-        small.sess.run(None, {"x": x})
-        small.loaded.run({"x": x})
-        via_ort, direct, overhead = _paired_median_s(
-            lambda: small.sess.run(None, {"x": x}), lambda: small.loaded.run({"x": x}),
-            max(calls, 1000))
-
-        # result path: a 1500x384 float32 output, arrays vs lists
-        big = _RegionSession(one_region_model(1500))  # keep: it owns the program table
-        bsess = big.sess
-        xb = np.random.default_rng(3).standard_normal((1500, 384)).astype(np.float32)
-        bsess.run(None, {"x": xb})
-        fast = _median_s(lambda: bsess.run(None, {"x": xb}), max(5, calls // 20))
-        try:
-            region_op.install_stock_invoker()
-            slow = _median_s(lambda: bsess.run(None, {"x": xb}), 3)
-        finally:
-            region_op.ensure_registered()
-    return {
+    # region call overhead: small call, where fixed costs dominate
+    pairs = max(calls, 1000)
+    x = np.random.default_rng(2).standard_normal((16, 384)).astype(np.float32)
+    small = _PluginRegion(one_region_model(16))
+    small.sess.run(None, {"x": x})
+    small.direct.run([x], (16, 384))
+    via_ort, direct, overhead = _paired_median_s(
+        lambda: small.sess.run(None, {"x": x}), lambda: small.direct.run([x], (16, 384)), pairs)
+    res: dict[str, Any] = {
         "model": model_label,
         "regions": regions,
         "first_start_s": round(first_s, 4),
@@ -193,9 +210,24 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
         "region_call_overhead_us": round(overhead * 1e6, 1),
         "region_call_us": round(via_ort * 1e6, 1),
         "direct_call_us": round(direct * 1e6, 1),
-        "result_path_ms": {"array": round(fast * 1e3, 3), "list": round(slow * 1e3, 3)},
-        "device": "emulator (host CPU; not NPU figures)",
     }
+    # a 1500x384 float32 result through ORT and the plugin vs the library directly
+    big = _PluginRegion(one_region_model(1500))
+    xb = np.random.default_rng(3).standard_normal((1500, 384)).astype(np.float32)
+    big.sess.run(None, {"x": xb})
+    big_ort, big_direct, _ = _paired_median_s(lambda: big.sess.run(None, {"x": xb}),
+                                              lambda: big.direct.run([xb], (1500, 384)),
+                                              max(5, calls // 20))
+    res["large_call_ms"] = {"ort": round(big_ort * 1e3, 3), "direct": round(big_direct * 1e3, 3)}
+    if bridge:
+        old = _BridgeRegion(one_region_model(16))
+        old.sess.run(None, {"x": x})
+        old.loaded.run({"x": x})
+        _, _, bridge_overhead = _paired_median_s(
+            lambda: old.sess.run(None, {"x": x}), lambda: old.loaded.run({"x": x}), pairs)
+        res["bridge_region_call_overhead_us"] = round(bridge_overhead * 1e6, 1)
+    res["device"] = "emulator (host CPU; not NPU figures)"
+    return res
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -220,10 +252,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"first start  (partition+quantize+compile): {res['first_start_s']:.3f} s")
     print(f"second start (cache hit):                  {res['cached_start_s']:.3f} s")
     print(f"cache speedup: {res['cache_speedup']:.1f}x (target >= 5x)")
-    print(f"region call through ORT {res['region_call_us']:.1f} us, program called directly "
-          f"{res['direct_call_us']:.1f} us: overhead {res['region_call_overhead_us']:.1f} us "
-          "(target <= 50 us)")
-    rp = res["result_path_ms"]
-    print(f"1500x384 float32 result: array path {rp['array']:.3f} ms, list path "
-          f"{rp['list']:.3f} ms")
+    print(f"region call through ORT + plugin {res['region_call_us']:.1f} us, program called "
+          f"directly {res['direct_call_us']:.1f} us: overhead "
+          f"{res['region_call_overhead_us']:.1f} us (target <= 5 us)")
+    lc = res["large_call_ms"]
+    print(f"1500x384 float32 region: through ORT {lc['ort']:.3f} ms, directly "
+          f"{lc['direct']:.3f} ms")
+    if "bridge_region_call_overhead_us" in res:
+        print(f"the same small call through the Python bridge (NPU route): overhead "
+              f"{res['bridge_region_call_overhead_us']:.1f} us")
     return 0

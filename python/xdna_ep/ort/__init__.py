@@ -24,11 +24,13 @@ from .session import InferenceSession
 
 
 def get_ep_devices() -> list:
-    """The devices XDNAExecutionProvider can run on (NPUs, then the emulator),
-    shaped like onnxruntime's plugin-EP device listing."""
-    from ..runtime import get_ep_devices as devices
+    """ONNX Runtime's own OrtEpDevice objects of XDNAExecutionProvider (the plugin
+    library registered first): what `SessionOptions.add_provider_for_devices`
+    takes. `xdna-ep devices` (runtime.get_ep_devices) describes the machine's
+    NPUs and why one is or is not usable."""
+    from ..plugin import get_plugin_ep_devices
 
-    return devices()
+    return get_plugin_ep_devices()
 
 
 __all__ = [

@@ -106,6 +106,12 @@ class PreparedModel:
     # symbolic input dims without a size: compiled per input shape at the first
     # run (XDNAProvider.prepare_shape); nothing is compiled yet
     deferred: tuple[str, ...] = ()
+    # the caller runs the regions natively (the plugin library): `rewritten` and
+    # `programs` are set, `regions` is empty (nothing loaded in Python)
+    native: bool = False
+    # the model given is already an EPContext model of ours (xdna-ep compile): the
+    # caller hands it to the plugin library as it is
+    epcontext: bool = False
 
 
 class _Observed:
@@ -164,6 +170,9 @@ class XDNAProvider:
         self._device: Any = None
         self.dims_choice: dims_mod.DimsChoice | None = None
         self.shapes_compiled: list[str] = []  # shape keys, in compile order
+        # device name -> whether the caller runs that device's regions natively
+        # (the session adapter answers: the plugin library carries the emulator)
+        self.runs_natively: Callable[[str], bool] = lambda _device: False
 
     # -- fallback policy ---------------------------------------------------------------
     def _cannot_run(self, why: str) -> None:
@@ -212,6 +221,8 @@ class XDNAProvider:
         if region_nodes(self._proto):  # a shipped compiled model (EPContext-style)
             info.source = "epcontext"
             return self._finish(prepared, self._proto, extract_programs(self._proto), None)
+        if epcontext_nodes(self._proto):  # written by `xdna-ep compile`
+            return self._epcontext(prepared)
         # a path calibration is read only on a cache miss; its first sample gives shapes
         self._samples = (None if isinstance(opts.calibration, Path)
                          else read_calibration(opts))
@@ -237,6 +248,22 @@ class XDNAProvider:
             return prepared
         model, programs, plan = self._compiled(src, choice.dims, choice.source)
         return self._finish(prepared, model, programs, plan)
+
+    def _epcontext(self, prepared: PreparedModel) -> PreparedModel:
+        """An EPContext model of ours: its payloads run only in the plugin library."""
+        info = self.start
+        info.source = "epcontext"
+        assert self._proto is not None
+        if not self.runs_natively(info.device):
+            self._cannot_run(f"its regions are EPContext payloads, which run in the plugin "
+                             f"library, and the plugin library has no {info.device} backend "
+                             "(it runs the host emulator: provider option device=emulator)")
+            return self._on_cpu(prepared, "cpu-fallback")
+        prepared.epcontext = True
+        prepared.native = True
+        info.regions = len(epcontext_nodes(self._proto))
+        prepared.notices = list(self._notices)
+        return prepared
 
     def compile_model(self, src: str | os.PathLike[str]
                       ) -> tuple[onnx.ModelProto, dict[str, Program], PartitionPlan | None]:
@@ -320,14 +347,19 @@ class XDNAProvider:
             return self._on_cpu(prepared, "cpu-fallback")
         try:
             assert model is not None  # programs come with their rewritten model
-            prepared.regions = self._load(device, model, programs)
+            if self.runs_natively(info.device):
+                prepared.native = True
+                self.region_programs = {int(_region_id(n)): programs[node_program(n)[0]]
+                                        for n in region_nodes(model)}
+            else:
+                prepared.regions = self._load(device, model, programs)
         except Exception as exc:  # noqa: BLE001 - a device that cannot load is reported
             self._cannot_run(f"loading the compiled regions on the {info.device} failed "
                              f"({type(exc).__name__}: {exc})")
             return self._on_cpu(prepared, "cpu-fallback")
         prepared.rewritten, prepared.programs = model, programs
         prepared.notices = list(self._notices)
-        info.regions = len(prepared.regions)
+        info.regions = len(self.region_programs)
         return prepared
 
     def _emulator_threads(self, reason: str) -> None:
@@ -464,6 +496,18 @@ class XDNAProvider:
         for why in plan.fallbacks:
             log.info("%s: kept on CPU: %s", EP_NAME, why)
         return rewritten, programs, plan
+
+
+def epcontext_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The main graph's com.microsoft EPContext nodes whose source is XDNA."""
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "EPContext" or node.domain != "com.microsoft":
+            continue
+        source = next((a.s.decode() for a in node.attribute if a.name == "source"), "")
+        if source == EP_NAME:
+            found.append(node)
+    return found
 
 
 def _cost_kept_everything_on_cpu(plan: PartitionPlan) -> bool:

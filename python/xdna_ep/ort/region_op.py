@@ -9,8 +9,8 @@ this module (read from its pyop/pyfunc.cc and _ocos.py):
    (op id, inputs, attrs) and expects (op id, shape0, data0, shape1, data1, ...).
    It casts each data item to a numpy array and memcpy's it into the ORT output.
    The stock invoker (`_ocos._on_pyop_invocation`) passes `arr.flatten().tolist()`
-   as data: one Python object per element (`python -m xdna_ep bench session`
-   times both paths on a 1500x384 float tensor, `result_path_ms`). Our invoker
+   as data: one Python object per element (tests/test_ort_region_op.py checks
+   our path is the one in use). Our invoker
    passes the C-contiguous array itself (one memcpy, no Python objects per
    element). Calls of other libraries' Python ops are handed to the
    stock invoker unchanged.

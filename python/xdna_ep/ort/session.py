@@ -2,12 +2,15 @@
 
 A real onnxruntime.InferenceSession (subclass). Before ONNX Runtime sees the
 model, the provider core (provider.py: device, compiled model from a shipped
-EPContext-style model, the cache or a fresh partition + compile, programs
-loaded, fallback policy) prepares it; this class then hands ORT the rewritten
-model, whose region nodes call the loaded programs through region_op.py, and
-shows the core's fallback notices as XDNAFallbackWarning. run,
-run_with_ort_values, IOBinding, get_inputs/get_outputs and profiling are ORT's
-own.
+EPContext-style model, the cache or a fresh partition + compile, fallback
+policy) prepares it; this class then hands ORT the compiled model and shows the
+core's fallback notices as XDNAFallbackWarning. Regions on the host emulator
+run in the native plugin library: the compiled model goes to ORT as EPContext
+nodes with XDNAExecutionProvider's device selected (plugin_route.py), so ORT
+calls C++ for every region. Regions on the NPU (Python XRT runtime) still run
+through the onnxruntime-extensions bridge (region_op.py) until the plugin has
+its XRT backend. run, run_with_ort_values, IOBinding, get_inputs/get_outputs
+and profiling are ORT's own.
 
 Only the providers list decides: without "XDNAExecutionProvider" in it this
 class is a plain ORT session. With it, XDNA runs or a warning (fallback=allow)
@@ -31,10 +34,11 @@ from typing import Any
 import onnxruntime as ort
 
 from .. import EP_NAME
+from ..compile.program import Program
 from ..plan import PartitionPlan
 from ..rewrite.graph import region_nodes, set_string_attr
 from . import dims as dims_mod
-from . import placement, region_op
+from . import placement, plugin_route
 from .compiled_model import write_shipped_model
 from .errors import XDNAFallbackWarning, XDNAPlacementWarning, XDNARegionError, XDNAUnavailableError
 from .options import ProviderOptions, parse_options
@@ -107,8 +111,31 @@ class _ShapeVariant:
     `session` None means the base session runs it (everything on the CPU)."""
 
     session: Any
-    table: region_op.ProgramTable | None
+    table: Any  # region_op.ProgramTable of a bridge session, else None
     plan: PartitionPlan | None
+    native: bool = False  # its regions run in the plugin library
+
+
+def _bridge() -> Any:
+    """region_op (the onnxruntime-extensions bridge), imported only by sessions
+    whose regions run in Python (the NPU through pyxrt)."""
+    from . import region_op
+
+    return region_op
+
+
+def _plugin_runs(device: str) -> bool:
+    """Whether the plugin library runs this device's regions (the host emulator,
+    when the library is built and registers)."""
+    return device == "emulator" and plugin_route.available() is None
+
+
+def _epcontext_bytes(prepared: PreparedModel) -> bytes:
+    """The compiled model as ORT loads it on the plugin library."""
+    from .epcontext import epcontext_model
+
+    assert prepared.rewritten is not None
+    return epcontext_model(prepared.rewritten, prepared.programs).SerializeToString()
 
 
 def _announce(plan: PartitionPlan | None, device: str, stacklevel: int,
@@ -137,11 +164,16 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                  **kwargs: Any) -> None:
         xdna_raw, rest, rest_opts = split_providers(providers, provider_options)
         self._xdna_active = False
-        self._xdna_table: region_op.ProgramTable | None = None
+        self._xdna_table: Any = None  # region_op.ProgramTable of a bridge session
+        self._xdna_native = False  # regions run in the plugin library
+        self._xdna_plugin_so: ort.SessionOptions | None = None
         self.xdna_start = StartInfo()
         # the partition plan of this session (None for a plain ORT session): what
         # went where, MAC shares, launches; whisper and the benchmarks read it
         self.xdna_plan: PartitionPlan | None = None
+        # the compiled programs this session runs, by program reference (the latest
+        # input shape's for a session compiled per shape)
+        self.xdna_programs: dict[str, Program] = {}
         # compiled per input shape at its first run (symbolic dims without a size)
         self._xdna_deferred: tuple[str, ...] = ()
         self._xdna_variants: dict[str, _ShapeVariant] = {}
@@ -159,45 +191,49 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         if not rest:
             rest, rest_opts = ["CPUExecutionProvider"], [{}]
         if "CPUExecutionProvider" not in rest:
-            # region nodes are CPU-side custom ops that call the device
+            # nodes XDNA does not take run on the CPU provider (and bridge region
+            # nodes are CPU-side custom ops)
             rest, rest_opts = [*rest, "CPUExecutionProvider"], [*rest_opts, {}]
         so = sess_options if sess_options is not None else ort.SessionOptions()
         provider = self._xdna_provider(opts)
+        provider.runs_natively = _plugin_runs
         self._xdna_provider_core = provider
         self.xdna_start = provider.start
         prepared = provider.prepare(path_or_bytes, session_options=so)
         self._xdna_src = (path_or_bytes if isinstance(path_or_bytes, bytes)
                           else os.fspath(path_or_bytes))
+        self._xdna_so, self._xdna_rest = so, (rest, rest_opts, kwargs)
         self.xdna_plan = prepared.plan
+        self.xdna_programs = dict(prepared.programs)
         for notice in prepared.notices:
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
         _announce(prepared.plan, self.xdna_start.device, stacklevel=2,
-                  warn=prepared.rewritten is not None)
+                  warn=prepared.rewritten is not None or prepared.epcontext)
         choice = provider.dims_choice
         if (choice is not None and not prepared.deferred and prepared.rewritten is not None
                 and provider.pinned(choice.dims, choice.source)):
             # compiled for exactly this shape: a run of another shape compiles its own
             # (a model left unchanged, nothing placed, runs any shape as it is)
             self._xdna_pinned = dims_mod.shape_key(choice.dims)
-            self._xdna_so, self._xdna_rest = so, (rest, rest_opts, kwargs)
-            region_op.register_library(so)
-        model_for_ort: str | bytes
+        user_model = (path_or_bytes if isinstance(path_or_bytes, bytes)
+                      else os.fspath(path_or_bytes))
+        model_for_ort: str | bytes = user_model
+        ort_so, ort_providers, ort_options = so, rest, rest_opts
         if prepared.deferred:
             # the base session is the user's model; runs go to the session of
             # their input shape, compiled at the first run with that shape
-            model_for_ort = (path_or_bytes if isinstance(path_or_bytes, bytes)
-                             else os.fspath(path_or_bytes))
-            region_op.register_library(so)
             self._xdna_deferred = prepared.deferred
-            self._xdna_so, self._xdna_rest = so, (rest, rest_opts, kwargs)
             self._xdna_active = True
-        elif prepared.rewritten is None:
-            # the unchanged model (a path keeps its external data resolvable)
-            model_for_ort = (path_or_bytes if isinstance(path_or_bytes, bytes)
-                             else os.fspath(path_or_bytes))
-        else:
+        elif prepared.epcontext:  # a compiled model: straight to the plugin library
+            ort_so, ort_providers, ort_options = self._plugin_options(), None, None
+            self._xdna_native = self._xdna_active = True
+        elif prepared.rewritten is not None and prepared.native:
+            model_for_ort = _epcontext_bytes(prepared)
+            ort_so, ort_providers, ort_options = self._plugin_options(), None, None
+            self._xdna_native = self._xdna_active = True
+        elif prepared.rewritten is not None:
             model_for_ort = self._attach(prepared)
-            region_op.register_library(so)
+            _bridge().register_library(so)
         context_path = (self._context_path(path_or_bytes, so) if self._xdna_active
                         and _config(so, "ep.context_enable") == "1" else None)
         if context_path is None:
@@ -205,13 +241,14 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # proto (all CPU-side FP32 weights, ~190 MB for the Whisper decoder)
             # would be alive next to the bytes and ORT's copy at the start's peak
             prepared.rewritten = None
-        super().__init__(model_for_ort, so, rest, rest_opts, **kwargs)
+        super().__init__(model_for_ort, ort_so, ort_providers, ort_options, **kwargs)
         # what ORT (set_providers -> session reset) and Optimum (session._model_path:
-        # save_pretrained, model dir) read: the user's model, not our rewrite
+        # save_pretrained, model dir) read: the user's model and options, not ours
         if isinstance(path_or_bytes, bytes):
             self._model_path, self._model_bytes = None, path_or_bytes
         else:
             self._model_path, self._model_bytes = os.fspath(path_or_bytes), None
+        self._sess_options_initial = sess_options
         if context_path is not None and prepared.deferred:
             log.warning("%s: ep.context_enable: no compiled model written, the model is "
                         "compiled per input shape at its first run (give provider option "
@@ -223,6 +260,24 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             self.xdna_start.notes.append(f"context model: {context_path}")
         self.xdna_start.seconds = time.perf_counter() - t0
 
+    def _plugin_options(self) -> ort.SessionOptions:
+        """SessionOptions for a session on the plugin library, made once per
+        session (its per-shape sessions share it): a copy of the user's, see
+        plugin_route.py for why a copy."""
+        if self._xdna_plugin_so is None:
+            provider = self._xdna_provider_core
+            choice = provider.dims_choice
+            overrides = ({k: v for k, v in choice.dims.items()
+                          if choice.source.get(k) == dims_mod.SOURCE_SESSION}
+                         if choice is not None else {})
+            opts = self.xdna_options
+            rest, rest_opts, _ = self._xdna_rest
+            self._xdna_plugin_so = plugin_route.session_options(
+                self._xdna_so,
+                plugin_route.runtime_options("emulator", opts.fallback, opts.num_threads),
+                rest, rest_opts, overrides)
+        return self._xdna_plugin_so
+
     def _xdna_provider(self, options: ProviderOptions) -> XDNAProvider:
         """The provider core for this session (a measuring subclass, e.g. `bench
         accuracy`, configures it further)."""
@@ -232,7 +287,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         """The rewritten model for ORT, its region nodes bound to this session's
         program table (the region op finds its programs through the token)."""
         assert prepared.rewritten is not None
-        table = region_op.ProgramTable()
+        table = _bridge().ProgramTable()
         for ref, region in prepared.regions.items():
             table.add(ref, region)
         for node in region_nodes(prepared.rewritten):
@@ -244,13 +299,21 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
 
     # -- runs: region failures surface as exceptions ------------------------------------
     def _guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._guarded_with(self._xdna_table, fn, *args, **kwargs)
+        return self._guarded_with(self._xdna_table, self._xdna_native, fn, *args, **kwargs)
 
     @staticmethod
-    def _guarded_with(table: region_op.ProgramTable | None, fn: Any, *args: Any,
-                      **kwargs: Any) -> Any:
+    def _guarded_with(table: Any, native: bool, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """fn(...) with region failures raised as XDNARegionError: the plugin's come
+        back as ORT errors naming XDNA, the bridge's are recorded in `table`."""
         if table is None:
-            return fn(*args, **kwargs)
+            if not native:
+                return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if plugin_route.is_plugin_error(exc):
+                    raise XDNARegionError(f"{EP_NAME} region call failed: {exc}") from exc
+                raise
         table.begin_run()
         try:
             result = fn(*args, **kwargs)
@@ -267,20 +330,23 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
         v = self._route(input_feed)
         if v is not None and v.session is not None:
-            return self._guarded_with(v.table, v.session.run, output_names, input_feed,
-                                      run_options)
-        return self._guarded_with(None if v is not None else self._xdna_table, super().run,
+            return self._guarded_with(v.table, v.native, v.session.run, output_names,
+                                      input_feed, run_options)
+        base = v is None  # else the base session runs the user's model on the CPU
+        return self._guarded_with(self._xdna_table if base else None,
+                                  self._xdna_native and base, super().run,
                                   output_names, input_feed, run_options)
 
     def run_with_ort_values(self, output_names: Any, input_dict_ort_values: Any,
                             run_options: Any = None) -> Any:
         v = self._route(input_dict_ort_values)
         if v is not None and v.session is not None:
-            return self._guarded_with(v.table, v.session.run_with_ort_values, output_names,
-                                      input_dict_ort_values, run_options)
-        return self._guarded_with(None if v is not None else self._xdna_table,
-                                  super().run_with_ort_values, output_names,
-                                  input_dict_ort_values, run_options)
+            return self._guarded_with(v.table, v.native, v.session.run_with_ort_values,
+                                      output_names, input_dict_ort_values, run_options)
+        base = v is None
+        return self._guarded_with(self._xdna_table if base else None,
+                                  self._xdna_native and base, super().run_with_ort_values,
+                                  output_names, input_dict_ort_values, run_options)
 
     def run_with_iobinding(self, iobinding: Any, run_options: Any = None) -> Any:
         if self._xdna_deferred:
@@ -320,6 +386,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         provider = self._xdna_provider_core
         prepared = provider.prepare_shape(run_dims)
         self.xdna_plan = prepared.plan
+        self.xdna_programs = dict(prepared.programs)
         for notice in prepared.notices:
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=4)
         rest, rest_opts, kwargs = self._xdna_rest
@@ -332,11 +399,17 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # the user's model on the CPU provider (the notices above said why)
             cpu = _ORT_SESSION(self._xdna_src, self._xdna_so, rest, rest_opts, **kwargs)
             return _ShapeVariant(cpu, None, prepared.plan)
-        table = region_op.ProgramTable()
+        if prepared.native:
+            inner = _ORT_SESSION(_epcontext_bytes(prepared), self._plugin_options(), None,
+                                 None, **kwargs)
+            return _ShapeVariant(inner, None, prepared.plan, native=True)
+        bridge = _bridge()
+        table = bridge.ProgramTable()
         for ref, region in prepared.regions.items():
             table.add(ref, region)
         for node in region_nodes(prepared.rewritten):
             set_string_attr(node, "session", table.token)
+        bridge.register_library(self._xdna_so)
         inner = _ORT_SESSION(prepared.rewritten.SerializeToString(), self._xdna_so, rest,
                              rest_opts, **kwargs)
         return _ShapeVariant(inner, table, prepared.plan)
@@ -354,8 +427,9 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         if self._xdna_active:
             log.info("%s: set_providers(%s) drops XDNA; the model now runs on %s",
                      EP_NAME, rest, rest)
-        self._xdna_active = False
+        self._xdna_active = self._xdna_native = False
         self._xdna_table = None
+        self._xdna_deferred, self._xdna_pinned = (), ""
         super().set_providers(rest or None, rest_opts or None)
 
     def run_async(self, output_names: Any, input_feed: Any, callback: Any, user_data: Any,
@@ -383,12 +457,15 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
     # -- ORT API with XDNA shown -------------------------------------------------------
     def get_providers(self) -> list[str]:
         inner = list(super().get_providers())
-        return [EP_NAME, *inner] if self._xdna_active else inner
+        if self._xdna_active and EP_NAME not in inner:
+            return [EP_NAME, *inner]
+        return inner
 
     def get_provider_options(self) -> dict[str, dict[str, str]]:
         inner = dict(super().get_provider_options())
         if self._xdna_active:
             o = self.xdna_options
+            inner.pop(EP_NAME, None)
             inner = {EP_NAME: {"device": self.xdna_start.device, "quantization": o.quantization,
                                "cache_dir": str(o.cache_dir), "fallback": o.fallback}, **inner}
         return inner

@@ -19,8 +19,8 @@ AMD_VENDOR_ID = 0x1022
 
 @dataclass(frozen=True)
 class HardwareDevice:
-    type: str                       # "NPU"
-    vendor: str                     # "AMD"
+    type: str                       # "NPU", or "CPU" for the emulator
+    vendor: str                     # "AMD" ("host" for the emulator)
     vendor_id: int
     device_id: int
     metadata: dict[str, str] = field(default_factory=dict)
@@ -57,6 +57,7 @@ def get_ep_devices(probes: Probes | None = None) -> list[EpDevice]:
             "kernel_path": emulator.active_kernel_path(),
             "kernel_paths": ",".join(emulator.kernel_paths()),
             "threads": str(emulator.num_threads()), "device_node": "none"}
-    out.append(EpDevice(EP_NAME, "AMD", HardwareDevice("NPU", "AMD", AMD_VENDOR_ID, 0, meta),
+    # the emulator runs on the host CPU and is listed as such (never as NPU hardware)
+    out.append(EpDevice(EP_NAME, "AMD", HardwareDevice("CPU", "host", 0, 0, meta),
                         ep_meta, {"device": "emulator"}))
     return out

@@ -1,0 +1,126 @@
+"""The providers-list route onto the native plugin library.
+
+`providers=["XDNAExecutionProvider", ...]` compiles (or takes from the cache) the
+model in Python, then runs it the way any ONNX Runtime application would: the
+compiled regions become com.microsoft EPContext nodes (epcontext.py) and the
+ORT session selects the plugin library's XDNAExecutionProvider device with
+`SessionOptions.add_provider_for_devices`. Region calls then stay in C++ (no
+GIL, no Python custom op, no onnxruntime-extensions import).
+
+Why a copy of the user's SessionOptions: devices added to an options object stay
+there, and Optimum (like many applications) passes one SessionOptions to the
+encoder and decoder sessions; a decoder whose options already named our device
+would be re-targeted behind its back. The copy carries every attribute the
+Python API can read back, the config entries we know of, and the
+free-dimension overrides the provider read (ORT has no way to list them).
+
+Which regions take this route: those on the host emulator. The NPU still runs
+through the Python runtime (XRT via pyxrt) and the onnxruntime-extensions
+bridge (region_op.py) until the plugin library has its XRT backend; `bench
+accuracy`, which reads every region's outputs in Python, uses the bridge too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import onnxruntime as ort
+
+from .. import EP_NAME
+
+log = logging.getLogger("xdna_ep")
+
+# SessionOptions attributes the Python API reads and writes
+_ATTRIBUTES = ("enable_cpu_mem_arena", "enable_mem_pattern", "enable_mem_reuse",
+               "enable_profiling", "profile_file_prefix", "execution_mode", "execution_order",
+               "graph_optimization_level", "inter_op_num_threads", "intra_op_num_threads",
+               "log_severity_level", "log_verbosity_level", "logid", "optimized_model_filepath",
+               "use_deterministic_compute", "use_per_session_threads")
+
+# session config entries copied when set (ep.context_* stay with the user's
+# options: the Python side writes the compiled model, ORT must not)
+_CONFIG_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning",
+                "session.use_env_allocators", "session.disable_prepacking",
+                "session.set_denormal_as_zero", "session.use_device_allocator_for_initializers",
+                "session.intra_op_thread_affinities", "session.dynamic_block_base",
+                "session.force_spinning_stop", "session.disable_cpu_ep_fallback",
+                "session.disable_quant_qdq", "session.disable_double_qdq_remover",
+                "session.enable_quant_qdq_cleanup", "session.qdq_matmulnbits_accuracy_level",
+                "session.disable_aot_function_inlining", "session.strict_shape_type_inference",
+                "session.allow_released_opsets_only", "session.node_partition_config_file",
+                "session.x64quantprecision", "session.inference_log_level")
+
+DEFAULT_LOG_SEVERITY = (-1, 2)  # not set (the environment's: warning), or warning
+QUIET_LOG_SEVERITY = 3  # error
+
+_UNAVAILABLE: list[str] = []  # why the plugin library could not be used (said once)
+
+
+def available() -> str | None:
+    """None when the plugin library is built and registered, else why not."""
+    if _UNAVAILABLE:
+        return _UNAVAILABLE[0]
+    from .. import plugin
+
+    try:
+        plugin.register()
+    except (FileNotFoundError, RuntimeError, OSError) as exc:
+        _UNAVAILABLE.append(f"the plugin library cannot be used ({exc})")
+        log.warning("%s: %s; regions on the host emulator run through the Python bridge "
+                    "instead", EP_NAME, _UNAVAILABLE[0])
+        return _UNAVAILABLE[0]
+    return None
+
+
+def runtime_options(device: str, fallback: str, num_threads: int | None) -> dict[str, str]:
+    """The plugin's provider options for a compiled model: only what acts at run
+    time (the compile options already shaped the EPContext payloads)."""
+    opts = {"device": device, "fallback": fallback}
+    if num_threads is not None:
+        opts["num_threads"] = str(num_threads)
+    return opts
+
+
+def session_options(user: ort.SessionOptions | None, options: Mapping[str, str],
+                    other_providers: Sequence[str] = (),
+                    other_options: Sequence[Mapping[str, Any]] = (),
+                    dim_overrides: Mapping[str, int] | None = None) -> ort.SessionOptions:
+    """A new SessionOptions like `user`'s, with XDNAExecutionProvider's device
+    added first, then the other providers the user listed (CPU is implicit)."""
+    from .. import plugin
+
+    so = ort.SessionOptions()
+    if user is not None:
+        for name in _ATTRIBUTES:
+            try:
+                setattr(so, name, getattr(user, name))
+            except (AttributeError, TypeError, RuntimeError):
+                continue  # an attribute this ORT version does not have
+        for key in _CONFIG_KEYS:
+            try:
+                value = user.get_session_config_entry(key)
+            except RuntimeError:
+                continue  # ORT raises for a key that was never set
+            so.add_session_config_entry(key, value)
+    if so.log_severity_level in DEFAULT_LOG_SEVERITY:
+        # ORT warns at every start of a session with a plugin EP that "some nodes
+        # were not assigned to the preferred execution providers"; the session's
+        # placement line says which nodes went where, in proportion. A level the
+        # user chose is kept.
+        so.log_severity_level = QUIET_LOG_SEVERITY
+    for name, size in (dim_overrides or {}).items():
+        so.add_free_dimension_override_by_name(name, int(size))
+    so.add_provider_for_devices(plugin.get_plugin_ep_devices(), dict(options))
+    for name, opts in zip(other_providers, other_options, strict=True):
+        if name == "CPUExecutionProvider":
+            continue
+        so.add_provider(name, {k: str(v) for k, v in opts.items()})
+    return so
+
+
+def is_plugin_error(exc: BaseException) -> bool:
+    """True for an ORT failure raised by one of our EPContext nodes' compute."""
+    text = str(exc)
+    return EP_NAME in text or "XDNA stage" in text or "EPContext node" in text
