@@ -13,6 +13,7 @@
 #include "layernorm/layernorm.h"
 #include "layernorm_host.h"
 #include "mask_host.h"
+#include "packed_weights.h"
 #include "quantize.h"
 #include "runner.h"
 #include "softmax_host.h"
@@ -184,12 +185,7 @@ class Softmax : public StageImpl {
 };
 
 // -- attention -------------------------------------------------------------------------------
-bool holds_int8_min(const Buffer& b) {
-  const int8_t* p = b.data<int8_t>();
-  unsigned char hit = 0;
-  for (int64_t i = 0, n = b.count(); i < n; ++i) hit |= static_cast<unsigned char>(p[i] == -128);
-  return hit != 0;
-}
+bool holds_int8_min(const Buffer& b) { return has_int8_min(b.data<int8_t>(), static_cast<size_t>(b.count())); }
 
 class Attention : public StageImpl {
  public:
