@@ -24,8 +24,8 @@ void broadcast_rows(const T* a, const T* b, T* c, std::size_t n, std::size_t per
 
 }  // namespace
 
-bool add_broadcast_period(const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape,
-                          std::size_t* period) {
+bool add_broadcast_period(const std::vector<int64_t>& a_shape,
+                          const std::vector<int64_t>& b_shape, std::size_t* period) {
   if (b_shape.size() > a_shape.size()) return false;
   for (std::size_t i = 0; i < b_shape.size(); ++i)
     if (b_shape[b_shape.size() - 1 - i] != a_shape[a_shape.size() - 1 - i]) return false;
@@ -35,17 +35,20 @@ bool add_broadcast_period(const std::vector<int64_t>& a_shape, const std::vector
   return true;
 }
 
-void add_f32_broadcast(const float* a, const float* b, float* c, std::size_t n, std::size_t period) {
-  broadcast_rows(a, b, c, n, period, [](const float* x, const float* y, float* z, std::size_t len) {
-    add::add_f32_row(x, y, z, len);
-  });
+void add_f32_broadcast(const float* a, const float* b, float* c, std::size_t n,
+                       std::size_t period) {
+  broadcast_rows(a, b, c, n, period,
+                 [](const float* x, const float* y, float* z, std::size_t len) {
+                   add::add_f32_row(x, y, z, len);
+                 });
 }
 
-void add_i8_broadcast(const int8_t* a, const int8_t* b, int8_t* c, std::size_t n, std::size_t period,
-                      add::AddRequant r) {
-  broadcast_rows(a, b, c, n, period, [r](const int8_t* x, const int8_t* y, int8_t* z, std::size_t len) {
-    add::add_i8_row(x, y, z, len, r);
-  });
+void add_i8_broadcast(const int8_t* a, const int8_t* b, int8_t* c, std::size_t n,
+                      std::size_t period, add::AddRequant r) {
+  broadcast_rows(a, b, c, n, period,
+                 [r](const int8_t* x, const int8_t* y, int8_t* z, std::size_t len) {
+                   add::add_i8_row(x, y, z, len, r);
+                 });
 }
 
 }  // namespace xdna

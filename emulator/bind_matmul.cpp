@@ -18,6 +18,9 @@ namespace py = pybind11;
 namespace xdna {
 namespace {
 
+// MatmulWeights is the kernel library's PackedWeights (packed_weights.h), the
+// plugin's matmul stage packs the same way. Owned by C++ so that Python never
+// sees (or can corrupt) the packed bytes.
 std::shared_ptr<PackedWeights> pack_weights_py(const py::handle& w_obj) {
   auto w = checks::array_of<int8_t>(w_obj, "weight");
   checks::require_ndim(w, 2, "weight");

@@ -48,7 +48,8 @@ class Gelu : public StageImpl {
     const float si = scale_buffer(*in[1], "gelu", "x_scale");
     require(x.count() > 0, "gelu", "x is empty");
     int8_t table[gelu::kTableSize];  // kernel_version 3: the scale covers the codes present
-    const float so = gelu_dynamic_table(x.data<int8_t>(), static_cast<size_t>(x.count()), si, tanh_, table);
+    const float so =
+        gelu_dynamic_table(x.data<int8_t>(), static_cast<size_t>(x.count()), si, tanh_, table);
     out.push_back(apply_table(x, table));
     Buffer s = Buffer::allocate(DType::kFloat32, {1});
     s.mutable_data<float>()[0] = so;

@@ -39,7 +39,8 @@ class Quantize : public StageImpl {
       return;
     }
     bool finite = true;
-    const float s = dynamic_quantize_scale(x.data<float>(), static_cast<size_t>(x.count()), neg_limit_, &finite);
+    const float s =
+        dynamic_quantize_scale(x.data<float>(), static_cast<size_t>(x.count()), neg_limit_, &finite);
     require(finite, "quantize", "x contains NaN or inf: no dynamic int8 scale exists");
     out.push_back(quantize_with(x, s, "quantize"));
     Buffer sb = Buffer::allocate(DType::kFloat32, {1});

@@ -44,7 +44,8 @@ std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& mask, const s
                                        const std::string& kernel) {
   require(mask.size() <= target.size(), kernel, "mask has more dims than its target");
   std::vector<int64_t> strides;
-  require(mask_broadcast_strides(mask, target, &strides), kernel, "mask shape does not broadcast to its target");
+  require(mask_broadcast_strides(mask, target, &strides), kernel,
+          "mask shape does not broadcast to its target");
   return strides;
 }
 
@@ -185,7 +186,9 @@ class Softmax : public StageImpl {
 };
 
 // -- attention -------------------------------------------------------------------------------
-bool holds_int8_min(const Buffer& b) { return has_int8_min(b.data<int8_t>(), static_cast<size_t>(b.count())); }
+bool holds_int8_min(const Buffer& b) {
+  return has_int8_min(b.data<int8_t>(), static_cast<size_t>(b.count()));
+}
 
 class Attention : public StageImpl {
  public:
