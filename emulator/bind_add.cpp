@@ -2,13 +2,14 @@
 // b may equal a's shape or a suffix of it (b repeated over a's leading dims).
 #include <pybind11/numpy.h>
 
-#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../kernels/add/add.h"
+#include "add_host.h"
 #include "bindings.h"
-#include "parallel.h"
 
 namespace py = pybind11;
 
@@ -22,35 +23,24 @@ float checked_scale(double s, const char* name) {
   return f;
 }
 
-// Number of elements of b (the repeat period) after checking b is a suffix of a.
-std::size_t broadcast_period(const py::array& a, const py::array& b) {
-  if (b.ndim() > a.ndim()) throw py::value_error("b must have a's shape or a suffix of it");
-  for (py::ssize_t i = 0; i < b.ndim(); ++i)
-    if (b.shape(b.ndim() - 1 - i) != a.shape(a.ndim() - 1 - i))
-      throw py::value_error("b must have a's shape or a suffix of it");
-  return static_cast<std::size_t>(b.size());
+std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
+// c = a + b (b: a's shape or a suffix of it, repeated), add_host.h's loops.
 template <typename T, typename Fn>
 py::array_t<T> run(const py::array_t<T, py::array::c_style>& a,
-                   const py::array_t<T, py::array::c_style>& b, Fn row_fn) {
-  const std::size_t period = broadcast_period(a, b);
+                   const py::array_t<T, py::array::c_style>& b, Fn broadcast) {
+  std::size_t period = 0;
+  if (!add_broadcast_period(shape_of(a), shape_of(b), &period))
+    throw py::value_error("b must have a's shape or a suffix of it");
   py::array_t<T> c(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
   const std::size_t n = static_cast<std::size_t>(a.size());
-  if (n == 0) return c;
   const T* ap = a.data();
   const T* bp = b.data();
   T* cp = c.mutable_data();
   py::gil_scoped_release nogil;
-  parallel_for(n, 1 << 15, [&](std::size_t beg, std::size_t end) {
-    std::size_t i = beg;
-    while (i < end) {  // walk a in runs that line up with one period of b
-      const std::size_t off = i % period;
-      const std::size_t len = std::min(end - i, period - off);
-      row_fn(ap + i, bp + off, cp + i, len);
-      i += len;
-    }
-  });
+  broadcast(ap, bp, cp, n, period);
   return c;
 }
 
@@ -59,9 +49,7 @@ py::array_t<T> run(const py::array_t<T, py::array::c_style>& a,
 void bind_add(py::module_& m) {
   m.def("add_f32", [](const py::array_t<float, py::array::c_style>& a,
                       const py::array_t<float, py::array::c_style>& b) {
-    return run<float>(a, b, [](const float* x, const float* y, float* z, std::size_t n) {
-      add::add_f32_row(x, y, z, n);
-    });
+    return run<float>(a, b, add_f32_broadcast);
   }, py::arg("a"), py::arg("b"), "c = a + b in fp32 (b: a's shape or a suffix of it).");
 
   m.def("add_requant", [](double a_scale, double b_scale, double out_scale) {
@@ -78,9 +66,8 @@ void bind_add(py::module_& m) {
     const add::AddRequant r = add::make_add_requant(checked_scale(a_scale, "a_scale"),
                                                     checked_scale(b_scale, "b_scale"),
                                                     checked_scale(out_scale, "out_scale"));
-    return run<int8_t>(a, b, [r](const int8_t* x, const int8_t* y, int8_t* z, std::size_t n) {
-      add::add_i8_row(x, y, z, n, r);
-    });
+    return run<int8_t>(a, b, [r](const int8_t* x, const int8_t* y, int8_t* z, std::size_t n,
+                                 std::size_t period) { add_i8_broadcast(x, y, z, n, period, r); });
   }, py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("b_scale"), py::arg("out_scale"),
   "c = sat127((a*ma + b*mb + 2^(e-1)) >> e): int8 add with rescale.");
 

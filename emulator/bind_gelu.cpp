@@ -7,7 +7,7 @@
 
 #include "../kernels/gelu/gelu.h"
 #include "bindings.h"
-#include "parallel.h"
+#include "gelu_host.h"
 
 namespace py = pybind11;
 
@@ -36,7 +36,7 @@ py::array_t<int8_t> table_array(float in_scale, float out_scale, bool tanh_appro
   return t;
 }
 
-// y = table[x + 128], split over the thread pool (GIL released).
+// y = table[x + 128], gelu_host.h's loop over the thread pool (GIL released).
 py::array_t<int8_t> apply(const I8& x, const int8_t* table) {
   py::array_t<int8_t> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   const int8_t* xp = x.data();
@@ -44,9 +44,7 @@ py::array_t<int8_t> apply(const I8& x, const int8_t* table) {
   const std::size_t n = static_cast<std::size_t>(x.size());
   {
     py::gil_scoped_release nogil;
-    parallel_for(n, 1 << 16, [&](std::size_t b, std::size_t e) {
-      gelu::apply_table(xp + b, yp + b, e - b, table);
-    });
+    gelu_apply(xp, yp, n, table);
   }
   return y;
 }
@@ -84,14 +82,12 @@ void bind_gelu(py::module_& m) {
     const bool tanh_approx = parse_approximate(approximate);
     const float si = checked_scale(in_scale, "in_scale");
     if (x.size() == 0) throw py::value_error("x is empty");
-    int qmin, qmax;
+    int8_t table[gelu::kTableSize];
+    float so;
     {
       py::gil_scoped_release nogil;
-      gelu::code_range(x.data(), static_cast<std::size_t>(x.size()), &qmin, &qmax);
+      so = gelu_dynamic_table(x.data(), static_cast<std::size_t>(x.size()), si, tanh_approx, table);
     }
-    const float so = gelu::dynamic_out_scale(si, qmin, qmax, tanh_approx);
-    int8_t table[gelu::kTableSize];
-    gelu::build_table(si, so, tanh_approx, table);
     return py::make_tuple(apply(x, table), so);
   }, py::arg("x"), py::arg("in_scale"), py::arg("approximate") = "none",
   "Dynamic GELU: builds the table from in_scale per call; returns (y, out_scale).");

@@ -1,5 +1,6 @@
 // Host emulator of the LayerNorm kernel (kernels/layernorm/layernorm.h).
-// One call normalizes every row; rows are split over the thread pool.
+// One call normalizes every row; the row loop (thread pool) is the kernel
+// library's layernorm_rows, shared with the plugin stage.
 #include <pybind11/numpy.h>
 
 #include <cmath>
@@ -10,9 +11,8 @@
 #include "../kernels/common/epilogue.h"
 #include "../kernels/layernorm/layernorm.h"
 #include "bindings.h"
-#include "parallel.h"
+#include "layernorm_host.h"
 #include "quantize.h"
-#include "quantize/quantize.h"
 
 namespace py = pybind11;
 
@@ -48,31 +48,15 @@ std::vector<py::ssize_t> shape_of(const py::array& x) {
   return std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim());
 }
 
-// Normalizes every row into float32 y (the common first step of all variants).
+// Normalizes every row into float32 y (the common first step of all variants;
+// finite != nullptr: int8 output follows, NaN zeroed, see layernorm_host.h).
 void normalize_rows(const py::array& x, bool int8_in, float in_scale, float eps,
                     const float* gamma, const float* beta, Shape s, float* y,
                     std::vector<unsigned char>* finite) {
   const void* xp = x.data();
   py::gil_scoped_release nogil;
-  parallel_for(s.rows, 16, [&](std::size_t rb, std::size_t re) {
-    std::vector<int32_t> v(s.C);
-    for (std::size_t r = rb; r < re; ++r) {
-      float* yr = y + r * s.C;
-      if (int8_in) {
-        const int8_t* q = static_cast<const int8_t*>(xp) + r * s.C;
-        const layernorm::RowStats st = layernorm::stats_i8(q, s.C, in_scale, eps, v.data());
-        layernorm::normalize_i8in_f32(q, st, gamma, beta, yr, s.C);
-      } else {
-        const float* xr = static_cast<const float*>(xp) + r * s.C;
-        const layernorm::RowStats st = layernorm::stats_f32(xr, s.C, eps, v.data());
-        layernorm::normalize_f32(xr, st, gamma, beta, yr, s.C);
-        if (finite) (*finite)[r] = st.finite ? 1 : 0;
-      }
-      if (finite) {  // int8 output follows: NaN (non-finite row, Inf*0) must quantize to 0
-        for (int i = 0; i < s.C; ++i) yr[i] = yr[i] == yr[i] ? yr[i] : 0.0f;
-      }
-    }
-  });
+  layernorm_rows(xp, int8_in, in_scale, eps, gamma, beta, s.rows, s.C, y,
+                 finite ? finite->data() : nullptr);
 }
 
 // Quantizes y into q with the quantize kernel's host path (shared epilogue
@@ -80,19 +64,6 @@ void normalize_rows(const py::array& x, bool int8_in, float in_scale, float eps,
 void quantize_rows(const float* y, float scale, Shape s, int8_t* q) {
   py::gil_scoped_release nogil;
   quantize_static(y, s.rows * static_cast<std::size_t>(s.C), scale, q);
-}
-
-// Dynamic output scale: max |y| over finite rows / 127 (1.0 if zero), fp32.
-float dynamic_scale(const float* y, Shape s, const std::vector<unsigned char>& finite) {
-  float amax = 0.0f;
-  for (std::size_t r = 0; r < s.rows; ++r) {
-    if (!finite[r]) continue;
-    for (int i = 0; i < s.C; ++i) {
-      const float a = std::fabs(y[r * s.C + i]);
-      amax = a > amax ? a : amax;
-    }
-  }
-  return quant::dynamic_scale(amax);  // amax / 127, 1.0 when unusable
 }
 
 py::object layernorm_entry(const py::array& x, const F32& gamma, const F32& beta, double epsilon,
@@ -124,7 +95,7 @@ py::object layernorm_entry(const py::array& x, const F32& gamma, const F32& beta
     float so;
     {
       py::gil_scoped_release nogil;
-      so = dynamic_scale(y.data(), s, finite);
+      so = layernorm_dynamic_out_scale(y.data(), s.rows, s.C, finite.data());
     }
     quantize_rows(y.data(), so, s, q.mutable_data());
     return py::make_tuple(q, so);

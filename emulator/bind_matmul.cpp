@@ -11,41 +11,17 @@
 #include "int8_gemm.h"
 #include "int8_gemm_packed.h"
 #include "matmul/matmul.h"
+#include "packed_weights.h"
 
 namespace py = pybind11;
 
 namespace xdna {
 namespace {
 
-// Weights packed for the host kernels (layout in int8_gemm_packed.h). Owned
-// here so that Python never sees (or can corrupt) the packed bytes.
-struct PackedWeights {
-  int K = 0, N = 0;
-  std::vector<int8_t> data;
-  std::vector<int32_t> colsum;
-
-  PackedB view() const {
-    PackedB b;
-    b.K = K;
-    b.N = N;
-    b.Kp = (K + kKGroup - 1) / kKGroup * kKGroup;
-    b.Np = (N + kPanelCols - 1) / kPanelCols * kPanelCols;
-    b.data = data.data();
-    b.colsum = colsum.data();
-    return b;
-  }
-};
-
-// Whether any byte is -128. A branch-free OR reduction (the compiler
-// vectorises it), unlike an early-exit loop: this check would otherwise cost
-// more than a few-row GEMM.
-bool has_int8_min(const int8_t* p, long n) {
-  unsigned char hit = 0;
-  for (long i = 0; i < n; ++i) hit |= static_cast<unsigned char>(p[i] == -128);
-  return hit != 0;
-}
-
-std::shared_ptr<PackedWeights> pack_weights(const py::handle& w_obj) {
+// MatmulWeights is the kernel library's PackedWeights (packed_weights.h), the
+// plugin's matmul stage packs the same way. Owned by C++ so that Python never
+// sees (or can corrupt) the packed bytes.
+std::shared_ptr<PackedWeights> pack_weights_py(const py::handle& w_obj) {
   auto w = checks::array_of<int8_t>(w_obj, "weight");
   checks::require_ndim(w, 2, "weight");
   checks::require_nonempty(w, "weight");
@@ -55,17 +31,12 @@ std::shared_ptr<PackedWeights> pack_weights(const py::handle& w_obj) {
                           std::to_string(kMaxK));
   if (N > (1L << 30)) throw py::value_error("weight: N is too large");
   const int8_t* p = w.data();
-  if (has_int8_min(p, K * N))
+  if (has_int8_min(p, static_cast<size_t>(K * N)))
     throw py::value_error("weight must lie in [-127, 127] (narrow int8 range); found -128");
   auto out = std::make_shared<PackedWeights>();
-  out->K = static_cast<int>(K);
-  out->N = static_cast<int>(N);
-  PackedB b = out->view();
-  out->data.resize(static_cast<size_t>(b.Np) * b.Kp);
-  out->colsum.resize(b.Np);
   {
     py::gil_scoped_release release;
-    pack_b(out->K, out->N, p, N, /*transposed=*/false, out->data.data(), out->colsum.data());
+    pack_weights(static_cast<int>(K), static_cast<int>(N), p, N, out.get());
   }
   return out;
 }
@@ -200,7 +171,7 @@ py::array_t<int32_t> gemm_nt(const py::handle& a_obj, const py::handle& bt_obj) 
   if (a.shape(1) != bt.shape(1)) throw py::value_error("a and bt must have the same K");
   if (a.shape(1) > kMaxK) throw py::value_error("K exceeds the kernel limit");
   const long M = a.shape(0), N = bt.shape(0), K = a.shape(1);
-  if (has_int8_min(bt.data(), N * K))
+  if (has_int8_min(bt.data(), static_cast<size_t>(N * K)))
     throw py::value_error("bt must lie in [-127, 127]; found -128");
   py::array_t<int32_t> c({M, N});
   {
@@ -265,7 +236,7 @@ void bind_matmul(py::module_& m) {
       .def_property_readonly("nbytes", [](const PackedWeights& w) {
         return w.data.size() + 4 * w.colsum.size();
       });
-  m.def("matmul_pack", &pack_weights, py::arg("weight"),
+  m.def("matmul_pack", &pack_weights_py, py::arg("weight"),
         "Pack int8 weights [K, N] (values in [-127, 127]) for matmul_int8/matmul_f32.");
   m.def("matmul_int8", &matmul_int8, py::arg("a"), py::arg("weight"), py::arg("mult"),
         py::arg("shift"), py::arg("bias"), py::arg("split") = py::none(),

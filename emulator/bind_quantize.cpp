@@ -7,7 +7,6 @@
 #include "bind_checks.h"
 #include "bindings.h"
 #include "quantize.h"
-#include "quantize/quantize.h"
 
 namespace py = pybind11;
 
@@ -42,16 +41,12 @@ py::tuple quantize_dynamic_py(const py::handle& x_obj, double neg_limit) {
   if (!(neg_limit >= 0.0) || !std::isfinite(lim))
     throw py::value_error("neg_limit must be a finite float32 >= 0 (0: none)");
   bool finite;
-  float m;
+  float scale;
   {
     py::gil_scoped_release release;
-    m = max_abs(x.data(), static_cast<std::size_t>(x.size()), &finite);
-    if (finite && lim > 0.0f)
-      m = quant::gelu_input_range(m, max_value(x.data(), static_cast<std::size_t>(x.size())),
-                                  lim);
+    scale = dynamic_quantize_scale(x.data(), static_cast<std::size_t>(x.size()), lim, &finite);
   }
   if (!finite) throw py::value_error("x contains NaN or inf: no dynamic int8 scale exists");
-  const float scale = quant::dynamic_scale(m);
   return py::make_tuple(run_quantize(x, scale), scale);
 }
 

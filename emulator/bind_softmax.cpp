@@ -4,11 +4,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
 #include "../kernels/softmax/softmax.h"
 #include "bindings.h"
+#include "mask_host.h"
 #include "softmax_host.h"
 
 namespace py = pybind11;
@@ -73,6 +75,20 @@ void bind_softmax(py::module_& m) {
       py::arg("mask_row_offset") = py::none(), py::arg("mask_col_stride") = 1,
       "Fixed-point row softmax of int8 scores (kernels/softmax/softmax.h). Raw entry: "
       "use xdna_ep.kernels.softmax.softmax.");
+  m.def(
+      "softmax_mask_rows",
+      [](const std::vector<int64_t>& mask_shape, const std::vector<int64_t>& x_shape) {
+        std::vector<int64_t> strides;
+        if (x_shape.empty() || !mask_broadcast_strides(mask_shape, x_shape, &strides))
+          throw py::value_error("mask shape does not broadcast to x's shape");
+        const std::vector<int64_t> offsets = mask_row_offsets(x_shape, strides);
+        py::array_t<int64_t> out(static_cast<py::ssize_t>(offsets.size()));
+        std::copy(offsets.begin(), offsets.end(), out.mutable_data());
+        return py::make_tuple(out, strides.back());
+      },
+      py::arg("mask_shape"), py::arg("x_shape"),
+      "(mask_row_offset, mask_col_stride) of a C-contiguous mask broadcast to x's shape, for "
+      "softmax_int8 (mask_host.h: the same offsets the plugin's softmax stage uses).");
   m.def("softmax_exp_table", [] {
     py::array_t<uint32_t> t(256);
     for (int i = 0; i < 256; ++i) t.mutable_data()[i] = softmax::kExpTable[i];

@@ -91,6 +91,13 @@ float max_value(const float* x, std::size_t n) {
   return best;
 }
 
+float dynamic_quantize_scale(const float* x, std::size_t n, float neg_limit, bool* finite) {
+  float m = max_abs(x, n, finite);
+  if (!*finite) return 1.0f;
+  if (neg_limit > 0.0f) m = quant::gelu_input_range(m, max_value(x, n), neg_limit);
+  return quant::dynamic_scale(m);
+}
+
 void dequantize(const int8_t* q, std::size_t n, float scale, float* x) {
   parallel_for(n, kGrain, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) x[i] = quant::dequantize_one(q[i], scale);

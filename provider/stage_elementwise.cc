@@ -1,12 +1,14 @@
 // gelu and add stages (kernels/STAGES.md; Python: kernel_specs/gelu.py, add.py).
-// The arithmetic is the kernels' own headers (kernels/gelu/gelu.h, add/add.h),
-// split over the emulator's thread pool like the pybind module does.
+// The arithmetic is the kernels' own headers (kernels/gelu/gelu.h, add/add.h);
+// the loops around it (thread pool, broadcast walk, dynamic table) are the
+// kernel library's, shared with the pybind module (gelu_host.h, add_host.h).
 #include <algorithm>
 #include <memory>
 
 #include "add/add.h"
+#include "add_host.h"
 #include "gelu/gelu.h"
-#include "parallel.h"
+#include "gelu_host.h"
 #include "runner.h"
 #include "stages.h"
 
@@ -22,11 +24,7 @@ bool parse_approximate(const StageDef& st) {
 
 Buffer apply_table(const Buffer& x, const int8_t* table) {
   Buffer y = Buffer::allocate(DType::kInt8, x.shape);
-  const int8_t* xp = x.data<int8_t>();
-  int8_t* yp = y.mutable_data<int8_t>();
-  parallel_for(static_cast<size_t>(x.count()), 1 << 16, [&](size_t b, size_t e) {
-    gelu::apply_table(xp + b, yp + b, e - b, table);
-  });
+  gelu_apply(x.data<int8_t>(), y.mutable_data<int8_t>(), static_cast<size_t>(x.count()), table);
   return y;
 }
 
@@ -49,11 +47,9 @@ class Gelu : public StageImpl {
     }
     const float si = scale_buffer(*in[1], "gelu", "x_scale");
     require(x.count() > 0, "gelu", "x is empty");
-    int qmin = 0, qmax = 0;  // kernel_version 3: the scale covers the codes present
-    gelu::code_range(x.data<int8_t>(), static_cast<size_t>(x.count()), &qmin, &qmax);
-    const float so = gelu::dynamic_out_scale(si, qmin, qmax, tanh_);
-    int8_t table[gelu::kTableSize];
-    gelu::build_table(si, so, tanh_, table);
+    int8_t table[gelu::kTableSize];  // kernel_version 3: the scale covers the codes present
+    const float so =
+        gelu_dynamic_table(x.data<int8_t>(), static_cast<size_t>(x.count()), si, tanh_, table);
     out.push_back(apply_table(x, table));
     Buffer s = Buffer::allocate(DType::kFloat32, {1});
     s.mutable_data<float>()[0] = so;
@@ -67,38 +63,17 @@ class Gelu : public StageImpl {
 
 // Elements of b (the repeat period) after checking b's shape is a suffix of a's.
 size_t broadcast_period(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
-  require(b.size() <= a.size(), "add", "b must have a's shape or a suffix of it");
-  for (size_t i = 0; i < b.size(); ++i)
-    require(b[b.size() - 1 - i] == a[a.size() - 1 - i], "add", "b must have a's shape or a suffix of it");
-  int64_t n = 1;
-  for (int64_t d : b) n *= d;
-  return static_cast<size_t>(n);
-}
-
-template <class T, class Fn>
-Buffer add_rows(DType dt, const std::vector<int64_t>& shape, const T* ap, const T* bp,
-                const std::vector<int64_t>& bshape, Fn row_fn) {
-  const size_t period = broadcast_period(shape, bshape);
-  Buffer c = Buffer::allocate(dt, shape);
-  T* cp = c.mutable_data<T>();
-  const size_t n = static_cast<size_t>(c.count());
-  if (n == 0) return c;
-  parallel_for(n, 1 << 15, [&](size_t beg, size_t end) {
-    size_t i = beg;
-    while (i < end) {  // runs that line up with one period of b
-      const size_t off = i % period;
-      const size_t len = std::min(end - i, period - off);
-      row_fn(ap + i, bp + off, cp + i, len);
-      i += len;
-    }
-  });
-  return c;
+  size_t period = 0;
+  require(add_broadcast_period(a, b, &period), "add", "b must have a's shape or a suffix of it");
+  return period;
 }
 
 Buffer add_f32(const std::vector<int64_t>& shape, const float* a, const float* b,
                const std::vector<int64_t>& bshape) {
-  return add_rows<float>(DType::kFloat32, shape, a, b, bshape,
-                         [](const float* x, const float* y, float* z, size_t n) { add::add_f32_row(x, y, z, n); });
+  const size_t period = broadcast_period(shape, bshape);
+  Buffer c = Buffer::allocate(DType::kFloat32, shape);
+  add_f32_broadcast(a, b, c.mutable_data<float>(), static_cast<size_t>(c.count()), period);
+  return c;
 }
 
 class Add : public StageImpl {
@@ -180,10 +155,11 @@ class Add : public StageImpl {
 
  private:
   static Buffer add_i8(const Buffer& a, const Buffer& b, add::AddRequant r) {
-    return add_rows<int8_t>(DType::kInt8, a.shape, a.data<int8_t>(), b.data<int8_t>(), b.shape,
-                            [r](const int8_t* x, const int8_t* y, int8_t* z, size_t n) {
-                              add::add_i8_row(x, y, z, n, r);
-                            });
+    const size_t period = broadcast_period(a.shape, b.shape);
+    Buffer c = Buffer::allocate(DType::kInt8, a.shape);
+    add_i8_broadcast(a.data<int8_t>(), b.data<int8_t>(), c.mutable_data<int8_t>(),
+                     static_cast<size_t>(c.count()), period, r);
+    return c;
   }
   bool dynamic_, transpose_a_;
   bool has_table_ = false, static_i8_ = false;

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "int8_gemm_packed.h"
+#include "packed_weights.h"
 #include "quantize.h"
 #include "runner.h"
 #include "stages.h"
@@ -47,14 +48,9 @@ class Matmul : public StageImpl {
     // unpadded weight -> packed layout (same call as the pybind matmul_pack)
     const int8_t* wp = w.data<int8_t>();
     for (int k = 0; k < K_; ++k)
-      for (int n = 0; n < N_; ++n)
-        if (wp[k * Np + n] == -128)
-          throw PayloadError("XDNA stage matmul: weight must lie in [-127, 127]");
-    const int kp = (K_ + kKGroup - 1) / kKGroup * kKGroup;
-    const int np = (N_ + kPanelCols - 1) / kPanelCols * kPanelCols;
-    packed_.resize(static_cast<size_t>(np) * kp);
-    colsum_.resize(np);
-    pack_b(K_, N_, wp, Np, /*transposed=*/false, packed_.data(), colsum_.data());
+      if (has_int8_min(wp + k * Np, static_cast<size_t>(N_)))
+        throw PayloadError("XDNA stage matmul: weight must lie in [-127, 127]");
+    pack_weights(K_, N_, wp, Np, &packed_);
     if (int8_out_) {
       if (words.dtype != DType::kInt32 || words.shape != std::vector<int64_t>{3, Np})
         throw PayloadError("XDNA stage matmul: params must be int32 [3, Np]");
@@ -136,14 +132,7 @@ class Matmul : public StageImpl {
       epi.split_start = bounds_.data();
       epi.split_out = ptrs.data();
     }
-    PackedB b;
-    b.K = K_;
-    b.N = N_;
-    b.Kp = (K_ + kKGroup - 1) / kKGroup * kKGroup;
-    b.Np = (N_ + kPanelCols - 1) / kPanelCols * kPanelCols;
-    b.data = packed_.data();
-    b.colsum = colsum_.data();
-    gemm_packed_parallel(b, a, K_, static_cast<int>(M), epi);
+    gemm_packed_parallel(packed_.view(), a, K_, static_cast<int>(M), epi);
   }
 
  private:
@@ -151,8 +140,8 @@ class Matmul : public StageImpl {
   bool dynamic_ = false, int8_out_ = false;
   float in_scale_ = 1.0f;
   std::vector<int> bounds_;
-  std::vector<int8_t> packed_;
-  std::vector<int32_t> colsum_, mult_, shift_, bias_i32_;
+  PackedWeights packed_;
+  std::vector<int32_t> mult_, shift_, bias_i32_;
   std::vector<float> row0_, bias_f32_;
 };
 

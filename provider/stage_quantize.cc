@@ -3,7 +3,6 @@
 #include <memory>
 
 #include "quantize.h"
-#include "quantize/quantize.h"
 #include "runner.h"
 #include "stages.h"
 
@@ -40,12 +39,9 @@ class Quantize : public StageImpl {
       return;
     }
     bool finite = true;
-    float m = max_abs(x.data<float>(), static_cast<size_t>(x.count()), &finite);
+    const float s =
+        dynamic_quantize_scale(x.data<float>(), static_cast<size_t>(x.count()), neg_limit_, &finite);
     require(finite, "quantize", "x contains NaN or inf: no dynamic int8 scale exists");
-    if (neg_limit_ > 0.0f)
-      m = quant::gelu_input_range(m, max_value(x.data<float>(), static_cast<size_t>(x.count())),
-                                  neg_limit_);
-    const float s = quant::dynamic_scale(m);
     out.push_back(quantize_with(x, s, "quantize"));
     Buffer sb = Buffer::allocate(DType::kFloat32, {1});
     sb.mutable_data<float>()[0] = s;

@@ -1,7 +1,9 @@
 // layernorm, softmax and attention stages (kernels/STAGES.md; Python:
-// kernel_specs/layernorm.py, softmax.py, attention.py). Row arithmetic comes
-// from the kernels' headers and the emulator library (softmax_int8,
-// attention_int8); this file only validates and wires buffers.
+// kernel_specs/layernorm.py, softmax.py, attention.py). Row arithmetic and the
+// loops around it come from the kernels' headers and the kernel library
+// (layernorm_rows, softmax_int8, attention_int8, mask_broadcast_strides), shared
+// with the pybind module; this file only validates and wires buffers.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -9,9 +11,10 @@
 #include "attention/attention.h"
 #include "attention_host.h"
 #include "layernorm/layernorm.h"
-#include "parallel.h"
+#include "layernorm_host.h"
+#include "mask_host.h"
+#include "packed_weights.h"
 #include "quantize.h"
-#include "quantize/quantize.h"
 #include "runner.h"
 #include "softmax_host.h"
 #include "stages.h"
@@ -40,14 +43,9 @@ Requant logit_requant(double real, const std::string& kernel) {
 std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& mask, const std::vector<int64_t>& target,
                                        const std::string& kernel) {
   require(mask.size() <= target.size(), kernel, "mask has more dims than its target");
-  std::vector<int64_t> strides(target.size(), 0);
-  int64_t s = 1;
-  for (size_t i = 0; i < mask.size(); ++i) {
-    const size_t m = mask.size() - 1 - i, t = target.size() - 1 - i;
-    require(mask[m] == target[t] || mask[m] == 1, kernel, "mask shape does not broadcast to its target");
-    strides[t] = mask[m] == 1 ? 0 : s;
-    s *= mask[m];
-  }
+  std::vector<int64_t> strides;
+  require(mask_broadcast_strides(mask, target, &strides), kernel,
+          "mask shape does not broadcast to its target");
   return strides;
 }
 
@@ -112,40 +110,13 @@ class LayerNorm : public StageImpl {
     std::vector<unsigned char> finite(rows, 1);
     Buffer yf = Buffer::allocate(DType::kFloat32, x.shape);
     float* y = yf.mutable_data<float>();
-    parallel_for(rows, 16, [&](size_t rb, size_t re) {
-      std::vector<int32_t> v(c);
-      for (size_t r = rb; r < re; ++r) {
-        float* yr = y + r * c;
-        if (int8_in) {
-          const int8_t* q = x.data<int8_t>() + r * c;
-          const layernorm::RowStats st = layernorm::stats_i8(q, c, si, eps_, v.data());
-          layernorm::normalize_i8in_f32(q, st, gamma_.data(), beta_.data(), yr, c);
-        } else {
-          const float* xr = x.data<float>() + r * c;
-          const layernorm::RowStats st = layernorm::stats_f32(xr, c, eps_, v.data());
-          layernorm::normalize_f32(xr, st, gamma_.data(), beta_.data(), yr, c);
-          finite[r] = st.finite ? 1 : 0;
-        }
-        if (to_int8)  // NaN (non-finite row) must quantize to 0
-          for (int i = 0; i < c; ++i) yr[i] = yr[i] == yr[i] ? yr[i] : 0.0f;
-      }
-    });
+    layernorm_rows(x.ptr, int8_in, si, eps_, gamma_.data(), beta_.data(), rows, c, y,
+                   to_int8 ? finite.data() : nullptr);
     if (!to_int8) {
       out.push_back(std::move(yf));
       return;
     }
-    float so = out_scale_;
-    if (dynamic_) {
-      float amax = 0.0f;
-      for (size_t r = 0; r < rows; ++r) {
-        if (!finite[r]) continue;
-        for (int i = 0; i < c; ++i) {
-          const float a = std::fabs(y[r * c + i]);
-          amax = a > amax ? a : amax;
-        }
-      }
-      so = quant::dynamic_scale(amax);
-    }
+    const float so = dynamic_ ? layernorm_dynamic_out_scale(y, rows, c, finite.data()) : out_scale_;
     Buffer q = Buffer::allocate(DType::kInt8, x.shape);
     quantize_static(y, rows * static_cast<size_t>(c), so, q.mutable_data<int8_t>());
     out.push_back(std::move(q));
@@ -192,14 +163,7 @@ class Softmax : public StageImpl {
     if (has_mask_) {
       const Buffer& m = input_of(in, in.size() - 1, DType::kFloat32, "softmax", "mask");
       const std::vector<int64_t> strides = broadcast_strides(m.shape, x.shape, "softmax");
-      offsets.assign(1, 0);
-      for (size_t d = 0; d + 1 < x.shape.size(); ++d) {
-        std::vector<int64_t> next;
-        next.reserve(offsets.size() * x.shape[d]);
-        for (int64_t o : offsets)
-          for (int64_t i = 0; i < x.shape[d]; ++i) next.push_back(o + i * strides[d]);
-        offsets.swap(next);
-      }
+      offsets = mask_row_offsets(x.shape, strides);
       a.mask = m.data<float>();
       a.mask_row_offset = offsets.data();
       a.mask_col_stride = strides.back();
@@ -223,10 +187,7 @@ class Softmax : public StageImpl {
 
 // -- attention -------------------------------------------------------------------------------
 bool holds_int8_min(const Buffer& b) {
-  const int8_t* p = b.data<int8_t>();
-  unsigned char hit = 0;
-  for (int64_t i = 0, n = b.count(); i < n; ++i) hit |= static_cast<unsigned char>(p[i] == -128);
-  return hit != 0;
+  return has_int8_min(b.data<int8_t>(), static_cast<size_t>(b.count()));
 }
 
 class Attention : public StageImpl {

@@ -111,6 +111,32 @@ def test_causal_semantics(kernel_path: str) -> None:
     np.testing.assert_array_equal(p3[1], p)
 
 
+def test_mask_row_offsets_are_numpys_broadcast_view() -> None:
+    """The per-row mask offsets of the kernel library (emulator/mask_host.h; the
+    emulator wrapper and the plugin's softmax stage both use them) address the
+    same elements as numpy's broadcast view, for every broadcast pattern."""
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(300):
+        shape = tuple(int(d) for d in rng.integers(1, 5, rng.integers(1, 5)))
+        keep = int(rng.integers(1, len(shape) + 1))
+        mshape = tuple(1 if rng.random() < 0.4 else d for d in shape[len(shape) - keep:])
+        mask = rng.standard_normal(mshape).astype(np.float32)
+        offsets, col = _emulator.softmax_mask_rows(list(mshape), list(shape))
+        assert offsets.dtype == np.int64 and col in (0, 1)
+        rows = np.broadcast_to(mask, shape).reshape(-1, shape[-1])
+        assert len(offsets) == rows.shape[0]
+        flat = mask.reshape(-1)
+        cols = np.arange(shape[-1]) * col
+        np.testing.assert_array_equal(flat[offsets[:, None] + cols[None, :]], rows)
+        checked += 1
+    assert checked == 300
+    with pytest.raises(ValueError, match="does not broadcast"):
+        _emulator.softmax_mask_rows([3, 5], [4, 5])
+    with pytest.raises(ValueError, match="does not broadcast"):
+        _emulator.softmax_mask_rows([2, 4, 5], [4, 5])
+
+
 def test_all_masked_rows_are_zero(kernel_path: str) -> None:
     x = np.random.default_rng(2).integers(-127, 128, (3, 8)).astype(np.int8)
     mask = np.zeros((3, 8), dtype=np.float32)

@@ -157,13 +157,13 @@ def prepare_call(
 
 
 def _mask_rows(mask: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    """Element offset of every row's mask in the broadcast view, and the column stride."""
-    view = np.broadcast_to(mask, shape)
-    strides = [s // mask.itemsize for s in view.strides]
-    offsets = np.zeros((), dtype=np.int64)
-    for dim, stride in zip(shape[:-1], strides[:-1], strict=True):
-        offsets = (offsets[..., None] + np.arange(dim, dtype=np.int64) * stride)
-    return np.ascontiguousarray(offsets.reshape(-1)), strides[-1]
+    """Element offset of every row's mask in the broadcast view, and the column stride.
+
+    Computed by the kernel library (emulator/mask_host.h), the same code the
+    plugin's softmax stage runs, so the two cannot drift apart.
+    """
+    offsets, col_stride = emulator.softmax_mask_rows(list(mask.shape), list(shape))
+    return offsets, int(col_stride)
 
 
 def run_call(c: SoftmaxCall) -> np.ndarray:
