@@ -5,6 +5,7 @@
 // Program run directly, from the same library, as the baseline. Tests also use it
 // to check a payload runs identically inside and outside ORT. It is not part of
 // the ORT plugin API; only these three symbols are exported beside it.
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -40,10 +41,12 @@ XDNA_EP_EXPORT void* XdnaEpProgramLoad(const uint8_t* data, size_t size, char* e
 
 // Runs the program on float32 inputs (program-input order) and copies output
 // `out_index` (float32) into `out`, which holds `out_len` floats. Returns 0, or -1
-// with the reason in err.
+// with the reason in err. `seconds` (may be null) receives the time of the program
+// run itself, measured here, without the caller's call overhead.
 XDNA_EP_EXPORT int XdnaEpProgramRunF32(void* handle, size_t n_in, const float* const* data,
                         const int64_t* const* shapes, const size_t* ranks, size_t out_index,
-                        float* out, size_t out_len, char* err, size_t err_len) {
+                        float* out, size_t out_len, double* seconds, char* err,
+                        size_t err_len) {
   try {
     const auto* program = static_cast<const xdna::ep::Program*>(handle);
     std::vector<xdna::ep::Buffer> inputs(n_in);
@@ -51,7 +54,10 @@ XDNA_EP_EXPORT int XdnaEpProgramRunF32(void* handle, size_t n_in, const float* c
       inputs[i] = xdna::ep::Buffer::borrow(xdna::ep::DType::kFloat32,
                                            std::vector<int64_t>(shapes[i], shapes[i] + ranks[i]),
                                            data[i]);
+    const auto t0 = std::chrono::steady_clock::now();
     std::vector<xdna::ep::Buffer> outs = program->run(inputs);
+    if (seconds != nullptr)
+      *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (out_index >= outs.size()) throw std::runtime_error("no output " + std::to_string(out_index));
     const xdna::ep::Buffer& b = outs[out_index];
     if (b.dtype != xdna::ep::DType::kFloat32) throw std::runtime_error("output is not float32");

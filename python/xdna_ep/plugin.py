@@ -77,10 +77,14 @@ class DirectProgram:
         lib.XdnaEpProgramRunF32.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p),
             ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_double), ctypes.c_char_p,
+            ctypes.c_size_t]
         lib.XdnaEpProgramFree.argtypes = [ctypes.c_void_p]
         self._ct, self._lib = ctypes, lib
         self._err = ctypes.create_string_buffer(512)
+        self._seconds = ctypes.c_double(0.0)
+        # the last run's program time measured inside the library (no call overhead)
+        self.last_run_s = 0.0
         self._payload = payload
         handle = lib.XdnaEpProgramLoad(payload, len(payload), self._err, len(self._err))
         if not handle:
@@ -100,9 +104,11 @@ class DirectProgram:
         ranks = (ct.c_size_t * n)(*[a.ndim for a in arrays])
         out = np.empty(out_shape, np.float32)
         rc = self._lib.XdnaEpProgramRunF32(self._handle, n, data, shp, ranks, out_index,
-                                           out.ctypes.data, out.size, self._err, len(self._err))
+                                           out.ctypes.data, out.size, ct.byref(self._seconds),
+                                           self._err, len(self._err))
         if rc != 0:
             raise RuntimeError(f"{EP_NAME} program failed: {self._err.value.decode()}")
+        self.last_run_s = self._seconds.value
         return out
 
     def __del__(self) -> None:

@@ -6,9 +6,12 @@ Figures are host (emulator) figures: nothing here runs on an NPU.
     first_start_s           partition + quantize + compile + rewrite + ORT init
     cached_start_s          the same model again, compiled model taken from the cache
     cache_speedup           first_start_s / cached_start_s  (target >= 5)
-    region_call_overhead_us session.run of a one-region EPContext model on the
-                            plugin library minus the same payload run by the library
-                            directly (XdnaEpProgramRunF32), paired medians (target <= 5)
+    region_call_overhead_us what XDNA adds to a region call: session.run of a
+                            one-region EPContext model on the plugin library, minus the
+                            program's own time (the same payload timed inside the
+                            library, XdnaEpProgramRunF32), minus ONNX Runtime's floor
+                            (session.run of an Identity model of the same size on the
+                            CPU provider); median per round (target <= 5)
     large_call_ms           the same for a 1500x384 float32 region output
     bridge_region_call_overhead_us
                             the overhead through the onnxruntime-extensions bridge (the
@@ -176,6 +179,41 @@ class _BridgeRegion:
                                          providers=["CPUExecutionProvider"])
 
 
+def _identity_session(t: int, d: int = 384):
+    """ONNX Runtime's own floor: an Identity model of the region's input size on
+    the CPU provider (what any session.run costs from Python)."""
+    import onnxruntime as ort
+
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"], name="id")], "floor",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [t, d])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [t, d])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _overhead_s(region: _PluginRegion, floor: Any, x: np.ndarray, rounds: int
+                ) -> tuple[float, float, float, float]:
+    """(ORT run of the region, the program's own time inside the library, ORT's
+    floor, overhead) as medians; the overhead per round is region run - program
+    - floor, the three measured back to back so load hits them alike."""
+    runs, programs, floors, over = [], [], [], []
+    shape = tuple(x.shape[:-1]) + (384,)
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        region.sess.run(None, {"x": x})
+        t1 = time.perf_counter()
+        floor.run(None, {"x": x})
+        t2 = time.perf_counter()
+        region.direct.run([x], shape)
+        prog = region.direct.last_run_s
+        runs.append(t1 - t0)
+        floors.append(t2 - t1)
+        programs.append(prog)
+        over.append((t1 - t0) - prog - (t2 - t1))
+    return (statistics.median(runs), statistics.median(programs), statistics.median(floors),
+            statistics.median(over))
+
+
 def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
             model_path: str | None = None, bridge: bool = True) -> dict[str, Any]:
     if model_path:
@@ -197,10 +235,9 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
     pairs = max(calls, 1000)
     x = np.random.default_rng(2).standard_normal((16, 384)).astype(np.float32)
     small = _PluginRegion(one_region_model(16))
+    floor = _identity_session(16)
     small.sess.run(None, {"x": x})
-    small.direct.run([x], (16, 384))
-    via_ort, direct, overhead = _paired_median_s(
-        lambda: small.sess.run(None, {"x": x}), lambda: small.direct.run([x], (16, 384)), pairs)
+    via_ort, program, floor_s, overhead = _overhead_s(small, floor, x, pairs)
     res: dict[str, Any] = {
         "model": model_label,
         "regions": regions,
@@ -209,7 +246,8 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
         "cache_speedup": round(first_s / cached_s, 2),
         "region_call_overhead_us": round(overhead * 1e6, 1),
         "region_call_us": round(via_ort * 1e6, 1),
-        "direct_call_us": round(direct * 1e6, 1),
+        "program_us": round(program * 1e6, 1),
+        "ort_floor_us": round(floor_s * 1e6, 1),
     }
     # a 1500x384 float32 result through ORT and the plugin vs the library directly
     big = _PluginRegion(one_region_model(1500))
@@ -252,9 +290,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"first start  (partition+quantize+compile): {res['first_start_s']:.3f} s")
     print(f"second start (cache hit):                  {res['cached_start_s']:.3f} s")
     print(f"cache speedup: {res['cache_speedup']:.1f}x (target >= 5x)")
-    print(f"region call through ORT + plugin {res['region_call_us']:.1f} us, program called "
-          f"directly {res['direct_call_us']:.1f} us: overhead "
-          f"{res['region_call_overhead_us']:.1f} us (target <= 5 us)")
+    print(f"region call through ORT + plugin {res['region_call_us']:.1f} us = program "
+          f"{res['program_us']:.1f} us + ORT's own floor {res['ort_floor_us']:.1f} us + XDNA "
+          f"overhead {res['region_call_overhead_us']:.1f} us (target <= 5 us)")
     lc = res["large_call_ms"]
     print(f"1500x384 float32 region: through ORT {lc['ort']:.3f} ms, directly "
           f"{lc['direct']:.3f} ms")
