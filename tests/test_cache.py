@@ -46,13 +46,16 @@ def test_miss_then_hit(lm, x, tmp_path):
     assert first.xdna_start.source == "compiled"
     (entry,) = _entries(tmp_path)
     manifest = json.loads((entry / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.onnx", *(f"programs/{r}"
-                                                      for r in first.xdna_programs)}
+    assert set(manifest["files"]) == {"model.onnx", "epcontext.onnx",
+                                      *(f"programs/{r}" for r in first.xdna_programs)}
     assert manifest["versions"] == cache.versions()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
     second = _start(mb, tmp_path)
     assert second.xdna_start.source == "cache"
     assert second.xdna_start.cache_entry == entry
+    assert second.xdna_start.regions == 2
+    # a warm start on the plugin library parses nothing: ORT reads the entry's file
+    assert second.xdna_programs == {} and second._xdna_native
     for a, b in zip(first.run(None, {"x": x}), second.run(None, {"x": x}), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -84,12 +87,13 @@ def test_stale_entry_is_rebuilt_with_a_log_line(lm, tmp_path, monkeypatch, caplo
     assert _start(mb, tmp_path).xdna_start.source == "cache"
 
 
-@pytest.mark.parametrize("target", ["program", "model"])
+@pytest.mark.parametrize("target", ["program", "model", "epcontext"])
 def test_corrupt_file_is_detected_and_rebuilt(lm, x, tmp_path, caplog, target):
     mb = lm.model.SerializeToString()
     good = _start(mb, tmp_path).run(None, {"x": x})
     (entry,) = _entries(tmp_path)
-    f = next((entry / "programs").iterdir()) if target == "program" else entry / "model.onnx"
+    f = (next((entry / "programs").iterdir()) if target == "program"
+         else entry / f"{target}.onnx")
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))

@@ -10,6 +10,12 @@ decision 5). It exists in two forms:
     <cache_dir>/<entry id>/manifest.json      key fields + sha256 of every file
     <cache_dir>/<entry id>/model.onnx         the rewritten model (region nodes)
     <cache_dir>/<entry id>/programs/<ref>     one Program blob per region
+    <cache_dir>/<entry id>/epcontext.onnx     the same as com.microsoft EPContext
+                                              nodes, which the plugin library runs
+
+   A warm start on the plugin library hands ONNX Runtime the path of
+   epcontext.onnx and parses nothing itself (no Python copy of the model's
+   CPU-side weights: the Whisper decoder's are ~120 MB).
 
    The entry id hashes the model and the options; the manifest also records the
    versions that make an entry *stale* (package version, kernel manifest, program
@@ -55,9 +61,10 @@ from .digest_index import DigestIndex
 
 log = logging.getLogger("xdna_ep.cache")
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: entries carry epcontext.onnx
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
+EPCONTEXT_FILE = "epcontext.onnx"
 PROGRAM_DIR = "programs"
 KIND_NOTHING_PLACED = "nothing-placed"  # manifest "kind": no region runs on the NPU
 BLOB_ATTR = "program_blob"  # the program inside a shipped model's region node
@@ -181,6 +188,18 @@ class CacheEntry:
     model: onnx.ModelProto | None  # None: a "nothing placed on the NPU" decision
     programs: dict[str, Program]
     manifest: dict[str, Any] = field(default_factory=dict)
+    # the entry's EPContext model, when it has one (verified like every file)
+    epcontext: Path | None = None
+
+    @property
+    def parsed(self) -> bool:
+        """False for an entry loaded with parse=False: `model` and `programs` were
+        not read (only `epcontext` is there to run)."""
+        return self.model is not None or self.epcontext is None
+
+    @property
+    def region_count(self) -> int:
+        return sum(1 for rel in self.manifest.get("files", {}) if rel.startswith(PROGRAM_DIR))
 
 
 class ModelCache:
@@ -194,8 +213,11 @@ class ModelCache:
     def entry_dir(self, eid: str) -> Path:
         return self.root / eid
 
-    def load(self, eid: str, key: dict[str, Any]) -> CacheEntry | None:
-        """The entry, or None on a miss. Raises CacheStale / CacheCorrupt."""
+    def load(self, eid: str, key: dict[str, Any], parse: bool = True) -> CacheEntry | None:
+        """The entry, or None on a miss. Raises CacheStale / CacheCorrupt.
+
+        parse=False: an entry with an EPContext model comes back with only that
+        (checksums verified, model and programs not parsed)."""
         d = self.entry_dir(eid)
         mpath = d / MANIFEST
         if not d.is_dir():
@@ -236,6 +258,9 @@ class ModelCache:
             if actual != digest:
                 raise CacheCorrupt(f"cache entry {d}: file {rel} does not match its sha256 "
                                    "checksum (corrupt or modified)")
+        ctx = d / EPCONTEXT_FILE if EPCONTEXT_FILE in files else None
+        if not parse and ctx is not None:
+            return CacheEntry(d, None, {}, manifest, ctx)
         try:
             model = onnx.load(str(d / MODEL_FILE))
         except Exception as exc:  # noqa: BLE001 - protobuf raises assorted types
@@ -248,7 +273,7 @@ class ModelCache:
                 raise CacheCorrupt(f"cache entry {d}: program {ref} is not in {MANIFEST}")
             programs[ref] = verified_program(self._confined(d, rel).read_bytes(), digest,
                                              f"cache entry {d}: program {ref}", CacheCorrupt)
-        return CacheEntry(d, model, programs, manifest)
+        return CacheEntry(d, model, programs, manifest, ctx)
 
     @staticmethod
     def _confined(d: Path, rel: str) -> Path:
@@ -258,7 +283,7 @@ class ModelCache:
             raise CacheCorrupt(f"cache entry {d}: file name {rel!r} leaves the entry")
         if len(parts) == 2 and parts[0] == PROGRAM_DIR:
             check_program_ref(parts[1])
-        elif rel != MODEL_FILE:
+        elif rel not in (MODEL_FILE, EPCONTEXT_FILE):
             raise CacheCorrupt(f"cache entry {d}: unexpected file {rel!r} in {MANIFEST}")
         path = d.joinpath(*parts)
         # a symlink could point anywhere: never follow one out of the entry
@@ -290,6 +315,17 @@ class ModelCache:
                 rel = f"{PROGRAM_DIR}/{check_program_ref(ref)}"
                 (tmp / rel).write_bytes(prog.to_bytes())
                 files[rel] = sha256_file(tmp / rel)
+            if model is not None:
+                from .epcontext import PayloadError, epcontext_model
+
+                try:
+                    ctx = epcontext_model(model, programs)
+                except PayloadError as exc:  # e.g. a stage value the payload cannot carry
+                    log.info("cache entry %s: no EPContext model (%s)", eid, exc)
+                else:
+                    onnx.save(ctx, str(tmp / EPCONTEXT_FILE))
+                    del ctx
+                    files[EPCONTEXT_FILE] = sha256_file(tmp / EPCONTEXT_FILE)
             manifest = {"cache_format": CACHE_FORMAT_VERSION, "key": key,
                         "versions": versions(), "files": files, "info": info or {}}
             if model is None:

@@ -21,7 +21,6 @@ SessionOptions, ep.context_* config entries, warnings).
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -40,9 +39,17 @@ from ..plan import PartitionPlan
 from ..rewrite.graph import node_program, region_nodes, rewrite_model
 from . import dims as dims_mod
 from . import plan_json, stages
-from .compiled_model import CacheCorrupt, CacheStale, ModelCache, entry_id, extract_programs
+from .compiled_model import (
+    EPCONTEXT_FILE,
+    CacheCorrupt,
+    CacheStale,
+    ModelCache,
+    entry_id,
+    extract_programs,
+)
 from .compiled_model import model_digest as content_digest
 from .errors import XDNAUnavailableError
+from .model_header import header_of, read_header
 from .options import (
     ProviderOptionError,
     ProviderOptions,
@@ -112,6 +119,9 @@ class PreparedModel:
     # the model given is already an EPContext model of ours (xdna-ep compile): the
     # caller hands it to the plugin library as it is
     epcontext: bool = False
+    # the compiled model as an EPContext model file (the cache entry's), when one
+    # exists: a native caller hands ORT this path (`rewritten` may then be None)
+    epcontext_file: Path | None = None
 
 
 class _Observed:
@@ -165,6 +175,9 @@ class XDNAProvider:
         self._notices: list[str] = []
         # what prepare() read once, kept for prepare_shape() (first-run compiles)
         self._src: str | os.PathLike[str] | bytes = b""
+        # the model's graph inputs (model_header.py); the full model is parsed only
+        # for a compile and not kept after it (_take_model)
+        self.skeleton: onnx.ModelProto | None = None
         self._proto: onnx.ModelProto | None = None
         self._samples: list[dict[str, Any]] | None = None
         self._device: Any = None
@@ -173,6 +186,11 @@ class XDNAProvider:
         # device name -> whether the caller runs that device's regions natively
         # (the session adapter answers: the plugin library carries the emulator)
         self.runs_natively: Callable[[str], bool] = lambda _device: False
+        # whether the caller needs the rewritten model and programs in Python even
+        # when it runs natively (e.g. to write an ep.context_enable model)
+        self.need_model = True
+        self._ctx_file: Path | None = None  # the last _compiled()'s EPContext file
+        self._ctx_regions = 0
 
     # -- fallback policy ---------------------------------------------------------------
     def _cannot_run(self, why: str) -> None:
@@ -217,18 +235,24 @@ class XDNAProvider:
         if info.device == "emulator":
             self._emulator_threads(reason)
         self._src = src
-        self._proto = load_model(src)
-        if region_nodes(self._proto):  # a shipped compiled model (EPContext-style)
+        if isinstance(src, bytes):
+            self._proto = load_model(src)
+            header = header_of(self._proto)
+        else:  # an unchanged file's header comes from the digest index, unparsed
+            header, self._proto = read_header(src, ModelCache(opts.cache_dir).index)
+        self.skeleton = header.skeleton
+        if header.region_nodes:  # a shipped compiled model (EPContext-style)
             info.source = "epcontext"
-            return self._finish(prepared, self._proto, extract_programs(self._proto), None)
-        if epcontext_nodes(self._proto):  # written by `xdna-ep compile`
-            return self._epcontext(prepared)
+            proto = self._take_model()
+            return self._finish(prepared, proto, extract_programs(proto), None)
+        if header.epcontext_nodes:  # written by `xdna-ep compile`
+            return self._epcontext(prepared, header.epcontext_nodes)
         # a path calibration is read only on a cache miss; its first sample gives shapes
         self._samples = (None if isinstance(opts.calibration, Path)
                          else read_calibration(opts))
         shape_samples = (first_calibration_sample(opts) if self._samples is None
                          else self._samples)
-        choice = dims_mod.resolve(self._proto, dict(opts.dims), session_options, shape_samples)
+        choice = dims_mod.resolve(self.skeleton, dict(opts.dims), session_options, shape_samples)
         self.dims_choice = choice
         info.notes.extend(choice.notes)
         for note in choice.notes:
@@ -249,11 +273,11 @@ class XDNAProvider:
         model, programs, plan = self._compiled(src, choice.dims, choice.source)
         return self._finish(prepared, model, programs, plan)
 
-    def _epcontext(self, prepared: PreparedModel) -> PreparedModel:
+    def _epcontext(self, prepared: PreparedModel, count: int) -> PreparedModel:
         """An EPContext model of ours: its payloads run only in the plugin library."""
         info = self.start
         info.source = "epcontext"
-        assert self._proto is not None
+        self._proto = None  # ORT reads the model itself
         if not self.runs_natively(info.device):
             self._cannot_run(f"its regions are EPContext payloads, which run in the plugin "
                              f"library, and the plugin library has no {info.device} backend "
@@ -261,7 +285,7 @@ class XDNAProvider:
             return self._on_cpu(prepared, "cpu-fallback")
         prepared.epcontext = True
         prepared.native = True
-        info.regions = len(epcontext_nodes(self._proto))
+        info.regions = count
         prepared.notices = list(self._notices)
         return prepared
 
@@ -273,11 +297,12 @@ class XDNAProvider:
         regions' inputs rank-checked at every run), and named in the plan."""
         self._src = src
         self._proto = load_model(src)
+        self.skeleton = header_of(self._proto).skeleton
         if region_nodes(self._proto):  # a shipped compiled model: its programs as they are
             self.start.source = "epcontext"
             return self._proto, extract_programs(self._proto), None
         self._samples = read_calibration(self.options)
-        choice = dims_mod.resolve(self._proto, dict(self.options.dims), None, self._samples)
+        choice = dims_mod.resolve(self.skeleton, dict(self.options.dims), None, self._samples)
         self.dims_choice = choice
         for note in choice.notes:
             log.warning("%s: %s", EP_NAME, note)
@@ -287,7 +312,7 @@ class XDNAProvider:
         """The compiled model for one concrete input shape (the first run with that
         shape): `run_dims` binds the dims prepare() left unknown; the sizes known
         at start keep their source. Same policy as prepare() (notices, report)."""
-        if self._proto is None or self.dims_choice is None:
+        if self.skeleton is None or self.dims_choice is None:
             raise RuntimeError("prepare_shape() before prepare()")
         self._notices = []
         choice = self.dims_choice
@@ -306,11 +331,11 @@ class XDNAProvider:
         for that one input shape only. Calibration arrays size placement and cost
         but promise nothing about run shapes (a Whisper decoder's past length grows
         every token): pinning to them would compile once per token."""
-        if self._proto is None:
+        if self.skeleton is None:
             return False
         if any(s == dims_mod.SOURCE_CALIBRATION for s in sources.values()):
             return False
-        names = {d.name for d in symbolic_input_dims(self._proto)}
+        names = {d.name for d in symbolic_input_dims(self.skeleton)}
         return bool(names) and names <= set(dims)
 
     def _finish(self, prepared: PreparedModel, model: onnx.ModelProto | None,
@@ -319,6 +344,7 @@ class XDNAProvider:
         opts, info = self.options, self.start
         device = prepared.device
         prepared.plan = plan
+        ctx_file, self._ctx_file = self._ctx_file, None
         if plan is not None:
             key = dims_mod.shape_key(plan.dims) if plan.dims else ""
             if key and key not in self.shapes_compiled:
@@ -329,6 +355,14 @@ class XDNAProvider:
                                   + " (this report describes the latest)")
         if plan is not None and opts.report is not None:  # also when nothing runs: it says why
             stages.write_report(plan, opts.report)
+        if model is None and ctx_file is not None:
+            # a warm start on the plugin library: the cache entry's EPContext model
+            # goes to ORT as a file, nothing of it is parsed here
+            prepared.native, prepared.epcontext_file = True, ctx_file
+            self.region_programs = {}
+            info.regions = self._ctx_regions
+            prepared.notices = list(self._notices)
+            return prepared
         if not programs and info.source == "cpu-fallback":
             return self._on_cpu(prepared, "cpu-fallback")  # _compiled already said why
         if not programs and plan is not None and _cost_kept_everything_on_cpu(plan):
@@ -348,7 +382,7 @@ class XDNAProvider:
         try:
             assert model is not None  # programs come with their rewritten model
             if self.runs_natively(info.device):
-                prepared.native = True
+                prepared.native, prepared.epcontext_file = True, ctx_file
                 self.region_programs = {int(_region_id(n)): programs[node_program(n)[0]]
                                         for n in region_nodes(model)}
             else:
@@ -361,6 +395,12 @@ class XDNAProvider:
         prepared.notices = list(self._notices)
         info.regions = len(self.region_programs)
         return prepared
+
+    def _take_model(self) -> onnx.ModelProto:
+        """The user's model for one compile: the parse prepare() already made, or a
+        fresh one; the provider keeps no reference to it afterwards."""
+        proto, self._proto = self._proto, None
+        return proto if proto is not None else load_model(self._src)
 
     def _emulator_threads(self, reason: str) -> None:
         log.info("%s: regions run on the host emulator (%s)", EP_NAME, reason)
@@ -399,8 +439,9 @@ class XDNAProvider:
 
     def _store(self, cache: ModelCache, eid: str, key: dict[str, Any],
                model: onnx.ModelProto | None, programs: dict[str, Program],
-               plan: PartitionPlan) -> None:
-        """Write the cache entry (model None: a nothing-placed decision)."""
+               plan: PartitionPlan) -> Path | None:
+        """Write the cache entry (model None: a nothing-placed decision); its
+        directory, or None when it could not be written."""
         opts, info = self.options, self.start
         try:
             info.cache_entry = cache.store(eid, key, model, programs,
@@ -409,6 +450,8 @@ class XDNAProvider:
             log.warning("%s: cannot write the compiled-model cache in %s (%s); this "
                         "session runs without caching", EP_NAME, opts.cache_dir, exc)
             info.notes.append(f"cache not written: {exc}")
+            return None
+        return info.cache_entry
 
     def _compiled(self, src: str | os.PathLike[str] | bytes, dims: Mapping[str, int],
                   dims_source: Mapping[str, str]
@@ -419,22 +462,13 @@ class XDNAProvider:
         model is None when the cache holds a nothing-placed decision."""
         opts, info = self.options, self.start
         cache = ModelCache(opts.cache_dir)
-        assert self._proto is not None
-        # partition renames nodes and rewrite reads the model: a session that
-        # compiles more than one shape works on a copy each time
-        proto = copy.deepcopy(self._proto) if info.source == "deferred" or \
-            self.shapes_compiled else self._proto
+        self._ctx_file = None
+        # a native caller that needs no Python model reads only the EPContext file
+        parse = self.need_model or not self.runs_natively(info.device)
         samples = self._samples
         options_key = self._options_key()
         if dims:  # the shape compiled enters the key (keys without dims are unchanged)
             options_key += "|dims:" + dims_mod.shape_key(dims)
-        if self.pinned(dims, dims_source):
-            # compiled for exactly this input shape (runs of another shape get their
-            # own compile): run-time shape computations become constants
-            proto, folded = fold_shape_nodes(proto, dict(dims))
-            if folded:
-                log.info("%s: %d Shape node(s) folded to constants for input shape %s",
-                         EP_NAME, folded, dims_mod.shape_key(dims))
         # a path calibration is keyed by its files' bytes: a warm start reads no
         # sample (the Whisper decoder's set is ~425 MB); a miss reads them below
         cal_digest = (calibration_files_digest(opts.calibration, cache.index)
@@ -444,7 +478,7 @@ class XDNAProvider:
                "calibration": cal_digest}
         eid = entry_id(key["model"], key["options"], key["calibration"])
         try:
-            entry = cache.load(eid, key)
+            entry = cache.load(eid, key, parse=parse)
         except CacheStale as exc:
             log.warning("%s: %s; rebuilding", EP_NAME, exc)
             entry = None
@@ -460,11 +494,22 @@ class XDNAProvider:
                 plan.device, plan.device_reason = info.device, info.device_reason
                 plan.dims_source.update({k: v for k, v in dims_source.items()
                                          if k in plan.dims_source})
-            if entry.model is None:  # a cached nothing-placed decision: prepare() says why
+            self._ctx_file, self._ctx_regions = entry.epcontext, entry.region_count
+            if entry.model is None:  # nothing placed (prepare() says why), or not parsed
                 return None, {}, plan
             return entry.model, entry.programs, plan
         info.source = "compiled"
         name = "model bytes" if isinstance(src, bytes) else Path(src).name
+        # partition renames nodes and rewrite reads the model: each compile works
+        # on its own parse, dropped afterwards
+        proto = self._take_model()
+        if self.pinned(dims, dims_source):
+            # compiled for exactly this input shape (runs of another shape get their
+            # own compile): run-time shape computations become constants
+            proto, folded = fold_shape_nodes(proto, dict(dims))
+            if folded:
+                log.info("%s: %d Shape node(s) folded to constants for input shape %s",
+                         EP_NAME, folded, dims_mod.shape_key(dims))
         try:
             plan = stages.partition(proto, opts, info.device, info.device_reason, name,
                                     dict(dims), dict(dims_source))
@@ -490,24 +535,14 @@ class XDNAProvider:
             info.source = "cpu-fallback"
             return proto, {}, None
         programs = {n.program: compiled[n.region] for n in nodes}
-        self._store(cache, eid, key, rewritten, programs, plan)
+        stored = self._store(cache, eid, key, rewritten, programs, plan)
+        if stored is not None and (stored / EPCONTEXT_FILE).is_file():
+            self._ctx_file, self._ctx_regions = stored / EPCONTEXT_FILE, len(programs)
         log.info("%s: compiled %d region(s) (%.1f%% of the MACs); cache entry %s", EP_NAME,
                  len(nodes), 100.0 * plan.npu_mac_share, info.cache_entry)
         for why in plan.fallbacks:
             log.info("%s: kept on CPU: %s", EP_NAME, why)
         return rewritten, programs, plan
-
-
-def epcontext_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """The main graph's com.microsoft EPContext nodes whose source is XDNA."""
-    found = []
-    for node in model.graph.node:
-        if node.op_type != "EPContext" or node.domain != "com.microsoft":
-            continue
-        source = next((a.s.decode() for a in node.attribute if a.name == "source"), "")
-        if source == EP_NAME:
-            found.append(node)
-    return found
 
 
 def _cost_kept_everything_on_cpu(plan: PartitionPlan) -> bool:

@@ -130,8 +130,12 @@ def _plugin_runs(device: str) -> bool:
     return device == "emulator" and plugin_route.available() is None
 
 
-def _epcontext_bytes(prepared: PreparedModel) -> bytes:
-    """The compiled model as ORT loads it on the plugin library."""
+def _epcontext_for_ort(prepared: PreparedModel) -> str | bytes:
+    """The compiled model as ORT loads it on the plugin library: the cache entry's
+    EPContext file (ORT reads it; nothing is copied in Python), else built here
+    (an uncached compile, e.g. a read-only cache_dir)."""
+    if prepared.epcontext_file is not None:
+        return str(prepared.epcontext_file)
     from .epcontext import epcontext_model
 
     assert prepared.rewritten is not None
@@ -197,6 +201,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         so = sess_options if sess_options is not None else ort.SessionOptions()
         provider = self._xdna_provider(opts)
         provider.runs_natively = _plugin_runs
+        # the rewritten model in Python is needed only to write ep.context_enable's file
+        provider.need_model = _config(so, "ep.context_enable") == "1"
         self._xdna_provider_core = provider
         self.xdna_start = provider.start
         prepared = provider.prepare(path_or_bytes, session_options=so)
@@ -208,9 +214,10 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         for notice in prepared.notices:
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
         _announce(prepared.plan, self.xdna_start.device, stacklevel=2,
-                  warn=prepared.rewritten is not None or prepared.epcontext)
+                  warn=prepared.rewritten is not None or prepared.native)
         choice = provider.dims_choice
-        if (choice is not None and not prepared.deferred and prepared.rewritten is not None
+        if (choice is not None and not prepared.deferred
+                and (prepared.rewritten is not None or prepared.native)
                 and provider.pinned(choice.dims, choice.source)):
             # compiled for exactly this shape: a run of another shape compiles its own
             # (a model left unchanged, nothing placed, runs any shape as it is)
@@ -227,8 +234,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         elif prepared.epcontext:  # a compiled model: straight to the plugin library
             ort_so, ort_providers, ort_options = self._plugin_options(), None, None
             self._xdna_native = self._xdna_active = True
-        elif prepared.rewritten is not None and prepared.native:
-            model_for_ort = _epcontext_bytes(prepared)
+        elif prepared.native:
+            model_for_ort = _epcontext_for_ort(prepared)
             ort_so, ort_providers, ort_options = self._plugin_options(), None, None
             self._xdna_native = self._xdna_active = True
         elif prepared.rewritten is not None:
@@ -367,8 +374,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         from ..capability.shapes import symbolic_input_dims
 
         provider = self._xdna_provider_core
-        assert provider._proto is not None
-        run_dims = dims_mod.dims_from_arrays(symbolic_input_dims(provider._proto), feed)
+        assert provider.skeleton is not None
+        run_dims = dims_mod.dims_from_arrays(symbolic_input_dims(provider.skeleton), feed)
         key = dims_mod.shape_key(run_dims)
         if key == self._xdna_pinned:
             return None
@@ -391,8 +398,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=4)
         rest, rest_opts, kwargs = self._xdna_rest
         _announce(prepared.plan, self.xdna_start.device, stacklevel=4,
-                  warn=prepared.rewritten is not None)
-        if prepared.rewritten is None:
+                  warn=prepared.rewritten is not None or prepared.native)
+        if prepared.rewritten is None and not prepared.native:
             if not self._xdna_pinned:  # the base session is the user's model
                 return _ShapeVariant(None, None, prepared.plan)
             # the base session is specialised to the start shape: this shape runs
@@ -400,7 +407,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             cpu = _ORT_SESSION(self._xdna_src, self._xdna_so, rest, rest_opts, **kwargs)
             return _ShapeVariant(cpu, None, prepared.plan)
         if prepared.native:
-            inner = _ORT_SESSION(_epcontext_bytes(prepared), self._plugin_options(), None,
+            inner = _ORT_SESSION(_epcontext_for_ort(prepared), self._plugin_options(), None,
                                  None, **kwargs)
             return _ShapeVariant(inner, None, prepared.plan, native=True)
         bridge = _bridge()
