@@ -28,7 +28,7 @@ import pytest
 from test_ort_support import big_linear_model
 
 from xdna_ep.ort import InferenceSession
-from xdna_ep.ort.compiled_model import MANIFEST, MODEL_FILE, PROGRAM_DIR
+from xdna_ep.ort.compiled_model import EPCONTEXT_FILE, MANIFEST, MODEL_FILE, PROGRAM_DIR
 
 from fuzz.model_mutators import canary_bytes  # isort: skip
 from fuzz.runner import run_many  # isort: skip
@@ -47,6 +47,15 @@ def model_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def x() -> np.ndarray:
     return np.random.default_rng(5).standard_normal((256, 384)).astype(np.float32)
+
+
+def bridge_route(monkeypatch) -> None:
+    """Sessions read the entry's model.onnx and programs (the route of regions run
+    in Python, e.g. on the NPU); on the plugin library a warm start reads only
+    epcontext.onnx."""
+    import xdna_ep.ort.session as session_mod
+
+    monkeypatch.setattr(session_mod, "_plugin_runs", lambda device: False)
 
 
 def session(model: Path | bytes, cache_dir: Path, **opts) -> InferenceSession:
@@ -121,7 +130,14 @@ TAMPER = {
     "manifest_other_key": lambda e: _edit_manifest(e, lambda m: m["key"].update(model="0" * 64)),
     "manifest_files_not_dict": lambda e: _edit_manifest(e, lambda m: m.update(files=[])),
     "manifest_versions_not_dict": lambda e: _edit_manifest(e, lambda m: m.update(versions=[])),
+    "epcontext_byte": lambda e: _flip(e / EPCONTEXT_FILE, 0.9),
+    "epcontext_truncated_resigned": lambda e: ((e / EPCONTEXT_FILE).write_bytes(
+        (e / EPCONTEXT_FILE).read_bytes()[:300]), _resign(e)),
+    "epcontext_payload_byte_resigned": lambda e: (_flip(e / EPCONTEXT_FILE, 0.9), _resign(e)),
 }
+# files a warm start on the plugin library never reads (it runs epcontext.onnx): a
+# consistent re-signing of their tampering is caught where they are read
+READ_ONLY_BY_PARSE = {"model_truncated_resigned", "program_byte_resigned"}
 
 
 def _edit_manifest(entry: Path, change) -> None:
@@ -139,7 +155,9 @@ def test_hit_after_miss_is_identical(model_file, x, reference, tmp_path):
 
 @pytest.mark.parametrize("kind", sorted(TAMPER))
 def test_tampered_entry_is_detected_and_rebuilt(kind, model_file, x, reference, tmp_path,
-                                                caplog):
+                                                caplog, monkeypatch):
+    if kind in READ_ONLY_BY_PARSE:
+        bridge_route(monkeypatch)
     session(model_file, tmp_path)
     entry = entry_of(tmp_path)
     TAMPER[kind](entry)
@@ -152,6 +170,16 @@ def test_tampered_entry_is_detected_and_rebuilt(kind, model_file, x, reference, 
     assert again.xdna_start.source == "cache"
     assert outputs(again, x) == reference
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", sorted(READ_ONLY_BY_PARSE))
+def test_files_the_plugin_route_does_not_read_cannot_change_its_numbers(kind, model_file, x,
+                                                                        reference, tmp_path):
+    session(model_file, tmp_path)
+    TAMPER[kind](entry_of(tmp_path))
+    sess = session(model_file, tmp_path)
+    assert sess.xdna_start.source == "cache" and sess._xdna_native
+    assert outputs(sess, x) == reference
 
 
 def test_stale_entry_is_rebuilt_with_a_log_line(model_file, x, reference, tmp_path, caplog):
@@ -207,9 +235,10 @@ def _region_model(entry: Path) -> onnx.ModelProto:
 @pytest.mark.parametrize("ref", ["../../outside/secret.bin", "/etc/passwd", "..",
                                  "a/../../b", "programs/x", ""])
 def test_program_reference_in_a_cached_model_cannot_escape(ref, model_file, x, reference,
-                                                           tmp_path, canary):
+                                                           tmp_path, canary, monkeypatch):
     """A crafted rewritten model (its region node naming a path) in a consistently
     re-signed entry: the name is refused before any file is opened."""
+    bridge_route(monkeypatch)  # the route that reads model.onnx
     cache = tmp_path / "cache"
     session(model_file, cache)
     entry = entry_of(cache)

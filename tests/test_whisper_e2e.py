@@ -170,3 +170,17 @@ def test_bench_whisper_engines_report_every_field():
         if engine == "xdna-ep-emulator":
             assert r["npu_mac_share"] > 0.9 and r["device"] == "emulator"
             assert r["projected_npu_encoder_ms"] > r["projected_npu_regions_ms"] > 0
+
+
+def test_bench_whisper_cli_startup_measures_both_devices():
+    """The start-up comparison runs the real CLI warm on both devices and reports
+    medians, peak RSS and the ratios computed from them."""
+    from xdna_ep.bench import whisper as bw
+
+    doc = bw.cli_startup(None, 1)
+    for device in ("cpu", "emulator"):
+        assert doc["wall_s"][device] > 0 and doc["peak_rss_mb"][device] > 50
+    assert doc["wall_ratio_emulator_vs_cpu"] == pytest.approx(
+        doc["wall_s"]["emulator"] / doc["wall_s"]["cpu"])
+    assert doc["peak_rss_ratio_emulator_vs_cpu"] == pytest.approx(
+        doc["peak_rss_mb"]["emulator"] / doc["peak_rss_mb"]["cpu"])

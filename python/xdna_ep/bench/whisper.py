@@ -7,6 +7,11 @@ Engines (each in its own subprocess so peak RSS is its own):
   xdna-ep-emulator       xdna-ep's INT8 NPU kernels run by the host emulator
 All speeds are CPU speeds on this machine. The NPU encoder time printed is a
 projection from the cost model, labelled as such, never a measurement.
+
+Start-up as a user meets it: `xdna-ep transcribe --sample` (the README's main job,
+a 7 s clip) as a whole process, warm (each device run once first), `--device
+emulator` against `--device cpu` (ORT CPU FP32), alternating, median wall time
+and peak RSS of each (`--cli-runs`; issue target: emulator within 1.5x of cpu).
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vad-filter", "--vad_filter", dest="vad_filter", action="store_true",
                    help="Silero VAD for every engine")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--cli-runs", type=int, default=3,
+                   help="warm `xdna-ep transcribe --sample` runs per device for the start-up "
+                        "comparison (0: skip)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 
@@ -204,6 +212,50 @@ def _spawn(engine: str, model: str | None, settings: Settings) -> dict[str, Any]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# the CLI in a child that reports its own peak RSS on its last stderr line
+_CLI_CHILD = ("import resource, sys\n"
+              "from xdna_ep.cli import main\n"
+              "rc = main(sys.argv[1:])\n"
+              "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+              "file=sys.stderr)\n"
+              "sys.exit(rc)\n")
+
+
+def _cli_once(device: str, model: str | None) -> tuple[float, float]:
+    """(wall s, peak RSS MB) of one `xdna-ep transcribe --sample --device DEVICE`."""
+    cmd = [sys.executable, "-c", _CLI_CHILD, "transcribe", "--sample", "--device", device]
+    if model:
+        cmd += ["--model", model]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"xdna-ep transcribe --device {device} failed: "
+                           f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    last = proc.stderr.strip().splitlines()[-1].split()
+    return wall, int(last[1]) / 1024
+
+
+def cli_startup(model: str | None, runs: int) -> dict[str, Any]:
+    """Warm CLI runs of both devices, alternating; medians and the ratios."""
+    import statistics
+
+    for device in ("cpu", "emulator"):  # warm: model export, compiled-model cache, page cache
+        _cli_once(device, model)
+    walls: dict[str, list[float]] = {"cpu": [], "emulator": []}
+    rss: dict[str, list[float]] = {"cpu": [], "emulator": []}
+    for _ in range(runs):
+        for device in ("cpu", "emulator"):
+            w, r = _cli_once(device, model)
+            walls[device].append(w)
+            rss[device].append(r)
+    med = {d: statistics.median(v) for d, v in walls.items()}
+    peak = {d: max(v) for d, v in rss.items()}
+    return {"runs": runs, "wall_s": med, "peak_rss_mb": peak,
+            "wall_ratio_emulator_vs_cpu": med["emulator"] / med["cpu"],
+            "peak_rss_ratio_emulator_vs_cpu": peak["emulator"] / peak["cpu"]}
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         temps = tuple(float(t) for t in args.temperature.split(",") if t.strip())
@@ -233,7 +285,16 @@ def run(args: argparse.Namespace) -> int:
         summary["load_cpu_ratio_xdna_vs_ort_fp32"] = xdna["load_cpu_s"] / fp32["load_cpu_s"]
     if fp32.get("peak_rss_mb") and xdna.get("peak_rss_mb"):
         summary["peak_rss_ratio_xdna_vs_ort_fp32"] = xdna["peak_rss_mb"] / fp32["peak_rss_mb"]
-    doc = {"runs": runs, "summary": summary, "settings": asdict(settings),
+    cli: dict[str, Any] | None = None
+    if args.cli_runs > 0 and "xdna-ep-emulator" in engines:
+        try:
+            cli = cli_startup(args.model, args.cli_runs)
+        except RuntimeError as exc:
+            cli = {"error": str(exc)}
+        else:
+            summary["cli_wall_ratio_emulator_vs_cpu"] = cli["wall_ratio_emulator_vs_cpu"]
+            summary["cli_peak_rss_ratio_emulator_vs_cpu"] = cli["peak_rss_ratio_emulator_vs_cpu"]
+    doc = {"runs": runs, "summary": summary, "settings": asdict(settings), "cli_startup": cli,
            "note": "CPU timings on this machine; projected_npu_encoder_ms is a cost-model "
                    "projection, not a measurement"}
     if args.json:
@@ -259,6 +320,14 @@ def run(args: argparse.Namespace) -> int:
                       _fmt(r["peak_rss_mb"], 0))
     console = Console()
     console.print(table)
+    if cli is not None and "error" not in cli:
+        console.print(f"warm `xdna-ep transcribe --sample` (7 s clip), median of {cli['runs']}: "
+                      f"emulator {cli['wall_s']['emulator']:.2f} s / "
+                      f"{cli['peak_rss_mb']['emulator']:.0f} MB, cpu "
+                      f"{cli['wall_s']['cpu']:.2f} s / {cli['peak_rss_mb']['cpu']:.0f} MB "
+                      "(target: within 1.5x wall, 1.3x RSS)")
+    elif cli is not None:
+        console.print(f"[red]CLI start-up comparison failed: {cli['error']}[/red]")
     for k, v in summary.items():
         console.print(f"{k}: {v:.3f}")
     if xdna.get("projected_npu_encoder_ms") is not None:

@@ -191,6 +191,8 @@ class XDNAProvider:
         self.need_model = True
         self._ctx_file: Path | None = None  # the last _compiled()'s EPContext file
         self._ctx_regions = 0
+        self._last_compile: tuple[dict[str, int], dict[str, str]] = ({}, {})
+        self._skip_cache = False
 
     # -- fallback policy ---------------------------------------------------------------
     def _cannot_run(self, why: str) -> None:
@@ -396,6 +398,21 @@ class XDNAProvider:
         info.regions = len(self.region_programs)
         return prepared
 
+    def recompile(self, why: str) -> PreparedModel:
+        """The last compiled shape again, ignoring the cache entry (whose stored
+        form ONNX Runtime or the plugin library refused: `why`); the new compile
+        replaces the entry."""
+        log.warning("%s: cache entry %s was refused when loaded (%s); rebuilding it",
+                    EP_NAME, self.start.cache_entry, why)
+        self.start.notes.append(f"cache entry rebuilt: {why}")
+        dims, source = self._last_compile
+        self._notices, self._skip_cache = [], True
+        try:
+            model, programs, plan = self._compiled(self._src, dims, source)
+        finally:
+            self._skip_cache = False
+        return self._finish(PreparedModel(device=self._device), model, programs, plan)
+
     def _take_model(self) -> onnx.ModelProto:
         """The user's model for one compile: the parse prepare() already made, or a
         fresh one; the provider keeps no reference to it afterwards."""
@@ -463,6 +480,7 @@ class XDNAProvider:
         opts, info = self.options, self.start
         cache = ModelCache(opts.cache_dir)
         self._ctx_file = None
+        self._last_compile = (dict(dims), dict(dims_source))
         # a native caller that needs no Python model reads only the EPContext file
         parse = self.need_model or not self.runs_natively(info.device)
         samples = self._samples
@@ -478,7 +496,7 @@ class XDNAProvider:
                "calibration": cal_digest}
         eid = entry_id(key["model"], key["options"], key["calibration"])
         try:
-            entry = cache.load(eid, key, parse=parse)
+            entry = None if self._skip_cache else cache.load(eid, key, parse=parse)
         except CacheStale as exc:
             log.warning("%s: %s; rebuilding", EP_NAME, exc)
             entry = None

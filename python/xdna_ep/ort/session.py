@@ -248,7 +248,22 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # proto (all CPU-side FP32 weights, ~190 MB for the Whisper decoder)
             # would be alive next to the bytes and ORT's copy at the start's peak
             prepared.rewritten = None
-        super().__init__(model_for_ort, ort_so, ort_providers, ort_options, **kwargs)
+        try:
+            super().__init__(model_for_ort, ort_so, ort_providers, ort_options, **kwargs)
+        except Exception as exc:
+            if prepared.epcontext_file is None or self.xdna_start.source != "cache":
+                raise
+            # a cache entry whose EPContext model passed its checksum yet does not
+            # load (e.g. re-signed after an edit): compiled again, never trusted
+            prepared = provider.recompile(f"{type(exc).__name__}: {exc}")
+            self.xdna_plan = prepared.plan
+            for notice in prepared.notices:
+                warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
+            if prepared.native:
+                super().__init__(_epcontext_for_ort(prepared), ort_so, None, None, **kwargs)
+            else:  # the new compile placed nothing: the user's model on the CPU
+                self._xdna_native = self._xdna_active = False
+                super().__init__(user_model, so, rest, rest_opts, **kwargs)
         # what ORT (set_providers -> session reset) and Optimum (session._model_path:
         # save_pretrained, model dir) read: the user's model and options, not ours
         if isinstance(path_or_bytes, bytes):
