@@ -132,7 +132,7 @@ def test_vad_on_a_long_file_keeps_memory_bounded(tmp_path):
     assert 0.3 * minutes * 60 < doc["after_vad"] < 0.9 * minutes * 60
     assert doc["read"] == doc["speech"] == round(doc["after_vad"] * SR)
     # reading the whole signal held >= 4 copies of it (read_all, its copy, the
-    # padded model input, the speech): ~270 MB of arrays at 20 min. Streamed: a
+    # padded model input, the speech): 220 MB of arrays at 20 min. Streamed: a
     # block and the probabilities (one float per 32 ms, 0.2 MB here)
     assert doc["call_peak_mb"] < 24, doc
     assert doc["read_peak_mb"] < 24, doc

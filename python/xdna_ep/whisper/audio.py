@@ -191,7 +191,7 @@ class AudioStream:
         return self._eof and position >= self._buf_start + len(self._buf)
 
     def read_all(self) -> np.ndarray:
-        """Every sample not yet released (the VAD filter needs the whole signal)."""
+        """Every sample not yet released, in memory at once (the VAD filter streams instead)."""
         while not self._eof:
             self._read_block()
         return self._buf.copy()
