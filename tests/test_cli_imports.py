@@ -73,7 +73,7 @@ def test_transcribe_auto_on_a_short_clip_without_npu_imports_no_compiler():
 def test_only_the_named_sub_command_is_imported():
     assert command_of(["transcribe", "a.wav", "--device", "cpu"]) == "transcribe"
     assert command_of(["--version"]) is None and command_of([]) is None
-    assert command_of(["no-such-command"]) is None
+    assert command_of(["no-such-command"]) is None and command_of(["-h", "transcribe"]) is None
     code = ("import sys; from xdna_ep.cli import build_parser; "
             "build_parser('devices'); print(sorted(m for m in sys.modules "
             "if m.startswith('xdna_ep.') and m.endswith('cli')))")

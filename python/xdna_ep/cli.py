@@ -28,15 +28,11 @@ COMMANDS: dict[str, str] = {
 def command_of(argv: list[str]) -> str | None:
     """The sub-command argv names, None when there is none (help, --version, typo).
 
-    The top-level parser has no option that takes a value, so the first
-    argument not starting with '-' is the sub-command.
+    The top-level parser's options (-h, --version) take no value, so a
+    sub-command comes first; anything else (`xdna-ep -h transcribe`) gets the
+    full parser.
     """
-    for arg in argv:
-        if arg == "--":
-            return None
-        if not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
-    return None
+    return argv[0] if argv and argv[0] in COMMANDS else None
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
