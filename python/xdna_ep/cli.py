@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module and registers itself through
 ``add_parser(subparsers)``; imports are lazy so `xdna-ep devices` never loads
-the Whisper stack.
+the Whisper stack. When argv names a sub-command, only that module is imported
+(`xdna-ep transcribe` does not pay for bench, report, selftest, compile and
+their onnx, rich and jinja2 imports); the top-level help lists them all.
 """
 
 from __future__ import annotations
@@ -23,7 +25,18 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: list[str]) -> str | None:
+    """The sub-command argv names, None when there is none (help, --version, typo).
+
+    The top-level parser's options (-h, --version) take no value, so a
+    sub-command comes first; anything else (`xdna-ep -h transcribe`) gets the
+    full parser.
+    """
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `xdna-ep` parser: every sub-command, or only `command`'s (its module alone imported)."""
     parser = argparse.ArgumentParser(
         prog="xdna-ep",
         description="ONNX Runtime execution provider for AMD XDNA NPUs (Whisper first).",
@@ -32,14 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"xdna-ep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module_name in COMMANDS.values():
-        importlib.import_module(module_name).add_parser(sub)
+    names = [command] if command in COMMANDS else list(COMMANDS)
+    for name in names:
+        importlib.import_module(COMMANDS[name]).add_parser(sub)
     parser.set_defaults(_subparsers=sub.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(command_of(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # the sub-command's own usage names the options it takes
         args._subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")

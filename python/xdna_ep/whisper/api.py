@@ -221,14 +221,11 @@ class WhisperModel:
 
                 raise AudioError(f"{stream.info.path}: the file contains no audio samples")
             duration = stream.num_samples / SAMPLE_RATE
-            if vad_opts is not None:
-                from .audio import ArrayStream
-                from .vad import remove_silence
+            if vad_opts is not None:  # two passes over the audio, neither holding it all
+                from .vad import speech_stream
 
-                with stream:
-                    speech, time_map = remove_silence(stream.read_all(), vad_opts)
-                duration = stream.num_samples / SAMPLE_RATE
-                stream = ArrayStream(speech, stream.info.path)
+                stream, time_map, n_samples = speech_stream(stream, vad_opts)
+                duration = n_samples / SAMPLE_RATE
             backend = self.loaded.backend
             if code is None and stream.num_samples == 0:
                 code, prob, all_probs = "en", 0.0, None  # all silence: nothing to detect

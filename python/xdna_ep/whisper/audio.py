@@ -3,7 +3,9 @@
 Long files are never loaded whole: `AudioStream` reads blocks, mixes them down
 to mono and resamples them to 16 kHz incrementally (soxr's streaming
 resampler), keeping only the samples the decoder may still seek back to. A
-2-hour file therefore costs a few 30 s windows of memory, not 460 MB.
+2-hour file therefore costs a few 30 s windows of memory, not 460 MB. The VAD
+filter reads the file twice the same way (speech probabilities, then the
+speech chunks; vad.py), so it is bounded too.
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ def probe(path: str | Path) -> AudioInfo:
                      str(info.format))
 
 
-def _probe_file_object(fileobj: BinaryIO, name: str) -> tuple[AudioInfo, sf.SoundFile]:
-    """Opens a file object (rewound if seekable; read whole if not, e.g. stdin)."""
+def _probe_file_object(fileobj: BinaryIO, name: str
+                       ) -> tuple[AudioInfo, sf.SoundFile, BinaryIO]:
+    """Opens a file object (rewound if seekable; read whole if not, e.g. stdin).
+
+    Returns the seekable file object read too (the BytesIO for stdin)."""
     if not (hasattr(fileobj, "seekable") and fileobj.seekable()):
         try:
             data = fileobj.read()
@@ -87,7 +92,7 @@ def _probe_file_object(fileobj: BinaryIO, name: str) -> tuple[AudioInfo, sf.Soun
                          f"{handle.channels} channels)")
     info = AudioInfo(name, int(handle.samplerate), int(handle.channels), int(handle.frames),
                      str(handle.format))
-    return info, handle
+    return info, handle, fileobj
 
 
 def _check_finite(block: np.ndarray, path: str, offset_s: float) -> None:
@@ -100,24 +105,35 @@ class AudioStream:
 
     `window(start, length)` returns samples [start, start+length) at 16 kHz
     (zero-padded past the end); `release(before)` lets the stream drop samples
-    the caller will not ask for again.
+    the caller will not ask for again, including ones not read yet (they are
+    then dropped as they are read: skipping ahead holds no memory).
     """
 
     def __init__(self, path: str | Path | BinaryIO) -> None:
+        self._source: str | Path | BinaryIO
         if hasattr(path, "read"):
             name = str(getattr(path, "name", "<file object>"))
-            self.info, self._file = _probe_file_object(path, name)  # type: ignore[arg-type]
+            self.info, self._file, self._source = _probe_file_object(
+                path, name)  # type: ignore[arg-type]
         else:
             self.info = probe(path)  # type: ignore[arg-type]
             self._file = sf.SoundFile(self.info.path)
+            self._source = self.info.path
         self._resampler = (
             None if self.info.sample_rate == SAMPLE_RATE
             else soxr.ResampleStream(self.info.sample_rate, SAMPLE_RATE, 1, dtype="float32",
                                      quality="HQ"))
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0  # 16 kHz sample index of _buf[0]
+        self._released = 0  # samples before this are never asked for again
         self._frames_read = 0
         self._eof = False
+
+    def rewound(self) -> AudioStream:
+        """Closes this stream; returns a new one reading the same audio from its start
+        (stdin's bytes, read once, are read again from memory)."""
+        self.close()
+        return AudioStream(self._source)
 
     # -- context manager ------------------------------------------------------------
     def __enter__(self) -> AudioStream:
@@ -153,11 +169,13 @@ class AudioStream:
             mono = self._resampler.resample_chunk(mono, last=last)
         self._buf = np.concatenate([self._buf, mono.astype(np.float32, copy=False)])
         self._eof = last
+        self._drop_released()
 
     def window(self, start: int, length: int) -> np.ndarray:
-        if start < self._buf_start:
+        floor = max(self._buf_start, self._released)
+        if start < floor:
             raise ValueError(f"sample {start} was already released (stream starts at "
-                             f"{self._buf_start})")
+                             f"{floor})")
         while not self._eof and self._buf_start + len(self._buf) < start + length:
             self._read_block()
         lo = start - self._buf_start
@@ -173,15 +191,19 @@ class AudioStream:
         return self._eof and position >= self._buf_start + len(self._buf)
 
     def read_all(self) -> np.ndarray:
-        """Every sample not yet released (the VAD filter needs the whole signal)."""
+        """Every sample not yet released, in memory at once (the VAD filter streams instead)."""
         while not self._eof:
             self._read_block()
         return self._buf.copy()
 
     def release(self, before: int) -> None:
-        drop = min(max(0, before - self._buf_start), len(self._buf))
+        self._released = max(self._released, before)
+        self._drop_released()
+
+    def _drop_released(self) -> None:
+        drop = min(max(0, self._released - self._buf_start), len(self._buf))
         if drop:
-            self._buf = self._buf[drop:].copy()
+            self._buf = self._buf[drop:].copy()  # a copy: the old buffer is freed
             self._buf_start += drop
 
 
@@ -204,11 +226,24 @@ class ArrayStream(AudioStream):
         self._resampler = None
         self._buf = arr
         self._buf_start = 0
+        self._released = 0
         self._frames_read = len(arr)
         self._eof = True
+        self._array = arr
 
     def close(self) -> None:
         pass
+
+    def rewound(self) -> AudioStream:
+        return ArrayStream(self._array, self.info.path)
+
+    def _drop_released(self) -> None:
+        # a view, not a copy: the caller's array stays in memory anyway, and copying
+        # the rest on every release would cost O(n^2) over a long array
+        drop = min(max(0, self._released - self._buf_start), len(self._buf))
+        if drop:
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
 
 
 def open_audio(source: AudioSource) -> AudioStream:

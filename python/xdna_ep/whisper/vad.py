@@ -10,6 +10,13 @@ published calling convention), turns the per-frame speech probabilities into
 speech chunks (hysteresis, minimum silence, padding: faster-whisper's option
 names and defaults), cuts the silence out, and maps times in the shortened
 audio back to the original.
+
+Memory stays bounded however long the input: `speech_stream` reads the audio
+block by block for the probabilities (one float per 32 ms frame is all it
+keeps), then reads it again from the start and hands the decoder only the
+speech chunks, as a stream (`SpeechStream`) that skips the silence without
+holding it. Samples and probabilities are the same as reading the whole
+signal at once (`remove_silence`, kept for arrays already in memory).
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from .audio import BLOCK_FRAMES, SAMPLE_RATE, AudioInfo, AudioStream
 
 FRAME = 512  # samples per model call at 16 kHz
+STREAM_FRAMES = 1024  # model frames per block read by stream_probabilities (32.8 s)
 CONTEXT = 64  # samples of the previous frame prepended to each call
 STATE_SHAPE = (2, 1, 128)
 VAD_PACKAGE = "silero-vad==6.2.3"
@@ -104,6 +112,38 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
         out, state = sess.run(None, {"input": x, "state": state, "sr": sr})
         probs[i] = out[0, 0]
     return probs
+
+
+def stream_probabilities(stream: AudioStream, block_frames: int = STREAM_FRAMES
+                         ) -> np.ndarray:
+    """speech_probabilities of a whole stream from its start, read block by block.
+
+    Each block is released once its frames have run, so the stream holds about
+    one block; the model sees the same 576-sample inputs (64 of context, zeros
+    before the start and past the end) and the same state sequence, hence the
+    same probabilities. Afterwards stream.num_samples is exact."""
+    sess = _session()
+    state = np.zeros(STATE_SHAPE, dtype=np.float32)
+    sr = np.array(SAMPLE_RATE, dtype=np.int64)
+    span = block_frames * FRAME
+    context = np.zeros(CONTEXT, dtype=np.float32)
+    probs: list[np.ndarray] = []
+    start = 0
+    while not stream.at_end(start):
+        block = np.concatenate([context, stream.window(start, span)])
+        n = block_frames
+        if stream.at_end(start + (block_frames - 1) * FRAME):  # the last block
+            n = -(-(stream.num_samples - start) // FRAME)
+        out = np.empty(n, dtype=np.float32)
+        for i in range(n):
+            x = block[i * FRAME:(i + 1) * FRAME + CONTEXT][None]
+            p, state = sess.run(None, {"input": x, "state": state, "sr": sr})
+            out[i] = p[0, 0]
+        probs.append(out)
+        context = block[-CONTEXT:].copy()
+        start += span
+        stream.release(start)
+    return np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
 
 
 def speech_chunks(probs: np.ndarray, n_samples: int, opts: VadOptions
@@ -206,8 +246,73 @@ class TimeMap:
 OVERRUN_S = 1.0  # a segment edge reaching less than this into the next chunk is clipped
 
 
+class SpeechStream(AudioStream):
+    """The speech chunks of an audio stream back to back, read on demand.
+
+    An AudioStream whose blocks are pieces of the chunks: what the decoder has
+    not released plus one piece is in memory, and the silence between chunks
+    is released in the source stream before it is read, so it is dropped as it
+    is decoded rather than kept."""
+
+    def __init__(self, source: AudioStream, chunks: list[tuple[int, int]]) -> None:
+        self._src = source
+        self._chunks = chunks
+        self._k = 0  # chunk being read
+        self._pos = chunks[0][0] if chunks else 0  # next source sample to read
+        total = sum(b - a for a, b in chunks)
+        self.info = AudioInfo(source.info.path, SAMPLE_RATE, 1, total, "array")
+        self._file = None
+        self._resampler = None
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0
+        self._released = 0
+        self._frames_read = 0
+        self._eof = not chunks
+
+    @property
+    def num_samples(self) -> int:
+        return self.info.frames
+
+    def close(self) -> None:
+        self._src.close()
+
+    def rewound(self) -> AudioStream:
+        return SpeechStream(self._src.rewound(), self._chunks)
+
+    def _read_block(self) -> None:
+        a, b = self._chunks[self._k]
+        self._src.release(self._pos)  # the silence before the chunk: never held
+        n = min(BLOCK_FRAMES, b - self._pos)
+        piece = np.array(self._src.window(self._pos, n), dtype=np.float32)  # a copy
+        self._pos += n
+        if self._pos >= b:
+            self._k += 1
+            if self._k < len(self._chunks):
+                self._pos = self._chunks[self._k][0]
+        self._src.release(self._pos)
+        self._buf = np.concatenate([self._buf, piece])
+        self._eof = self._k >= len(self._chunks)
+        self._drop_released()
+
+
+def speech_stream(stream: AudioStream, opts: VadOptions
+                  ) -> tuple[AudioStream, TimeMap, int]:
+    """(the speech of `stream` as a stream, map back to the original times, samples in
+    the original): remove_silence with bounded memory. `stream` must be at its
+    start; it is closed, and the returned stream reads the same audio again."""
+    try:
+        probs = stream_probabilities(stream)
+        n_samples = stream.num_samples
+    except BaseException:
+        stream.close()
+        raise
+    chunks = speech_chunks(probs, n_samples, opts)
+    again = stream.rewound()  # closes `stream`
+    return SpeechStream(again, chunks), TimeMap.of(chunks), n_samples
+
+
 def remove_silence(audio: np.ndarray, opts: VadOptions) -> tuple[np.ndarray, TimeMap]:
-    """(speech-only audio, map back to the original times)."""
+    """(speech-only audio, map back to the original times) of a whole signal in memory."""
     chunks = speech_chunks(speech_probabilities(audio), len(audio), opts)
     if not chunks:
         return np.zeros(0, dtype=np.float32), TimeMap((), (), ())
