@@ -135,12 +135,15 @@ std::vector<std::string> io_names(const OrtNode* node, bool want_outputs) {
 // order; names may have been changed by ORT's optimizers, on both alike). ONNX
 // Runtime orders a fused node's inputs/outputs its own way (graph outputs,
 // consumers outside), not necessarily as the EPContext node lists them.
+// fused-node slot -> program slot, by tensor name. ORT leaves out of the fused node
+// the outputs nothing reads (`subset`: outputs); every input must be there.
 std::vector<size_t> slot_map(const std::vector<std::string>& fused, const std::vector<std::string>& node,
-                             size_t program_slots, const std::string& where, const char* what) {
+                             size_t program_slots, const std::string& where, const char* what,
+                             bool subset = false) {
   if (node.size() != program_slots)
     throw PayloadError(where + ": the node has " + std::to_string(node.size()) + " " + what +
                        ", its program " + std::to_string(program_slots));
-  if (fused.size() != node.size())
+  if (subset ? fused.size() > node.size() : fused.size() != node.size())
     throw PayloadError(where + ": the fused node has " + std::to_string(fused.size()) + " " + what +
                        ", the EPContext node " + std::to_string(node.size()));
   std::vector<size_t> map;
@@ -325,7 +328,10 @@ struct XdnaEp : OrtEp {
       if (!is_our_epcontext(node)) continue;
       OrtNodeFusionOptions fusion{};
       fusion.ort_version_supported = ORT_API_VERSION;
-      fusion.drop_constant_initializers = true;
+      // an EPContext input may be a constant initializer (e.g. a mask constant the
+      // region reads): kept as a fused-node input, ORT hands it to compute like any
+      // other input, and the program's input slots match the node's
+      fusion.drop_constant_initializers = false;
       check(g_ep->EpGraphSupportInfo_AddNodesToFuse(info, &node, 1, &fusion));
       ++claimed;
     }
@@ -379,7 +385,7 @@ struct XdnaEp : OrtEp {
       std::vector<size_t> in_map = slot_map(io_names(fused_nodes[i], false), io_names(node, false),
                                             payload.inputs.size(), where, "inputs");
       std::vector<size_t> out_map = slot_map(io_names(fused_nodes[i], true), io_names(node, true),
-                                             payload.outputs.size(), where, "outputs");
+                                             payload.outputs.size(), where, "outputs", true);
       std::shared_ptr<const Program> program;
       try {
         program = std::make_shared<const Program>(std::move(payload));
