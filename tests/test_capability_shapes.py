@@ -51,3 +51,40 @@ def test_incomplete_inference_writes_no_file_and_falls_back(
         v.name: v for v in result.model.graph.output}
     dims = [d.dim_value for d in vi["y"].type.tensor_type.shape.dim]
     assert dims == [1, 3]
+
+
+def test_infer_shapes_binds_exactly_the_symbolic_input_dims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """infer_shapes binds the dims symbolic_input_dims lists (one walk, not two):
+    named and unnamed dims, a name shared by two inputs bound once, an
+    initializer listed as an input and a fixed dim left alone."""
+    from xdna_ep.capability import shapes
+
+    add = helper.make_node("Add", ["x", "b"], ["s"])
+    mm = helper.make_node("MatMul", ["s", "w"], ["y"])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], [0.5] * 12)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n", 4])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", None, 4])
+    b.type.tensor_type.shape.dim[1].Clear()  # no dim_param: named "b:1"
+    w_in = helper.make_tensor_value_info("w", TensorProto.FLOAT, ["rows", 3])
+    g = helper.make_graph([add, mm], "g", [x, b, w_in],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+    calls: list[int] = []
+    walk = shapes.symbolic_input_dims
+
+    def counted(m):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return walk(m)
+
+    monkeypatch.setattr(shapes, "symbolic_input_dims", counted)
+    result = shapes.infer_shapes(model, {"n": 7})
+    assert calls, "infer_shapes walks the input dims itself"
+    assert list(result.bindings) == list(dict.fromkeys(d.name for d in walk(model)))
+    assert result.bindings == {"batch": 1, "n": 7, "b:1": 1}
+    assert result.guessed == ["b:1"]
+    assert result.notes[:1] == ["symbolic dim 'b:1' assumed 1 for MAC counts"]
+    ins = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+           for vi in result.model.graph.input}
+    assert ins["x"] == [1, 7, 4] and ins["b"] == [1, 1, 4]
+    assert ins["w"] == [0, 3]  # an initializer's dims are not bound

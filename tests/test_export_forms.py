@@ -113,3 +113,70 @@ def test_shape_folds_only_when_every_input_dim_is_fixed():
     assert not dynamic.views[""].static_shapes
     assert dynamic.views[""].const_value("sf") is None
     assert not ModelIndex(_shape_model(["batch", 3])).is_foldable("sf")
+
+
+def _attention_model(merge: str) -> onnx.ModelProto:
+    """x -> q/k/v projections -> head split -> softmax(q.k^T * s).v -> Transpose ->
+    `merge` -> o_proj. "Reshape" merges the heads back to [B, T, D] (the form the
+    attention stage takes); "Flatten" is an op the output walk does not know, so
+    the attention's output layout cannot be determined."""
+    t, d, h = 16, 32, 4
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array((rng.standard_normal((d, d)) * 0.2).astype(np.float32), n)
+             for n in ("wq", "wk", "wv", "wo")]
+    inits += [numpy_helper.from_array(np.array([1, t, h, d // h], np.int64), "split"),
+              numpy_helper.from_array(np.array([1, t, d], np.int64), "merged"),
+              numpy_helper.from_array(np.array((d // h) ** -0.5, np.float32), "scale")]
+    nodes = []
+    for r, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+        nodes += [helper.make_node("MatMul", ["x", f"w{r}"], [r], name=f"{r}_proj"),
+                  helper.make_node("Reshape", [r, "split"], [f"{r}4"], name=f"{r}_split"),
+                  helper.make_node("Transpose", [f"{r}4"], [f"{r}h"], name=f"{r}_heads",
+                                   perm=perm)]
+    merge_node = (helper.make_node("Reshape", ["ot", "merged"], ["om"], name="merge")
+                  if merge == "Reshape" else
+                  helper.make_node("Flatten", ["ot"], ["om"], name="merge", axis=2))
+    nodes += [helper.make_node("MatMul", ["qh", "kh"], ["s"], name="qk"),
+              helper.make_node("Mul", ["s", "scale"], ["ss"], name="scale_mul"),
+              helper.make_node("Softmax", ["ss"], ["p"], name="softmax", axis=-1),
+              helper.make_node("MatMul", ["p", "vh"], ["o"], name="pv"),
+              helper.make_node("Transpose", ["o"], ["ot"], name="merge_heads", perm=[0, 2, 1, 3]),
+              merge_node,
+              helper.make_node("MatMul", ["om", "wo"], ["y"], name="o_proj")]
+    g = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, t, d])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_attention_with_an_unknown_output_layout_is_refused_at_match_time():
+    """Refused when matched (not at compile, where the failure took the q/k/v
+    projections in its region back to the CPU too): the attention's nodes keep the
+    reason, every projection compiles."""
+    from xdna_ep.capability import analyze
+
+    control = analyze(_attention_model("Reshape"))
+    att = [m for m in control.matches if m.kind == "attention"]
+    assert len(att) == 1 and att[0].attrs.out_layout == "bsd"
+
+    model = _attention_model("Flatten")
+    res = analyze(model)
+    assert [m.kind for m in res.matches] == ["matmul"] * 4  # no attention match
+    plan = partition_model(model, use_cost_model=False)
+    by_name = {n.name: n for n in plan.nodes}
+    for name in ("softmax", "qk", "pv"):
+        assert by_name[name].placement == "cpu"
+        assert by_name[name].reason == (
+            "shape: attention at Softmax 'softmax': out_layout is 'unknown'; the attention "
+            "stage takes [B, T, H*Dh] tensors: the attention runs on the CPU")
+    projections = ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert all(by_name[n].placement == "npu" for n in projections)
+    programs = compile_plan(model, plan, CompileOptions(quantization="dynamic",
+                                                        measure_sqnr=False))
+    npu = [r for r in plan.regions if r.placement == "npu"]
+    assert sorted(n for r in npu for m in r.matches for n in m.nodes) == sorted(projections)
+    assert set(programs) == {r.id for r in npu}
+    assert not any("not compiled" in f for f in plan.fallbacks), plan.fallbacks
+    after = {n.name: n for n in plan.nodes}
+    assert all(after[n].placement == "npu" for n in projections)
+    assert after["softmax"].reason == by_name["softmax"].reason

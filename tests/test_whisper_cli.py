@@ -74,6 +74,44 @@ def test_openai_whisper_spellings_parse(capsys):
     assert "xdna-ep transcribe: error: unrecognized arguments" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, files, vad", [
+    (["--vad_filter", "-"], ["-"], True),
+    (["--vad_filter", "True", "{a}"], ["{a}"], True),
+    (["--vad_filter", "{a}"], ["{a}"], True),
+    (["--vad_filter", "false", "{a}"], ["{a}"], False),
+    (["--vad-filter", "{a}", "-"], ["{a}", "-"], True),
+    (["{a}", "--vad_filter", "-"], ["{a}", "-"], True),
+    (["--vad_filter"], [], True),
+])
+def test_boolean_options_never_take_an_input_as_their_value(tmp_path, argv, files, vad):
+    """`cat a.wav | xdna-ep transcribe --vad_filter -`: the '-' (or a file) after a
+    boolean option is an input, not the option's value; True/False still are."""
+    from xdna_ep.cli import build_parser
+
+    a = tmp_path / "a.wav"
+    sf.write(a, np.zeros((1600, 1), np.float32), 16000)
+    subs = {"{a}": str(a)}
+    args = build_parser().parse_args(["transcribe", *[subs.get(x, x) for x in argv]])
+    assert args.files == [subs.get(x, x) for x in files] and args.vad_filter is vad
+    assert args.word_timestamps is False and args.condition_on_previous_text is True
+    args = build_parser().parse_args(["transcribe", "--word_timestamps", "-",
+                                      "--condition_on_previous_text", "no", str(a)])
+    assert args.files == ["-", str(a)] and args.word_timestamps is True
+    assert args.condition_on_previous_text is False and args.vad_filter is False
+
+
+@pytest.mark.parametrize("option", ["--vad_filter", "--word_timestamps",
+                                    "--condition_on_previous_text"])
+def test_boolean_option_with_another_value_is_a_usage_error(capsys, no_model_load, option):
+    with pytest.raises(SystemExit) as exc:
+        main(["transcribe", option, "maybe"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert (f"xdna-ep transcribe: error: argument {option.replace('_', '-')}/{option}: "
+            f"expected True or False (or no value), got 'maybe'") in err, err
+    assert "Traceback" not in err
+
+
 def _cli(*args, stdin=None):
     return subprocess.run([sys.executable, "-m", "xdna_ep", "transcribe", "--device", "cpu",
                            *args], capture_output=True, timeout=600, stdin=stdin)
@@ -121,3 +159,24 @@ def test_device_auto_without_npu_follows_the_measured_break_even():
     unknown = choose_auto(None)  # stdin: length unknown
     assert unknown.device == "emulator" and "unknown length" in unknown.line
     assert all("\n" not in c.line for c in (short, long, unknown))
+
+
+@pytest.mark.slow
+def test_vad_filter_then_stdin_or_a_file(tmp_path):
+    """`--vad_filter -` reads stdin with the VAD on (3 s of leading silence are cut),
+    `--vad_filter a.wav` reads the file."""
+    clip, rate = sf.read(list_samples()[6].audio, dtype="float32")
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, np.concatenate([np.zeros(3 * rate, np.float32), clip]), rate)
+    with padded.open("rb") as stdin:
+        proc = _cli("-f", "json", "--vad_filter", "-", stdin=stdin)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["text"] and doc["duration"] == pytest.approx(3 + len(clip) / rate, abs=0.01)
+    assert doc["duration_after_vad"] < doc["duration"] - 2.0  # the silence was filtered out
+    assert "stdin:" in proc.stderr.decode()
+
+    proc = _cli("-f", "json", "--vad_filter", str(padded))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["duration_after_vad"] == doc["duration_after_vad"]
+    assert "padded.wav:" in proc.stderr.decode()

@@ -89,25 +89,17 @@ def infer_shapes(model: onnx.ModelProto, dims: dict[str, int] | None = None) -> 
     """A copy of `model` with concrete input dims and inferred intermediate shapes."""
     m = copy.deepcopy(model)
     result = ShapeResult(model=m)
-    init_names = {t.name for t in m.graph.initializer}
-    for vi in m.graph.input:
-        if vi.name in init_names or not vi.type.HasField("tensor_type"):
-            continue
-        tt = vi.type.tensor_type
-        if not tt.HasField("shape"):
-            continue
-        for axis, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value"):
-                continue
-            name = d.dim_param or f"{vi.name}:{axis}"
-            size, guessed = bind_dim(name, dims)
-            if name not in result.bindings:
-                result.bindings[name] = size
-                if guessed:
-                    result.guessed.append(name)
-                    result.notes.append(f"symbolic dim '{name}' assumed {size} for MAC counts")
-            d.Clear()
-            d.dim_value = size
+    inputs = {vi.name: vi for vi in m.graph.input}
+    for sd in symbolic_input_dims(m):
+        size, guessed = bind_dim(sd.name, dims)
+        if sd.name not in result.bindings:
+            result.bindings[sd.name] = size
+            if guessed:
+                result.guessed.append(sd.name)
+                result.notes.append(f"symbolic dim '{sd.name}' assumed {size} for MAC counts")
+        d = inputs[sd.input].type.tensor_type.shape.dim[sd.axis]
+        d.Clear()
+        d.dim_value = size
     result.model = _run_inference(m, result.notes)
     _infer_if_branches(result.model, result.notes)
     return result

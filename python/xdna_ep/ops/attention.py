@@ -28,7 +28,11 @@ input dims are all fixed, Shape reads of the match's internal tensors fold
 the head merge's target shape) and join the match. Not compiled yet: q/k/v that
 reach the MatMul as [B, H, T, Dh] without the head split in the match
 (q_layout 'bhsd'), and the same Shape chains on a model with symbolic dims (a
-guessed size is never folded): they stay on the CPU with the reason.
+guessed size is never folded): they stay on the CPU with the reason. A match
+whose q/k/v or output layout the walks cannot name ('unknown', e.g. the output
+read by an op other than the head-merge Transpose/Reshape) is refused when
+matched: its Softmax and MatMuls stay on the CPU with the reason and the rest
+of the region (the projections) compiles.
 
 Lowering: one attention LOp on q, k, v [B, T, H*Dh] (+ an additive float mask);
 a packed com.microsoft Attention first gets three matmul LOps (the q/k/v column
@@ -373,9 +377,31 @@ def _int_mask(view: GraphView, node: onnx.NodeProto) -> str | None:
     return name if dt not in (0, onnx.TensorProto.FLOAT) else None
 
 
+LAYOUTS = ("q_layout", "k_layout", "v_layout", "out_layout")
+
+
+def layout_problem(a: AttentionAttrs, *, lowering: bool = False) -> str | None:
+    """Why the attention stage cannot take the match's boundary tensors (None: it can).
+
+    The stage takes [B, T, H*Dh] ("bsd") only: the lowering refuses every other
+    layout. The matcher refuses 'unknown' (no walk could name it), so that
+    attention stays on the CPU alone instead of its region failing at compile;
+    the known head layouts (bhsd, bshd, bhds: the decoders' KV-cache and
+    cross-attention inputs) keep their match, whose facts the KV-cache reasons
+    read, and are refused by the lowering."""
+    for key in LAYOUTS:
+        value = getattr(a, key)
+        if value != "bsd" and (lowering or value == "unknown"):
+            return f"{key} is {value!r}; the attention stage takes [B, T, H*Dh] tensors"
+    return None
+
+
 def match_attention(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     if node.op_type == "Softmax":
-        return _decomposed(view, node)
+        m = _decomposed(view, node)
+        if m is not None and layout_problem(m.attrs) is not None:
+            return None  # the Softmax stays on the CPU (cpu_reason); the rest of the region runs
+        return m
     if node.op_type in ("Attention", "MultiHeadAttention") and node.domain == "com.microsoft":
         return _fused(view, node)
     return None
@@ -408,10 +434,9 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
         if getattr(a, key):
             raise NotLowerable(f"attention {node!r}: {key} input ({getattr(a, key)!r}) is not "
                                f"supported (KV cache / padding masks stay on the CPU)")
-    for key in ("q_layout", "k_layout", "v_layout", "out_layout"):
-        if getattr(a, key) != "bsd":
-            raise NotLowerable(f"attention {node!r}: {key} is {getattr(a, key)!r}; the "
-                               f"attention stage takes [B, T, H*Dh] tensors")
+    problem = layout_problem(a, lowering=True)
+    if problem:
+        raise NotLowerable(f"attention {node!r}: {problem}")
     heads = int(a.num_heads or 0)
     if heads <= 0:
         raise NotLowerable(f"attention {node!r}: number of heads unknown")
@@ -494,8 +519,37 @@ def emit_attention(em: Emitter, i: int, op: LOp) -> None:
     em.push("attention", ins, em.out_bufs(y), {}, attrs, op)
 
 
+def _softmax_of(view: GraphView, node: onnx.NodeProto) -> onnx.NodeProto | None:
+    """The Softmax a decomposed attention's Softmax or MatMul (q.k^T, probs.v) anchors on."""
+    if node.op_type == "Softmax":
+        return node
+    if node.op_type != "MatMul":
+        return None
+    p = view.producer_of(node.input[0])
+    if p is not None and p.op_type == "Where" and len(p.input) == 3:  # the NaN guard
+        p = view.producer_of(p.input[2])
+    if p is not None and p.op_type == "Softmax":
+        return p
+    t = node.output[0]
+    for _ in range(4):  # q.k^T -> [Mul|Div scalar] [Add mask] -> Softmax
+        c = view.single_consumer(t)
+        if c is not None and c.op_type == "Softmax":
+            return c
+        if c is None or not c.output:
+            return None
+        t = c.output[0]
+    return None
+
+
 def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
-    """Why a fused Attention/MultiHeadAttention was not taken (None for other op types)."""
+    """Why a fused Attention/MultiHeadAttention, or the Softmax of a decomposed
+    attention refused for its layout, was not taken (None otherwise)."""
+    softmax = _softmax_of(view, node)
+    if softmax is not None:
+        m = _decomposed(view, softmax)
+        problem = layout_problem(m.attrs) if m is not None and node.name in m.nodes else None
+        return (f"shape: attention at Softmax {softmax.name!r}: {problem}: the attention "
+                f"runs on the CPU") if problem else None
     if node.op_type not in ("Attention", "MultiHeadAttention"):
         return None
     mask = _int_mask(view, node)

@@ -34,6 +34,55 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
 
 
+FILES = "files"  # dest of the positional inputs
+
+
+def _add_inputs(namespace: argparse.Namespace, values: list[str] | None) -> None:
+    setattr(namespace, FILES, [*(getattr(namespace, FILES, None) or []), *(values or [])])
+
+
+class Files(argparse.Action):
+    """The positional audio files; extends the list, so the inputs a boolean
+    option hands back (BoolOption) keep their command-line order."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        _add_inputs(namespace, values)
+
+
+class BoolOption(argparse.Action):
+    """openai-whisper's boolean options: `--vad_filter`, `--vad_filter True|False`.
+
+    Why not type=str2bool with nargs='?': argparse takes the word after the
+    option as its value before any type check, so `cat a.wav | xdna-ep
+    transcribe --vad_filter -` (stdin) and `--vad_filter a.wav` failed with
+    "expected True or False, got '-'". A value that is no true/false spelling
+    but '-' or an existing path is an input: it goes back to the files (in
+    order, see Files) and the option is on; anything else is a usage error.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, default: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", const=True, default=default,
+                         metavar="True|False", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if not isinstance(values, str):  # no value: argparse passes const (True)
+            setattr(namespace, self.dest, bool(values))
+            return
+        try:
+            on = str2bool(values)
+        except argparse.ArgumentTypeError:
+            if values != STDIN and not Path(values).exists():
+                raise argparse.ArgumentError(
+                    self, f"expected True or False (or no value), got {values!r}, which is "
+                          f"no existing file either") from None
+            on = True
+            _add_inputs(namespace, [values])
+        setattr(namespace, self.dest, on)
+
+
 def optional_float(value: str) -> float | None:
     return None if value.strip().lower() == "none" else float(value)
 
@@ -43,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Transcribe audio (wav/flac/ogg/mp3, any rate and channel "
                                    "count, '-' for stdin) with Whisper; the NPU path does "
                                    "the heavy work. openai-whisper's option spellings work.")
-    p.add_argument("files", nargs="*", help="audio files ('-' reads stdin)")
+    p.add_argument(FILES, nargs="*", action=Files, help="audio files ('-' reads stdin)")
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("--sample", action="store_true",
                    help="transcribe the bundled real speech sample")
@@ -72,13 +121,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-speech-threshold", "--no_speech_threshold", dest="no_speech_threshold",
                    type=optional_float, default=0.6)
     p.add_argument("--condition-on-previous-text", "--condition_on_previous_text",
-                   dest="condition_on_previous_text", type=str2bool, nargs="?", const=True,
-                   default=True)
+                   dest="condition_on_previous_text", action=BoolOption, default=True)
     p.add_argument("--initial-prompt", "--initial_prompt", dest="initial_prompt", default=None)
     p.add_argument("--word-timestamps", "--word_timestamps", dest="word_timestamps",
-                   type=str2bool, nargs="?", const=True, default=False)
-    p.add_argument("--vad-filter", "--vad_filter", dest="vad_filter", type=str2bool, nargs="?",
-                   const=True, default=False)
+                   action=BoolOption)
+    p.add_argument("--vad-filter", "--vad_filter", dest="vad_filter", action=BoolOption)
     p.add_argument("--quantization", default=None, choices=("static", "dynamic"),
                    help="INT8 activation scales (default: static with the bundled calibration)")
     p.add_argument("--report", default=None, type=Path,
