@@ -62,6 +62,10 @@ def partition_model(
         exclude_op_types=frozenset(exclude_ops), exclude_nodes=frozenset(exclude_nodes),
         disable_kinds=frozenset(disable_kinds), dims=dict(dims) if dims else None,
     )
+    from .ops.attention_masks import add_mask_conversions, prune_conversions
+
+    # int32 attention masks get float twins (CPU nodes) the attention regions read
+    conversions = add_mask_conversions(model, options.dims)
     cap = analyze(model, options)
     regions = build_regions(cap)
     fallbacks = list(cap.fallbacks)
@@ -79,6 +83,10 @@ def partition_model(
         for r in regions:
             r.placement = "npu"
             r.cost_reason = "cost model disabled (use_cost_model=False)"
+    if conversions:  # twins no NPU region reads go again (model and report)
+        read = {t for r in regions if r.placement == "npu" for t in r.inputs}
+        gone = prune_conversions(model, conversions, read)
+        cap.placements[:] = [p for p in cap.placements if p.name not in gone]
     moved_ids = {r.id for r in moved}
     by_id = {r.id: r for r in regions}
     for p in cap.placements:

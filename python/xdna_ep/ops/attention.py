@@ -47,6 +47,7 @@ not state the layouts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ from ..capability.matching import build_match, const_operand
 from ..compile.ir import LOp
 from ..compile.model_index import ModelIndex, NotLowerable
 from ..plan import OpMatch
+from . import attention_masks as masks
 from .base import MatchAttrs, OpFamily, StageRule
 from .matmul import flattened_gemm_output
 
@@ -110,6 +112,7 @@ class AttentionAttrs(MatchAttrs):
     kv_concat_value: str | None = None
     key_padding_mask: str | None = None
     attention_bias: str | None = None
+    int_mask: str | None = None
 
 TRANSPARENT = ("Transpose", "Reshape")
 
@@ -329,20 +332,31 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     heads = int(attr(node, "num_heads", 0))
     scale = float(attr(node, "scale", 0.0))
     causal = bool(attr(node, "unidirectional", 0))
-    if _int_mask(view, node) is not None:
-        return None  # the node stays on the CPU (cpu_reason); the rest of the region runs
+    slot = masks.mask_slot(node)
+    if ins[slot] and ins[5]:
+        return None  # a mask and attention_bias: not combined (cpu_reason)
+    converted = None
+    if masks.int_mask(view, node) is not None:
+        form = masks.mask_form(view, node, not view.static_shapes)
+        if isinstance(form, str):
+            return None  # the node stays on the CPU (cpu_reason); the rest of the region runs
+        converted = masks.converted_name(form)
+        if view.producer_of(converted) is None:
+            return None  # not converted (partition_model adds the conversion nodes)
     if node.op_type == "Attention":
         weight, bias = ins[1], ins[2]
         if not view.is_const(weight) or (bias and not view.is_const(bias)):
             return None
         xs = view.info(ins[0]).concrete()
         attrs = AttentionAttrs(
-            fused="Attention", weight=weight, bias=bias or None, mask=ins[3] or None,
+            fused="Attention", weight=weight, bias=bias or None,
+            mask=converted or ins[3] or ins[5] or None, int_mask=ins[3] if converted else None,
             past=ins[4] or None, num_heads=heads, scale=scale or None, causal=causal,
-            q=ins[0], k=None, v=None, has_mask=bool(ins[3]),
+            q=ins[0], k=None, v=None, has_mask=bool(ins[3] or ins[5]),
             qkv_hidden_sizes=list(attr(node, "qkv_hidden_sizes", []) or []),
             tq=xs[1] if xs and len(xs) == 3 else 0)
-        return build_match(view, "attention", [node], attrs, "com.microsoft.Attention")
+        return _with_mask(build_match(view, "attention", [node], attrs,
+                                      "com.microsoft.Attention"), ins[slot], converted)
     if node.op_type == "MultiHeadAttention":
         bias = ins[3]
         if bias and not view.is_const(bias):
@@ -351,26 +365,24 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
         k_shape = view.info(ins[1]).shape if ins[1] else None
         attrs = AttentionAttrs(
             fused="MultiHeadAttention", q=ins[0], k=ins[1] or None, v=ins[2] or None,
-            bias=bias or None, mask=ins[4] or ins[5] or None,
-            key_padding_mask=ins[4] or None, attention_bias=ins[5] or None,
+            bias=bias or None, mask=converted or ins[4] or ins[5] or None,
+            key_padding_mask=None if converted else ins[4] or None,
+            int_mask=ins[4] if converted else None, attention_bias=ins[5] or None,
             past_key=ins[6] or None, past_value=ins[7] or None, num_heads=heads,
             scale=scale or None, causal=causal, has_mask=bool(ins[4] or ins[5]),
             tq=qs[1] if qs and len(qs) >= 2 else 0,
             k_layout="bhsd" if k_shape is not None and len(k_shape) == 4 else "bsd")
-        return build_match(view, "attention", [node], attrs, "com.microsoft.MultiHeadAttention")
+        return _with_mask(build_match(view, "attention", [node], attrs,
+                                      "com.microsoft.MultiHeadAttention"), ins[slot], converted)
     return None
 
 
-def _int_mask(view: GraphView, node: onnx.NodeProto) -> str | None:
-    """The mask input of a fused Attention (mask_index, 3) / MultiHeadAttention
-    (key_padding_mask, 4) that is not float32 (int32 lengths or 0/1 masks), if any:
-    the attention stage takes an additive float32 mask only."""
-    slot = 3 if node.op_type == "Attention" else 4
-    name = node.input[slot] if len(node.input) > slot else ""
-    if not name:
-        return None
-    dt = view.info(name).dtype
-    return name if dt not in (0, onnx.TensorProto.FLOAT) else None
+def _with_mask(m: OpMatch, int_mask: str, converted: str | None) -> OpMatch:
+    """The match reads the converted float mask instead of the int32 one."""
+    if converted is None:
+        return m
+    inputs = tuple(converted if t == int_mask else t for t in m.inputs)
+    return dataclasses.replace(m, inputs=tuple(dict.fromkeys(inputs)))
 
 
 def match_attention(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
@@ -498,11 +510,20 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
     """Why a fused Attention/MultiHeadAttention was not taken (None for other op types)."""
     if node.op_type not in ("Attention", "MultiHeadAttention"):
         return None
-    mask = _int_mask(view, node)
+    ins = list(node.input) + [""] * 8
+    slot = masks.mask_slot(node)
+    if ins[slot] and ins[5]:
+        return (f"shape: {node.op_type} has both a mask ({ins[slot]!r}) and attention_bias "
+                f"({ins[5]!r}); the attention stage takes one additive mask: the node runs "
+                f"on the CPU")
+    mask = masks.int_mask(view, node)
     if mask is not None:
-        return (f"dtype: {node.op_type} mask {mask!r} is "
-                f"{view.info(mask).dtype_name} (the attention stage takes an additive "
-                f"float32 mask): the node runs on the CPU")
+        form = masks.mask_form(view, node, not view.static_shapes)
+        if isinstance(form, str):
+            cat = "dtype" if view.info(mask).dtype != onnx.TensorProto.INT32 else "shape"
+            return f"{cat}: {form}: the node runs on the CPU"
+        return (f"unmatched: {node.op_type} mask {mask!r} was not converted to an additive "
+                f"float mask (partition_model converts it): the node runs on the CPU")
     return "non-constant weight: fused attention with run-time weights or bias"
 
 

@@ -1,0 +1,265 @@
+"""Integer attention masks of the fused com.microsoft ops, as additive float masks.
+
+com.microsoft Attention takes `mask_index` (input 3) and MultiHeadAttention
+`key_padding_mask` (input 4) as int32 tensors; the attention stage takes an
+additive float32 mask (kernels/attention/README.md). Before capability,
+`add_mask_conversions` (called by partition.partition_model) gives each supported
+int32 mask a float twin computed by a few ordinary ONNX nodes, which stay on
+ONNX Runtime's CPU provider:
+
+    [B] lengths    keep = Less(Range(T), Reshape(Cast(len, int64), [-1, 1]))
+    [B, T] 0/1     keep = Greater(mask, 0)
+    both           additive = Reshape(Where(keep, 0, value), [0, 1, 1, -1])   [B, 1, 1, T]
+
+The attention node itself is left as it is (ONNX Runtime's kernels accept only
+int32 there), so the model stays valid whatever runs it; the matcher
+(ops/attention.py) reads the twin, named by `converted_name`, as the match's mask
+input, so the region's edge stays float32. Twins no NPU region reads are removed
+again after placement (`prune_conversions`).
+
+Semantics, as ONNX Runtime's CPU kernels compute them (contrib_ops/cpu/bert,
+checked by tests/test_attention_masks.py against ORT CPU): key j of batch b is
+kept iff j < mask[b] (1-D) or mask[b, j] > 0 (2-D); a masked key gets the node's
+`mask_filter_value` (default -10000) added to its logit. A row whose every key is
+masked therefore gets softmax over its raw logits in ORT (all logits moved by the
+same constant), not NaN and not zeros. The attention kernel *excludes* keys whose
+mask is <= -1e4 (a fully excluded row outputs zeros), so the additive value is
+max(mask_filter_value, -9999): the same partially masked rows (exp(-9999) is 0 in
+the kernel's fixed point as in float) and, for fully masked rows, the same
+softmax of the raw logits that ORT gives.
+
+Refused (the node stays on the CPU, the reason in the report, `refusal`): other
+element types (bool is not accepted by ORT's schema), [2B] start/end and
+[3B+2] 1-D forms, 3-D and 4-D masks, a mask together with attention_bias, a
+mask_filter_value below -10000 (ORT's fully masked rows then depend on float32
+rounding of logit + value) or not negative, a 2-D mask whose length is not the
+key length, and a [B] mask whose key length is symbolic and not read from a
+graph input (T would have to be guessed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..capability.graph import GraphView, attr
+
+MARK = "xdna-ep mask conversion"
+KERNEL_EXCLUDE = -1.0e4  # the attention kernel excludes keys whose mask is <= this
+VALUE_FLOOR = -9999.0  # largest-magnitude additive value the kernel still adds
+ORT_DEFAULT_FILTER = -10000.0
+
+
+@dataclass(frozen=True)
+class MaskForm:
+    """A supported int32 mask: `form` "lengths" ([B]) or "key_mask" ([B, T]);
+    `value` the additive float for masked keys; `t` the constant key length
+    (lengths form, 0 when read at run time from `t_source` axis `t_axis`)."""
+
+    mask: str
+    form: str
+    value: float
+    t: int = 0
+    t_source: str = ""
+    t_axis: int = 1
+
+
+def mask_slot(node: onnx.NodeProto) -> int:
+    return 3 if node.op_type == "Attention" else 4
+
+
+def int_mask(view: GraphView, node: onnx.NodeProto) -> str | None:
+    """The mask input (Attention 3 / MultiHeadAttention 4) if it is not float32."""
+    slot = mask_slot(node)
+    name = node.input[slot] if len(node.input) > slot else ""
+    if not name:
+        return None
+    dt = view.info(name).dtype
+    return name if dt not in (0, onnx.TensorProto.FLOAT) else None
+
+
+def _kv_length(view: GraphView, node: onnx.NodeProto) -> tuple[str, int, object]:
+    """(tensor, axis, size) that gives the key length: the MultiHeadAttention key
+    [B, T, D] or the Attention input [B, S, D] (no past)."""
+    src = node.input[1] if node.op_type == "MultiHeadAttention" else node.input[0]
+    shape = view.info(src).shape if src else None
+    return src, 1, (shape[1] if shape is not None and len(shape) == 3 else None)
+
+
+def mask_form(view: GraphView, node: onnx.NodeProto, symbolic: bool) -> MaskForm | str:
+    """The supported form of the node's int mask, or the reason it is refused.
+
+    symbolic: the model has symbolic input dims (a constant key length would be
+    a guess unless read from a graph input)."""
+    mask = int_mask(view, node)
+    assert mask is not None
+    info = view.info(mask)
+    what = f"{node.op_type} mask {mask!r}"
+    if info.dtype != onnx.TensorProto.INT32:
+        return (f"{what} is {info.dtype_name} (ONNX Runtime's kernels and the conversion "
+                f"to an additive float mask take int32)")
+    ins = list(node.input) + [""] * 8
+    if ins[5]:
+        return f"{what} is given together with attention_bias {ins[5]!r}"
+    if ins[4 if node.op_type == "Attention" else 6]:
+        return f"{what}: with a past key/value (KV cache)"
+    filt = float(attr(node, "mask_filter_value", ORT_DEFAULT_FILTER))
+    if not (ORT_DEFAULT_FILTER <= filt < 0.0):
+        return (f"{what}: mask_filter_value {filt:g} is outside [-10000, 0) (fully masked "
+                f"rows would not match ONNX Runtime)")
+    value = filt if filt > KERNEL_EXCLUDE else VALUE_FLOOR
+    shape = info.shape
+    q = view.info(node.input[0]).shape
+    batch = q[0] if q is not None and len(q) >= 1 else None
+    src, axis, t = _kv_length(view, node)
+    if not src or t is None:
+        return f"{what}: key length unknown (the key/input is not [B, T, D])"
+    if shape is None:
+        return f"{what}: rank unknown"
+    if len(shape) == 1:
+        if isinstance(batch, int) and isinstance(shape[0], int) and shape[0] != batch:
+            return (f"{what} has shape {list(shape)} with batch {batch}: only the [B] "
+                    f"end-position form is converted ([2B] start/end and [3B+2] stay on "
+                    f"the CPU)")
+        if src in view.graph_inputs:
+            return MaskForm(mask, "lengths", value, 0, src, axis)
+        if symbolic or not isinstance(t, int):
+            return (f"{what} [B] needs the key length, which is symbolic and not a graph "
+                    f"input's dim (give a [B, T] mask or fixed input dims)")
+        return MaskForm(mask, "lengths", value, int(t))
+    if len(shape) == 2:
+        if isinstance(shape[1], int) and isinstance(t, int) and shape[1] != t:
+            return (f"{what} has shape {list(shape)}: its length is not the key length "
+                    f"{t}")
+        return MaskForm(mask, "key_mask", value)
+    return (f"{what} is {len(shape)}-D {list(shape)}: only [B] lengths and [B, T] 0/1 "
+            f"masks are converted")
+
+
+def converted_name(f: MaskForm) -> str:
+    """The float twin's tensor name (one per mask, form, key length and value)."""
+    t = f"t{f.t}" if f.t else (f"{f.t_source}:{f.t_axis}" if f.form == "lengths" else "")
+    return f"{f.mask}::xdna_additive_mask[{f.form}{',' + t if t else ''},{f.value:g}]"
+
+
+@dataclass
+class Conversion:
+    """What add_mask_conversions put in the graph for one float twin."""
+
+    output: str
+    nodes: list[str]
+    initializers: list[str]
+
+
+def _conversion_nodes(f: MaskForm, out: str, attention: str,
+                      opset: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    p = out  # names derive from the twin's name: unique per twin
+    kind = "[B] end positions" if f.form == "lengths" else "[B, T] 0/1 key mask"
+    doc = (f"{MARK}: int32 {kind} {f.mask!r} -> additive float mask [B, 1, 1, T] "
+           f"(0 keep, {f.value:g} masked) for attention {attention!r}")
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), f"{p}/zero"),
+             numpy_helper.from_array(np.array(f.value, np.float32), f"{p}/value"),
+             numpy_helper.from_array(np.array([0, 1, 1, -1], np.int64), f"{p}/shape4")]
+    nodes: list[onnx.NodeProto] = []
+
+    def node(op: str, ins: list[str], **kw) -> str:
+        o = f"{p}/{op}_{len(nodes)}"
+        nodes.append(helper.make_node(op, ins, [o], name=o, doc_string=doc, **kw))
+        return o
+
+    if f.form == "key_mask":
+        inits.append(numpy_helper.from_array(np.array(0, np.int32), f"{p}/zero_i32"))
+        keep = node("Greater", [f.mask, f"{p}/zero_i32"])
+    else:
+        inits.append(numpy_helper.from_array(np.array([-1, 1], np.int64), f"{p}/col"))
+        if f.t:
+            inits.append(numpy_helper.from_array(np.arange(f.t, dtype=np.int64), f"{p}/range"))
+            rng = f"{p}/range"
+        else:
+            inits += [numpy_helper.from_array(np.array(0, np.int64), f"{p}/zero_i64"),
+                      numpy_helper.from_array(np.array(1, np.int64), f"{p}/one_i64"),
+                      numpy_helper.from_array(np.array(f.t_axis, np.int64), f"{p}/axis")]
+            shape = node("Shape", [f.t_source])
+            t = node("Gather", [shape, f"{p}/axis"], axis=0)
+            rng = node("Range", [f"{p}/zero_i64", t, f"{p}/one_i64"])
+        lens = node("Cast", [f.mask], to=onnx.TensorProto.INT64)
+        col = node("Reshape", [lens, f"{p}/col"])
+        keep = node("Less", [rng, col])
+    add = node("Where", [keep, f"{p}/zero", f"{p}/value"])
+    nodes.append(helper.make_node("Reshape", [add, f"{p}/shape4"], [out], name=f"{p}/Reshape_out",
+                                  doc_string=doc))
+    return nodes, inits
+
+
+def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = None
+                         ) -> list[Conversion]:
+    """Give each supported int32 mask of a fused com.microsoft Attention /
+    MultiHeadAttention in the main graph its float twin (in place; nothing is
+    added when no such node has an int mask). Returns what was added."""
+    from ..capability.analyze import model_opset
+    from ..capability.shapes import infer_shapes
+
+    fused = [n for n in model.graph.node if n.domain == "com.microsoft"
+             and n.op_type in ("Attention", "MultiHeadAttention")
+             and len(n.input) > mask_slot(n) and n.input[mask_slot(n)]]
+    if not fused:
+        return []
+    opset = model_opset(model)
+    shaped = infer_shapes(model, dims)
+    view = GraphView.build(shaped.model.graph, "", None, opset)
+    symbolic = bool(shaped.bindings)
+    done: dict[str, Conversion] = {}
+    new_nodes: dict[str, list[onnx.NodeProto]] = {}  # attention node -> nodes before it
+    for n in fused:
+        if int_mask(view, n) is None:
+            continue
+        f = mask_form(view, n, symbolic)
+        if isinstance(f, str):
+            continue
+        out = converted_name(f)
+        if out in done:
+            continue
+        nodes, inits = _conversion_nodes(f, out, n.name, opset)
+        model.graph.initializer.extend(inits)
+        new_nodes.setdefault(n.name, []).extend(nodes)
+        done[out] = Conversion(out, [x.name for x in nodes], [t.name for t in inits])
+    if new_nodes:
+        order: list[onnx.NodeProto] = []
+        for n in model.graph.node:
+            order.extend(new_nodes.get(n.name, ()))
+            order.append(n)
+        del model.graph.node[:]
+        model.graph.node.extend(order)
+    return list(done.values())
+
+
+def prune_conversions(model: onnx.ModelProto, added: Iterable[Conversion],
+                      read: set[str]) -> set[str]:
+    """Remove (in place) the conversions whose twin no NPU region reads; returns the
+    removed node names."""
+    gone_nodes: set[str] = set()
+    gone_inits: set[str] = set()
+    for c in added:
+        if c.output not in read:
+            gone_nodes.update(c.nodes)
+            gone_inits.update(c.initializers)
+    if gone_nodes:
+        kept = [n for n in model.graph.node if n.name not in gone_nodes]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        inits = [t for t in model.graph.initializer if t.name not in gone_inits]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(inits)
+    return gone_nodes
+
+
+def conversion_reason(node: onnx.NodeProto) -> str | None:
+    """The report's reason for a conversion node (None for any other node)."""
+    if node.doc_string.startswith(MARK):
+        return ("mask conversion: " + node.doc_string[len(MARK) + 2:]
+                + "; element-wise on the CPU, the attention region reads the float mask")
+    return None

@@ -1,0 +1,215 @@
+"""Integer attention masks of com.microsoft Attention (mask_index) and
+MultiHeadAttention (key_padding_mask): the supported forms run with the attention
+in an NPU region (the mask converted to an additive float mask by CPU nodes,
+ops/attention_masks.py), the others stay on the CPU with the reason. ONNX
+Runtime's CPU provider on the unmodified model is the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import xdna_ep
+
+B, T, D, H = 2, 64, 64, 2
+COSINE = 0.999
+
+
+@pytest.fixture
+def _no_cost_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny widths: the cost model would keep them on the CPU (test_generalisation.py)."""
+    from xdna_ep import partition as partition_mod
+    from xdna_ep.ort import stages
+
+    def partition(model, opts, device_name, device_reason="", model_name="", dims=None,
+                  dims_source=None):
+        return partition_mod.partition_model(
+            model, exclude_ops=list(opts.exclude_ops), exclude_nodes=list(opts.exclude_nodes),
+            use_cost_model=False, device=device_name, device_reason=device_reason,
+            model_name=model_name, dims=dims or None, dims_source=dims_source)
+
+    monkeypatch.setattr(stages, "partition", partition)
+
+
+def _model(op: str, mask_shape: list | None, *, mask_type: int = TensorProto.INT32,
+           seed: int = 0, attention_bias: bool = False, **node_attrs) -> onnx.ModelProto:
+    """x [B, T, D] -> (packed Attention | q/k/v MatMuls -> MultiHeadAttention) with the
+    mask graph input `mask` -> out-projection MatMul."""
+    rng = np.random.default_rng(seed)
+    inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+
+    def weight(name: str, shape: tuple[int, ...]) -> str:
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32), name))
+        return name
+
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [B, T, D])]
+    mask = ""
+    if mask_shape is not None:
+        mask = "mask"
+        inputs.append(helper.make_tensor_value_info(mask, mask_type, mask_shape))
+    bias = ""
+    if attention_bias:
+        bias = "attention_bias"
+        inputs.append(helper.make_tensor_value_info(bias, TensorProto.FLOAT, [B, 1, T, T]))
+    if op == "Attention":
+        ins = ["x", weight("qkv.weight", (D, 3 * D)), "", mask] + (["", bias] if bias else [])
+        nodes.append(helper.make_node("Attention", ins, ["attn"], name="attn",
+                                      domain="com.microsoft", num_heads=H, **node_attrs))
+    else:
+        for role in "qkv":
+            nodes.append(helper.make_node("MatMul", ["x", weight(f"{role}.weight", (D, D))],
+                                          [role], name=f"{role}_proj"))
+        ins = ["q", "k", "v", "", mask] + ([bias] if bias else [])
+        nodes.append(helper.make_node("MultiHeadAttention", ins, ["attn"], name="attn",
+                                      domain="com.microsoft", num_heads=H, **node_attrs))
+    nodes.append(helper.make_node("MatMul", ["attn", weight("out.weight", (D, D))], ["y"],
+                                  name="out_proj"))
+    graph = helper.make_graph(nodes, "masks", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [B, T, D])],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.microsoft", 1)])
+
+
+def _feed(mask: np.ndarray | None, seed: int = 1, **extra: np.ndarray) -> dict[str, np.ndarray]:
+    x = np.random.default_rng(seed).standard_normal((B, T, D)).astype(np.float32)
+    return {"x": x, **({"mask": mask} if mask is not None else {}), **extra}
+
+
+def _ort_cpu(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)[0]
+
+
+def _xdna(model: onnx.ModelProto, feed: dict[str, np.ndarray], tmp_path):  # type: ignore[no-untyped-def]
+    sess = xdna_ep.InferenceSession(
+        model.SerializeToString(), providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
+        provider_options=[{"device": "emulator", "cache_dir": str(tmp_path)}, {}])
+    return sess, sess.run(None, feed)[0]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _node(plan, name: str):  # type: ignore[no-untyped-def]
+    return next(n for n in plan.nodes if n.name == name)
+
+
+def _lengths_mask(lengths: list[int]) -> np.ndarray:
+    return np.array(lengths, np.int32)
+
+
+def _key_mask(seed: int) -> np.ndarray:
+    """Raw 0/1 mask with other values too: ORT keeps key j iff mask > 0."""
+    rng = np.random.default_rng(seed)
+    m = rng.choice(np.array([0, 1, 1, 3, -2], np.int32), size=(B, T))
+    m[1, 40:] = 0  # right padding on batch 1
+    return m
+
+
+FORMS = {
+    "lengths": ([B], lambda: _lengths_mask([T, 23])),
+    "key_mask": ([B, T], lambda: _key_mask(3)),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("op", ["Attention", "MultiHeadAttention"])
+def test_mask_form_runs_in_npu_region(op, form, tmp_path, _no_cost_model):
+    shape, make = FORMS[form]
+    model, mask = _model(op, shape), make()
+    feed = _feed(mask)
+    sess, got = _xdna(model, feed, tmp_path)
+    plan = sess.xdna_plan
+    assert _node(plan, "attn").placement == "npu", _node(plan, "attn").reason
+    conv = [n for n in plan.nodes if n.reason.startswith("mask conversion:")]
+    assert conv and all(n.placement == "cpu" for n in conv)
+    assert all("'mask'" in n.reason and "'attn'" in n.reason for n in conv)
+    want = _ort_cpu(model, feed)
+    unmasked = _ort_cpu(_model(op, None), _feed(None))
+    for b in range(B):  # each batch row (different lengths / masks)
+        assert _cos(got[b], want[b]) >= COSINE, (b, _cos(got[b], want[b]))
+    # the mask matters: the unmasked output is far from the masked reference
+    assert _cos(unmasked[1], want[1]) < 0.99
+
+
+@pytest.mark.parametrize("op", ["Attention", "MultiHeadAttention"])
+def test_fully_masked_row_matches_ort(op, tmp_path, _no_cost_model):
+    """A length 0 (every key masked): ORT CPU adds mask_filter_value to every logit
+    of the row, i.e. softmax over the raw logits; no NaN."""
+    model = _model(op, [B])
+    feed = _feed(_lengths_mask([17, 0]))
+    sess, got = _xdna(model, feed, tmp_path)
+    assert _node(sess.xdna_plan, "attn").placement == "npu"
+    want = _ort_cpu(model, feed)
+    assert np.isfinite(got).all() and np.isfinite(want).all()
+    for b in range(B):
+        assert _cos(got[b], want[b]) >= COSINE, (b, _cos(got[b], want[b]))
+    # batch 1's row is the unmasked attention's (what ORT computes for it)
+    unmasked = _ort_cpu(_model(op, None), _feed(None))
+    assert _cos(got[1], unmasked[1]) >= COSINE
+
+
+def test_mask_filter_value_attribute(tmp_path, _no_cost_model):
+    """A mask_filter_value above -10000 is the additive value used as it is."""
+    model = _model("MultiHeadAttention", [B, T], mask_filter_value=-3.0)
+    feed = _feed(_key_mask(5))
+    sess, got = _xdna(model, feed, tmp_path)
+    assert _node(sess.xdna_plan, "attn").placement == "npu"
+    want = _ort_cpu(model, feed)
+    default = _ort_cpu(_model("MultiHeadAttention", [B, T]), feed)
+    assert _cos(default, want) < 0.999  # -3 leaves the masked keys some weight
+    assert _cos(got, want) >= COSINE
+
+
+REFUSED = {
+    # name: (op, mask shape, mask value, node attrs, words of the reason)
+    "start-end-2B": ("Attention", [2 * B], np.array([T, 30, 0, 5], np.int32), {},
+                     "[2B] start/end"),
+    "3-D": ("Attention", [B, T, T], np.ones((B, T, T), np.int32), {}, "3-D"),
+    "filter-below-ort-default": ("MultiHeadAttention", [B], _lengths_mask([T, 9]),
+                                 {"mask_filter_value": -1e9}, "mask_filter_value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_forms_stay_on_cpu(case, tmp_path, _no_cost_model):
+    op, shape, mask, attrs, words = REFUSED[case]
+    model = _model(op, shape, **attrs)
+    feed = _feed(mask)
+    sess, got = _xdna(model, feed, tmp_path)
+    node = _node(sess.xdna_plan, "attn")
+    assert node.placement == "cpu" and words in node.reason, node.reason
+    assert not any(n.reason.startswith("mask conversion:") for n in sess.xdna_plan.nodes)
+    # the rest (projections) may still be on the NPU: the output stays close to ORT
+    assert _cos(got, _ort_cpu(model, feed)) >= COSINE
+
+
+def test_mask_and_attention_bias_stay_on_cpu(tmp_path, _no_cost_model):
+    model = _model("MultiHeadAttention", [B], attention_bias=True)
+    bias = np.random.default_rng(4).standard_normal((B, 1, T, T)).astype(np.float32)
+    feed = _feed(_lengths_mask([T, 20]), attention_bias=bias)
+    sess, got = _xdna(model, feed, tmp_path)
+    node = _node(sess.xdna_plan, "attn")
+    assert node.placement == "cpu" and "attention_bias" in node.reason, node.reason
+    assert _cos(got, _ort_cpu(model, feed)) >= COSINE
+
+
+def test_attention_bias_alone_is_the_additive_mask(tmp_path, _no_cost_model):
+    """com.microsoft Attention's attention_bias (input 5) without mask_index."""
+    model = _model("Attention", None, attention_bias=True)
+    bias = np.where(np.random.default_rng(6).random((B, 1, T, T)) < 0.3, -10000.0,
+                    np.random.default_rng(7).standard_normal((B, 1, T, T))).astype(np.float32)
+    feed = _feed(None, attention_bias=bias)
+    sess, got = _xdna(model, feed, tmp_path)
+    assert _node(sess.xdna_plan, "attn").placement == "npu"
+    want = _ort_cpu(model, feed)
+    assert _cos(got, want) >= COSINE
+    assert _cos(_ort_cpu(_model("Attention", None), _feed(None)), want) < 0.99
