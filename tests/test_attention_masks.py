@@ -169,13 +169,39 @@ def test_mask_filter_value_attribute(tmp_path, _no_cost_model):
     assert _cos(got, want) >= COSINE
 
 
+FLOAT_MIN = float(np.finfo(np.float32).min)
+
+
+@pytest.mark.parametrize("op", ["Attention", "MultiHeadAttention"])
+def test_float_min_filter_value(op, tmp_path, _no_cost_model):
+    """mask_filter_value = float32's lowest (what onnxruntime.transformers' optimizer
+    writes for Hugging Face BERT): rows with a kept key agree with ORT CPU; a fully
+    masked row is where they differ (ORT: the logits round away, a uniform average;
+    the region: softmax over the raw logits), and the plan says so."""
+    model = _model(op, [B], mask_filter_value=FLOAT_MIN)
+    feed = _feed(_lengths_mask([41, 0]))
+    sess, got = _xdna(model, feed, tmp_path)
+    plan = sess.xdna_plan
+    assert _node(plan, "attn").placement == "npu"
+    assert any("every key is masked" in n for n in plan.notes), plan.notes
+    want = _ort_cpu(model, feed)
+    assert _cos(got[0], want[0]) >= COSINE
+    # batch 1 (length 0): ORT's rows are all one uniform average over the keys
+    assert np.ptp(want[1], axis=0).max() < 1e-4
+    unmasked = _ort_cpu(_model(op, None), _feed(None))
+    assert _cos(got[1], unmasked[1]) >= COSINE
+    # the default filter value has no such note
+    sess2, _ = _xdna(_model(op, [B]), feed, tmp_path / "default")
+    assert not any("every key is masked" in n for n in sess2.xdna_plan.notes)
+
+
 REFUSED = {
     # name: (op, mask shape, mask value, node attrs, words of the reason)
     "start-end-2B": ("Attention", [2 * B], np.array([T, 30, 0, 5], np.int32), {},
                      "[2B] start/end"),
     "3-D": ("Attention", [B, T, T], np.ones((B, T, T), np.int32), {}, "3-D"),
-    "filter-below-ort-default": ("MultiHeadAttention", [B], _lengths_mask([T, 9]),
-                                 {"mask_filter_value": -1e9}, "mask_filter_value"),
+    "filter-not-negative": ("MultiHeadAttention", [B], _lengths_mask([T, 9]),
+                            {"mask_filter_value": 0.0}, "mask_filter_value 0 is not negative"),
 }
 
 
@@ -213,3 +239,62 @@ def test_attention_bias_alone_is_the_additive_mask(tmp_path, _no_cost_model):
     want = _ort_cpu(model, feed)
     assert _cos(got, want) >= COSINE
     assert _cos(_ort_cpu(_model("Attention", None), _feed(None)), want) < 0.99
+
+
+def _symbolic_mha(projections: bool) -> onnx.ModelProto:
+    """MultiHeadAttention with symbolic batch/sequence dims and a [batch] lengths
+    mask; q/k/v are graph inputs, or MatMul projections of x (then the key length
+    is no graph input's dim)."""
+    if projections:
+        model = _model("MultiHeadAttention", [B])
+    else:
+        rng = np.random.default_rng(8)
+        wo = numpy_helper.from_array((rng.standard_normal((D, D)) / 8).astype(np.float32),
+                                     "out.weight")
+        nodes = [helper.make_node("MultiHeadAttention", ["q", "k", "v", "", "mask"], ["attn"],
+                                  name="attn", domain="com.microsoft", num_heads=H),
+                 helper.make_node("MatMul", ["attn", "out.weight"], ["y"], name="out_proj")]
+        inputs = [helper.make_tensor_value_info(r, TensorProto.FLOAT, ["batch", "seq", D])
+                  for r in "qkv"]
+        inputs.append(helper.make_tensor_value_info("mask", TensorProto.INT32, ["batch"]))
+        graph = helper.make_graph(nodes, "masks", inputs, [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["batch", "seq", D])], [wo])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                        helper.make_opsetid("com.microsoft", 1)])
+    for vi in (*model.graph.input, *model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        dims[0].dim_param = "batch"
+        if len(dims) == 3:
+            dims[1].dim_param = "seq"
+    return model
+
+
+def test_lengths_with_symbolic_dims_read_the_key_length_at_run_time(tmp_path, _no_cost_model):
+    """[B] lengths, key a graph input with a symbolic length: the conversion reads
+    the length with Shape at run time; each input shape compiles at its first run."""
+    model = _symbolic_mha(projections=False)
+    sess = xdna_ep.InferenceSession(
+        model.SerializeToString(), providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
+        provider_options=[{"device": "emulator", "cache_dir": str(tmp_path)}, {}])
+    for t, lengths in ((64, [64, 30]), (48, [5, 48])):
+        rng = np.random.default_rng(t)
+        feed = {r: rng.standard_normal((B, t, D)).astype(np.float32) for r in "qkv"}
+        feed["mask"] = _lengths_mask(lengths)
+        got = sess.run(None, feed)[0]
+        assert _node(sess.xdna_plan, "attn").placement == "npu"
+        assert any(n.op_type == "Shape" and n.reason.startswith("mask conversion:")
+                   for n in sess.xdna_plan.nodes)
+        want = _ort_cpu(model, feed)
+        for b in range(B):
+            assert _cos(got[b], want[b]) >= COSINE, (t, b, _cos(got[b], want[b]))
+
+
+def test_lengths_with_symbolic_internal_key_length_stay_on_cpu(tmp_path, _no_cost_model):
+    """[B] lengths whose key length is symbolic and produced inside the region: the
+    length would be a guess, so the node stays on the CPU with that reason."""
+    model = _symbolic_mha(projections=True)
+    feed = _feed(_lengths_mask([T, 12]))
+    sess, got = _xdna(model, feed, tmp_path)
+    node = _node(sess.xdna_plan, "attn")
+    assert node.placement == "cpu" and "symbolic" in node.reason, node.reason
+    assert _cos(got, _ort_cpu(model, feed)) >= COSINE

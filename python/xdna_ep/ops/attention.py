@@ -20,15 +20,31 @@ Export forms: the head split is the Reshape of [B, T, H*Dh] (or ORT's flattened
 [B*T, H*Dh] Gemm output, ops/matmul.py) to [B, T, H, Dh]; the walk stops right
 after it. A constant mask that is the causal one (GPT-2's bias, often a slice
 that constant-folds) becomes the kernel's causal flag; any other constant mask
-is refused with its reason. A fused Attention / MultiHeadAttention whose mask is
-not float32 (int32 mask_index, bool key padding) is not matched: that node stays
-on the CPU with the reason and the rest of its region compiles. On a model whose
+is refused with its reason. On a model whose
 input dims are all fixed, Shape reads of the match's internal tensors fold
 (capability/folding.py: torch's sdpa scale sqrt(1/sqrt(Dh)) computed from Shape,
 the head merge's target shape) and join the match. Not compiled yet: q/k/v that
 reach the MatMul as [B, H, T, Dh] without the head split in the match
 (q_layout 'bhsd'), and the same Shape chains on a model with symbolic dims (a
 guessed size is never folded): they stay on the CPU with the reason.
+
+Integer masks of the fused ops (Attention mask_index, MultiHeadAttention
+key_padding_mask; ops/attention_masks.py): an int32 [B] end-position or [B, T]
+0/1 mask gets a float twin, the additive mask [B, 1, 1, T] (0 keep; masked: the
+node's mask_filter_value, or -9999 where that is <= -10000), computed by three to
+eight ONNX nodes (Greater or Cast/Less, Where, Reshape) that partition_model adds before
+capability and that stay on ONNX Runtime's CPU provider; the match reads the
+twin, so the region's edge stays float32 and the attention stage is unchanged.
+Why CPU nodes and not a mask-conversion stage in the program: the conversion is
+B*T element-wise comparisons, nothing an NPU launch would pay for; a stage would
+need a new kernel in the numpy reference, the emulator, the plugin's stage table
+and the NPU, a stage version and its bit-exactness tests, for no speed; and the
+model stays valid for ONNX Runtime whatever runs the node (the attention node
+keeps its int32 input; twins no NPU region reads are removed again). Other forms
+([2B], [3B+2], 3-D, 4-D, non-int32, a mask with attention_bias) are not matched:
+that node stays on the CPU with the reason and the rest of its region compiles.
+An Attention's attention_bias (input 5) alone is its additive mask, as for
+MultiHeadAttention.
 
 Lowering: one attention LOp on q, k, v [B, T, H*Dh] (+ an additive float mask);
 a packed com.microsoft Attention first gets three matmul LOps (the q/k/v column
@@ -419,7 +435,8 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
     for key in ("past", "past_key", "past_value", "key_padding_mask"):
         if getattr(a, key):
             raise NotLowerable(f"attention {node!r}: {key} input ({getattr(a, key)!r}) is not "
-                               f"supported (KV cache / padding masks stay on the CPU)")
+                               f"supported (KV cache and unconverted padding masks stay on "
+                               f"the CPU)")
     for key in ("q_layout", "k_layout", "v_layout", "out_layout"):
         if getattr(a, key) != "bsd":
             raise NotLowerable(f"attention {node!r}: {key} is {getattr(a, key)!r}; the "

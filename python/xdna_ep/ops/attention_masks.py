@@ -26,15 +26,22 @@ same constant), not NaN and not zeros. The attention kernel *excludes* keys whos
 mask is <= -1e4 (a fully excluded row outputs zeros), so the additive value is
 max(mask_filter_value, -9999): the same partially masked rows (exp(-9999) is 0 in
 the kernel's fixed point as in float) and, for fully masked rows, the same
-softmax of the raw logits that ORT gives.
+softmax of the raw logits that ORT gives at mask_filter_value >= -10000 (its
+default). A larger-magnitude mask_filter_value (onnxruntime.transformers'
+optimizer writes float32's lowest value for Hugging Face BERT) gives the same
+partially masked rows, but ORT's fully masked rows then come from float32
+rounding of logit + value (at the lowest value every logit of the row becomes
+that value: a uniform average over all keys), which an additive mask cannot
+reproduce: the region keeps softmax over the raw logits, and the plan notes it
+for that model (`Conversion.note`).
 
 Refused (the node stays on the CPU, the reason in the report, `refusal`): other
 element types (bool is not accepted by ORT's schema), [2B] start/end and
 [3B+2] 1-D forms, 3-D and 4-D masks, a mask together with attention_bias, a
-mask_filter_value below -10000 (ORT's fully masked rows then depend on float32
-rounding of logit + value) or not negative, a 2-D mask whose length is not the
-key length, and a [B] mask whose key length is symbolic and not read from a
-graph input (T would have to be guessed).
+mask with a past key/value, a mask_filter_value that is not negative, a 2-D mask
+whose length is not the key length, and a [B] mask whose key length is symbolic
+and not a graph input's dim (T would have to be guessed; the [B] form then reads
+T with Shape from that graph input at run time).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ class MaskForm:
     t: int = 0
     t_source: str = ""
     t_axis: int = 1
+    filter_value: float = ORT_DEFAULT_FILTER
 
 
 def mask_slot(node: onnx.NodeProto) -> int:
@@ -108,9 +116,8 @@ def mask_form(view: GraphView, node: onnx.NodeProto, symbolic: bool) -> MaskForm
     if ins[4 if node.op_type == "Attention" else 6]:
         return f"{what}: with a past key/value (KV cache)"
     filt = float(attr(node, "mask_filter_value", ORT_DEFAULT_FILTER))
-    if not (ORT_DEFAULT_FILTER <= filt < 0.0):
-        return (f"{what}: mask_filter_value {filt:g} is outside [-10000, 0) (fully masked "
-                f"rows would not match ONNX Runtime)")
+    if not filt < 0.0:
+        return f"{what}: mask_filter_value {filt:g} is not negative (not a mask)"
     value = filt if filt > KERNEL_EXCLUDE else VALUE_FLOOR
     shape = info.shape
     q = view.info(node.input[0]).shape
@@ -126,16 +133,16 @@ def mask_form(view: GraphView, node: onnx.NodeProto, symbolic: bool) -> MaskForm
                     f"end-position form is converted ([2B] start/end and [3B+2] stay on "
                     f"the CPU)")
         if src in view.graph_inputs:
-            return MaskForm(mask, "lengths", value, 0, src, axis)
+            return MaskForm(mask, "lengths", value, 0, src, axis, filt)
         if symbolic or not isinstance(t, int):
             return (f"{what} [B] needs the key length, which is symbolic and not a graph "
                     f"input's dim (give a [B, T] mask or fixed input dims)")
-        return MaskForm(mask, "lengths", value, int(t))
+        return MaskForm(mask, "lengths", value, int(t), filter_value=filt)
     if len(shape) == 2:
         if isinstance(shape[1], int) and isinstance(t, int) and shape[1] != t:
             return (f"{what} has shape {list(shape)}: its length is not the key length "
                     f"{t}")
-        return MaskForm(mask, "key_mask", value)
+        return MaskForm(mask, "key_mask", value, filter_value=filt)
     return (f"{what} is {len(shape)}-D {list(shape)}: only [B] lengths and [B, T] 0/1 "
             f"masks are converted")
 
@@ -153,6 +160,8 @@ class Conversion:
     output: str
     nodes: list[str]
     initializers: list[str]
+    attentions: list[str]
+    note: str = ""  # fully masked rows differ from ONNX Runtime CPU (filter < -10000)
 
 
 def _conversion_nodes(f: MaskForm, out: str, attention: str,
@@ -222,11 +231,20 @@ def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = N
             continue
         out = converted_name(f)
         if out in done:
+            done[out].attentions.append(n.name)
             continue
         nodes, inits = _conversion_nodes(f, out, n.name, opset)
         model.graph.initializer.extend(inits)
         new_nodes.setdefault(n.name, []).extend(nodes)
-        done[out] = Conversion(out, [x.name for x in nodes], [t.name for t in inits])
+        note = ""
+        if f.filter_value <= KERNEL_EXCLUDE and f.filter_value != ORT_DEFAULT_FILTER:
+            note = (f"mask {f.mask!r} (mask_filter_value {f.filter_value:g}): a row whose "
+                    f"every key is masked gets softmax over its raw logits in the NPU "
+                    f"region; ONNX Runtime's CPU kernel adds {f.filter_value:g} in float32, "
+                    f"which rounds the logits away (at float32's lowest value: a uniform "
+                    f"average over all keys). Rows with a kept key agree")
+        done[out] = Conversion(out, [x.name for x in nodes], [t.name for t in inits],
+                               [n.name], note)
     if new_nodes:
         order: list[onnx.NodeProto] = []
         for n in model.graph.node:
