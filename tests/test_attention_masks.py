@@ -298,3 +298,62 @@ def test_lengths_with_symbolic_internal_key_length_stay_on_cpu(tmp_path, _no_cos
     node = _node(sess.xdna_plan, "attn")
     assert node.placement == "cpu" and "symbolic" in node.reason, node.reason
     assert _cos(got, _ort_cpu(model, feed)) >= COSINE
+
+
+def test_unidirectional_attention_with_lengths(tmp_path, _no_cost_model):
+    """unidirectional=1 and a [B] mask_index: the kernel's causal flag plus the
+    converted mask (ORT adds mask_filter_value for both)."""
+    model = _model("Attention", [B], unidirectional=1)
+    feed = _feed(_lengths_mask([50, 0]))
+    sess, got = _xdna(model, feed, tmp_path)
+    assert _node(sess.xdna_plan, "attn").placement == "npu"
+    want = _ort_cpu(model, feed)
+    for b in range(B):
+        assert _cos(got[b], want[b]) >= COSINE, (b, _cos(got[b], want[b]))
+    assert _cos(_ort_cpu(_model("Attention", [B]), feed), want) < 0.99  # causal matters
+
+
+def test_static_calibration_reads_the_converted_mask():
+    """partition_model + compile_plan with static scales: the calibration and the
+    SQNR measurement run the FP32 model, which holds the conversion nodes."""
+    from xdna_ep.compile import CompileOptions, compile_plan
+    from xdna_ep.compile.execute import run_program
+    from xdna_ep.partition import partition_model
+
+    model = _model("MultiHeadAttention", [B, T])
+    samples = [_feed(_key_mask(s), seed=s) for s in range(3)]
+    plan = partition_model(model, use_cost_model=False)
+    programs = compile_plan(model, plan, CompileOptions("static", samples, "minmax"))
+    (rid, prog), = programs.items()
+    region = next(r for r in plan.regions if r.id == rid)
+    twin = next(t.name for t in prog.inputs if t.name != "x")
+    assert twin.startswith("mask::xdna_additive_mask") and region.sqnr_db >= 30.0
+    # the program on the twin's values (ORT CPU on the rewritten FP32 graph) vs ORT CPU
+    observe = onnx.ModelProto()
+    observe.CopyFrom(model)
+    observe.graph.output.append(helper.make_tensor_value_info(twin, TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(observe.SerializeToString(), providers=["CPUExecutionProvider"])
+    for s in samples:
+        want, mask = sess.run(None, s)
+        assert mask.shape == (B, 1, 1, T)
+        np.testing.assert_array_equal(mask[:, 0, 0, :], np.where(s["mask"] > 0, 0.0, -9999.0))
+        got = run_program(prog, {"x": s["x"], twin: mask}).outputs["y"]
+        assert _cos(got, want) >= COSINE
+
+
+def test_conversion_removed_when_no_npu_region_reads_it():
+    """An attention kept on the CPU (here by exclude_nodes) keeps its int32 mask: the
+    conversion nodes go again, from the model and from the plan."""
+    from xdna_ep.partition import partition_model
+
+    model = _model("MultiHeadAttention", [B])
+    before = {n.name for n in model.graph.node}
+    plan = partition_model(model, use_cost_model=False, exclude_nodes=["attn"])
+    assert _node(plan, "attn").placement == "cpu"
+    assert {n.name for n in model.graph.node} == before
+    assert not any(n.reason.startswith("mask conversion:") for n in plan.nodes)
+    assert not any("xdna_additive_mask" in t.name for t in model.graph.initializer)
+    kept = _model("MultiHeadAttention", [B])
+    plan = partition_model(kept, use_cost_model=False)
+    assert _node(plan, "attn").placement == "npu"
+    assert len({n.name for n in kept.graph.node} - before) == 5  # Cast Reshape Less Where Reshape

@@ -540,7 +540,8 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
             cat = "dtype" if view.info(mask).dtype != onnx.TensorProto.INT32 else "shape"
             return f"{cat}: {form}: the node runs on the CPU"
         return (f"unmatched: {node.op_type} mask {mask!r} was not converted to an additive "
-                f"float mask (partition_model converts it): the node runs on the CPU")
+                f"float mask (partition_model converts those of the main graph): the node runs "
+                f"on the CPU")
     return "non-constant weight: fused attention with run-time weights or bias"
 
 
