@@ -357,3 +357,7 @@ def test_conversion_removed_when_no_npu_region_reads_it():
     plan = partition_model(kept, use_cost_model=False)
     assert _node(plan, "attn").placement == "npu"
     assert len({n.name for n in kept.graph.node} - before) == 5  # Cast Reshape Less Where Reshape
+    # a second partition of the same (already converted) model adds nothing
+    n_nodes = len(kept.graph.node)
+    plan = partition_model(kept, use_cost_model=False)
+    assert _node(plan, "attn").placement == "npu" and len(kept.graph.node) == n_nodes

@@ -212,30 +212,37 @@ def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = N
     from ..capability.analyze import model_opset
     from ..capability.shapes import infer_shapes
 
-    fused = [n for n in model.graph.node if n.domain == "com.microsoft"
+    fused = [i for i, n in enumerate(model.graph.node) if n.domain == "com.microsoft"
              and n.op_type in ("Attention", "MultiHeadAttention")
              and len(n.input) > mask_slot(n) and n.input[mask_slot(n)]]
     if not fused:
         return []
     opset = model_opset(model)
-    shaped = infer_shapes(model, dims)
+    try:
+        shaped = infer_shapes(model, dims)
+    except Exception:  # noqa: BLE001 - analyze() reports a model it cannot read
+        return []
     view = GraphView.build(shaped.model.graph, "", None, opset)
     symbolic = bool(shaped.bindings)
+    existing = {o for n in model.graph.node for o in n.output}  # a second partition
     done: dict[str, Conversion] = {}
-    new_nodes: dict[str, list[onnx.NodeProto]] = {}  # attention node -> nodes before it
-    for n in fused:
+    new_nodes: dict[int, list[onnx.NodeProto]] = {}  # attention position -> nodes before it
+    for i in fused:
+        n = model.graph.node[i]
         if int_mask(view, n) is None:
             continue
         f = mask_form(view, n, symbolic)
         if isinstance(f, str):
             continue
         out = converted_name(f)
+        if out in existing:
+            continue
         if out in done:
             done[out].attentions.append(n.name)
             continue
         nodes, inits = _conversion_nodes(f, out, n.name, opset)
         model.graph.initializer.extend(inits)
-        new_nodes.setdefault(n.name, []).extend(nodes)
+        new_nodes.setdefault(i, []).extend(nodes)
         note = ""
         if f.filter_value <= KERNEL_EXCLUDE and f.filter_value != ORT_DEFAULT_FILTER:
             note = (f"mask {f.mask!r} (mask_filter_value {f.filter_value:g}): a row whose "
@@ -247,8 +254,8 @@ def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = N
                                [n.name], note)
     if new_nodes:
         order: list[onnx.NodeProto] = []
-        for n in model.graph.node:
-            order.extend(new_nodes.get(n.name, ()))
+        for i, n in enumerate(model.graph.node):
+            order.extend(new_nodes.get(i, ()))
             order.append(n)
         del model.graph.node[:]
         model.graph.node.extend(order)
