@@ -29,10 +29,11 @@ reach the MatMul as [B, H, T, Dh] without the head split in the match
 guessed size is never folded): they stay on the CPU with the reason.
 
 Integer masks of the fused ops (Attention mask_index, MultiHeadAttention
-key_padding_mask; ops/attention_masks.py): an int32 [B] end-position or [B, T]
-0/1 mask gets a float twin, the additive mask [B, 1, 1, T] (0 keep; masked: the
+key_padding_mask; ops/attention_masks.py): an int32 [B] end-position, [2B]
+end/start-position (Attention), [B, T] or [B, S, T] 0/1 mask gets a float twin,
+the additive mask [B, 1, 1, T] or [B, 1, S, T] (0 keep; masked: the
 node's mask_filter_value, or -9999 where that is <= -10000), computed by three to
-eight ONNX nodes (Greater or Cast/Less, Where, Reshape) that partition_model adds before
+eleven ONNX nodes (Greater or Cast/Less, Where, Reshape) that partition_model adds before
 capability and that stay on ONNX Runtime's CPU provider; the match reads the
 twin, so the region's edge stays float32 and the attention stage is unchanged.
 Why CPU nodes and not a mask-conversion stage in the program: the conversion is
@@ -41,7 +42,7 @@ need a new kernel in the numpy reference, the emulator, the plugin's stage table
 and the NPU, a stage version and its bit-exactness tests, for no speed; and the
 model stays valid for ONNX Runtime whatever runs the node (the attention node
 keeps its int32 input; twins no NPU region reads are removed again). Other forms
-([2B], [3B+2], 3-D, 4-D, non-int32, a mask with attention_bias) are not matched:
+([3B+2], 4-D, non-int32, a mask with attention_bias) are not matched:
 that node stays on the CPU with the reason and the rest of its region compiles.
 An Attention's attention_bias (input 5) alone is its additive mask, as for
 MultiHeadAttention.

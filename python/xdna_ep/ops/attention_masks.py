@@ -7,9 +7,15 @@ additive float32 mask (kernels/attention/README.md). Before capability,
 int32 mask a float twin computed by a few ordinary ONNX nodes, which stay on
 ONNX Runtime's CPU provider:
 
-    [B] lengths    keep = Less(Range(T), Reshape(Cast(len, int64), [-1, 1]))
-    [B, T] 0/1     keep = Greater(mask, 0)
-    both           additive = Reshape(Where(keep, 0, value), [0, 1, 1, -1])   [B, 1, 1, T]
+    [B] end positions      keep = Less(Range(T), Reshape(Cast(end, int64), [-1, 1]))
+    [2B] end, start        keep = And(Less(Range(T), end), GreaterOrEqual(Range(T), start))
+                           (Attention only; end, start = Gather of Reshape(.., [2, -1, 1]))
+    [B, T] / [B, S, T] 0/1 keep = Greater(mask, 0)
+    then                   additive = Where(keep, 0, value), Reshape to [B, 1, 1, T]
+                           (Unsqueeze to [B, 1, S, T] for the 3-D mask)
+
+T is a constant on a model whose input dims are all fixed, else Shape + Gather +
+Range of the graph input that carries the key length.
 
 The attention node itself is left as it is (ONNX Runtime's kernels accept only
 int32 there), so the model stays valid whatever runs it; the matcher
@@ -19,12 +25,13 @@ again after placement (`prune_conversions`).
 
 Semantics, as ONNX Runtime's CPU kernels compute them (contrib_ops/cpu/bert,
 checked by tests/test_attention_masks.py against ORT CPU): key j of batch b is
-kept iff j < mask[b] (1-D) or mask[b, j] > 0 (2-D); a masked key gets the node's
+kept iff j < mask[b] (1-D [B]), mask[B + b] <= j < mask[b] ([2B]) or mask[b, j] > 0
+(2-D; mask[b, i, j] > 0 for 3-D); a masked key gets the node's
 `mask_filter_value` (default -10000) added to its logit. A row whose every key is
 masked therefore gets softmax over its raw logits in ORT (all logits moved by the
 same constant), not NaN and not zeros. The attention kernel *excludes* keys whose
 mask is <= -1e4 (a fully excluded row outputs zeros), so the additive value is
-max(mask_filter_value, -9999): the same partially masked rows (exp(-9999) is 0 in
+mask_filter_value itself when above -10000, else -9999: the same partially masked rows (exp(-9999) is 0 in
 the kernel's fixed point as in float) and, for fully masked rows, the same
 softmax of the raw logits that ORT gives at mask_filter_value >= -10000 (its
 default). A larger-magnitude mask_filter_value (onnxruntime.transformers'
@@ -35,13 +42,14 @@ that value: a uniform average over all keys), which an additive mask cannot
 reproduce: the region keeps softmax over the raw logits, and the plan notes it
 for that model (`Conversion.note`).
 
-Refused (the node stays on the CPU, the reason in the report, `refusal`): other
-element types (bool is not accepted by ORT's schema), [2B] start/end and
-[3B+2] 1-D forms, 3-D and 4-D masks, a mask together with attention_bias, a
-mask with a past key/value, a mask_filter_value that is not negative, a 2-D mask
-whose length is not the key length, and a [B] mask whose key length is symbolic
-and not a graph input's dim (T would have to be guessed; the [B] form then reads
-T with Shape from that graph input at run time).
+Refused (the node stays on the CPU, the reason in the report: `mask_form`): other
+element types (bool is not accepted by ORT's schema: its model does not load),
+MultiHeadAttention's [3B+2] form, 4-D masks (Megatron; ORT's CPU kernel does not
+run them either), a mask together with attention_bias, a mask with a past
+key/value, a mask_filter_value that is not negative, a 2-D / 3-D mask whose dims
+are not the key (and query) lengths, and a [B] / [2B] mask whose key length is
+symbolic and not a graph input's dim (T would be a guess; when the key, or the
+Attention input, is a graph input, Shape reads T at run time).
 """
 
 from __future__ import annotations
@@ -63,9 +71,10 @@ ORT_DEFAULT_FILTER = -10000.0
 
 @dataclass(frozen=True)
 class MaskForm:
-    """A supported int32 mask: `form` "lengths" ([B]) or "key_mask" ([B, T]);
+    """A supported int32 mask: `form` "lengths" ([B]), "start_end" ([2B]),
+    "key_mask" ([B, T]) or "query_key_mask" ([B, S, T]);
     `value` the additive float for masked keys; `t` the constant key length
-    (lengths form, 0 when read at run time from `t_source` axis `t_axis`)."""
+    (position forms, 0 when read at run time from `t_source` axis `t_axis`)."""
 
     mask: str
     form: str
@@ -99,7 +108,7 @@ def _kv_length(view: GraphView, node: onnx.NodeProto) -> tuple[str, int, object]
 
 
 def mask_form(view: GraphView, node: onnx.NodeProto, symbolic: bool) -> MaskForm | str:
-    """The supported form of the node's int mask, or the reason it is refused.
+    """The supported form of the node's int32 mask, or the reason it is refused.
 
     symbolic: the model has symbolic input dims (a constant key length would be
     a guess unless read from a graph input)."""
@@ -127,29 +136,41 @@ def mask_form(view: GraphView, node: onnx.NodeProto, symbolic: bool) -> MaskForm
         return f"{what}: key length unknown (the key/input is not [B, T, D])"
     if shape is None:
         return f"{what}: rank unknown"
+    qlen = q[1] if q is not None and len(q) == 3 else None
     if len(shape) == 1:
-        if isinstance(batch, int) and isinstance(shape[0], int) and shape[0] != batch:
-            return (f"{what} has shape {list(shape)} with batch {batch}: only the [B] "
-                    f"end-position form is converted ([2B] start/end and [3B+2] stay on "
-                    f"the CPU)")
+        if not (isinstance(batch, int) and isinstance(shape[0], int)):
+            return f"{what} [{shape[0]}]: its length or the batch size is unknown"
+        if shape[0] == batch:
+            form = "lengths"
+        elif shape[0] == 2 * batch and node.op_type == "Attention":
+            form = "start_end"
+        else:
+            return (f"{what} has shape {list(shape)} with batch {batch}: only the [B] end "
+                    f"positions{' and [2B] end/start positions' * (node.op_type == 'Attention')}"
+                    f" are converted")
         if src in view.graph_inputs:
-            return MaskForm(mask, "lengths", value, 0, src, axis, filt)
+            return MaskForm(mask, form, value, 0, src, axis, filt)
         if symbolic or not isinstance(t, int):
-            return (f"{what} [B] needs the key length, which is symbolic and not a graph "
-                    f"input's dim (give a [B, T] mask or fixed input dims)")
-        return MaskForm(mask, "lengths", value, int(t), filter_value=filt)
-    if len(shape) == 2:
-        if isinstance(shape[1], int) and isinstance(t, int) and shape[1] != t:
-            return (f"{what} has shape {list(shape)}: its length is not the key length "
+            return (f"{what} [{shape[0]}] needs the key length, which is symbolic and not a "
+                    f"graph input's dim (give a [B, T] mask or fixed input dims)")
+        return MaskForm(mask, form, value, int(t), filter_value=filt)
+    if len(shape) in (2, 3):
+        if isinstance(shape[-1], int) and isinstance(t, int) and shape[-1] != t:
+            return (f"{what} has shape {list(shape)}: its last dim is not the key length "
                     f"{t}")
-        return MaskForm(mask, "key_mask", value, filter_value=filt)
-    return (f"{what} is {len(shape)}-D {list(shape)}: only [B] lengths and [B, T] 0/1 "
-            f"masks are converted")
+        if len(shape) == 3 and not (isinstance(shape[1], int) and shape[1] == qlen):
+            return (f"{what} has shape {list(shape)}: its dim 1 is not the query length "
+                    f"{qlen}")
+        form = "key_mask" if len(shape) == 2 else "query_key_mask"
+        return MaskForm(mask, form, value, filter_value=filt)
+    return (f"{what} is {len(shape)}-D {list(shape)}: only [B] / [2B] positions and "
+            f"[B, T] / [B, S, T] 0/1 masks are converted")
 
 
 def converted_name(f: MaskForm) -> str:
     """The float twin's tensor name (one per mask, form, key length and value)."""
-    t = f"t{f.t}" if f.t else (f"{f.t_source}:{f.t_axis}" if f.form == "lengths" else "")
+    positions = f.form in ("lengths", "start_end")
+    t = f"t{f.t}" if f.t else (f"{f.t_source}:{f.t_axis}" if positions else "")
     return f"{f.mask}::xdna_additive_mask[{f.form}{',' + t if t else ''},{f.value:g}]"
 
 
@@ -167,12 +188,13 @@ class Conversion:
 def _conversion_nodes(f: MaskForm, out: str, attention: str,
                       opset: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     p = out  # names derive from the twin's name: unique per twin
-    kind = "[B] end positions" if f.form == "lengths" else "[B, T] 0/1 key mask"
-    doc = (f"{MARK}: int32 {kind} {f.mask!r} -> additive float mask [B, 1, 1, T] "
+    kind = {"lengths": "[B] end positions", "start_end": "[2B] end/start positions",
+            "key_mask": "[B, T] 0/1 key mask", "query_key_mask": "[B, S, T] 0/1 mask"}[f.form]
+    target = "[B, 1, S, T]" if f.form == "query_key_mask" else "[B, 1, 1, T]"
+    doc = (f"{MARK}: int32 {kind} {f.mask!r} -> additive float mask {target} "
            f"(0 keep, {f.value:g} masked) for attention {attention!r}")
     inits = [numpy_helper.from_array(np.array(0.0, np.float32), f"{p}/zero"),
-             numpy_helper.from_array(np.array(f.value, np.float32), f"{p}/value"),
-             numpy_helper.from_array(np.array([0, 1, 1, -1], np.int64), f"{p}/shape4")]
+             numpy_helper.from_array(np.array(f.value, np.float32), f"{p}/value")]
     nodes: list[onnx.NodeProto] = []
 
     def node(op: str, ins: list[str], **kw) -> str:
@@ -180,11 +202,12 @@ def _conversion_nodes(f: MaskForm, out: str, attention: str,
         nodes.append(helper.make_node(op, ins, [o], name=o, doc_string=doc, **kw))
         return o
 
-    if f.form == "key_mask":
+    if f.form in ("key_mask", "query_key_mask"):
         inits.append(numpy_helper.from_array(np.array(0, np.int32), f"{p}/zero_i32"))
         keep = node("Greater", [f.mask, f"{p}/zero_i32"])
     else:
-        inits.append(numpy_helper.from_array(np.array([-1, 1], np.int64), f"{p}/col"))
+        col_shape = [-1, 1] if f.form == "lengths" else [2, -1, 1]
+        inits.append(numpy_helper.from_array(np.array(col_shape, np.int64), f"{p}/col"))
         if f.t:
             inits.append(numpy_helper.from_array(np.arange(f.t, dtype=np.int64), f"{p}/range"))
             rng = f"{p}/range"
@@ -195,12 +218,25 @@ def _conversion_nodes(f: MaskForm, out: str, attention: str,
             shape = node("Shape", [f.t_source])
             t = node("Gather", [shape, f"{p}/axis"], axis=0)
             rng = node("Range", [f"{p}/zero_i64", t, f"{p}/one_i64"])
-        lens = node("Cast", [f.mask], to=onnx.TensorProto.INT64)
-        col = node("Reshape", [lens, f"{p}/col"])
-        keep = node("Less", [rng, col])
+        pos = node("Cast", [f.mask], to=onnx.TensorProto.INT64)
+        col = node("Reshape", [pos, f"{p}/col"])
+        if f.form == "lengths":
+            keep = node("Less", [rng, col])
+        else:  # [2, B, 1]: j < end[b] and j >= start[b] (ORT clips start to T)
+            inits += [numpy_helper.from_array(np.array(0, np.int64), f"{p}/end_row"),
+                      numpy_helper.from_array(np.array(1, np.int64), f"{p}/start_row")]
+            end = node("Gather", [col, f"{p}/end_row"], axis=0)
+            start = node("Gather", [col, f"{p}/start_row"], axis=0)
+            keep = node("And", [node("Less", [rng, end]), node("GreaterOrEqual", [rng, start])])
     add = node("Where", [keep, f"{p}/zero", f"{p}/value"])
-    nodes.append(helper.make_node("Reshape", [add, f"{p}/shape4"], [out], name=f"{p}/Reshape_out",
-                                  doc_string=doc))
+    if f.form == "query_key_mask":
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), f"{p}/axis1"))
+        nodes.append(helper.make_node("Unsqueeze", [add, f"{p}/axis1"], [out],
+                                      name=f"{p}/Unsqueeze_out", doc_string=doc))
+    else:
+        inits.append(numpy_helper.from_array(np.array([0, 1, 1, -1], np.int64), f"{p}/shape4"))
+        nodes.append(helper.make_node("Reshape", [add, f"{p}/shape4"], [out],
+                                      name=f"{p}/Reshape_out", doc_string=doc))
     return nodes, inits
 
 
