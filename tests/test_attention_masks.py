@@ -383,3 +383,16 @@ def test_conversion_removed_when_no_npu_region_reads_it():
     n_nodes = len(kept.graph.node)
     plan = partition_model(kept, use_cost_model=False)
     assert _node(plan, "attn").placement == "npu" and len(kept.graph.node) == n_nodes
+
+
+def test_bool_key_padding_mask_is_refused_with_its_reason():
+    """ONNX Runtime's schema takes int32 only (a bool key_padding_mask model does not
+    load on its CPU provider), so there is no reference to match: refused."""
+    from xdna_ep.partition import partition_model
+
+    model = _model("MultiHeadAttention", [B, T], mask_type=TensorProto.BOOL)
+    with pytest.raises(Exception, match="bool"):
+        _ort_cpu(model, _feed(np.ones((B, T), bool)))
+    plan = partition_model(model, use_cost_model=False)
+    node = _node(plan, "attn")
+    assert node.placement == "cpu" and node.reason.startswith("dtype:") and "bool" in node.reason
