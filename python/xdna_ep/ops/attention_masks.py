@@ -185,8 +185,8 @@ class Conversion:
     note: str = ""  # fully masked rows differ from ONNX Runtime CPU (filter < -10000)
 
 
-def _conversion_nodes(f: MaskForm, out: str, attention: str,
-                      opset: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _conversion_nodes(f: MaskForm, out: str, attention: str
+                      ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     p = out  # names derive from the twin's name: unique per twin
     kind = {"lengths": "[B] end positions", "start_end": "[2B] end/start positions",
             "key_mask": "[B, T] 0/1 key mask", "query_key_mask": "[B, S, T] 0/1 mask"}[f.form]
@@ -245,7 +245,7 @@ def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = N
     """Give each supported int32 mask of a fused com.microsoft Attention /
     MultiHeadAttention in the main graph its float twin (in place; nothing is
     added when no such node has an int mask). Returns what was added."""
-    from ..capability.analyze import model_opset
+    from ..capability.analyze import MAX_OPSET, MIN_OPSET, model_opset
     from ..capability.shapes import infer_shapes
 
     fused = [i for i, n in enumerate(model.graph.node) if n.domain == "com.microsoft"
@@ -254,6 +254,8 @@ def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = N
     if not fused:
         return []
     opset = model_opset(model)
+    if not MIN_OPSET <= opset <= MAX_OPSET:  # nothing is matched (the nodes use opset 13)
+        return []
     try:
         shaped = infer_shapes(model, dims)
     except Exception:  # noqa: BLE001 - analyze() reports a model it cannot read
@@ -276,7 +278,7 @@ def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = N
         if out in done:
             done[out].attentions.append(n.name)
             continue
-        nodes, inits = _conversion_nodes(f, out, n.name, opset)
+        nodes, inits = _conversion_nodes(f, out, n.name)
         model.graph.initializer.extend(inits)
         new_nodes.setdefault(i, []).extend(nodes)
         note = ""
