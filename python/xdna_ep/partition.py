@@ -1,8 +1,9 @@
 """The partition driver: capability -> regions -> placement by cost.
 
 Returns a PartitionPlan; quantize/compile (compile_plan) and rewrite run after
-it on the same ModelProto (node names are made unique in place here, so every
-later stage sees the names the plan uses).
+it on the same ModelProto (node names are made unique in place here, and the
+attention mask conversion nodes are added in place, so every later stage sees
+the names and nodes the plan uses).
 
     plan = partition("encoder_model.onnx")             # a path: loaded here
     plan = partition_model(model, exclude_ops=["Softmax"])   # a ModelProto
@@ -41,7 +42,9 @@ def partition_model(
     quantization: str = "",
     model_name: str = "",
 ) -> PartitionPlan:
-    """Partition `model` (renames unnamed/duplicate nodes in place).
+    """Partition `model` (renames unnamed/duplicate nodes in place, and adds the CPU
+    nodes that convert a fused attention's int32 mask for its NPU region:
+    ops/attention_masks.py).
 
     exclude_ops / exclude_nodes / disable_kinds: keep these on CPU.
     dims: sizes for symbolic input dims (MACs and cost use them); dims_source
@@ -62,6 +65,10 @@ def partition_model(
         exclude_op_types=frozenset(exclude_ops), exclude_nodes=frozenset(exclude_nodes),
         disable_kinds=frozenset(disable_kinds), dims=dict(dims) if dims else None,
     )
+    from .ops.attention_masks import add_mask_conversions, prune_conversions
+
+    # int32 attention masks get float twins (CPU nodes) the attention regions read
+    conversions = add_mask_conversions(model, options.dims)
     cap = analyze(model, options)
     regions = build_regions(cap)
     fallbacks = list(cap.fallbacks)
@@ -79,7 +86,13 @@ def partition_model(
         for r in regions:
             r.placement = "npu"
             r.cost_reason = "cost model disabled (use_cost_model=False)"
+    read = {t for r in regions if r.placement == "npu" for t in r.inputs}
+    if conversions:  # twins no NPU region reads go again (model and report)
+        gone = prune_conversions(model, conversions, read)
+        cap.placements[:] = [p for p in cap.placements if p.name not in gone]
     moved_ids = {r.id for r in moved}
+    notes = list(cap.notes)
+    notes += [c.note for c in conversions if c.note and c.output in read]
     by_id = {r.id: r for r in regions}
     for p in cap.placements:
         if p.region in moved_ids:
@@ -93,7 +106,6 @@ def partition_model(
             FALLBACK_CATEGORIES[1:]
         ):
             fallbacks.append(f"node {p.name} ({p.op_type}): {p.reason}")
-    notes = list(cap.notes)
     if cap.dim_bindings:
         bound = ", ".join(f"{k}={v}" for k, v in cap.dim_bindings.items())
         notes.append(f"symbolic input dims bound for MACs/cost: {bound}")

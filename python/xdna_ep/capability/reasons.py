@@ -33,7 +33,12 @@ def foreign_domain(node: onnx.NodeProto) -> bool:
 
 def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str:
     """The reason `node` (not part of any match) stays on CPU."""
+    from ..ops.attention_masks import conversion_reason  # at call time: ops/ imports capability/
+
     op = node.op_type
+    converted = conversion_reason(node)
+    if converted:
+        return converted
     if foreign_domain(node):
         return (f"unsupported op: {node.domain}.{op} has no NPU kernel (custom domain: only "
                 f"ONNX and com.microsoft ops are matched)")

@@ -20,9 +20,7 @@ Export forms: the head split is the Reshape of [B, T, H*Dh] (or ORT's flattened
 [B*T, H*Dh] Gemm output, ops/matmul.py) to [B, T, H, Dh]; the walk stops right
 after it. A constant mask that is the causal one (GPT-2's bias, often a slice
 that constant-folds) becomes the kernel's causal flag; any other constant mask
-is refused with its reason. A fused Attention / MultiHeadAttention whose mask is
-not float32 (int32 mask_index, bool key padding) is not matched: that node stays
-on the CPU with the reason and the rest of its region compiles. On a model whose
+is refused with its reason. On a model whose
 input dims are all fixed, Shape reads of the match's internal tensors fold
 (capability/folding.py: torch's sdpa scale sqrt(1/sqrt(Dh)) computed from Shape,
 the head merge's target shape) and join the match. Not compiled yet: q/k/v that
@@ -33,6 +31,25 @@ whose q/k/v or output layout the walks cannot name ('unknown', e.g. the output
 read by an op other than the head-merge Transpose/Reshape) is refused when
 matched: its Softmax and MatMuls stay on the CPU with the reason and the rest
 of the region (the projections) compiles.
+
+Integer masks of the fused ops (Attention mask_index, MultiHeadAttention
+key_padding_mask; ops/attention_masks.py): an int32 [B] end-position, [2B]
+end/start-position (Attention), [B, T] or [B, S, T] 0/1 mask gets a float twin,
+the additive mask [B, 1, 1, T] or [B, 1, S, T] (0 keep; masked: the
+node's mask_filter_value, or -9999 where that is <= -10000), computed by three to
+eleven ONNX nodes (Greater or Cast/Less, Where, Reshape) that partition_model adds before
+capability and that stay on ONNX Runtime's CPU provider; the match reads the
+twin, so the region's edge stays float32 and the attention stage is unchanged.
+Why CPU nodes and not a mask-conversion stage in the program: the conversion is
+B*T element-wise comparisons, nothing an NPU launch would pay for; a stage would
+need a new kernel in the numpy reference, the emulator, the plugin's stage table
+and the NPU, a stage version and its bit-exactness tests, for no speed; and the
+model stays valid for ONNX Runtime whatever runs the node (the attention node
+keeps its int32 input; twins no NPU region reads are removed again). Other forms
+([3B+2], 4-D, non-int32, a mask with attention_bias) are not matched:
+that node stays on the CPU with the reason and the rest of its region compiles.
+An Attention's attention_bias (input 5) alone is its additive mask, as for
+MultiHeadAttention.
 
 Lowering: one attention LOp on q, k, v [B, T, H*Dh] (+ an additive float mask);
 a packed com.microsoft Attention first gets three matmul LOps (the q/k/v column
@@ -51,6 +68,7 @@ not state the layouts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +80,7 @@ from ..capability.matching import build_match, const_operand
 from ..compile.ir import LOp
 from ..compile.model_index import ModelIndex, NotLowerable
 from ..plan import OpMatch
+from . import attention_masks as masks
 from .base import MatchAttrs, OpFamily, StageRule
 from .matmul import flattened_gemm_output
 
@@ -114,6 +133,7 @@ class AttentionAttrs(MatchAttrs):
     kv_concat_value: str | None = None
     key_padding_mask: str | None = None
     attention_bias: str | None = None
+    int_mask: str | None = None
 
 TRANSPARENT = ("Transpose", "Reshape")
 
@@ -333,20 +353,31 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
     heads = int(attr(node, "num_heads", 0))
     scale = float(attr(node, "scale", 0.0))
     causal = bool(attr(node, "unidirectional", 0))
-    if _int_mask(view, node) is not None:
-        return None  # the node stays on the CPU (cpu_reason); the rest of the region runs
+    slot = masks.mask_slot(node)
+    if ins[slot] and ins[5]:
+        return None  # a mask and attention_bias: not combined (cpu_reason)
+    converted = None
+    if masks.int_mask(view, node) is not None:
+        form = masks.mask_form(view, node, not view.static_shapes)
+        if isinstance(form, str):
+            return None  # the node stays on the CPU (cpu_reason); the rest of the region runs
+        converted = masks.converted_name(form)
+        if view.producer_of(converted) is None:
+            return None  # not converted (partition_model adds the conversion nodes)
     if node.op_type == "Attention":
         weight, bias = ins[1], ins[2]
         if not view.is_const(weight) or (bias and not view.is_const(bias)):
             return None
         xs = view.info(ins[0]).concrete()
         attrs = AttentionAttrs(
-            fused="Attention", weight=weight, bias=bias or None, mask=ins[3] or None,
+            fused="Attention", weight=weight, bias=bias or None,
+            mask=converted or ins[3] or ins[5] or None, int_mask=ins[3] if converted else None,
             past=ins[4] or None, num_heads=heads, scale=scale or None, causal=causal,
-            q=ins[0], k=None, v=None, has_mask=bool(ins[3]),
+            q=ins[0], k=None, v=None, has_mask=bool(ins[3] or ins[5]),
             qkv_hidden_sizes=list(attr(node, "qkv_hidden_sizes", []) or []),
             tq=xs[1] if xs and len(xs) == 3 else 0)
-        return build_match(view, "attention", [node], attrs, "com.microsoft.Attention")
+        return _with_mask(build_match(view, "attention", [node], attrs,
+                                      "com.microsoft.Attention"), ins[slot], converted)
     if node.op_type == "MultiHeadAttention":
         bias = ins[3]
         if bias and not view.is_const(bias):
@@ -355,26 +386,24 @@ def _fused(view: GraphView, node: onnx.NodeProto) -> OpMatch | None:
         k_shape = view.info(ins[1]).shape if ins[1] else None
         attrs = AttentionAttrs(
             fused="MultiHeadAttention", q=ins[0], k=ins[1] or None, v=ins[2] or None,
-            bias=bias or None, mask=ins[4] or ins[5] or None,
-            key_padding_mask=ins[4] or None, attention_bias=ins[5] or None,
+            bias=bias or None, mask=converted or ins[4] or ins[5] or None,
+            key_padding_mask=None if converted else ins[4] or None,
+            int_mask=ins[4] if converted else None, attention_bias=ins[5] or None,
             past_key=ins[6] or None, past_value=ins[7] or None, num_heads=heads,
             scale=scale or None, causal=causal, has_mask=bool(ins[4] or ins[5]),
             tq=qs[1] if qs and len(qs) >= 2 else 0,
             k_layout="bhsd" if k_shape is not None and len(k_shape) == 4 else "bsd")
-        return build_match(view, "attention", [node], attrs, "com.microsoft.MultiHeadAttention")
+        return _with_mask(build_match(view, "attention", [node], attrs,
+                                      "com.microsoft.MultiHeadAttention"), ins[slot], converted)
     return None
 
 
-def _int_mask(view: GraphView, node: onnx.NodeProto) -> str | None:
-    """The mask input of a fused Attention (mask_index, 3) / MultiHeadAttention
-    (key_padding_mask, 4) that is not float32 (int32 lengths or 0/1 masks), if any:
-    the attention stage takes an additive float32 mask only."""
-    slot = 3 if node.op_type == "Attention" else 4
-    name = node.input[slot] if len(node.input) > slot else ""
-    if not name:
-        return None
-    dt = view.info(name).dtype
-    return name if dt not in (0, onnx.TensorProto.FLOAT) else None
+def _with_mask(m: OpMatch, int_mask: str, converted: str | None) -> OpMatch:
+    """The match reads the converted float mask instead of the int32 one."""
+    if converted is None:
+        return m
+    inputs = tuple(converted if t == int_mask else t for t in m.inputs)
+    return dataclasses.replace(m, inputs=tuple(dict.fromkeys(inputs)))
 
 
 LAYOUTS = ("q_layout", "k_layout", "v_layout", "out_layout")
@@ -433,7 +462,8 @@ def lower_attention(idx: ModelIndex, m: OpMatch) -> list[LOp]:
     for key in ("past", "past_key", "past_value", "key_padding_mask"):
         if getattr(a, key):
             raise NotLowerable(f"attention {node!r}: {key} input ({getattr(a, key)!r}) is not "
-                               f"supported (KV cache / padding masks stay on the CPU)")
+                               f"supported (KV cache and unconverted padding masks stay on "
+                               f"the CPU)")
     problem = layout_problem(a, lowering=True)
     if problem:
         raise NotLowerable(f"attention {node!r}: {problem}")
@@ -552,11 +582,21 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
                 f"runs on the CPU") if problem else None
     if node.op_type not in ("Attention", "MultiHeadAttention"):
         return None
-    mask = _int_mask(view, node)
+    ins = list(node.input) + [""] * 8
+    slot = masks.mask_slot(node)
+    if ins[slot] and ins[5]:
+        return (f"shape: {node.op_type} has both a mask ({ins[slot]!r}) and attention_bias "
+                f"({ins[5]!r}); the attention stage takes one additive mask: the node runs "
+                f"on the CPU")
+    mask = masks.int_mask(view, node)
     if mask is not None:
-        return (f"dtype: {node.op_type} mask {mask!r} is "
-                f"{view.info(mask).dtype_name} (the attention stage takes an additive "
-                f"float32 mask): the node runs on the CPU")
+        form = masks.mask_form(view, node, not view.static_shapes)
+        if isinstance(form, str):
+            cat = "dtype" if view.info(mask).dtype != onnx.TensorProto.INT32 else "shape"
+            return f"{cat}: {form}: the node runs on the CPU"
+        return (f"unmatched: {node.op_type} mask {mask!r} was not converted to an additive "
+                f"float mask (partition_model converts those of the main graph): the node runs "
+                f"on the CPU")
     return "non-constant weight: fused attention with run-time weights or bias"
 
 
