@@ -36,3 +36,20 @@ def kernel_path(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
     finally:
         _emulator.set_kernel_path(previous)
+
+
+@pytest.fixture
+def no_cost_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions partition with use_cost_model=False: tests of placement on tiny
+    widths, which the cost model would rightly keep on the CPU."""
+    from xdna_ep import partition as partition_mod
+    from xdna_ep.ort import stages
+
+    def partition(model, opts, device_name, device_reason="", model_name="", dims=None,
+                  dims_source=None):
+        return partition_mod.partition_model(
+            model, exclude_ops=list(opts.exclude_ops), exclude_nodes=list(opts.exclude_nodes),
+            use_cost_model=False, device=device_name, device_reason=device_reason,
+            model_name=model_name, dims=dims or None, dims_source=dims_source)
+
+    monkeypatch.setattr(stages, "partition", partition)

@@ -18,20 +18,6 @@ B, T, D, H = 2, 64, 64, 2
 COSINE = 0.999
 
 
-@pytest.fixture
-def _no_cost_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny widths: the cost model would keep them on the CPU (test_generalisation.py)."""
-    from xdna_ep import partition as partition_mod
-    from xdna_ep.ort import stages
-
-    def partition(model, opts, device_name, device_reason="", model_name="", dims=None,
-                  dims_source=None):
-        return partition_mod.partition_model(
-            model, exclude_ops=list(opts.exclude_ops), exclude_nodes=list(opts.exclude_nodes),
-            use_cost_model=False, device=device_name, device_reason=device_reason,
-            model_name=model_name, dims=dims or None, dims_source=dims_source)
-
-    monkeypatch.setattr(stages, "partition", partition)
 
 
 def _model(op: str, mask_shape: list | None, *, mask_type: int = TensorProto.INT32,
@@ -136,7 +122,7 @@ FORMS = {
 
 
 @pytest.mark.parametrize(("op", "form"), sorted(FORMS))
-def test_mask_form_runs_in_npu_region(op, form, tmp_path, _no_cost_model):
+def test_mask_form_runs_in_npu_region(op, form, tmp_path, no_cost_model):
     shape, make = FORMS[(op, form)]
     model, mask = _model(op, shape), make()
     feed = _feed(mask)
@@ -155,7 +141,7 @@ def test_mask_form_runs_in_npu_region(op, form, tmp_path, _no_cost_model):
 
 
 @pytest.mark.parametrize("op", ["Attention", "MultiHeadAttention"])
-def test_fully_masked_row_matches_ort(op, tmp_path, _no_cost_model):
+def test_fully_masked_row_matches_ort(op, tmp_path, no_cost_model):
     """A length 0 (every key masked): ORT CPU adds mask_filter_value to every logit
     of the row, i.e. softmax over the raw logits; no NaN."""
     model = _model(op, [B])
@@ -171,7 +157,7 @@ def test_fully_masked_row_matches_ort(op, tmp_path, _no_cost_model):
     assert _cos(got[1], unmasked[1]) >= COSINE
 
 
-def test_mask_filter_value_attribute(tmp_path, _no_cost_model):
+def test_mask_filter_value_attribute(tmp_path, no_cost_model):
     """A mask_filter_value above -10000 is the additive value used as it is."""
     model = _model("MultiHeadAttention", [B, T], mask_filter_value=-3.0)
     feed = _feed(_key_mask(5))
@@ -187,7 +173,7 @@ FLOAT_MIN = float(np.finfo(np.float32).min)
 
 
 @pytest.mark.parametrize("op", ["Attention", "MultiHeadAttention"])
-def test_float_min_filter_value(op, tmp_path, _no_cost_model):
+def test_float_min_filter_value(op, tmp_path, no_cost_model):
     """mask_filter_value = float32's lowest (what onnxruntime.transformers' optimizer
     writes for Hugging Face BERT): rows with a kept key agree with ORT CPU; a fully
     masked row is where they differ (ORT: the logits round away, a uniform average;
@@ -219,7 +205,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_refused_forms_stay_on_cpu(case, tmp_path, _no_cost_model):
+def test_refused_forms_stay_on_cpu(case, tmp_path, no_cost_model):
     op, shape, mask, attrs, words = REFUSED[case]
     model = _model(op, shape, **attrs)
     feed = _feed(mask)
@@ -240,7 +226,7 @@ def test_four_d_mask_is_refused_with_its_reason():
     assert node.placement == "cpu" and "4-D" in node.reason, node.reason
 
 
-def test_mask_and_attention_bias_stay_on_cpu(tmp_path, _no_cost_model):
+def test_mask_and_attention_bias_stay_on_cpu(tmp_path, no_cost_model):
     model = _model("MultiHeadAttention", [B], attention_bias=True)
     bias = np.random.default_rng(4).standard_normal((B, 1, T, T)).astype(np.float32)
     feed = _feed(_lengths_mask([T, 20]), attention_bias=bias)
@@ -250,7 +236,7 @@ def test_mask_and_attention_bias_stay_on_cpu(tmp_path, _no_cost_model):
     assert _cos(got, _ort_cpu(model, feed)) >= COSINE
 
 
-def test_attention_bias_alone_is_the_additive_mask(tmp_path, _no_cost_model):
+def test_attention_bias_alone_is_the_additive_mask(tmp_path, no_cost_model):
     """com.microsoft Attention's attention_bias (input 5) without mask_index."""
     model = _model("Attention", None, attention_bias=True)
     bias = np.where(np.random.default_rng(6).random((B, 1, T, T)) < 0.3, -10000.0,
@@ -291,7 +277,7 @@ def _symbolic_mha(projections: bool) -> onnx.ModelProto:
     return model
 
 
-def test_lengths_with_symbolic_dims_read_the_key_length_at_run_time(tmp_path, _no_cost_model):
+def test_lengths_with_symbolic_dims_read_the_key_length_at_run_time(tmp_path, no_cost_model):
     """[B] lengths, key a graph input with a symbolic length: the conversion reads
     the length with Shape at run time; each input shape compiles at its first run."""
     model = _symbolic_mha(projections=False)
@@ -311,7 +297,7 @@ def test_lengths_with_symbolic_dims_read_the_key_length_at_run_time(tmp_path, _n
             assert _cos(got[b], want[b]) >= COSINE, (t, b, _cos(got[b], want[b]))
 
 
-def test_lengths_with_symbolic_internal_key_length_stay_on_cpu(tmp_path, _no_cost_model):
+def test_lengths_with_symbolic_internal_key_length_stay_on_cpu(tmp_path, no_cost_model):
     """[B] lengths whose key length is symbolic and produced inside the region: the
     length would be a guess, so the node stays on the CPU with that reason."""
     model = _symbolic_mha(projections=True)
@@ -322,7 +308,7 @@ def test_lengths_with_symbolic_internal_key_length_stay_on_cpu(tmp_path, _no_cos
     assert _cos(got, _ort_cpu(model, feed)) >= COSINE
 
 
-def test_unidirectional_attention_with_lengths(tmp_path, _no_cost_model):
+def test_unidirectional_attention_with_lengths(tmp_path, no_cost_model):
     """unidirectional=1 and a [B] mask_index: the kernel's causal flag plus the
     converted mask (ORT adds mask_filter_value for both)."""
     model = _model("Attention", [B], unidirectional=1)

@@ -7,7 +7,7 @@ mel frames to keep it fast) go through the XDNA session with default options:
 the cost model places them, so the figures are what a user gets. The other
 families are tiny random-init configs (hidden 128) whose regions are below the
 cost model's break-even on any host; for them the session runs with the cost
-model off (`_no_cost_model`), so the share measures what the forms' matching and
+model off (`no_cost_model`), so the share measures what the forms' matching and
 compilation put on the NPU path. Floors below 99% are the measured figures with
 the reason each form is not taken yet (the CPU nodes keep their reason in the
 report).
@@ -110,23 +110,7 @@ def test_whisper_encoder_exports_run_on_the_npu(whisper_base_2l, tmp_path, expor
     assert cos >= 0.99
 
 
-# ---- other families (cost model off: tiny widths) ---------------------------------------
-
-
-@pytest.fixture
-def _no_cost_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The session's partition with use_cost_model=False (see the module docstring)."""
-    from xdna_ep import partition as partition_mod
-    from xdna_ep.ort import stages
-
-    def partition(model, opts, device_name, device_reason="", model_name="", dims=None,
-                  dims_source=None):
-        return partition_mod.partition_model(
-            model, exclude_ops=list(opts.exclude_ops), exclude_nodes=list(opts.exclude_nodes),
-            use_cost_model=False, device=device_name, device_reason=device_reason,
-            model_name=model_name, dims=dims or None, dims_source=dims_source)
-
-    monkeypatch.setattr(stages, "partition", partition)
+# ---- other families (cost model off: tiny widths: conftest's no_cost_model) -------------
 
 
 def _static_copy(path: Path, feed: dict[str, np.ndarray]) -> Path:
@@ -243,7 +227,7 @@ FAMILIES: dict[str, tuple[Callable[[Path], tuple[Path, dict]], float, str]] = {
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_family_placement_and_cosine(family, tmp_path, _no_cost_model):
+def test_family_placement_and_cosine(family, tmp_path, no_cost_model):
     build, floor, why = FAMILIES[family]
     path, feed = build(tmp_path)
     sess, cos = _run(path, feed, tmp_path / "cache")
