@@ -185,7 +185,7 @@ class XDNAProvider:
         self.shapes_compiled: list[str] = []  # shape keys, in compile order
         # device name -> whether the caller runs that device's regions natively
         # (the session adapter answers: the plugin library carries the emulator)
-        self.runs_natively: Callable[[str], bool] = lambda _device: False
+        self.native_devices: Callable[[str], bool] = lambda _device: False
         # whether the caller needs the rewritten model and programs in Python even
         # when it runs natively (e.g. to write an ep.context_enable model)
         self.need_model = True
@@ -397,6 +397,11 @@ class XDNAProvider:
         prepared.notices = list(self._notices)
         info.regions = len(self.region_programs)
         return prepared
+
+    def runs_natively(self, device: str) -> bool:
+        """Whether the caller runs this device's regions natively (native_devices),
+        which it cannot when the regions' outputs must be observed in Python."""
+        return self.observe is None and self.native_devices(device)
 
     def recompile(self, why: str) -> PreparedModel:
         """The last compiled shape again, ignoring the cache entry (whose stored

@@ -200,7 +200,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             rest, rest_opts = [*rest, "CPUExecutionProvider"], [*rest_opts, {}]
         so = sess_options if sess_options is not None else ort.SessionOptions()
         provider = self._xdna_provider(opts)
-        provider.runs_natively = _plugin_runs
+        provider.native_devices = self._xdna_runs_natively
         # the rewritten model in Python is needed only to write ep.context_enable's file
         provider.need_model = _config(so, "ep.context_enable") == "1"
         self._xdna_provider_core = provider
@@ -304,6 +304,11 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         """The provider core for this session (a measuring subclass, e.g. `bench
         accuracy`, configures it further)."""
         return XDNAProvider(options)
+
+    def _xdna_runs_natively(self, device: str) -> bool:
+        """Whether this session runs the device's regions in the plugin library (a
+        subclass that replays every region call in Python says no)."""
+        return _plugin_runs(device)
 
     def _attach(self, prepared: PreparedModel) -> bytes:
         """The rewritten model for ORT, its region nodes bound to this session's

@@ -68,6 +68,9 @@ def _session_class(other: Any, result: EncoderResult, tally: list[float]) -> typ
         def _xdna_provider(self, options):  # type: ignore[no-untyped-def]
             return TwinProvider(options)
 
+        def _xdna_runs_natively(self, device: str) -> bool:
+            return False  # every region call is replayed in Python (_Twin)
+
     return TwinSession
 
 
