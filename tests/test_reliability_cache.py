@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -406,3 +407,33 @@ def test_unwritable_cache_dir_still_gives_a_correct_session(kind, model_file, x,
     # once writable again the same cache dir works normally
     sess = session(model_file, cache)
     assert outputs(sess, x) == reference
+
+
+def test_entry_removed_before_onnx_runtime_reads_it(model_file, x, reference, tmp_path,
+                                                   monkeypatch, caplog):
+    """Another process rebuilds the entry (os.replace + delete) between this start's
+    verification and ONNX Runtime reading epcontext.onnx: the start compiles again
+    instead of failing, and the numbers are a fresh compile's."""
+    import xdna_ep.ort.session as session_mod
+
+    session(model_file, tmp_path)
+    entry = entry_of(tmp_path)
+    real_link = os.link
+
+    calls = []
+
+    def gone(src, dst):  # the entry vanishes just before the first snapshot link
+        calls.append(src)
+        if len(calls) == 1:
+            shutil.rmtree(entry)
+        return real_link(src, dst)
+
+    monkeypatch.setattr(session_mod.os, "link", gone)
+    with caplog.at_level(logging.WARNING, logger="xdna_ep"):
+        sess = session(model_file, tmp_path)
+    monkeypatch.undo()
+    assert len(calls) == 2  # the vanished file, then the rebuilt entry's
+    assert sess.xdna_start.source == "compiled" and sess._xdna_native
+    assert any("rebuilding" in r.getMessage() for r in caplog.records)
+    assert outputs(sess, x) == reference
+    assert leftovers(tmp_path) == []

@@ -60,6 +60,12 @@ def run_worker(module: str, args: Sequence[str], timeout: float,
     full_env["PYTHONPATH"] = os.pathsep.join(
         [str(TESTS_DIR), *filter(None, [full_env.get("PYTHONPATH")])])
     full_env.setdefault("OMP_NUM_THREADS", "1")
+    # the cost model's CPU side pinned to the documented constants, as conftest.py
+    # pins it in process: a worker's placement must not depend on how fast (or how
+    # busy) the machine was when its host benchmark ran
+    from xdna_ep.cost import CpuCostModel
+
+    full_env.setdefault("XDNA_EP_CPU_FIGURES", f"dispatch={CpuCostModel().node_dispatch_s!r}")
     full_env["PYTHONFAULTHANDLER"] = "1"   # a crash prints the Python stack to stderr
     if env:
         full_env.update(env)

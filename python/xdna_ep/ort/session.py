@@ -21,12 +21,14 @@ gets a warning in both modes: that is a placement decision, not a failure.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,16 +132,39 @@ def _plugin_runs(device: str) -> bool:
     return device == "emulator" and plugin_route.available() is None
 
 
-def _epcontext_for_ort(prepared: PreparedModel) -> str | bytes:
-    """The compiled model as ORT loads it on the plugin library: the cache entry's
-    EPContext file (ORT reads it; nothing is copied in Python), else built here
-    (an uncached compile, e.g. a read-only cache_dir)."""
-    if prepared.epcontext_file is not None:
-        return str(prepared.epcontext_file)
+def _epcontext_bytes(prepared: PreparedModel) -> bytes:
     from .epcontext import epcontext_model
 
     assert prepared.rewritten is not None
     return epcontext_model(prepared.rewritten, prepared.programs).SerializeToString()
+
+
+@contextlib.contextmanager
+def _native_model(prepared: PreparedModel) -> Iterator[str | bytes]:
+    """The compiled model as ORT loads it on the plugin library, for the duration of
+    the ORT session's creation.
+
+    From the cache, ORT reads the entry's EPContext file itself (nothing copied in
+    Python) through a hard link made next to the entry: another process that
+    rebuilds the entry meanwhile (os.replace + delete) cannot pull the file from
+    under ORT. Without hard links (some file systems) the bytes are read; without a
+    cache file (e.g. a read-only cache_dir) the model is built here."""
+    src = prepared.epcontext_file
+    if src is None:
+        yield _epcontext_bytes(prepared)
+        return
+    link = src.parent.parent / f".load-{uuid.uuid4().hex[:12]}-{src.parent.name}.onnx"
+    try:
+        os.link(src, link)  # FileNotFoundError (entry gone) goes to the caller
+    except FileNotFoundError:
+        raise
+    except OSError:
+        yield src.read_bytes()
+        return
+    try:
+        yield str(link)
+    finally:
+        link.unlink(missing_ok=True)
 
 
 def _announce(plan: PartitionPlan | None, device: str, stacklevel: int,
@@ -231,11 +256,11 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # their input shape, compiled at the first run with that shape
             self._xdna_deferred = prepared.deferred
             self._xdna_active = True
-        elif prepared.epcontext:  # a compiled model: straight to the plugin library
-            ort_so, ort_providers, ort_options = self._plugin_options(), None, None
-            self._xdna_native = self._xdna_active = True
         elif prepared.native:
-            model_for_ort = _epcontext_for_ort(prepared)
+            # the user's EPContext model as it is, a cache file (through _native_model
+            # below), or the compiled model built here before its proto is dropped
+            if not prepared.epcontext and prepared.epcontext_file is None:
+                model_for_ort = _epcontext_bytes(prepared)
             ort_so, ort_providers, ort_options = self._plugin_options(), None, None
             self._xdna_native = self._xdna_active = True
         elif prepared.rewritten is not None:
@@ -249,18 +274,24 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # would be alive next to the bytes and ORT's copy at the start's peak
             prepared.rewritten = None
         try:
-            super().__init__(model_for_ort, ort_so, ort_providers, ort_options, **kwargs)
+            if prepared.native and prepared.epcontext_file is not None:
+                with _native_model(prepared) as model:
+                    super().__init__(model, ort_so, None, None, **kwargs)
+            else:
+                super().__init__(model_for_ort, ort_so, ort_providers, ort_options, **kwargs)
         except Exception as exc:
-            if prepared.epcontext_file is None or self.xdna_start.source != "cache":
+            if prepared.epcontext_file is None:
                 raise
-            # a cache entry whose EPContext model passed its checksum yet does not
-            # load (e.g. re-signed after an edit): compiled again, never trusted
+            # a cache entry whose EPContext model is gone (another process rebuilt
+            # it) or passed its checksum yet does not load (e.g. re-signed after an
+            # edit): compiled again, never trusted
             prepared = provider.recompile(f"{type(exc).__name__}: {exc}")
             self.xdna_plan = prepared.plan
             for notice in prepared.notices:
                 warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
             if prepared.native:
-                super().__init__(_epcontext_for_ort(prepared), ort_so, None, None, **kwargs)
+                with _native_model(prepared) as model:
+                    super().__init__(model, ort_so, None, None, **kwargs)
             else:  # the new compile placed nothing: the user's model on the CPU
                 self._xdna_native = self._xdna_active = False
                 super().__init__(user_model, so, rest, rest_opts, **kwargs)
@@ -427,8 +458,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             cpu = _ORT_SESSION(self._xdna_src, self._xdna_so, rest, rest_opts, **kwargs)
             return _ShapeVariant(cpu, None, prepared.plan)
         if prepared.native:
-            inner = _ORT_SESSION(_epcontext_for_ort(prepared), self._plugin_options(), None,
-                                 None, **kwargs)
+            with _native_model(prepared) as model:
+                inner = _ORT_SESSION(model, self._plugin_options(), None, None, **kwargs)
             return _ShapeVariant(inner, None, prepared.plan, native=True)
         bridge = _bridge()
         table = bridge.ProgramTable()
