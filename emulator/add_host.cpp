@@ -27,7 +27,11 @@ void broadcast_rows(const T* a, const T* b, T* c, std::size_t n, std::size_t per
 bool add_broadcast_period(const std::vector<int64_t>& a_shape,
                           const std::vector<int64_t>& b_shape, std::size_t* period) {
   if (b_shape.size() > a_shape.size()) return false;
-  for (std::size_t i = 0; i < b_shape.size(); ++i)
+  // kernel_version 3: b's leading 1s are dropped first ([1, T, D] acts as [T, D])
+  std::size_t lead = 0;
+  while (lead < b_shape.size() && b_shape[lead] == 1) ++lead;
+  const std::size_t nb = b_shape.size() - lead;
+  for (std::size_t i = 0; i < nb; ++i)
     if (b_shape[b_shape.size() - 1 - i] != a_shape[a_shape.size() - 1 - i]) return false;
   int64_t n = 1;
   for (int64_t d : b_shape) n *= d;

@@ -11,7 +11,8 @@
 
 namespace xdna {
 
-// b broadcasts to a when b's shape is a's shape or a suffix of it; then
+// b broadcasts to a when b's shape, its leading 1s dropped (kernel_version 3),
+// is a's shape or a suffix of it, and b's rank is at most a's; then
 // *period = the number of elements of b (the repeat period along flat a).
 // Returns false (period untouched) otherwise.
 bool add_broadcast_period(const std::vector<int64_t>& a_shape,

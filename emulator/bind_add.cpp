@@ -33,7 +33,7 @@ py::array_t<T> run(const py::array_t<T, py::array::c_style>& a,
                    const py::array_t<T, py::array::c_style>& b, Fn broadcast) {
   std::size_t period = 0;
   if (!add_broadcast_period(shape_of(a), shape_of(b), &period))
-    throw py::value_error("b must have a's shape or a suffix of it");
+    throw py::value_error("b (leading 1s dropped) must have a's shape or a suffix of it");
   py::array_t<T> c(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
   const std::size_t n = static_cast<std::size_t>(a.size());
   const T* ap = a.data();

@@ -64,7 +64,7 @@ class Gelu : public StageImpl {
 // Elements of b (the repeat period) after checking b's shape is a suffix of a's.
 size_t broadcast_period(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   size_t period = 0;
-  require(add_broadcast_period(a, b, &period), "add", "b must have a's shape or a suffix of it");
+  require(add_broadcast_period(a, b, &period), "add", "b (leading 1s dropped) must have a's shape or a suffix of it");
   return period;
 }
 

@@ -12,7 +12,7 @@ const std::vector<StageEntry>& stage_table() {
       {"dequantize", 1, make_dequantize},
       {"matmul", 2, make_matmul},
       {"gelu", 3, make_gelu},
-      {"add", 2, make_add},
+      {"add", 3, make_add},
       {"layernorm", 1, make_layernorm},
       {"softmax", 1, make_softmax},
       {"attention", 1, make_attention},

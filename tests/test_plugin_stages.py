@@ -71,6 +71,14 @@ CASES = {
              outputs=[T("c", "int8", (3, 4)), T("cs", "float32", (1,))],
              attrs={"dynamic": True}),
         {"a": i8(3, 4), "as": s(0.02), "b": i8(3, 4), "bs": s(0.07)}),
+    "add_f32_activation_b_leading_ones": (  # issue 15: [B, T, D] + [1, T, D], b an input
+        dict(kernel="add", inputs=[T("a", "float32", (3, 6, 8)), T("b", "float32", (1, 6, 8))],
+             outputs=[T("c", "float32", (3, 6, 8))]),
+        {"a": f32(3, 6, 8), "b": f32(1, 6, 8)}),
+    "add_f32_activation_b_suffix": (
+        dict(kernel="add", inputs=[T("a", "float32", (2, 6, 8)), T("b", "float32", (6, 8))],
+             outputs=[T("c", "float32", (2, 6, 8))]),
+        {"a": f32(2, 6, 8), "b": f32(6, 8)}),
     "add_position_table": (
         dict(kernel="add", inputs=[T("a", "float32", (2, 8, 6))],
              outputs=[T("c", "float32", (2, 6, 8))], consts={"b": f32(6, 8)},

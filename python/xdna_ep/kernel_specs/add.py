@@ -2,7 +2,10 @@
 with rescale to the output scale through one fixed-point multiply per operand.
 
 b may have a's shape or a suffix of it (repeated over a's leading dims: a
-residual stream plus a per-position table, for example).
+residual stream plus a per-position table, for example), after dropping b's
+leading 1s (kernel_version 3): a [1, T, D] b (GPT-2's position embedding, a
+second activation) repeats over a [B, T, D] a like a [T, D] one. b's rank is
+at most a's; the output has a's shape.
 
 As a Program stage, b may also be a constant (role "b", float32 only) and
 `transpose_a` swaps a's last two dims first: Whisper's front end adds its
@@ -23,13 +26,22 @@ from . import checks as chk
 from .registry import Attrs, BufferSpec, Consts, KernelSpec, register
 
 
+def _drop_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    lead = 0
+    while lead < len(shape) and shape[lead] == 1:
+        lead += 1
+    return tuple(shape[lead:])
+
+
 def _check_pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     a = chk.array("a", a, (np.float32, np.int8), min_ndim=1)
     b = chk.array("b", b, (np.float32, np.int8), min_ndim=1)
     if a.dtype != b.dtype:
         raise TypeError(f"a and b must have the same dtype, got {a.dtype} and {b.dtype}")
-    if b.ndim > a.ndim or a.shape[a.ndim - b.ndim:] != b.shape:
-        raise ValueError(f"b's shape {b.shape} must equal a's shape {a.shape} or a suffix of it")
+    core = _drop_leading_ones(b.shape)
+    if b.ndim > a.ndim or a.shape[a.ndim - len(core):] != core:
+        raise ValueError(f"b's shape {b.shape} (leading 1s dropped) must equal a's shape "
+                         f"{a.shape} or a suffix of it")
     return a, b
 
 

@@ -17,8 +17,16 @@ transposed activation and the table as constant "b", its leading 1s dropped).
 Emission: one float32 add stage. A SkipLayerNormalization also lowers to an add
 LOp (ops/layernorm.py); this module emits it the same way.
 
+The residual form also takes two float32 activations where b broadcasts over
+a's LEADING dims: [B, T, D] + [1, T, D] or [T, D] (GPT-2's token embedding
+plus its position embedding, both Gather outputs), rank <= 4. b stays a
+second activation input and the kernel repeats it over B (the add stage drops
+b's leading 1s, kernel_version 3). Other broadcasts (b broadcasting on one of
+the last two dims, a broadcasting, rank > 4) stay on the CPU with the reason
+add_problem gives.
+
 Why the matching is hand-written: whether an Add qualifies depends on its
-operands' inferred float32-ness and equal shapes (and, for the position add,
+operands' inferred float32-ness and shapes (and, for the position add,
 on the producer being a [0, 2, 1] Transpose read by this Add only), which the
 reasons reported for a CPU Add (add_problem) restate.
 """
@@ -67,10 +75,36 @@ def add_problem(view: GraphView, node: onnx.NodeProto) -> str | None:
     sa, sb = view.info(a).shape, view.info(b).shape
     if sa is None or sb is None:
         return "shape: operand shapes unknown (the add kernel needs equal shapes)"
-    if len(sa) < 2 or len(sa) != len(sb) or any(
-        x is None or y is None or x != y for x, y in zip(sa, sb, strict=True)
+    if len(sa) == len(sb) and len(sa) >= 2 and all(
+        x is not None and y is not None and x == y for x, y in zip(sa, sb, strict=True)
     ):
-        return f"shape: broadcasting Add {list(sa)} + {list(sb)} (the add kernel needs equal shapes)"
+        return None
+    return _broadcast_problem(list(sa), list(sb))
+
+
+MAX_BROADCAST_RANK = 4
+
+
+def _broadcast_problem(sa: list, sb: list) -> str | None:
+    """Why a broadcasting activation + activation Add is not one add stage (None if
+    it is): b, its leading 1s dropped, must equal a's trailing [..., T, D] (at
+    least two dims, concrete) with rank(b) <= rank(a) <= 4; the kernel repeats b
+    over a's leading dims (kernel_version 3), which may be symbolic."""
+    head = f"shape: broadcasting Add {sa} + {sb}"
+    if len(sa) < 2:
+        return f"{head} (the add kernel broadcasts b over a of rank >= 2 only)"
+    if len(sa) > MAX_BROADCAST_RANK:
+        return f"{head} (rank {len(sa)} > {MAX_BROADCAST_RANK}: the add kernel broadcasts up to rank 4)"
+    if len(sb) > len(sa) or any(x == 1 and y != 1 for x, y in zip(sa[::-1], sb[::-1], strict=False)):
+        return f"{head} (a broadcasts; the add kernel repeats only b, the second operand)"
+    if any(not isinstance(d, int) for d in sb):
+        return f"{head} (b's shape is not concrete; the add kernel needs it to broadcast)"
+    core = list(sb)
+    while core and core[0] == 1:
+        core.pop(0)
+    if len(core) < 2 or core != list(sa[len(sa) - len(core):]):
+        return (f"{head} (b must be a's trailing [..., T, D] after leading 1s; a b that "
+                f"broadcasts on one of the last two dims is not an add stage)")
     return None
 
 

@@ -204,7 +204,10 @@ def _split_ffn(lr: LoweredRegion, chain: MlpChain, ln_i: int, add_i: int,
         if k == len(groups) - 1 and "bias" in fc2.weights:
             wts["bias"] = fc2.weights["bias"]
         new.append(LOp("matmul", (y_k,), (o_k,), wts, {}, fc2.source_nodes))
-        new.append(LOp("add", (acc, o_k), (sum_k,), {}, {}, add.source_nodes))
+        # keep the add's operand order: a broadcasting residual (add kernel_version 3:
+        # [1, T, D] or [T, D]) must stay b, the operand the kernel repeats
+        pair = (o_k, acc) if add.inputs[0] == o else (acc, o_k)
+        new.append(LOp("add", pair, (sum_k,), {}, {}, add.source_nodes))
         acc = sum_k
     drop = {ln_i, chain.fc1, chain.gelu, chain.fc2, add_i}
     kept = [op for i, op in enumerate(ops) if i not in drop]
