@@ -281,6 +281,7 @@ class XrtProgram:
                     ) -> dict[str, np.ndarray]:
         xrt, dev = self.device.xrt, self.device
         design, kernels = ls.launch.design, ls.kernels
+        _refuse_broadcast_add(ls, env)
         params = plan_launch(ls.launch, ls.io, ls.specs, ls.consts, ls.weights,
                              {b: BufferSpec.of(env[b]) for b in ls.io.inputs})
         in_bytes = params.inputs.pack({b: env[b] for b in ls.io.inputs})
@@ -330,3 +331,22 @@ class XrtProgram:
                 ls.bos.clear()
                 ls.bo_weights = None
             self.closed = True
+
+
+def _refuse_broadcast_add(ls: _LaunchState, env: Mapping[str, np.ndarray]) -> None:
+    """The add design streams a and b as equal-length blocks (kernels/add/design.py);
+    an add stage whose b broadcasts over a's leading dims (the emulator and the plugin
+    take it, kernels/STAGES.md) would read past b on the device. Refused as a device
+    error before anything is submitted: with fallback=allow the program runs on the
+    emulator, announced (runtime/fallback.py); never a wrong number."""
+    if ls.launch.design != "add":
+        return
+    for st in ls.launch.stages:
+        if st.kernel != "add" or len(st.inputs) < 2:
+            continue
+        a, b = env.get(st.inputs[0]), env.get(st.inputs[1])
+        if a is not None and b is not None and a.shape != b.shape:
+            raise XdnaDeviceError(
+                f"design 'add': b {list(b.shape)} broadcasts over a {list(a.shape)}; the add "
+                "design on the NPU takes equal shapes only (a broadcasting b runs on the "
+                "emulator)", phase="run", design="add", kernels=ls.kernels)
