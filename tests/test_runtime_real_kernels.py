@@ -250,22 +250,3 @@ def test_broadcast_add_is_refused_by_the_npu_and_runs_on_the_emulator(npu) -> No
     with pytest.warns(RuntimeWarning, match="falling back to the emulator"):  # announced
         got = fallback.load(prog).run(feed)["y"]
     assert got.tobytes() == want.tobytes()
-
-
-def test_constant_table_add_outside_conv_frontend_is_refused_by_the_npu(npu) -> None:
-    """The add design reads b from IN: a position add whose table is a program
-    constant, launched on its own, is a device error on the NPU path (the emulator
-    runs it)."""
-    from xdna_ep.runtime.errors import XdnaDeviceError
-
-    fake, dev = npu
-    table = np.random.default_rng(6).normal(0, 1, (6, 8)).astype(np.float32)
-    prog = Program("table_add", (TensorSpec("a", "float32", (1, 6, 8)),),
-                   (TensorSpec("y", "float32", (1, 6, 8)),),
-                   (Launch("add", (Stage("add", ("a",), ("y",), {"b": "tbl"}),)),),
-                   constants={"tbl": table})
-    a = np.random.default_rng(7).normal(0, 1, (1, 6, 8)).astype(np.float32)
-    np.testing.assert_array_equal(EmulatorDevice().load(prog).run({"a": a})["y"], a + table)
-    with pytest.raises(XdnaDeviceError, match="constant table"):
-        dev.load(prog).run({"a": a})
-    assert not [n for n, _ in fake.calls if n == "device.completed"]

@@ -334,20 +334,14 @@ class XrtProgram:
 
 
 def _refuse_broadcast_add(ls: _LaunchState, env: Mapping[str, np.ndarray]) -> None:
-    """The add design streams a and b from IN as equal-length blocks
-    (kernels/add/design.py): an add stage whose b broadcasts over a's leading dims, or
-    whose b is a constant table (both taken by the emulator and the plugin,
-    kernels/STAGES.md), would read past or beside b on the device. Refused as a device
+    """The add design streams a and b as equal-length blocks (kernels/add/design.py);
+    an add stage whose b broadcasts over a's leading dims (the emulator and the plugin
+    take it, kernels/STAGES.md) would read past b on the device. Refused as a device
     error before anything is submitted: with fallback=allow the program runs on the
     emulator, announced (runtime/fallback.py); never a wrong number."""
     if ls.launch.design != "add":
         return
     for st in ls.launch.stages:
-        if st.kernel == "add" and "b" in st.consts:
-            raise XdnaDeviceError(
-                "design 'add': b is a constant table (the position add); the add design on "
-                "the NPU reads b from IN with a's shape (the table runs in conv_frontend, "
-                "or on the emulator)", phase="run", design="add", kernels=ls.kernels)
         if st.kernel != "add" or len(st.inputs) < 2:
             continue
         a, b = env.get(st.inputs[0]), env.get(st.inputs[1])
