@@ -66,6 +66,7 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 EPCONTEXT_FILE = "epcontext.onnx"
 PROGRAM_DIR = "programs"
+PUBLISH_ATTEMPTS = 5  # renames of a new entry into place while other writers race
 KIND_NOTHING_PLACED = "nothing-placed"  # manifest "kind": no region runs on the NPU
 BLOB_ATTR = "program_blob"  # the program inside a shipped model's region node
 
@@ -190,12 +191,6 @@ class CacheEntry:
     manifest: dict[str, Any] = field(default_factory=dict)
     # the entry's EPContext model, when it has one (verified like every file)
     epcontext: Path | None = None
-
-    @property
-    def parsed(self) -> bool:
-        """False for an entry loaded with parse=False: `model` and `programs` were
-        not read (only `epcontext` is there to run)."""
-        return self.model is not None or self.epcontext is None
 
     @property
     def region_count(self) -> int:
@@ -340,14 +335,21 @@ class ModelCache:
                     pass
                 else:
                     shutil.rmtree(old, ignore_errors=True)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                # another process published the same entry between our two renames:
-                # theirs is as good as ours (same key), keep it
-                if not (final / MANIFEST).is_file():
-                    raise
-                log.info("cache entry %s was written concurrently; keeping that copy", final)
+            for attempt in range(PUBLISH_ATTEMPTS):
+                try:
+                    os.replace(tmp, final)
+                    return final
+                except OSError:
+                    # another writer published the same entry between our two
+                    # renames: theirs is as good as ours (same key), keep it. It may
+                    # also be moved aside that very moment by a third writer
+                    # rebuilding it (then `final` is free again): try once more
+                    if (final / MANIFEST).is_file():
+                        log.info("cache entry %s was written concurrently; keeping that "
+                                 "copy", final)
+                        return final
+                    if attempt == PUBLISH_ATTEMPTS - 1:
+                        raise
             return final
         finally:
             if tmp.exists():
