@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,23 @@ def test_nothing_compiled_decision_is_cached(lm, tmp_path, monkeypatch):
 
     with pytest.raises(XDNAUnavailableError, match="no node"):
         _start(mb, tmp_path, fallback="error")
+
+
+def test_warm_start_leaves_the_entry_files_untouched(lm, x, tmp_path):
+    """A warm start on the plugin library reads epcontext.onnx without changing its
+    stamps (the digest index keys on them: a changed ctime would mean a full hash of
+    the file at every start) and leaves nothing behind in the cache."""
+    mb = lm.model.SerializeToString()
+    _start(mb, tmp_path)
+    (entry,) = _entries(tmp_path)
+    before = {p.name: os.stat(p) for p in entry.iterdir() if p.is_file()}
+    second = _start(mb, tmp_path)
+    assert second.xdna_start.source == "cache" and second._xdna_native
+    second.run(None, {"x": x})
+    after = {p.name: os.stat(p) for p in entry.iterdir() if p.is_file()}
+    assert "epcontext.onnx" in after
+    for name, st in before.items():
+        assert (after[name].st_ino, after[name].st_ctime_ns, after[name].st_nlink) == (
+            st.st_ino, st.st_ctime_ns, st.st_nlink), name
+    assert _entries(tmp_path) == [entry]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".load")]

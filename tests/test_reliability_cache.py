@@ -418,17 +418,17 @@ def test_entry_removed_before_onnx_runtime_reads_it(model_file, x, reference, tm
 
     session(model_file, tmp_path)
     entry = entry_of(tmp_path)
-    real_link = os.link
+    real_open = session_mod._open_entry_file
 
     calls = []
 
-    def gone(src, dst):  # the entry vanishes just before the first snapshot link
-        calls.append(src)
+    def gone(path):  # the entry vanishes just before ONNX Runtime's first open
+        calls.append(path)
         if len(calls) == 1:
             shutil.rmtree(entry)
-        return real_link(src, dst)
+        return real_open(path)
 
-    monkeypatch.setattr(session_mod.os, "link", gone)
+    monkeypatch.setattr(session_mod, "_open_entry_file", gone)
     with caplog.at_level(logging.WARNING, logger="xdna_ep"):
         sess = session(model_file, tmp_path)
     monkeypatch.undo()

@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,26 +144,31 @@ def _native_model(prepared: PreparedModel) -> Iterator[str | bytes]:
     the ORT session's creation.
 
     From the cache, ORT reads the entry's EPContext file itself (nothing copied in
-    Python) through a hard link made next to the entry: another process that
-    rebuilds the entry meanwhile (os.replace + delete) cannot pull the file from
-    under ORT. Without hard links (some file systems) the bytes are read; without a
-    cache file (e.g. a read-only cache_dir) the model is built here."""
+    Python) through a descriptor held open meanwhile (/proc/self/fd/N): another
+    process that rebuilds the entry (os.replace + delete) cannot pull the file from
+    under ORT, and nothing touches the file's stamps, which the digest index keys
+    on (a hard link would change its ctime and cost a full hash at the next start).
+    Without /proc the bytes are read through the descriptor; without a cache file
+    (e.g. a read-only cache_dir) the model is built here."""
     src = prepared.epcontext_file
     if src is None:
         yield _epcontext_bytes(prepared)
         return
-    link = src.parent.parent / f".load-{uuid.uuid4().hex[:12]}-{src.parent.name}.onnx"
+    fd = _open_entry_file(src)  # FileNotFoundError (entry gone) goes to the caller
     try:
-        os.link(src, link)  # FileNotFoundError (entry gone) goes to the caller
-    except FileNotFoundError:
-        raise
-    except OSError:
-        yield src.read_bytes()
-        return
-    try:
-        yield str(link)
+        by_fd = f"/proc/self/fd/{fd}"
+        if os.path.exists(by_fd):
+            yield by_fd
+        else:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                yield f.read()
     finally:
-        link.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _open_entry_file(path: Path) -> int:
+    """A read descriptor of a cache entry's file (the tests make it vanish here)."""
+    return os.open(path, os.O_RDONLY)
 
 
 def _announce(plan: PartitionPlan | None, device: str, stacklevel: int,
@@ -247,8 +251,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # compiled for exactly this shape: a run of another shape compiles its own
             # (a model left unchanged, nothing placed, runs any shape as it is)
             self._xdna_pinned = dims_mod.shape_key(choice.dims)
-        user_model = (path_or_bytes if isinstance(path_or_bytes, bytes)
-                      else os.fspath(path_or_bytes))
+        user_model = self._xdna_src
         model_for_ort: str | bytes = user_model
         ort_so, ort_providers, ort_options = so, rest, rest_opts
         if prepared.deferred:
@@ -287,6 +290,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # edit): compiled again, never trusted
             prepared = provider.recompile(f"{type(exc).__name__}: {exc}")
             self.xdna_plan = prepared.plan
+            self.xdna_programs = dict(prepared.programs)
             for notice in prepared.notices:
                 warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
             if prepared.native:
