@@ -197,14 +197,13 @@ def _overhead_s(region: _PluginRegion, floor: Any, x: np.ndarray, rounds: int
     floor, overhead) as medians; the overhead per round is region run - program
     - floor, the three measured back to back so load hits them alike."""
     runs, programs, floors, over = [], [], [], []
-    shape = tuple(x.shape[:-1]) + (384,)
     for _ in range(rounds):
         t0 = time.perf_counter()
         region.sess.run(None, {"x": x})
         t1 = time.perf_counter()
         floor.run(None, {"x": x})
         t2 = time.perf_counter()
-        region.direct.run([x], shape)
+        region.direct.run([x], x.shape)  # one_region_model: y has x's shape
         prog = region.direct.last_run_s
         runs.append(t1 - t0)
         floors.append(t2 - t1)
@@ -215,7 +214,7 @@ def _overhead_s(region: _PluginRegion, floor: Any, x: np.ndarray, rounds: int
 
 
 def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
-            model_path: str | None = None, bridge: bool = True) -> dict[str, Any]:
+            model_path: str | None = None) -> dict[str, Any]:
     if model_path:
         with open(model_path, "rb") as f:
             mb = f.read()
@@ -257,13 +256,12 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
                                               lambda: big.direct.run([xb], (1500, 384)),
                                               max(5, calls // 20))
     res["large_call_ms"] = {"ort": round(big_ort * 1e3, 3), "direct": round(big_direct * 1e3, 3)}
-    if bridge:
-        old = _BridgeRegion(one_region_model(16))
-        old.sess.run(None, {"x": x})
-        old.loaded.run({"x": x})
-        _, _, bridge_overhead = _paired_median_s(
-            lambda: old.sess.run(None, {"x": x}), lambda: old.loaded.run({"x": x}), pairs)
-        res["bridge_region_call_overhead_us"] = round(bridge_overhead * 1e6, 1)
+    old = _BridgeRegion(one_region_model(16))
+    old.sess.run(None, {"x": x})
+    old.loaded.run({"x": x})
+    _, _, bridge_overhead = _paired_median_s(
+        lambda: old.sess.run(None, {"x": x}), lambda: old.loaded.run({"x": x}), pairs)
+    res["bridge_region_call_overhead_us"] = round(bridge_overhead * 1e6, 1)
     res["device"] = "emulator (host CPU; not NPU figures)"
     return res
 
@@ -296,7 +294,6 @@ def run(args: argparse.Namespace) -> int:
     lc = res["large_call_ms"]
     print(f"1500x384 float32 region: through ORT {lc['ort']:.3f} ms, directly "
           f"{lc['direct']:.3f} ms")
-    if "bridge_region_call_overhead_us" in res:
-        print(f"the same small call through the Python bridge (NPU route): overhead "
-              f"{res['bridge_region_call_overhead_us']:.1f} us")
+    print(f"the same small call through the Python bridge (NPU route): overhead "
+          f"{res['bridge_region_call_overhead_us']:.1f} us")
     return 0
