@@ -47,6 +47,11 @@ struct NpuError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A failed command: the device state is unknown, the program is unusable.
+struct BrokenError : NpuError {
+  using NpuError::NpuError;
+};
+
 const char* state_name(ert_cmd_state s) {
   switch (s) {
     case ERT_CMD_STATE_NEW: return "ERT_CMD_STATE_NEW";
@@ -264,7 +269,7 @@ struct Program {
   int run(size_t index, const uint8_t* in, size_t in_size, uint8_t* out, size_t out_size) {
     std::lock_guard<std::mutex> lock(mu);
     if (!broken.empty())
-      throw NpuError("program '" + name + "' is unusable after an earlier NPU failure: " + broken);
+      throw BrokenError("program '" + name + "' is unusable after an earlier NPU failure: " + broken);
     if (index >= launches.size())
       throw NpuError("program '" + name + "' has no launch " + std::to_string(index));
     Launch& l = launches[index];
@@ -292,7 +297,7 @@ struct Program {
       state = r.wait(std::chrono::milliseconds(dev->timeout_ms));
     } catch (const std::exception& e) {
       broken = where(l) + ": command failed: " + e.what();
-      throw NpuError(broken);
+      throw BrokenError(broken);
     }
     if (state != ERT_CMD_STATE_COMPLETED) {
       std::string sname = state_name(state);
@@ -306,7 +311,7 @@ struct Program {
       }
       broken = where(l) + " ended in " + sname +
                (timeout ? " after " + std::to_string(dev->timeout_ms) + " ms" : "");
-      throw NpuError(broken);
+      throw BrokenError(broken);
     }
     try {
       bo_out.sync(XCL_BO_SYNC_BO_FROM_DEVICE);
@@ -392,9 +397,12 @@ XDNA_NPU_EXPORT int xdna_npu_run(void* program, size_t launch, const uint8_t* in
   try {
     if (p == nullptr) throw NpuError("xdna_npu_run: no program");
     return p->run(launch, in, in_size, out, out_size);
+  } catch (const BrokenError& e) {
+    g_last_error = e.what();
+    return XDNA_NPU_BROKEN;
   } catch (const std::exception& e) {
     g_last_error = e.what();
-    return p != nullptr && !p->broken.empty() ? XDNA_NPU_BROKEN : XDNA_NPU_REFUSED;
+    return XDNA_NPU_REFUSED;
   }
 }
 

@@ -92,7 +92,13 @@ def launch_plans(program: Program, manifest: Mapping[str, Any] | None = None
             plans.append(LaunchPlan(**common, image=None,
                                     why="symbolic input dims " + ", ".join(symbolic)))
             continue
-        shapes = {b: known[b].shape for b in io.inputs if b in known}
+        unknown = [b for b in io.inputs if b not in known]
+        if unknown:
+            plans.append(LaunchPlan(**common, image=None, refused=True,
+                                    why=f"the shapes of {unknown} are unknown (an earlier "
+                                        "launch has no NPU layout)"))
+            continue
+        shapes = {b: known[b].shape for b in io.inputs}
         refusal = broadcast_add_refusal(ln, shapes)
         if refusal:
             plans.append(LaunchPlan(**common, image=None, why=refusal, refused=True))
@@ -104,9 +110,12 @@ def launch_plans(program: Program, manifest: Mapping[str, Any] | None = None
             weights = plan_weights(ln, specs, consts)
             params = plan_launch(ln, io, specs, consts, weights,
                                  {b: known[b] for b in io.inputs})
-        except (KeyError, ValueError, NotImplementedError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any layout failure refuses the NPU for
+            # this launch (announced by the plugin), never the compile: the emulator
+            # form of the payload does not depend on it
             plans.append(LaunchPlan(**common, image=None, refused=True,
-                                    why=f"no NPU layout for this launch: {exc}"))
+                                    why=f"no NPU layout for this launch: "
+                                        f"{type(exc).__name__}: {exc}"))
             _learn_outputs(program, ln, known)
             continue
         for s in params.outputs.slots:
@@ -128,6 +137,6 @@ def _learn_outputs(program: Program, launch: Any, known: dict[str, BufferSpec]) 
         try:
             outs = output_specs(st.kernel, None, [known[b] for b in st.inputs],
                                 stage_consts(program, st), st.attrs)
-        except (KeyError, ValueError, NotImplementedError):
+        except Exception:  # noqa: BLE001 - later launches then get no image either
             return
         known.update(zip(st.outputs, outs, strict=False))
