@@ -60,3 +60,15 @@ def test_payload_version_is_in_the_cache_key_and_header() -> None:
     assert read_header(blob).version == FORMAT_VERSION == 2
     assert versions()["payload_format"] == FORMAT_VERSION
     assert np.frombuffer(blob[:8], np.uint8).tobytes() == b"XDNAEPCX"
+
+
+def test_a_launch_without_layout_is_refused_not_the_compile() -> None:
+    """An add whose b is a constant of a's shape: its output rule reads b from the
+    inputs and fails; the payload still carries the program (emulator) and the
+    refusal, which the plugin announces."""
+    b = np.ones((2, 4, 8), np.float32)
+    prog = one_stage_program("a", "add", [T("a", "float32", (2, 4, 8))],
+                             [T("c", "float32", (2, 4, 8))], consts={"b": b})
+    (plan,) = launch_plans(prog)
+    assert plan.refused and plan.why.startswith("no NPU layout for this launch: IndexError")
+    assert read_header(payload_bytes(prog)).version == FORMAT_VERSION
