@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 PLUGIN_LIBRARY = "libxdna_ep_provider.so"  # provider/ (CMakeLists.txt), beside _emulator
+NPU_LIBRARY = "libxdna_ep_npu.so"           # provider/npu/, built only where XRT is found
 
 
 class CMakeExtension(Extension):
@@ -54,10 +55,10 @@ class CMakeBuild(build_ext):
         beside it must follow, or get_library_path() finds nothing."""
         super().copy_extensions_to_source()
         built = getattr(self, "cmake_out_dir", None)
-        if built is not None and (built / PLUGIN_LIBRARY).exists():
-            built = built / PLUGIN_LIBRARY
-            self.copy_file(str(built), str(ROOT / "python" / "xdna_ep" / PLUGIN_LIBRARY),
-                           level=self.verbose)
+        for lib in (PLUGIN_LIBRARY, NPU_LIBRARY):
+            if built is not None and (built / lib).exists():
+                self.copy_file(str(built / lib), str(ROOT / "python" / "xdna_ep" / lib),
+                               level=self.verbose)
 
 
 def packages() -> tuple[list[str], dict[str, str]]:

@@ -39,10 +39,6 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
       if (value != "auto" && value != "emulator" && value != "npu")
         throw OptionError("XDNAExecutionProvider: provider option device='" + value +
                           "' is not one of auto, npu, emulator");
-      if (value == "npu")
-        throw OptionError("XDNAExecutionProvider: device=npu is not available from the plugin "
-                          "library: it has no NPU (XRT) backend yet; use device=emulator, or the "
-                          "Python providers-list route for the NPU");
       o.device = value;
       o.device_given = true;
     } else if (key == "fallback") {
@@ -69,9 +65,6 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
                         "compiled (xdna-ep compile); it does not change an EPContext model");
     }
   }
-  if (o.device == "auto" && o.device_given)
-    o.notes.push_back("XDNAExecutionProvider: device=auto runs the host emulator (the plugin "
-                      "library has no NPU backend yet)");
   return o;
 }
 

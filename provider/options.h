@@ -14,12 +14,17 @@ struct OptionError : std::invalid_argument {
 };
 
 struct Options {
-  std::string device = "auto";  // auto | emulator | npu (this library runs the emulator)
+  // auto | emulator | npu. npu: regions run through the native NPU backend
+  // (npu_backend.h), an error when it is unavailable; auto: the NPU when the backend
+  // loads and a device opens, else the emulator (announced).
+  std::string device = "auto";
   // Whether the application named a device. A device-selection policy (PREFER_NPU,
   // ...) picks our CPU-hosted emulator entry as a CPU EP without naming one; the
   // emulator is no NPU, so it then claims nothing (plugin.cc).
   bool device_given = false;
-  bool fallback_error = false;  // fallback=error: a model with nothing for XDNA is an error
+  // fallback=error: a model with nothing for XDNA is an error, and so is a region the
+  // NPU cannot load or run; allow: such a region runs on the emulator, announced.
+  bool fallback_error = false;
   int num_threads = 0;          // 0: the emulator's default
   std::vector<std::string> notes;  // log lines for options that act elsewhere
 };

@@ -219,6 +219,72 @@ StageDef read_stage(Reader& r) {
   return s;
 }
 
+std::vector<int64_t> read_dims(Reader& r, size_t n, const char* what) {
+  std::vector<int64_t> v;
+  for (size_t i = 0; i < n; ++i) v.push_back(r.pod<int64_t>(what));
+  return v;
+}
+
+SlotDef read_slot(Reader& r, uint64_t bo_size) {
+  SlotDef s;
+  s.name = r.str("slot name");
+  s.dtype = read_dtype(r);
+  s.shape = read_dims(r, r.pod<uint8_t>("slot rank"), "slot dim");
+  s.offset = r.pod<uint64_t>("slot offset");
+  s.nbytes = r.pod<uint64_t>("slot size");
+  const uint8_t k = r.pod<uint8_t>("slot frame rank");
+  s.frame = read_dims(r, k, "slot frame dim");
+  s.origin = read_dims(r, k, "slot frame origin");
+  int64_t n = 1;
+  for (int64_t d : s.shape) {
+    if (d < 0) throw PayloadError("payload malformed: slot '" + s.name + "' has a negative dim");
+    n *= d;
+  }
+  uint64_t room = s.nbytes;
+  if (k > 0) {
+    int64_t f = 1;
+    for (size_t i = 0; i < k; ++i) {
+      if (s.frame[i] < 0 || s.origin[i] < 0)
+        throw PayloadError("payload malformed: slot '" + s.name + "' frame");
+      f *= s.frame[i];
+    }
+    room = static_cast<uint64_t>(f) * dtype_size(s.dtype);
+  }
+  if (s.nbytes != static_cast<uint64_t>(n) * dtype_size(s.dtype) || s.offset + room > bo_size)
+    throw PayloadError("payload malformed: slot '" + s.name + "' does not fit its buffer object");
+  return s;
+}
+
+LaunchDef read_launch(Reader& r) {
+  LaunchDef l;
+  l.design = r.str("launch design");
+  l.n_stages = r.pod<uint32_t>("launch stage count");
+  for (uint32_t i = 0, n = r.count("launch inputs", 4096); i < n; ++i) l.inputs.push_back(r.str("launch input"));
+  for (uint32_t i = 0, n = r.count("launch outputs", 4096); i < n; ++i) l.outputs.push_back(r.str("launch output"));
+  l.in_manifest = r.pod<uint8_t>("launch manifest flag") != 0;
+  if (l.in_manifest) {
+    l.xclbin = r.str("launch xclbin");
+    l.insts = r.str("launch instructions");
+    l.xrt_kernel = r.str("launch xrt kernel");
+  }
+  const uint8_t kind = r.pod<uint8_t>("launch image kind");
+  if (kind > 2) throw PayloadError("payload malformed: launch image kind " + std::to_string(kind));
+  l.image_kind = static_cast<LaunchDef::Image>(kind);
+  if (l.image_kind != LaunchDef::Image::kPresent) {
+    l.why = r.str("launch image reason");
+    return l;
+  }
+  LaunchImage& im = l.image;
+  im.zero_out = r.pod<uint8_t>("launch zero-out flag") != 0;
+  r.bytes(im.weights, r.pod<uint64_t>("weights size"), "weights bytes");
+  r.bytes(im.params, r.pod<uint64_t>("params size"), "params bytes");
+  im.in_size = r.pod<uint64_t>("IN size");
+  for (uint32_t i = 0, n = r.count("IN slots", 4096); i < n; ++i) im.in_slots.push_back(read_slot(r, im.in_size));
+  im.out_size = r.pod<uint64_t>("OUT size");
+  for (uint32_t i = 0, n = r.count("OUT slots", 4096); i < n; ++i) im.out_slots.push_back(read_slot(r, im.out_size));
+  return l;
+}
+
 }  // namespace
 
 Payload parse_payload(const uint8_t* data, size_t size) {
@@ -235,7 +301,8 @@ Payload parse_payload(const uint8_t* data, size_t size) {
   if (p.format_version != kPayloadVersion || header_size != kHeaderSize)
     throw PayloadError("EPContext payload format version " + std::to_string(p.format_version) +
                        " is not supported (this library reads version " +
-                       std::to_string(kPayloadVersion) + "); recompile the model with xdna-ep compile");
+                       std::to_string(kPayloadVersion) + "; version 1 payloads carry no "
+                       "launches); recompile the model with xdna-ep compile");
   std::memcpy(&body_size, data + 16, 8);
   std::memcpy(&checksum, data + 24, 4);
   if (body_size != size - kHeaderSize)
@@ -251,7 +318,21 @@ Payload parse_payload(const uint8_t* data, size_t size) {
   for (uint32_t i = 0, n = r.count("program inputs", 4096); i < n; ++i) p.inputs.push_back(read_io(r));
   for (uint32_t i = 0, n = r.count("program outputs", 4096); i < n; ++i) p.outputs.push_back(read_io(r));
   for (uint32_t i = 0, n = r.count("stages", 1u << 16); i < n; ++i) p.stages.push_back(read_stage(r));
-  if (!r.done()) throw PayloadError("payload malformed: trailing bytes after the last stage");
+  size_t next = 0;
+  for (uint32_t i = 0, n = r.count("launches", 1u << 16); i < n; ++i) {
+    LaunchDef l = read_launch(r);
+    if (l.n_stages == 0 || l.n_stages > p.stages.size() - next)
+      throw PayloadError("payload malformed: launch " + std::to_string(i) + " names " +
+                         std::to_string(l.n_stages) + " stages, " +
+                         std::to_string(p.stages.size() - next) + " are left");
+    for (uint32_t k = 0; k < l.n_stages; ++k) l.kernels.push_back(p.stages[next + k].kernel);
+    next += l.n_stages;
+    p.launches.push_back(std::move(l));
+  }
+  if (next != p.stages.size())
+    throw PayloadError("payload malformed: the launches cover " + std::to_string(next) + " of " +
+                       std::to_string(p.stages.size()) + " stages");
+  if (!r.done()) throw PayloadError("payload malformed: trailing bytes after the last launch");
   return p;
 }
 

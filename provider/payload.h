@@ -12,7 +12,7 @@
 namespace xdna::ep {
 
 constexpr char kPayloadMagic[8] = {'X', 'D', 'N', 'A', 'E', 'P', 'C', 'X'};
-constexpr uint32_t kPayloadVersion = 1;
+constexpr uint32_t kPayloadVersion = 2;  // 2: launches + NPU images (1: refused)
 constexpr size_t kHeaderSize = 32;
 
 // A payload that cannot be used: wrong magic/version/checksum, truncated, malformed.
@@ -75,12 +75,46 @@ struct StageDef {
   const Tensor* constant_opt(const std::string& role) const;
 };
 
+// One buffer inside an NPU buffer object (runtime/layout.py Slot): `nbytes` at
+// `offset`; with a frame, the buffer (folded to the frame's rank) is the window at
+// `origin` of a row-major array of shape `frame` that starts at `offset`.
+struct SlotDef {
+  std::string name;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0, nbytes = 0;
+  std::vector<int64_t> frame, origin;
+};
+
+// The buffer-object contents of one launch, computed at compile time by the
+// Python layout code (python/xdna_ep/ort/npu_image.py) for concrete shapes.
+struct LaunchImage {
+  bool zero_out = false;  // a fused design's private scratch: OUT starts zeroed
+  std::vector<uint8_t> weights, params;
+  uint64_t in_size = 0, out_size = 0;
+  std::vector<SlotDef> in_slots, out_slots;
+};
+
+struct LaunchDef {
+  enum class Image : uint8_t { kNone = 0, kPresent = 1, kRefused = 2 };
+  std::string design;
+  uint32_t n_stages = 0;        // the next n_stages stages of Payload::stages
+  std::vector<std::string> kernels;  // those stages' kernels (for messages)
+  std::vector<std::string> inputs, outputs;  // read from IN / written to OUT
+  bool in_manifest = false;     // the design's kernel-manifest entry follows
+  std::string xclbin, insts, xrt_kernel;
+  Image image_kind = Image::kNone;
+  std::string why;              // kNone / kRefused: why there is no image
+  LaunchImage image;
+};
+
 struct Payload {
   uint32_t format_version = 0;
   std::string name;
   std::string kernel_version;
   std::vector<IoSpec> inputs, outputs;
   std::vector<StageDef> stages;
+  std::vector<LaunchDef> launches;
 };
 
 // CRC-32 (IEEE 802.3, zlib's crc32): detects corruption, not tampering.

@@ -6,7 +6,9 @@
 //   XdnaEp (OrtEp)                         GetCapability: claims com.microsoft
 //                                          EPContext nodes whose source is
 //                                          XDNAExecutionProvider; Compile: payload
-//                                          -> Program (runner.h) -> compute info
+//                                          -> Program (runner.h, the emulator) and,
+//                                          on the NPU, NpuProgram (npu_runner.h)
+//                                          -> compute info
 //
 // A model without our EPContext nodes runs wholly on the CPU with one log line
 // that says how to compile it (`xdna-ep compile`).
@@ -23,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "npu_backend.h"
+#include "npu_runner.h"
 #include "options.h"
 #include "parallel.h"
 #include "payload.h"
@@ -199,9 +203,14 @@ DType from_onnx(ONNXTensorElementDataType t) {
 }
 
 struct RegionCompute : OrtNodeComputeInfo {
-  std::shared_ptr<const Program> program;
+  std::shared_ptr<const Program> program;     // the emulator form (always there)
+  std::unique_ptr<const NpuProgram> npu;      // the NPU form, when the region runs there
   std::string node;
   std::vector<size_t> in_map, out_map;  // fused-node slot -> program slot
+  bool fallback_error = false;          // a failed NPU run is an error (else: emulator)
+  const OrtLogger* logger = nullptr;
+  std::atomic<bool> on_emulator{false};  // after a failed NPU run: never the NPU again
+  std::once_flag announced;
 
   RegionCompute(std::shared_ptr<const Program> p, std::string n, std::vector<size_t> in_m,
                 std::vector<size_t> out_m)
@@ -215,10 +224,32 @@ struct RegionCompute : OrtNodeComputeInfo {
 
   static OrtStatus* ORT_API_CALL create_state(OrtNodeComputeInfo* self, OrtNodeComputeContext*,
                                               void** state) noexcept {
-    *state = self;  // the program is immutable and thread-safe: no per-state data
+    *state = self;  // the programs are thread-safe: no per-state data
     return nullptr;
   }
   static void ORT_API_CALL release_state(OrtNodeComputeInfo*, void*) noexcept {}
+
+  // The NPU run, or the emulator: after a failed NPU run with fallback=allow the
+  // region stays on the emulator (a broken program is never re-submitted), announced
+  // once at warning level with the reason.
+  std::vector<Buffer> run(const std::vector<Buffer>& inputs) {
+    if (npu && !on_emulator.load()) {
+      try {
+        return npu->run(inputs);
+      } catch (const NpuRunError& e) {
+        if (fallback_error)
+          throw std::runtime_error(std::string("NPU run failed (provider option fallback=error): ") +
+                                   e.what());
+        on_emulator.store(true);
+        std::call_once(announced, [&] {
+          log(logger, ORT_LOGGING_LEVEL_WARNING,
+              std::string(kEpName) + ": region " + node + " failed on the NPU and runs on the "
+              "host emulator from now on (fallback=allow): " + e.what());
+        });
+      }
+    }
+    return program->run(inputs);
+  }
 
   static OrtStatus* ORT_API_CALL compute(OrtNodeComputeInfo* self_base, void*,
                                          OrtKernelContext* ctx) noexcept {
@@ -249,7 +280,7 @@ struct RegionCompute : OrtNodeComputeInfo {
     }
     std::vector<Buffer> outs;
     try {
-      outs = self->program->run(inputs);
+      outs = self->run(inputs);
     } catch (const std::exception& e) {
       // named so an application (and xdna_ep's Python session) can tell a region
       // failure from any other node's
@@ -274,6 +305,10 @@ struct XdnaEp : OrtEp {
   bool told_raw_model = false;
   bool claimed_any = false;
   bool told_no_device = false;
+  // The NPU (device=npu|auto): opened on the first Compile, shared by the regions.
+  bool npu_tried = false;
+  std::shared_ptr<NpuDevice> npu;
+  std::string npu_why;  // why there is no NPU
 
   XdnaEp(Options opts, const OrtLogger* lg) : OrtEp{}, options(std::move(opts)), logger(lg) {
     ort_version_supported = ORT_API_VERSION;
@@ -355,6 +390,7 @@ struct XdnaEp : OrtEp {
     (void)ep_context_nodes;  // already an EPContext model: nothing to write back
     for (size_t i = 0; i < count; ++i) infos[i] = nullptr;
     XDNA_API_BEGIN
+    size_t on_npu = 0;
     for (size_t i = 0; i < count; ++i) {
       size_t n = 0;
       check(g_api->Graph_GetNumNodes(graphs[i], &n));
@@ -392,12 +428,49 @@ struct XdnaEp : OrtEp {
       } catch (const UnsupportedStage& e) {
         throw UnsupportedStage(where + ": " + e.what());
       }
-      infos[i] = new RegionCompute(std::move(program), node_name(node), std::move(in_map), std::move(out_map));
+      auto rc = std::make_unique<RegionCompute>(std::move(program), node_name(node), std::move(in_map),
+                                                std::move(out_map));
+      rc->fallback_error = self->options.fallback_error;
+      rc->logger = self->logger;
+      if (self->wants_npu()) {
+        try {
+          rc->npu = std::make_unique<const NpuProgram>(rc->program->payload(), self->npu);
+          ++on_npu;
+        } catch (const NpuUnavailable& e) {
+          if (self->options.fallback_error)
+            throw OrtError(ORT_FAIL, std::string(kEpName) + ": " + where + " cannot run on the NPU "
+                           "(provider option fallback=error): " + e.what());
+          log(self->logger, ORT_LOGGING_LEVEL_WARNING,
+              std::string(kEpName) + ": " + where + " runs on the host emulator, not the NPU "
+              "(fallback=allow): " + e.what());
+        }
+      }
+      infos[i] = rc.release();
     }
     log(self->logger, ORT_LOGGING_LEVEL_INFO,
-        "XDNAExecutionProvider: " + std::to_string(count) + " EPContext region(s) compiled for the "
-        "host emulator (C++ kernels; speed is CPU speed)");
+        "XDNAExecutionProvider: " + std::to_string(count) + " EPContext region(s) compiled: " +
+        std::to_string(on_npu) + " on the NPU, " + std::to_string(count - on_npu) +
+        " on the host emulator (C++ kernels; speed is CPU speed)");
     XDNA_API_END
+  }
+
+  // Whether regions go to the NPU: device=npu|auto with the backend loaded and a
+  // device open. Opened once per EP; device=npu without it is an error, auto falls
+  // back to the emulator with one warning.
+  bool wants_npu() {
+    if (options.device == "emulator") return false;
+    if (!npu_tried) {
+      npu_tried = true;
+      npu = open_npu_device(&npu_why);
+      if (npu == nullptr && options.device == "auto")
+        log(logger, ORT_LOGGING_LEVEL_WARNING,
+            std::string(kEpName) + ": device=auto: no NPU (" + npu_why +
+            "); regions run on the host emulator (C++ kernels; speed is CPU speed)");
+    }
+    if (npu == nullptr && options.device == "npu")
+      throw OrtError(ORT_FAIL, std::string(kEpName) + ": device=npu, but the NPU is unavailable: " +
+                     npu_why);
+    return npu != nullptr;
   }
 
   static void ORT_API_CALL release_infos(OrtEp*, OrtNodeComputeInfo** infos, size_t n) noexcept {
@@ -479,7 +552,10 @@ struct XdnaFactory : OrtEpFactory {
     Options options = parse_options(kv);
     if (options.num_threads > 0) xdna::set_num_threads(options.num_threads);
     for (const std::string& note : options.notes) log(logger, ORT_LOGGING_LEVEL_INFO, note);
-    *ep = new XdnaEp(std::move(options), logger);
+    auto made = std::make_unique<XdnaEp>(std::move(options), logger);
+    // device=npu names a device that must be there: refused now, not at the first region
+    if (made->options.device == "npu") made->wants_npu();
+    *ep = made.release();
     XDNA_API_END
   }
 

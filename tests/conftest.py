@@ -53,3 +53,20 @@ def no_cost_model(monkeypatch: pytest.MonkeyPatch) -> None:
             model_name=model_name, dims=dims or None, dims_source=dims_source)
 
     monkeypatch.setattr(stages, "partition", partition)
+
+
+@pytest.fixture(scope="session")
+def fake_backend(tmp_path_factory: pytest.TempPathFactory):
+    """The plugin's NPU backend built against the FAKE XRT library, once per session
+    (npu_support.py; FakeBackend.build_seconds says how long the build took)."""
+    from npu_support import build_fake_backend
+
+    return build_fake_backend(tmp_path_factory.mktemp("fake_xrt_build"))
+
+
+@pytest.fixture()
+def fake_npu(fake_backend, tmp_path, monkeypatch):
+    """The plugin on the FAKE NPU (npu_support.fake_npu_for_test)."""
+    from npu_support import fake_npu_for_test
+
+    yield from fake_npu_for_test(fake_backend, tmp_path, monkeypatch)

@@ -103,7 +103,10 @@ def test_side_file_outside_the_model_folder_is_refused(tmp_path):
 
 @pytest.mark.parametrize("damage, match", [
     (lambda b: b"NOTXDNA!" + b[8:], "wrong magic"),
-    (lambda b: _reseal(b[HEADER.size:], version=FORMAT_VERSION + 1), "format version 2"),
+    (lambda b: _reseal(b[HEADER.size:], version=FORMAT_VERSION + 1),
+     f"format version {FORMAT_VERSION + 1} is not supported"),
+    (lambda b: _reseal(b[HEADER.size:], version=1),
+     "format version 1 is not supported .*reads version 2; version 1 payloads carry no launches"),
     (lambda b: b[:-1] + bytes([b[-1] ^ 0x40]), "checksum mismatch"),
     (lambda b: b[:-10], "truncated"),
     (lambda b: b[:20], "truncated"),

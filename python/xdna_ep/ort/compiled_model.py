@@ -131,10 +131,13 @@ def compile_defaults() -> str:
 
 
 def versions() -> dict[str, Any]:
-    """What makes an entry stale when it changes."""
+    """What makes an entry stale when it changes (the EPContext payload format too:
+    an entry's epcontext.onnx holds payloads of that version)."""
+    from .epcontext import FORMAT_VERSION as PAYLOAD_FORMAT_VERSION
+
     return {"package": __version__, "kernels": kernel_manifest_version(),
             "program_format": PROGRAM_FORMAT_VERSION, "cache_format": CACHE_FORMAT_VERSION,
-            "compile_defaults": compile_defaults()}
+            "payload_format": PAYLOAD_FORMAT_VERSION, "compile_defaults": compile_defaults()}
 
 
 def model_digest(model: str | os.PathLike[str] | bytes,

@@ -13,6 +13,13 @@ receives, from which the emulator's prepare_device() builds its state), else
 its program constants by role; so the C++ stages prepare from exactly the bytes
 the Python emulator prepares from.
 
+Version 2 adds the program's launches after its stages: per launch its design,
+its stages (by count, in order), the buffers it reads from IN and writes to OUT,
+the design's manifest entry (xclbin, instruction file, kernel name) and, when
+every program shape is concrete, its NPU image (ort/npu_image.py: the WEIGHTS and
+PARAMS bytes and the IN / OUT slots, computed by runtime/layout.py, the code the
+pyxrt path runs), which the plugin's native NPU backend uploads as is.
+
 Header (32 bytes): magic ``XDNAEPCX``, u32 format version, u32 header size,
 u64 body size, u32 CRC-32 (zlib's) of the body, u32 reserved (0). The CRC
 detects corruption, not tampering.
@@ -37,10 +44,11 @@ from ..compile.program import Program, Stage
 from ..kernel_specs import registry
 from ..rewrite.graph import DOMAIN as REGION_DOMAIN
 from ..rewrite.graph import iter_graphs, node_region_program
-from ..runtime.layout import stage_consts, stage_weight_blobs
+from ..runtime.layout import Slot, stage_consts, stage_weight_blobs
+from .npu_image import LaunchPlan, launch_plans
 
 MAGIC = b"XDNAEPCX"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: launches + NPU images; 1: stages only (refused)
 HEADER = struct.Struct("<8sIIQII")  # magic, version, header size, body size, crc32, reserved
 EPCONTEXT_OP = "EPContext"
 EPCONTEXT_DOMAIN = "com.microsoft"
@@ -175,8 +183,57 @@ def _stage(w: _Writer, program: Program, st: Stage) -> None:
         _attr(w, st.attrs[key], f"{what} attr {key!r}")
 
 
-def payload_bytes(program: Program) -> bytes:
-    """The EPContext payload of one compiled region (docs/EPCONTEXT.md)."""
+IMAGE_NONE, IMAGE_PRESENT, IMAGE_REFUSED = 0, 1, 2
+
+
+def _blob(w: _Writer, data: bytes) -> None:
+    w.parts.append(struct.pack("<Q", len(data)))
+    w.raw(data)
+
+
+def _slot(w: _Writer, s: Slot, what: str) -> None:
+    w.str(s.name)
+    w.u8(_dtype_code(s.dtype, what))
+    w.u8(len(s.shape))
+    for d in s.shape:
+        w.i64(int(d))
+    w.parts.append(struct.pack("<QQ", s.offset, s.nbytes))
+    w.u8(len(s.frame))
+    for d in (*s.frame, *s.origin):
+        w.i64(int(d))
+
+
+def _launch(w: _Writer, plan: LaunchPlan, what: str) -> None:
+    w.str(plan.design)
+    w.u32(plan.n_stages)
+    for names in (plan.inputs, plan.outputs):
+        w.u32(len(names))
+        for b in names:
+            w.str(b)
+    w.u8(1 if plan.entry is not None else 0)
+    if plan.entry is not None:
+        w.str(plan.entry.xclbin)
+        w.str(plan.entry.insts)
+        w.str(plan.entry.kernel)
+    if plan.image is None:
+        w.u8(IMAGE_REFUSED if plan.refused else IMAGE_NONE)
+        w.str(plan.why)
+        return
+    img = plan.image
+    w.u8(IMAGE_PRESENT)
+    w.u8(1 if img.zero_out else 0)
+    _blob(w, img.weights)
+    _blob(w, img.params)
+    for size, slots in ((img.in_size, img.in_slots), (img.out_size, img.out_slots)):
+        w.parts.append(struct.pack("<Q", size))
+        w.u32(len(slots))
+        for s in slots:
+            _slot(w, s, f"{what} slot {s.name!r}")
+
+
+def payload_bytes(program: Program, manifest: Mapping[str, Any] | None = None) -> bytes:
+    """The EPContext payload of one compiled region (docs/EPCONTEXT.md). `manifest`:
+    the kernel manifest document naming the designs' files (default: the package's)."""
     program.validate()
     w = _Writer()
     w.str(program.name)
@@ -189,6 +246,10 @@ def payload_bytes(program: Program) -> bytes:
     w.u32(len(stages))
     for st in stages:
         _stage(w, program, st)
+    plans = launch_plans(program, manifest)
+    w.u32(len(plans))
+    for i, plan in enumerate(plans):
+        _launch(w, plan, f"program {program.name!r} launch {i}")
     body = b"".join(w.parts)
     header = HEADER.pack(MAGIC, FORMAT_VERSION, HEADER.size, len(body), zlib.crc32(body), 0)
     return header + body
@@ -212,7 +273,8 @@ def read_header(blob: bytes) -> PayloadHeader:
         raise PayloadError("EPContext payload has the wrong magic (not an XDNA payload)")
     if version != FORMAT_VERSION or hsize != HEADER.size:
         raise PayloadError(f"EPContext payload format version {version} is not supported "
-                           f"(this xdna-ep writes version {FORMAT_VERSION})")
+                           f"(this xdna-ep reads and writes version {FORMAT_VERSION}; version 1 "
+                           "payloads carry no launches: recompile the model with xdna-ep compile)")
     if body_size != len(blob) - HEADER.size:
         raise PayloadError("EPContext payload truncated or padded")
     if zlib.crc32(blob[HEADER.size:]) != crc:
@@ -223,7 +285,8 @@ def read_header(blob: bytes) -> PayloadHeader:
 # -- model --------------------------------------------------------------------------------------
 def epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program], *,
                     embed_mode: int = 1, side_dir: str | os.PathLike[str] | None = None,
-                    side_prefix: str = "model") -> onnx.ModelProto:
+                    side_prefix: str = "model",
+                    manifest: Mapping[str, Any] | None = None) -> onnx.ModelProto:
     """A copy of the rewritten `model` (XDNA region nodes) with every region node
     replaced by a com.microsoft EPContext node. embed_mode=1 puts the payload in
     ``ep_cache_context``; embed_mode=0 writes it to ``side_dir/<prefix>_<node>.xdnactx``
@@ -240,7 +303,7 @@ def epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program], *,
             if node.domain != REGION_DOMAIN:
                 continue
             ref, prog = node_region_program(node, programs, PayloadError)
-            payload = payload_bytes(prog)
+            payload = payload_bytes(prog, manifest)
             if embed_mode == 1:
                 context: bytes = payload
             else:
@@ -283,12 +346,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program],
-                          path: str | os.PathLike[str], *, embed_mode: int = 1) -> Path:
+                          path: str | os.PathLike[str], *, embed_mode: int = 1,
+                          manifest: Mapping[str, Any] | None = None) -> Path:
     """epcontext_model() saved to `path` (side files beside it for embed_mode=0)."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     ctx = epcontext_model(model, programs, embed_mode=embed_mode, side_dir=final.parent,
-                          side_prefix=final.stem)
+                          side_prefix=final.stem, manifest=manifest)
     tmp = final.with_name(final.name + ".tmp")
     onnx.save(ctx, str(tmp))
     os.replace(tmp, final)

@@ -333,20 +333,30 @@ class XrtProgram:
             self.closed = True
 
 
-def _refuse_broadcast_add(ls: _LaunchState, env: Mapping[str, np.ndarray]) -> None:
-    """The add design streams a and b as equal-length blocks (kernels/add/design.py);
+def broadcast_add_refusal(launch: Launch, shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """Why the NPU must not run `launch` for these buffer shapes ("" when it may).
+
+    The add design streams a and b as equal-length blocks (kernels/add/design.py);
     an add stage whose b broadcasts over a's leading dims (the emulator and the plugin
-    take it, kernels/STAGES.md) would read past b on the device. Refused as a device
-    error before anything is submitted: with fallback=allow the program runs on the
-    emulator, announced (runtime/fallback.py); never a wrong number."""
-    if ls.launch.design != "add":
-        return
-    for st in ls.launch.stages:
+    take it, kernels/STAGES.md) would read past b on the device. Shared with the
+    payload's NPU image (ort/npu_image.py), so the plugin refuses the same launches."""
+    if launch.design != "add":
+        return ""
+    for st in launch.stages:
         if st.kernel != "add" or len(st.inputs) < 2:
             continue
-        a, b = env.get(st.inputs[0]), env.get(st.inputs[1])
-        if a is not None and b is not None and a.shape != b.shape:
-            raise XdnaDeviceError(
-                f"design 'add': b {list(b.shape)} broadcasts over a {list(a.shape)}; the add "
-                "design on the NPU takes equal shapes only (a broadcasting b runs on the "
-                "emulator)", phase="run", design="add", kernels=ls.kernels)
+        a, b = shapes.get(st.inputs[0]), shapes.get(st.inputs[1])
+        if a is not None and b is not None and tuple(a) != tuple(b):
+            return (f"design 'add': b {list(b)} broadcasts over a {list(a)}; the add "
+                    "design on the NPU takes equal shapes only (a broadcasting b runs on the "
+                    "emulator)")
+    return ""
+
+
+def _refuse_broadcast_add(ls: _LaunchState, env: Mapping[str, np.ndarray]) -> None:
+    """A broadcasting add (broadcast_add_refusal) is refused as a device error before
+    anything is submitted: with fallback=allow the program runs on the emulator,
+    announced (runtime/fallback.py); never a wrong number."""
+    why = broadcast_add_refusal(ls.launch, {k: v.shape for k, v in env.items()})
+    if why:
+        raise XdnaDeviceError(why, phase="run", design="add", kernels=ls.kernels)

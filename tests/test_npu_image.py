@@ -1,0 +1,74 @@
+"""The payload's NPU image (ort/npu_image.py, docs/EPCONTEXT.md version 2) is what
+runtime/layout.py computes for the pyxrt path, and exists only for concrete shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+from plugin_support import one_stage_program
+from test_plugin_stages import CASES
+
+from xdna_ep.compile.program import TensorSpec as T
+from xdna_ep.kernel_specs import registry
+from xdna_ep.ort.compiled_model import versions
+from xdna_ep.ort.epcontext import FORMAT_VERSION, payload_bytes, read_header
+from xdna_ep.ort.npu_image import launch_plans
+from xdna_ep.runtime.layout import launch_io, plan_launch, plan_weights, stage_consts
+from xdna_ep.runtime.shapes import BufferSpec
+
+
+def test_image_bytes_are_the_layout_modules() -> None:
+    spec, feeds = CASES["matmul_dynamic_f32"]
+    prog = one_stage_program("mm", **spec)
+    (plan,) = launch_plans(prog)
+    ln, io = prog.launches[0], launch_io(prog)[0]
+    specs = [registry.get(st.kernel) for st in ln.stages]
+    consts = [stage_consts(prog, st) for st in ln.stages]
+    weights = plan_weights(ln, specs, consts)
+    params = plan_launch(ln, io, specs, consts, weights,
+                         {k: BufferSpec.of(v) for k, v in feeds.items()})
+    assert plan.image is not None and plan.entry is not None
+    assert plan.image.weights == weights.data.tobytes()
+    assert plan.image.params == params.encode().tobytes()
+    assert plan.image.in_slots == params.inputs.slots
+    assert plan.image.out_size == params.outputs.size
+    assert (plan.design, plan.inputs, plan.outputs) == ("matmul", io.inputs, io.outputs)
+
+
+def test_symbolic_shapes_have_no_image_and_say_which_dims() -> None:
+    prog = one_stage_program("q", "quantize", [T("x", "float32", ("M", 8))],
+                             [T("q", "int8", ("M", 8))], attrs={"out_scale": 0.02})
+    (plan,) = launch_plans(prog)
+    assert plan.image is None and not plan.refused
+    assert plan.why == "symbolic input dims x[0]=M"
+
+
+def test_broadcasting_add_is_refused_in_the_image() -> None:
+    spec, _ = CASES["add_int8_static_broadcast"]
+    (plan,) = launch_plans(one_stage_program("a", **spec))
+    assert plan.refused and "broadcasts over a [4, 8]" in plan.why
+
+
+def test_design_missing_from_the_manifest_has_no_entry() -> None:
+    spec, _ = CASES["gelu_static_tanh_offset"]
+    (plan,) = launch_plans(one_stage_program("g", **spec), manifest={"designs": {}})
+    assert plan.entry is None and plan.image is not None
+
+
+def test_payload_version_is_in_the_cache_key_and_header() -> None:
+    spec, _ = CASES["gelu_static_tanh_offset"]
+    blob = payload_bytes(one_stage_program("g", **spec))
+    assert read_header(blob).version == FORMAT_VERSION == 2
+    assert versions()["payload_format"] == FORMAT_VERSION
+    assert np.frombuffer(blob[:8], np.uint8).tobytes() == b"XDNAEPCX"
+
+
+def test_a_launch_without_layout_is_refused_not_the_compile() -> None:
+    """An add whose b is a constant of a's shape: its output rule reads b from the
+    inputs and fails; the payload still carries the program (emulator) and the
+    refusal, which the plugin announces."""
+    b = np.ones((2, 4, 8), np.float32)
+    prog = one_stage_program("a", "add", [T("a", "float32", (2, 4, 8))],
+                             [T("c", "float32", (2, 4, 8))], consts={"b": b})
+    (plan,) = launch_plans(prog)
+    assert plan.refused and plan.why.startswith("no NPU layout for this launch: IndexError")
+    assert read_header(payload_bytes(prog)).version == FORMAT_VERSION
