@@ -39,10 +39,6 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
       if (value != "auto" && value != "emulator" && value != "npu")
         throw OptionError("XDNAExecutionProvider: provider option device='" + value +
                           "' is not one of auto, npu, emulator");
-      if (value == "npu")
-        throw OptionError("XDNAExecutionProvider: device=npu is not available from the plugin "
-                          "library: it has no NPU (XRT) backend yet; use device=emulator, or the "
-                          "Python providers-list route for the NPU");
       o.device = value;
       o.device_given = true;
     } else if (key == "fallback") {
@@ -69,10 +65,29 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
                         "compiled (xdna-ep compile); it does not change an EPContext model");
     }
   }
-  if (o.device == "auto" && o.device_given)
-    o.notes.push_back("XDNAExecutionProvider: device=auto runs the host emulator (the plugin "
-                      "library has no NPU backend yet)");
   return o;
+}
+
+BackendChoice resolve_backend(const Options& options, const DeviceSelection& sel) {
+  const std::string npu = "the NPU at " + sel.npu_path;
+  if (!options.device_given) {
+    if (sel.npu_selected)
+      return {Backend::kNpu, "XDNAExecutionProvider: device=npu (" + npu + "): its NPU entry was "
+                             "selected without a device option (e.g. by PREFER_NPU)"};
+    return {Backend::kNone, ""};
+  }
+  if (options.device == "emulator")
+    return {Backend::kEmulator, "XDNAExecutionProvider: device=emulator (the host emulator; speed is CPU speed)"};
+  if (sel.npu_selected)
+    return {Backend::kNpu, "XDNAExecutionProvider: device=" + options.device + " -> " + npu};
+  const std::string why = sel.npu_listed
+      ? "the NPU entry (ep_metadata backend=npu) of ort.get_ep_devices() was not among the "
+        "devices selected; select it"
+      : "this machine has no NPU entry in ort.get_ep_devices() (" + sel.no_npu_reason + ")";
+  if (options.device == "npu")
+    throw OptionError("XDNAExecutionProvider: device=npu, but no NPU device was selected: " + why +
+                      ", or use device=emulator");
+  return {Backend::kEmulator, "XDNAExecutionProvider: device=auto -> the host emulator: " + why};
 }
 
 }  // namespace xdna::ep

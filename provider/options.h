@@ -14,7 +14,7 @@ struct OptionError : std::invalid_argument {
 };
 
 struct Options {
-  std::string device = "auto";  // auto | emulator | npu (this library runs the emulator)
+  std::string device = "auto";  // auto | emulator | npu, as given (see resolve_backend)
   // Whether the application named a device. A device-selection policy (PREFER_NPU,
   // ...) picks our CPU-hosted emulator entry as a CPU EP without naming one; the
   // emulator is no NPU, so it then claims nothing (plugin.cc).
@@ -25,5 +25,32 @@ struct Options {
 };
 
 Options parse_options(const std::vector<std::pair<std::string, std::string>>& session_config);
+
+// What runs the regions of an EP instance.
+enum class Backend {
+  kNone,      // claims nothing: the emulator entry picked by a policy, no device named
+  kEmulator,  // the host emulator (C++ kernels on the CPU)
+  kNpu,       // the NPU (its backend library)
+};
+
+// The OrtEpDevices ONNX Runtime created the EP for (CreateEp), as far as the
+// choice of backend cares.
+struct DeviceSelection {
+  bool npu_selected = false;  // one of them is our NPU entry (ep_metadata backend=npu)
+  std::string npu_path;       // its device node, e.g. /dev/accel/accel0
+  bool npu_listed = false;    // the factory lists an NPU entry at all
+  std::string no_npu_reason;  // why it does not (when !npu_listed)
+};
+
+struct BackendChoice {
+  Backend backend = Backend::kNone;
+  std::string note;  // a log line saying what was chosen and why ("" for none)
+};
+
+// device option x selected devices -> backend. No device named: the NPU when the NPU
+// entry is among the selected devices (PREFER_NPU picks it), else kNone; auto: the
+// NPU when selected, else the emulator; npu without the NPU entry selected is an
+// OptionError saying why.
+BackendChoice resolve_backend(const Options& options, const DeviceSelection& selection);
 
 }  // namespace xdna::ep

@@ -1,0 +1,217 @@
+"""The plugin library's device list and device-selection policy on a machine with
+and without an amdxdna NPU.
+
+The NPU machine is a FAKE tree of files (fakes/fake_npu_tree.py) the library is
+pointed at through XDNA_EP_*_ROOT, with a FAKE NPU backend library (any library
+that loads). ONNX Runtime asks a plugin for its devices once, at registration, and
+keeps them for the process: each case runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import helper
+from plugin_support import one_stage_program, write_program_model
+
+from xdna_ep.compile.program import TensorSpec as T
+from xdna_ep.runtime import EmulatorDevice, Probes, probe_system
+
+from fakes.fake_npu_tree import BOARD, FakeNpuTree, make_fake_npu_tree  # isort: skip
+
+EP = "XDNAExecutionProvider"
+X = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
+PROGRAM = one_stage_program("q", "quantize", [T("x", "float32", (2, 3))],
+                            [T("y", "int8", (2, 3))], attrs={"out_scale": 0.5})
+
+# Runs in the child: registers the library, prints one JSON line: the XDNA
+# devices, and what the BODY put into `out`.
+CHILD = """
+import json, sys
+import numpy as np
+import onnxruntime as ort
+import xdna_ep
+ort.set_default_logger_severity(1)   # the library's info lines (why no NPU entry)
+xdna_ep.register()
+xdna = [d for d in ort.get_ep_devices() if d.ep_name == "XDNAExecutionProvider"]
+out = {{"devices": [{{"type": str(d.device.type).rsplit(".", 1)[-1],
+                      "vendor": d.device.vendor, "vendor_id": d.device.vendor_id,
+                      "device_id": d.device.device_id, "hw_metadata": dict(d.device.metadata),
+                      "ep_metadata": dict(d.ep_metadata), "ep_options": dict(d.ep_options)}}
+                     for d in xdna]}}
+x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
+
+def session(path, policy=None, devices=None, options=None):
+    so = ort.SessionOptions()
+    so.log_severity_level = 1
+    if policy is not None:
+        so.set_provider_selection_policy(getattr(ort.OrtExecutionProviderDevicePolicy, policy))
+    else:
+        so.add_provider_for_devices(devices, options or {{}})
+    return ort.InferenceSession(path, sess_options=so)
+
+def attempt(key, make):
+    try:
+        sess = make()
+        out[key] = {{"providers": sess.get_providers(),
+                     "y": sess.run(None, {{"x": x}})[0].tolist()}}
+    except Exception as exc:
+        out[key] = {{"error": str(exc)}}
+
+{body}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _child(env: dict[str, str], body: str = "") -> tuple[dict, str]:
+    """The child's JSON result and its stderr (ONNX Runtime's log)."""
+    code = CHILD.format(body=textwrap.dedent(body))
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):]), run.stderr
+
+
+def _models(tmp_path: Path) -> tuple[Path, Path]:
+    """A raw model (one Relu, no EPContext node) and an EPContext model (one
+    quantize stage, PROGRAM) of the same input x [2, 3]."""
+    import onnx
+
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [2, 3])],
+                          [helper.make_tensor_value_info("y", 1, [2, 3])])
+    raw = tmp_path / "raw.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(raw))
+    return raw, write_program_model(PROGRAM, tmp_path / "ctx.onnx")
+
+
+def _emulated(x: np.ndarray) -> list:
+    """PROGRAM's output for x on the Python runtime's emulator device."""
+    return EmulatorDevice().load(PROGRAM).run({"x": x})["y"].tolist()
+
+
+@pytest.fixture
+def npu_tree(tmp_path: Path) -> FakeNpuTree:
+    return make_fake_npu_tree(tmp_path / "machine")
+
+
+def test_fake_npu_is_listed_as_npu_hardware_beside_the_emulator(npu_tree):
+    out, _ = _child(npu_tree.env())
+    npu, emu = out["devices"]
+    assert npu["type"] == "NPU" and npu["vendor_id"] == 0x1022 and npu["vendor"] == "AMD"
+    assert npu["device_id"] == 0x1502
+    meta = npu["ep_metadata"]
+    assert meta["backend"] == "npu"
+    assert meta["device_path"] == str(npu_tree.dev_root / "accel0")
+    assert meta["firmware"] == "1.5.5.391" and meta["driver"] == "amdxdna 2.19.0"
+    assert meta["board"] == BOARD
+    # Linux ONNX Runtime lists no NPU: the library made the hardware device and says so
+    assert npu["hw_metadata"]["discovered_by"] == EP
+    assert npu["hw_metadata"]["device_path"] == meta["device_path"]
+    assert npu["ep_options"] == {}
+    # the emulator entry is unchanged: on the CPU, never presented as the NPU
+    assert emu["type"] == "CPU" and emu["ep_metadata"]["backend"] == "emulator"
+    assert emu["ep_options"] == {}
+
+
+@pytest.mark.parametrize("tree, says", [
+    ({"node": False}, "accel* not found"),
+    ({"driver": "intel_vpu"}, "accel nodes belong to other drivers: accel0: intel_vpu"),
+    ({"loaded": False}, "the amdxdna driver is not loaded"),
+    ({"firmware": "1.4.2.100"}, "NPU firmware 1.4.2.100 on"),
+    ({"vendor": "0x8086"}, "has PCI vendor id 0x8086, not AMD's 0x1022"),
+    ({"backend": False}, "the NPU backend library"),
+])
+def test_no_usable_npu_lists_only_the_emulator_and_says_why_once(tmp_path, tree, says):
+    fake = make_fake_npu_tree(tmp_path / "machine", **tree)
+    out, err = _child(fake.env())
+    (emu,) = out["devices"]
+    assert emu["type"] == "CPU" and emu["ep_metadata"]["backend"] == "emulator"
+    lines = [ln for ln in err.splitlines() if "no NPU entry in the device list" in ln]
+    assert len(lines) == 1 and says in lines[0]
+    assert "[I:" in lines[0]  # info, not a warning or an error
+    # the twin of the Python probe: its device-level reasons, word for word
+    info = probe_system(Probes(dev_root=fake.dev_root, sys_root=fake.sys_root,
+                               proc_modules=fake.proc_modules))
+    for p in info.problems:
+        if p.missing in ("device-node", "driver", "firmware"):
+            assert p.message in lines[0]
+
+
+def test_the_python_probe_agrees_that_the_fake_npu_is_usable(npu_tree):
+    info = probe_system(Probes(dev_root=npu_tree.dev_root, sys_root=npu_tree.sys_root,
+                               proc_modules=npu_tree.proc_modules))
+    assert not [p for p in info.problems if p.missing in ("device-node", "driver", "firmware")]
+
+
+def test_prefer_npu_without_an_npu_stays_on_the_cpu(tmp_path):
+    fake = make_fake_npu_tree(tmp_path / "machine", driver="intel_vpu")
+    raw, ctx = _models(tmp_path)
+    out, err = _child(fake.env(), f"""
+        attempt("raw", lambda: session({str(raw)!r}, "PREFER_NPU"))
+        attempt("ctx", lambda: session({str(ctx)!r}, "PREFER_NPU"))
+    """)
+    assert out["raw"]["y"] == np.maximum(X, 0).tolist()
+    assert "created for 1 device(s) [emulator]" in err
+    assert "emulator, which is not an NPU, so it claims no node" in err
+    assert "EPContext" in out["ctx"]["error"]  # nothing on the CPU runs it
+    assert "device=npu" not in err
+
+
+def test_prefer_npu_with_the_fake_npu_selects_the_npu_entry(npu_tree, tmp_path):
+    raw, ctx = _models(tmp_path)
+    out, err = _child(npu_tree.env(), f"""
+        attempt("raw", lambda: session({str(raw)!r}, "PREFER_NPU"))
+        attempt("ctx", lambda: session({str(ctx)!r}, "PREFER_NPU"))
+    """)
+    # ORT hands the EP both of its entries (the NPU, and the emulator as the CPU pick)
+    assert "created for 2 device(s) [npu, emulator]" in err
+    node = str(npu_tree.dev_root / "accel0")
+    assert f"device=npu (the NPU at {node}): its NPU entry was selected" in err
+    assert out["raw"]["providers"][0] == EP
+    assert out["raw"]["y"] == np.maximum(X, 0).tolist()  # a raw model: all on the CPU
+    # regions are for the NPU, never quietly for the emulator; no NPU execution in this build
+    msg = out["ctx"]["error"]
+    assert f"device=npu (the NPU at {node})" in msg and "not implemented" in msg
+    assert "claims no node" not in err
+
+
+def test_explicit_device_choices_on_the_fake_npu_machine(npu_tree, tmp_path):
+    _, ctx = _models(tmp_path)
+    out, _ = _child(npu_tree.env(), f"""
+        npu = [d for d in xdna if d.ep_metadata["backend"] == "npu"]
+        emu = [d for d in xdna if d.ep_metadata["backend"] == "emulator"]
+        attempt("all_emulator", lambda: session({str(ctx)!r}, devices=xdna,
+                                                options={{"device": "emulator"}}))
+        attempt("npu_entry", lambda: session({str(ctx)!r}, devices=npu))
+        attempt("auto_npu", lambda: session({str(ctx)!r}, devices=xdna, options={{"device": "auto"}}))
+        attempt("auto_emulator", lambda: session({str(ctx)!r}, devices=emu,
+                                                 options={{"device": "auto"}}))
+        attempt("npu_on_emulator", lambda: session({str(ctx)!r}, devices=emu,
+                                                   options={{"device": "npu"}}))
+    """)
+    assert out["all_emulator"]["y"] == _emulated(X)
+    assert out["auto_emulator"]["y"] == _emulated(X)
+    for key in ("npu_entry", "auto_npu"):
+        assert "device=npu" in out[key]["error"] and "not implemented" in out[key]["error"]
+    assert "the NPU entry (ep_metadata backend=npu)" in out["npu_on_emulator"]["error"]
+    assert "was not among the devices selected" in out["npu_on_emulator"]["error"]
+
+
+def test_device_npu_without_an_npu_entry_says_why(tmp_path):
+    fake = make_fake_npu_tree(tmp_path / "machine", firmware="1.0.0.1")
+    _, ctx = _models(tmp_path)
+    out, _ = _child(fake.env(), f"""
+        attempt("npu", lambda: session({str(ctx)!r}, devices=xdna, options={{"device": "npu"}}))
+    """)
+    msg = out["npu"]["error"]
+    assert "device=npu, but no NPU device was selected" in msg
+    assert "no NPU entry" in msg and "NPU firmware 1.0.0.1" in msg
