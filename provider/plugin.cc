@@ -498,7 +498,7 @@ struct XdnaFactory : OrtEpFactory {
     }
     if (own_npu_device == nullptr) {
       KeyValues meta;
-      meta.add("device_path", npu.device.path);
+      meta.add("device_node", npu.device.path);
       meta.add("driver", driver_text());
       meta.add("firmware", npu.device.firmware.empty() ? "unknown" : npu.device.firmware);
       meta.add("board", npu.device.vbnv.empty() ? "unknown" : npu.device.vbnv);
@@ -528,7 +528,7 @@ struct XdnaFactory : OrtEpFactory {
       const OrtHardwareDevice* hw = self->npu_hardware_device(devices, num_devices);
       KeyValues meta;
       meta.add(kBackendKey, "npu");
-      meta.add("device_path", self->npu.device.path);
+      meta.add("device_node", self->npu.device.path);
       meta.add("driver", self->driver_text());
       meta.add("firmware", self->npu.device.firmware.empty() ? "unknown" : self->npu.device.firmware);
       meta.add("board", self->npu.device.vbnv.empty() ? "unknown" : self->npu.device.vbnv);
@@ -567,7 +567,7 @@ struct XdnaFactory : OrtEpFactory {
       selected += (selected.empty() ? "" : ", ") + (backend.empty() ? std::string("?") : backend);
       if (backend != "npu") continue;
       sel.npu_selected = true;
-      sel.npu_path = kv_get(ep_metadata[i], "device_path");
+      sel.npu_path = kv_get(ep_metadata[i], "device_node");
     }
     OrtKeyValuePairs* entries = nullptr;
     check(g_api->GetSessionOptionsConfigEntries(session_options, &entries));

@@ -110,12 +110,12 @@ def test_fake_npu_is_listed_as_npu_hardware_beside_the_emulator(npu_tree):
     assert npu["device_id"] == 0x1502
     meta = npu["ep_metadata"]
     assert meta["backend"] == "npu"
-    assert meta["device_path"] == str(npu_tree.dev_root / "accel0")
+    assert meta["device_node"] == str(npu_tree.dev_root / "accel0")
     assert meta["firmware"] == "1.5.5.391" and meta["driver"] == "amdxdna 2.19.0"
     assert meta["board"] == BOARD
     # Linux ONNX Runtime lists no NPU: the library made the hardware device and says so
     assert npu["hw_metadata"]["discovered_by"] == EP
-    assert npu["hw_metadata"]["device_path"] == meta["device_path"]
+    assert npu["hw_metadata"]["device_node"] == meta["device_node"]
     assert npu["ep_options"] == {}
     # the emulator entry is unchanged: on the CPU, never presented as the NPU
     assert emu["type"] == "CPU" and emu["ep_metadata"]["backend"] == "emulator"
@@ -215,3 +215,25 @@ def test_device_npu_without_an_npu_entry_says_why(tmp_path):
     msg = out["npu"]["error"]
     assert "device=npu, but no NPU device was selected" in msg
     assert "no NPU entry" in msg and "NPU firmware 1.0.0.1" in msg
+
+
+@pytest.mark.parametrize("usable", [True, False])
+def test_devices_cli_shows_the_plugin_view(tmp_path, usable):
+    fake = make_fake_npu_tree(tmp_path / "machine", loaded=usable)
+    env = {**os.environ, **fake.env()}
+    run = subprocess.run([sys.executable, "-m", "xdna_ep", "devices", "--json"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    view = json.loads(run.stdout)["plugin"]
+    backends = [(d["backend"], d["device_type"]) for d in view["devices"]]
+    assert view["npu_entry"] is usable
+    if usable:
+        assert backends == [("npu", "NPU"), ("emulator", "CPU")]
+        assert view["npu_detail"] == str(fake.dev_root / "accel0")
+    else:
+        assert backends == [("emulator", "CPU")]
+        assert "the amdxdna driver is not loaded" in view["npu_detail"]
+    text = subprocess.run([sys.executable, "-m", "xdna_ep", "devices"], env=env,
+                          capture_output=True, text=True, timeout=600).stdout
+    assert ("backend=npu      device type NPU, 0x1022:0x1502" in text) is usable
+    assert ("no NPU entry: " in text) is not usable
