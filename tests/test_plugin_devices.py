@@ -237,3 +237,17 @@ def test_devices_cli_shows_the_plugin_view(tmp_path, usable):
                           capture_output=True, text=True, timeout=600).stdout
     assert ("backend=npu      device type NPU, 0x1022:0x1502" in text) is usable
     assert ("no NPU entry: " in text) is not usable
+
+
+def test_the_python_route_selects_only_the_emulator_entry(npu_tree, tmp_path):
+    """xdna_ep.InferenceSession runs emulator regions through the plugin with
+    device=emulator; on an NPU machine it must not hand the EP the NPU entry too."""
+    _, ctx = _models(tmp_path)
+    out, err = _child(npu_tree.env(), f"""
+        from xdna_ep.ort import plugin_route
+        so = plugin_route.session_options(None, plugin_route.runtime_options("emulator", "error", None))
+        so.log_severity_level = 1
+        attempt("route", lambda: ort.InferenceSession({str(ctx)!r}, sess_options=so))
+    """)
+    assert out["route"]["y"] == _emulated(X)
+    assert "created for 1 device(s) [emulator]" in err

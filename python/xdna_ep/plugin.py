@@ -53,12 +53,14 @@ def register() -> str:
     return path
 
 
-def get_plugin_ep_devices() -> list:
-    """ONNX Runtime's OrtEpDevice objects of XDNAExecutionProvider (registers first)."""
+def get_plugin_ep_devices(backend: str | None = None) -> list:
+    """ONNX Runtime's OrtEpDevice objects of XDNAExecutionProvider (registers first);
+    with `backend` ("npu" or "emulator"), only the entries whose ep_metadata says so."""
     import onnxruntime as ort
 
     register()
-    return [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
+    return [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME
+            and (backend is None or d.ep_metadata.get("backend") == backend)]
 
 
 @dataclass(frozen=True)
