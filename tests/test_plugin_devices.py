@@ -104,7 +104,17 @@ def npu_tree(tmp_path: Path) -> FakeNpuTree:
 
 
 def test_fake_npu_is_listed_as_npu_hardware_beside_the_emulator(npu_tree):
-    out, _ = _child(npu_tree.env())
+    # unregistering releases the factory and the NPU hardware device it made; a new
+    # registration makes them again
+    out, _ = _child(npu_tree.env(), """
+        ort.unregister_execution_provider_library("XDNAExecutionProvider")
+        out["after_unregister"] = [d.ep_name for d in ort.get_ep_devices()]
+        xdna_ep.register()
+        again = [d for d in ort.get_ep_devices() if d.ep_name == "XDNAExecutionProvider"]
+        out["again"] = [(d.ep_metadata["backend"], d.device.device_id) for d in again]
+    """)
+    assert "XDNAExecutionProvider" not in out["after_unregister"]
+    assert out["again"] == [["npu", 0x1502], ["emulator", 0]]
     npu, emu = out["devices"]
     assert npu["type"] == "NPU" and npu["vendor_id"] == 0x1022 and npu["vendor"] == "AMD"
     assert npu["device_id"] == 0x1502
