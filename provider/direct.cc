@@ -4,7 +4,8 @@
 // add around a region call (the region-call overhead), which needs the same
 // Program run directly, from the same library, as the baseline. Tests also use it
 // to check a payload runs identically inside and outside ORT. It is not part of
-// the ORT plugin API; only these three symbols are exported beside it.
+// the ORT plugin API; its three symbols are exported beside the ORT entry points
+// (exports.map).
 #include <chrono>
 #include <cstring>
 #include <exception>

@@ -68,4 +68,24 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
   return o;
 }
 
+BackendChoice resolve_backend(const Options& options, const DeviceSelection& sel) {
+  const std::string npu = "the NPU at " + sel.npu_path;
+  if (!options.device_given) {
+    if (sel.npu_selected)
+      return {Backend::kNpu, "XDNAExecutionProvider: device=npu (" + npu + "): its NPU entry was "
+                             "selected without a device option (e.g. by PREFER_NPU)"};
+    return {Backend::kNone, ""};
+  }
+  if (options.device == "emulator")
+    return {Backend::kEmulator, "XDNAExecutionProvider: device=emulator (the host emulator; speed is CPU speed)"};
+  if (sel.npu_selected)
+    return {Backend::kNpu, "XDNAExecutionProvider: device=" + options.device + " -> " + npu};
+  const std::string why = sel.npu_listed
+      ? "the NPU entry (ep_metadata backend=npu) of ort.get_ep_devices() was not among the "
+        "devices selected"
+      : "this machine has no NPU entry in ort.get_ep_devices() (" + sel.no_npu_reason + ")";
+  return {Backend::kNpu, "XDNAExecutionProvider: device=" + options.device + ": " + why +
+                             "; the NPU backend is tried"};
+}
+
 }  // namespace xdna::ep

@@ -2,7 +2,8 @@
 // EP (onnxruntime_ep_c_api.h, requested at ORT_API_VERSION 29).
 //
 //   CreateEpFactories / ReleaseEpFactory   library entry points
-//   XdnaFactory (OrtEpFactory)             devices: the emulator on the host CPU
+//   XdnaFactory (OrtEpFactory)             devices: the NPU when usable (npu_probe.h),
+//                                          the emulator on the host CPU
 //   XdnaEp (OrtEp)                         GetCapability: claims com.microsoft
 //                                          EPContext nodes whose source is
 //                                          XDNAExecutionProvider; Compile: payload
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "npu_backend.h"
+#include "npu_probe.h"
 #include "npu_runner.h"
 #include "options.h"
 #include "parallel.h"
@@ -301,6 +303,9 @@ struct RegionCompute : OrtNodeComputeInfo {
 // -- the EP ------------------------------------------------------------------------------------
 struct XdnaEp : OrtEp {
   Options options;
+  Backend backend;
+  std::string npu_path;  // the NPU's device node when its entry was selected
+  std::string probe_why;  // why the device list has no NPU entry ("" when it has one)
   const OrtLogger* logger;
   bool told_raw_model = false;
   bool claimed_any = false;
@@ -310,7 +315,9 @@ struct XdnaEp : OrtEp {
   std::shared_ptr<NpuDevice> npu;
   std::string npu_why;  // why there is no NPU
 
-  XdnaEp(Options opts, const OrtLogger* lg) : OrtEp{}, options(std::move(opts)), logger(lg) {
+  XdnaEp(Options opts, Backend be, std::string npu, std::string probe, const OrtLogger* lg)
+      : OrtEp{}, options(std::move(opts)), backend(be), npu_path(std::move(npu)),
+        probe_why(std::move(probe)), logger(lg) {
     ort_version_supported = ORT_API_VERSION;
     GetName = get_name;
     GetCapability = get_capability;
@@ -323,7 +330,7 @@ struct XdnaEp : OrtEp {
   // logs, but does not fail on, an error from GetCapability).
   static OrtStatus* ORT_API_CALL on_session_initialized(OrtEp* self_base) noexcept {
     auto* self = static_cast<XdnaEp*>(self_base);
-    if (self->options.fallback_error && !self->claimed_any && !self->options.device_given)
+    if (self->options.fallback_error && !self->claimed_any && self->backend == Backend::kNone)
       return g_api->CreateStatus(
           ORT_FAIL,
           "XDNAExecutionProvider: nothing runs on XDNA (provider option fallback=error): no "
@@ -343,12 +350,13 @@ struct XdnaEp : OrtEp {
                                                 OrtEpGraphSupportInfo* info) noexcept {
     auto* self = static_cast<XdnaEp*>(self_base);
     XDNA_API_BEGIN
-    if (!self->options.device_given) {
+    if (self->backend == Backend::kNone) {
       if (!self->told_no_device) {
         self->told_no_device = true;
         log(self->logger, ORT_LOGGING_LEVEL_WARNING,
             "XDNAExecutionProvider was selected without the provider option 'device' (e.g. by a "
-            "device-selection policy such as PREFER_NPU). Its only device here is the host "
+            "device-selection policy such as PREFER_NPU) and without its NPU entry (there is "
+            "none on this machine, or it was not selected). Its device here is the host "
             "emulator, which is not an NPU, so it claims no node; to run on the emulator, select "
             "it with add_provider_for_devices(devices, {\"device\": \"emulator\"}).");
       }
@@ -458,10 +466,11 @@ struct XdnaEp : OrtEp {
   // device open. Opened once per EP; device=npu without it is an error, auto falls
   // back to the emulator with one warning.
   bool wants_npu() {
-    if (options.device == "emulator") return false;
+    if (backend != Backend::kNpu) return false;
     if (!npu_tried) {
       npu_tried = true;
       npu = open_npu_device(&npu_why);
+      if (npu == nullptr && !probe_why.empty()) npu_why += "; the device probe: " + probe_why;
       if (npu == nullptr && options.device == "auto")
         log(logger, ORT_LOGGING_LEVEL_WARNING,
             std::string(kEpName) + ": device=auto: no NPU (" + npu_why +
@@ -479,8 +488,34 @@ struct XdnaEp : OrtEp {
 };
 
 // -- the factory -------------------------------------------------------------------------------
+constexpr const char* kBackendKey = "backend";
+
+// A key's value in ORT key-value pairs ("" when absent).
+std::string kv_get(const OrtKeyValuePairs* kv, const char* key) {
+  if (kv == nullptr) return "";
+  const char* v = g_api->GetKeyValue(kv, key);
+  return v ? v : "";
+}
+
+// Owns the OrtKeyValuePairs it creates.
+struct KeyValues {
+  OrtKeyValuePairs* kv = nullptr;
+  KeyValues() { g_api->CreateKeyValuePairs(&kv); }
+  ~KeyValues() { g_api->ReleaseKeyValuePairs(kv); }
+  KeyValues(const KeyValues&) = delete;
+  KeyValues& operator=(const KeyValues&) = delete;
+  void add(const char* k, const std::string& v) { g_api->AddKeyValuePair(kv, k, v.c_str()); }
+};
+
 struct XdnaFactory : OrtEpFactory {
   const OrtLogger* default_logger;
+  // The NPU probe's answer, taken once when ORT first asks for devices: the device
+  // list is fixed for the registration, so CreateEp must agree with it.
+  bool probed = false;
+  NpuProbeResult npu;
+  // The NPU hardware device this factory created (ORT did not list one); its
+  // OrtEpDevice points at it, so it lives as long as the factory.
+  OrtHardwareDevice* own_npu_device = nullptr;
 
   explicit XdnaFactory(const OrtLogger* lg) : OrtEpFactory{}, default_logger(lg) {
     ort_version_supported = ORT_API_VERSION;
@@ -497,49 +532,113 @@ struct XdnaFactory : OrtEpFactory {
     IsStreamAware = is_stream_aware;
     CreateSyncStreamForDevice = create_sync_stream;
   }
+  ~XdnaFactory() {
+    if (own_npu_device != nullptr) g_ep->ReleaseHardwareDevice(own_npu_device);
+  }
+  XdnaFactory(const XdnaFactory&) = delete;
+  XdnaFactory& operator=(const XdnaFactory&) = delete;
 
   static const char* ORT_API_CALL get_name(const OrtEpFactory*) noexcept { return kEpName; }
   static const char* ORT_API_CALL get_vendor(const OrtEpFactory*) noexcept { return kVendor; }
   static uint32_t ORT_API_CALL get_vendor_id(const OrtEpFactory*) noexcept { return kAmdVendorId; }
   static const char* ORT_API_CALL get_version(const OrtEpFactory*) noexcept { return kVersion; }
 
-  static OrtStatus* ORT_API_CALL get_supported_devices(OrtEpFactory* self, const OrtHardwareDevice* const* devices,
+  void probe_once() {
+    if (probed) return;
+    probed = true;
+    npu = probe_npu(NpuProbeRoots::from_env());
+    if (!npu.usable())  // a machine without an NPU is normal: info, not an error
+      log(default_logger, ORT_LOGGING_LEVEL_INFO,
+          "XDNAExecutionProvider: no NPU entry in the device list: " + npu.reason() +
+              ". The host emulator entry (a CPU device) is listed.");
+  }
+
+  std::string driver_text() const {
+    return npu.driver_version.empty() ? "amdxdna" : "amdxdna " + npu.driver_version;
+  }
+
+  // ORT's own NPU hardware device for the probed NPU (AMD, same PCI device id), or
+  // one this factory creates (Linux ONNX Runtime does not discover NPUs).
+  const OrtHardwareDevice* npu_hardware_device(const OrtHardwareDevice* const* devices, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (g_api->HardwareDevice_Type(devices[i]) == OrtHardwareDeviceType_NPU &&
+          g_api->HardwareDevice_VendorId(devices[i]) == kAmdPciVendorId &&
+          g_api->HardwareDevice_DeviceId(devices[i]) == npu.device.device_id)
+        return devices[i];
+    }
+    if (own_npu_device == nullptr) {
+      KeyValues meta;
+      meta.add("device_node", npu.device.path);
+      meta.add("driver", driver_text());
+      meta.add("firmware", npu.device.firmware.empty() ? "unknown" : npu.device.firmware);
+      meta.add("board", npu.device.vbnv.empty() ? "unknown" : npu.device.vbnv);
+      meta.add("discovered_by", kEpName);
+      check(g_ep->CreateHardwareDevice(OrtHardwareDeviceType_NPU, kAmdPciVendorId, npu.device.device_id,
+                                       kVendor, meta.kv, &own_npu_device));
+    }
+    return own_npu_device;
+  }
+
+  static OrtEpDevice* make_ep_device(OrtEpFactory* self, const OrtHardwareDevice* hw, const KeyValues& meta) {
+    // No default ep_options on either entry: CreateEp tells the NPU entry by its
+    // metadata, and a policy must not turn the emulator on (options.h, device_given).
+    OrtEpDevice* dev = nullptr;
+    check(g_ep->CreateEpDevice(self, hw, meta.kv, nullptr, &dev));
+    return dev;
+  }
+
+  static OrtStatus* ORT_API_CALL get_supported_devices(OrtEpFactory* self_base, const OrtHardwareDevice* const* devices,
                                                        size_t num_devices, OrtEpDevice** ep_devices,
                                                        size_t max_ep_devices, size_t* num_ep_devices) noexcept {
+    auto* self = static_cast<XdnaFactory*>(self_base);
     *num_ep_devices = 0;
     XDNA_API_BEGIN
+    self->probe_once();
+    if (self->npu.usable() && *num_ep_devices < max_ep_devices) {
+      const OrtHardwareDevice* hw = self->npu_hardware_device(devices, num_devices);
+      KeyValues meta;
+      meta.add(kBackendKey, "npu");
+      meta.add("device_node", self->npu.device.path);
+      meta.add("driver", self->driver_text());
+      meta.add("firmware", self->npu.device.firmware.empty() ? "unknown" : self->npu.device.firmware);
+      meta.add("board", self->npu.device.vbnv.empty() ? "unknown" : self->npu.device.vbnv);
+      ep_devices[(*num_ep_devices)++] = make_ep_device(self, hw, meta);
+    }
     for (size_t i = 0; i < num_devices && *num_ep_devices < max_ep_devices; ++i) {
       if (g_api->HardwareDevice_Type(devices[i]) != OrtHardwareDeviceType_CPU) continue;
       // The host emulator: the NPU kernels' arithmetic on this CPU. Never an NPU device.
-      OrtKeyValuePairs* meta = nullptr;
-      OrtKeyValuePairs* opts = nullptr;
-      g_api->CreateKeyValuePairs(&meta);
-      g_api->CreateKeyValuePairs(&opts);
-      g_api->AddKeyValuePair(meta, "backend", "emulator");
-      g_api->AddKeyValuePair(meta, "driver", "none (host CPU)");
-      g_api->AddKeyValuePair(meta, "threads", std::to_string(xdna::num_threads()).c_str());
-      // No default ep_options: a device-selection policy must not turn the emulator on
-      // (options.h, device_given); applications pass {"device": "emulator"}.
-      OrtEpDevice* dev = nullptr;
-      OrtStatus* st = g_ep->CreateEpDevice(self, devices[i], meta, opts, &dev);
-      g_api->ReleaseKeyValuePairs(meta);
-      g_api->ReleaseKeyValuePairs(opts);
-      check(st);
-      ep_devices[(*num_ep_devices)++] = dev;
+      KeyValues meta;
+      meta.add(kBackendKey, "emulator");
+      meta.add("driver", "none (host CPU)");
+      meta.add("threads", std::to_string(xdna::num_threads()));
+      ep_devices[(*num_ep_devices)++] = make_ep_device(self, devices[i], meta);
       break;  // one emulator entry, on the first CPU device
     }
     XDNA_API_END
   }
 
+  // ORT passes the hardware devices and ep_metadata of the OrtEpDevices selected for
+  // the session (PREFER_NPU: our NPU entry and our emulator entry together).
   static OrtStatus* ORT_API_CALL create_ep(OrtEpFactory* self_base, const OrtHardwareDevice* const*,
-                                           const OrtKeyValuePairs* const*, size_t num_devices,
+                                           const OrtKeyValuePairs* const* ep_metadata, size_t num_devices,
                                            const OrtSessionOptions* session_options,
                                            const OrtLogger* logger, OrtEp** ep) noexcept {
-    (void)self_base;
+    auto* self = static_cast<XdnaFactory*>(self_base);
     *ep = nullptr;
     XDNA_API_BEGIN
-    if (num_devices != 1)
-      throw OrtError(ORT_INVALID_ARGUMENT, "XDNAExecutionProvider takes exactly one device");
+    if (num_devices == 0)
+      throw OrtError(ORT_INVALID_ARGUMENT, "XDNAExecutionProvider: created for no device");
+    DeviceSelection sel;
+    sel.npu_listed = self->probed && self->npu.usable();
+    sel.no_npu_reason = self->npu.reason();
+    std::string selected;  // e.g. "npu, emulator" (PREFER_NPU)
+    for (size_t i = 0; i < num_devices; ++i) {
+      const std::string backend = kv_get(ep_metadata[i], kBackendKey);
+      selected += (selected.empty() ? "" : ", ") + (backend.empty() ? std::string("?") : backend);
+      if (backend != "npu") continue;
+      sel.npu_selected = true;
+      sel.npu_path = kv_get(ep_metadata[i], "device_node");
+    }
     OrtKeyValuePairs* entries = nullptr;
     check(g_api->GetSessionOptionsConfigEntries(session_options, &entries));
     const char* const* keys = nullptr;
@@ -550,9 +649,16 @@ struct XdnaFactory : OrtEpFactory {
     for (size_t i = 0; i < n; ++i) kv.emplace_back(keys[i], values[i]);
     g_api->ReleaseKeyValuePairs(entries);
     Options options = parse_options(kv);
+    BackendChoice choice = resolve_backend(options, sel);
     if (options.num_threads > 0) xdna::set_num_threads(options.num_threads);
     for (const std::string& note : options.notes) log(logger, ORT_LOGGING_LEVEL_INFO, note);
-    auto made = std::make_unique<XdnaEp>(std::move(options), logger);
+    log(logger, ORT_LOGGING_LEVEL_INFO, "XDNAExecutionProvider: created for " + std::to_string(num_devices) +
+                                            " device(s) [" + selected + "]");
+    if (!choice.note.empty()) log(logger, ORT_LOGGING_LEVEL_INFO, choice.note);
+    // the NPU entry picked by a policy (no device option) runs as device=npu
+    if (choice.backend == Backend::kNpu && !options.device_given) options.device = "npu";
+    auto made = std::make_unique<XdnaEp>(std::move(options), choice.backend, sel.npu_path,
+                                         sel.npu_listed ? std::string() : sel.no_npu_reason, logger);
     // device=npu names a device that must be there: refused now, not at the first region
     if (made->options.device == "npu") made->wants_npu();
     *ep = made.release();

@@ -136,7 +136,7 @@ def test_explicit_emulator_and_bad_arguments() -> None:
 
 def test_get_ep_devices_mirrors_plugin_eps(tmp_path: Path) -> None:
     devs = get_ep_devices(fake_machine(tmp_path))
-    assert [d.device.metadata["backend"] for d in devs] == ["hardware", "emulator"]
+    assert [d.device.metadata["backend"] for d in devs] == ["npu", "emulator"]
     hw, emu = devs
     assert hw.ep_name == "XDNAExecutionProvider" and hw.device.type == "NPU"
     assert hw.device.vendor == "AMD" and hw.device.vendor_id == 0x1022

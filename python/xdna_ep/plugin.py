@@ -3,14 +3,17 @@ registration with ONNX Runtime.
 
 The library implements ONNX Runtime's plugin execution-provider C API
 (provider/ in the repository). After ``register()``, ``ort.get_ep_devices()``
-lists XDNAExecutionProvider on the host CPU (metadata backend=emulator) and a
-session selects it with ``SessionOptions.add_provider_for_devices``; it runs
-EPContext models written by ``xdna-ep compile`` (docs/EPCONTEXT.md).
+lists XDNAExecutionProvider on the host CPU (metadata backend=emulator) and, where
+an amdxdna NPU and the NPU backend library are usable, on the NPU (metadata
+backend=npu); a session selects them with ``SessionOptions.add_provider_for_devices``
+or a selection policy (PREFER_NPU picks the NPU entry); it runs EPContext models
+written by ``xdna-ep compile`` (docs/EPCONTEXT.md).
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 EP_NAME = "XDNAExecutionProvider"
@@ -50,12 +53,57 @@ def register() -> str:
     return path
 
 
-def get_plugin_ep_devices() -> list:
-    """ONNX Runtime's OrtEpDevice objects of XDNAExecutionProvider (registers first)."""
+def get_plugin_ep_devices(backend: str | None = None) -> list:
+    """ONNX Runtime's OrtEpDevice objects of XDNAExecutionProvider (registers first);
+    with `backend` ("npu" or "emulator"), only the entries whose ep_metadata says so."""
     import onnxruntime as ort
 
     register()
-    return [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
+    return [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME
+            and (backend is None or d.ep_metadata.get("backend") == backend)]
+
+
+@dataclass(frozen=True)
+class PluginDevice:
+    """One of the library's OrtEpDevices, in plain values (for `xdna-ep devices`)."""
+
+    backend: str                 # ep_metadata "backend": "npu" or "emulator"
+    device_type: str             # ONNX Runtime's hardware device type: "NPU" or "CPU"
+    vendor_id: int
+    device_id: int
+    ep_metadata: dict[str, str] = field(default_factory=dict)
+    hw_metadata: dict[str, str] = field(default_factory=dict)
+
+
+def plugin_devices() -> list[PluginDevice]:
+    """The library's entries in ``ort.get_ep_devices()`` (registers first)."""
+    return [PluginDevice(d.ep_metadata.get("backend", "?"), str(d.device.type).rsplit(".", 1)[-1],
+                         int(d.device.vendor_id), int(d.device.device_id), dict(d.ep_metadata),
+                         dict(d.device.metadata))
+            for d in get_plugin_ep_devices()]
+
+
+@dataclass(frozen=True)
+class NpuProbe:
+    """The library's own NPU check (provider/npu_probe.h), as its device list saw it."""
+
+    listed: bool     # whether the library lists an NPU entry
+    detail: str      # the NPU's device node when listed, else why not
+
+
+def npu_probe() -> NpuProbe:
+    """Asks the library why it does or does not list an NPU entry (ONNX Runtime only
+    logs that, at info level). Reads the same files and environment as registration."""
+    import ctypes
+
+    lib = ctypes.CDLL(get_library_path())
+    lib.XdnaEpNpuProbe.restype = ctypes.c_int
+    lib.XdnaEpNpuProbe.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    buf = ctypes.create_string_buffer(2048)
+    rc = lib.XdnaEpNpuProbe(buf, len(buf))
+    if rc < 0:
+        raise RuntimeError(f"{EP_NAME}: the NPU probe failed: {buf.value.decode()}")
+    return NpuProbe(rc == 1, buf.value.decode())
 
 
 class DirectProgram:

@@ -26,8 +26,10 @@ from .session import InferenceSession
 def get_ep_devices() -> list:
     """ONNX Runtime's own OrtEpDevice objects of XDNAExecutionProvider (the plugin
     library registered first): what `SessionOptions.add_provider_for_devices`
-    takes. `xdna-ep devices` (runtime.get_ep_devices) describes the machine's
-    NPUs and why one is or is not usable."""
+    takes. The NPU entry (device type NPU, ep_metadata backend=npu) where an
+    amdxdna NPU and the NPU backend library are usable, and the emulator entry on
+    the host CPU (backend=emulator). `xdna-ep devices` (runtime.get_ep_devices)
+    describes the machine's NPUs and why one is or is not usable."""
     from ..plugin import get_plugin_ep_devices
 
     return get_plugin_ep_devices()

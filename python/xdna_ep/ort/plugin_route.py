@@ -112,7 +112,10 @@ def session_options(user: ort.SessionOptions | None, options: Mapping[str, str],
         so.log_severity_level = QUIET_LOG_SEVERITY
     for name, size in (dim_overrides or {}).items():
         so.add_free_dimension_override_by_name(name, int(size))
-    so.add_provider_for_devices(plugin.get_plugin_ep_devices(), dict(options))
+    # the emulator entry alone for device=emulator: the NPU entry (where one is
+    # listed) would only be folded into the same EP and ignored
+    backend = "emulator" if options.get("device") == "emulator" else None
+    so.add_provider_for_devices(plugin.get_plugin_ep_devices(backend), dict(options))
     for name, opts in zip(other_providers, other_options, strict=True):
         if name == "CPUExecutionProvider":
             continue

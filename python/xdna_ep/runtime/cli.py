@@ -1,4 +1,5 @@
-"""`xdna-ep devices [--json]`: what the runtime finds and which device auto would use."""
+"""`xdna-ep devices [--json]`: what the runtime finds, which device auto would use,
+and the plugin library's entries in ONNX Runtime's device list."""
 
 from __future__ import annotations
 
@@ -36,6 +37,20 @@ def build_command(missing: list[str]) -> str | None:
     return f"{sys.executable} {script} --out {os.fspath(out)}{only}"
 
 
+def plugin_view() -> dict[str, Any]:
+    """The plugin library's entries in `ort.get_ep_devices()` and its own word on the
+    NPU entry ({"error": ...} when the library cannot be loaded)."""
+    from .. import plugin
+
+    try:
+        devices = plugin.plugin_devices()
+        probe = plugin.npu_probe()
+    except (FileNotFoundError, OSError, RuntimeError) as exc:
+        return {"error": str(exc)}
+    return {"library": plugin.get_library_path(), "devices": [asdict(d) for d in devices],
+            "npu_entry": probe.listed, "npu_detail": probe.detail}
+
+
 def collect(probes: Probes | None = None) -> dict[str, Any]:
     from .._native import emulator
 
@@ -54,6 +69,7 @@ def collect(probes: Probes | None = None) -> dict[str, Any]:
         "npu_problems": [{"missing": p.missing, "message": p.message} for p in info.problems],
         "auto": choice.to_json(),
         "build_command": build_command(list(info.xclbins_missing)),
+        "plugin": plugin_view(),
         "hardware_validated": False,
     }
 
@@ -86,8 +102,24 @@ def _text(d: dict[str, Any]) -> str:
                  f"{e['active_kernel_path']}; {e['threads']} thread(s)")
     a = d["auto"]
     lines.append(f"auto -> {a['device']}: {a['reason']}")
+    lines.extend(_plugin_text(d["plugin"]))
     lines.append("note: the xrt (NPU) path is complete but not yet validated on hardware")
     return "\n".join(lines)
+
+
+def _plugin_text(p: dict[str, Any]) -> list[str]:
+    lines = ["plugin library in ONNX Runtime (ort.get_ep_devices()):"]
+    if "error" in p:
+        return lines + [f"  not available: {p['error']}"]
+    for dev in p["devices"]:
+        meta = dev["ep_metadata"]
+        where = (f"{meta.get('device_node', '?')}, firmware {meta.get('firmware', '?')}"
+                 if dev["backend"] == "npu" else f"host CPU, {meta.get('threads', '?')} thread(s)")
+        lines.append(f"  backend={dev['backend']:<8} device type {dev['device_type']}, "
+                     f"{dev['vendor_id']:#06x}:{dev['device_id']:#06x}, {where}")
+    if not p["npu_entry"]:
+        lines.append(f"  no NPU entry: {p['npu_detail']}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

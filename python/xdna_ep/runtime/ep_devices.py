@@ -36,7 +36,9 @@ class EpDevice:
 
 
 def get_ep_devices(probes: Probes | None = None) -> list[EpDevice]:
-    """NPUs the amdxdna driver exposes (backend "hardware"), then the emulator."""
+    """NPUs the amdxdna driver exposes (backend "npu", usable or not: metadata
+    "usable" says which and why), then the emulator. The plugin library's own list
+    (`xdna_ep.get_ep_devices()`) has an NPU entry only when one is usable."""
     from .. import __version__
     from .._native import emulator
 
@@ -45,7 +47,7 @@ def get_ep_devices(probes: Probes | None = None) -> list[EpDevice]:
     out = []
     for n in info.npu_nodes:
         dev_id = int(n.device_id, 16) if n.device_id else 0
-        meta = {"backend": "hardware", "device_node": n.path,
+        meta = {"backend": "npu", "device_node": n.path,
                 "driver": f"amdxdna {info.driver_version or ''}".strip() if info.driver_loaded
                 else "amdxdna not loaded",
                 "firmware": n.firmware or "unknown",
