@@ -21,10 +21,9 @@ interpreters.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import os
 
 PCI_DEVICE_ID = "0x1502"   # Phoenix NPU
 BOARD = "RyzenAI-npu1"
