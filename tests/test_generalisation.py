@@ -220,7 +220,8 @@ FAMILIES: dict[str, tuple[Callable[[Path], tuple[Path, dict]], float, str]] = {
     # com.microsoft Attention with an int32 [B] mask_index (ReduceSum of the mask):
     # converted to an additive float mask by CPU nodes (ops/attention_masks.py)
     "bert-ort-optimizer": (_bert_optimized, 0.99, ""),
-    "vit": (_vit, 0.80, "the 2-D patch Conv has no NPU kernel (1-D conv only)"),
+    # the 16x16 patch Conv: CPU re-layout + NPU MatMul (ops/patch_conv.py)
+    "vit": (_vit, 0.99, ""),
     # fused QKV Gemm + Split, causal constant mask, tied LM head (Transpose of wte)
     "gpt2-dynamo": (_gpt2, 0.99, ""),
 }
