@@ -145,6 +145,9 @@ REFUSED = {
     "dilated": (dict(x_shape=[1, 3, 16, 16], cout=8, kernel=(2, 2), dilations=(2, 2)),
                 "dilations [2, 2]"),
     "grouped": (dict(x_shape=[1, 4, 16, 16], cout=8, kernel=(4, 4), group=2), "group 2"),
+    # a malformed node (ONNX Runtime would not load it): a reason, not a crash
+    "strides-rank": (dict(x_shape=[1, 3, 16, 16], cout=8, kernel=(4, 4), strides=(4,)),
+                     "of another rank"),
 }
 
 

@@ -110,6 +110,8 @@ def patch_problem(view: GraphView, node: onnx.NodeProto) -> str | None:
     what = (f"2-D Conv {list(kernel)} kernel, strides {strides}: only a non-overlapping patch "
             "Conv (kernel == stride, no padding, dilation 1, group 1) runs on the NPU, as a "
             "MatMul; this one")
+    if len(strides) != 2 or len(dil) != 2:
+        return f"shape: 2-D Conv with strides {strides} / dilations {dil} of another rank"
     if kernel != list(wshape[2:]):
         return f"shape: {what} has kernel_shape {kernel} != weight's {list(wshape[2:])}"
     if group != 1:
