@@ -216,3 +216,12 @@ def test_kept_rewrite_drops_the_conv_weight():
     mat = numpy_helper.to_array({t.name: t for t in model.graph.initializer}[
         "w::xdna_patch_matrix"])
     assert mat.shape == (3 * 4 * 4, 8)
+
+
+def test_disabled_matmul_kind_keeps_the_conv_with_its_reason():
+    model = _conv_model([1, 3, 16, 16], 8, (4, 4))
+    plan = partition_model(model, use_cost_model=False, disable_kinds=["matmul"])
+    row = {n.name: n for n in plan.nodes}["conv"]
+    assert row.placement == "cpu" and row.reason.startswith("excluded") \
+        and "disable_kinds" in row.reason, row.reason
+    assert [n.op_type for n in model.graph.node] == ["Conv"]

@@ -112,9 +112,14 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
     if shape is not None and len(shape) == 4:
         from .patch_conv import patch_problem
 
-        return patch_problem(view, node) or (
-            "excluded: a patch Conv (kernel == stride) runs on the NPU as a MatMul, but "
-            "the option that excludes Conv or disables the matmul kind keeps it on the CPU")
+        problem = patch_problem(view, node)
+        if problem:
+            return problem
+        if view.path:
+            return ("unmatched: a patch Conv (kernel == stride) inside an If branch; only "
+                    "the main graph's patch Convs become a MatMul (ops/patch_conv.py)")
+        return ("excluded: a patch Conv (kernel == stride) runs on the NPU as a MatMul, but "
+                "disable_kinds (matmul) keeps it on the CPU")
     if shape is not None and len(shape) != 3:
         return (f"shape: {len(shape) - 2}-D Conv; only 1-D Conv (Conv1d) and the 2-D patch "
                 "Conv (kernel == stride) are supported")

@@ -224,7 +224,8 @@ def add_patch_rewrites(model: onnx.ModelProto, *, dims: dict[str, int] | None = 
                        skip: Iterable[str] = ()) -> list[PatchRewrite]:
     """Replace (in place) every patch Conv of the main graph by its re-layout +
     MatMul form; returns what was written. `skip`: Conv node names to leave as they
-    are (excluded by option). Conv weights no other node reads are dropped."""
+    are (excluded by option). The Conv weights stay until settle_patch_rewrites
+    knows whether a Conv comes back."""
     from ..capability.analyze import MAX_OPSET, MIN_OPSET, model_opset
     from ..capability.loader import ensure_node_names
     from ..capability.shapes import infer_shapes
