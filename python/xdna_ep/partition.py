@@ -73,7 +73,7 @@ def partition_model(
     # int32 attention masks get float twins (CPU nodes) the attention regions read
     conversions = add_mask_conversions(model, options.dims)
     # patch-embedding Convs become CPU re-layout nodes + a MatMul the matmul family takes
-    patches = []
+    patches: list[PatchRewrite] = []
     if "Conv" not in options.exclude_op_types and "matmul" not in options.disable_kinds:
         patches = add_patch_rewrites(model, dims=options.dims, skip=options.exclude_nodes)
     cap = analyze(model, options)

@@ -220,6 +220,17 @@ def _rewrite_nodes(p: PatchConv, wmat: str) -> tuple[list[onnx.NodeProto],
     return nodes, inits, mm_name
 
 
+def _maybe_2d(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
+    """A Conv whose weight may be 4-D: an initializer of rank 4, or a weight that
+    only shape inference can tell (behind Identity, a Constant node, ...)."""
+    if node.op_type != "Conv" or len(node.input) < 2:
+        return False
+    for t in model.graph.initializer:
+        if t.name == node.input[1]:
+            return len(t.dims) == 4
+    return True
+
+
 def add_patch_rewrites(model: onnx.ModelProto, *, dims: dict[str, int] | None = None,
                        skip: Iterable[str] = ()) -> list[PatchRewrite]:
     """Replace (in place) every patch Conv of the main graph by its re-layout +
@@ -230,8 +241,8 @@ def add_patch_rewrites(model: onnx.ModelProto, *, dims: dict[str, int] | None = 
     from ..capability.loader import ensure_node_names
     from ..capability.shapes import infer_shapes
 
-    if not any(n.op_type == "Conv" for n in model.graph.node):
-        return []
+    if not any(_maybe_2d(model, n) for n in model.graph.node):
+        return []  # no shape inference for models without a 2-D Conv (Whisper's are 1-D)
     ensure_node_names(model)  # the new nodes' names derive from the Conv's
     skipped = set(skip)
     convs = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"
