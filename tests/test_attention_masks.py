@@ -297,14 +297,99 @@ def test_lengths_with_symbolic_dims_read_the_key_length_at_run_time(tmp_path, no
             assert _cos(got[b], want[b]) >= COSINE, (t, b, _cos(got[b], want[b]))
 
 
-def test_lengths_with_symbolic_internal_key_length_stay_on_cpu(tmp_path, no_cost_model):
-    """[B] lengths whose key length is symbolic and produced inside the region: the
-    length would be a guess, so the node stays on the CPU with that reason."""
-    model = _symbolic_mha(projections=True)
-    feed = _feed(_lengths_mask([T, 12]))
-    sess, got = _xdna(model, feed, tmp_path)
+def _internal_key(op: str, mask_shape: list, *, doubled_key: bool = False) -> onnx.ModelProto:
+    """`_model` with symbolic batch/sequence dims and its attention input computed
+    inside the graph: the graph input x_in [batch, seq, D] is scaled by a CPU Mul
+    first (exact, so the cosine measures the mask; a MultiHeadAttention's key is
+    also a projection inside the region). doubled_key: the key (and value)
+    of a MultiHeadAttention read Concat(h, h) instead, a key length of 2*seq that
+    no graph input carries."""
+    model = _model(op, mask_shape)
+    model.graph.initializer.append(numpy_helper.from_array(np.array(1.5, np.float32),
+                                                           "pre.scale"))
+    pre = [helper.make_node("Mul", ["x_in", "pre.scale"], ["x"], name="pre_scale")]
+    if doubled_key:
+        pre.append(helper.make_node("Concat", ["x", "x"], ["xx"], name="cat", axis=1))
+        for n in model.graph.node:
+            if n.name in ("k_proj", "v_proj"):
+                n.input[0] = "xx"
+    nodes = pre + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.input[0].name = "x_in"
+    for vi in (model.graph.input[0], model.graph.output[0]):
+        dims = vi.type.tensor_type.shape.dim
+        dims[0].dim_param, dims[1].dim_param = "batch", "seq"
+    mask = model.graph.input[1].type.tensor_type.shape.dim
+    mask[0].dim_param = "batch" if mask_shape == [B] else "two_batch"
+    return model
+
+
+INTERNAL = {
+    ("Attention", "lengths"): ([B], {64: [64, 30], 48: [5, 48]}),
+    ("MultiHeadAttention", "lengths"): ([B], {64: [64, 30], 48: [5, 48]}),
+    # end positions then start positions
+    ("Attention", "start_end"): ([2 * B], {64: [50, 64, 9, 3], 48: [48, 20, 0, 11]}),
+}
+
+
+@pytest.mark.parametrize(("op", "form"), sorted(INTERNAL))
+def test_symbolic_internal_key_length_is_read_at_run_time(op, form, tmp_path, no_cost_model):
+    """[B] / [2B] masks whose key length is symbolic and computed inside the region:
+    the conversion reads it from the graph input dim of the same name ("seq", found by
+    symbolic shape inference) with Shape at run time; the dynamic-axes model runs at
+    two sequence lengths (each compiled at its first run) and matches ORT CPU."""
+    shape, masks = INTERNAL[(op, form)]
+    model = _internal_key(op, shape)
+    sess = xdna_ep.InferenceSession(
+        model.SerializeToString(), providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
+        provider_options=[{"device": "emulator", "cache_dir": str(tmp_path)}, {}])
+    unmasked_model = _internal_key(op, shape)
+    for t, values in masks.items():
+        rng = np.random.default_rng(t)
+        feed = {"x_in": rng.standard_normal((B, t, D)).astype(np.float32),
+                "mask": np.array(values, np.int32)}
+        got = sess.run(None, feed)[0]
+        plan = sess.xdna_plan
+        assert _node(plan, "attn").placement == "npu", _node(plan, "attn").reason
+        shape_reads = [n for n in plan.nodes if n.op_type == "Shape"
+                       and n.reason.startswith("mask conversion:")]
+        assert len(shape_reads) == 1
+        want = _ort_cpu(model, feed)
+        for b in range(B):
+            assert _cos(got[b], want[b]) >= COSINE, (t, b, _cos(got[b], want[b]))
+        # the mask matters at this length
+        full = np.array([t] * B + ([0] * B if form == "start_end" else []), np.int32)
+        unmasked = _ort_cpu(unmasked_model, {**feed, "mask": full})
+        assert min(_cos(unmasked[b], want[b]) for b in range(B)) < 0.99
+
+
+def test_conversion_shape_reads_the_graph_input_of_the_key_length():
+    from xdna_ep.partition import partition_model
+
+    model = _internal_key("MultiHeadAttention", [B])
+    plan = partition_model(model, use_cost_model=False, dims={"batch": B, "seq": T})
+    assert _node(plan, "attn").placement == "npu"
+    (shape,) = [n for n in model.graph.node if n.op_type == "Shape"]
+    assert list(shape.input) == ["x_in"]  # [batch, seq, D]: seq is axis 1
+
+
+def test_symbolic_key_length_no_graph_input_carries_stays_on_cpu(tmp_path, no_cost_model):
+    """Key length 2*seq (a Concat inside the graph): no graph input has that dim, so
+    T cannot be read at run time and is not guessed: the node stays on the CPU."""
+    model = _internal_key("MultiHeadAttention", [B], doubled_key=True)
+    rng = np.random.default_rng(11)
+    feed = {"x_in": rng.standard_normal((B, 24, D)).astype(np.float32),
+            "mask": _lengths_mask([40, 13])}
+    sess = xdna_ep.InferenceSession(
+        model.SerializeToString(), providers=["XDNAExecutionProvider", "CPUExecutionProvider"],
+        provider_options=[{"device": "emulator", "cache_dir": str(tmp_path)}, {}])
+    got = sess.run(None, feed)[0]
     node = _node(sess.xdna_plan, "attn")
-    assert node.placement == "cpu" and "symbolic" in node.reason, node.reason
+    assert node.placement == "cpu"
+    assert "'2*seq'" in node.reason and "no graph input has a dim of that name" in node.reason, \
+        node.reason
+    assert not any(n.reason.startswith("mask conversion:") for n in sess.xdna_plan.nodes)
     assert _cos(got, _ort_cpu(model, feed)) >= COSINE
 
 

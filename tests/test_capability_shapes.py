@@ -88,3 +88,31 @@ def test_infer_shapes_binds_exactly_the_symbolic_input_dims(monkeypatch: pytest.
            for vi in result.model.graph.input}
     assert ins["x"] == [1, 7, 4] and ins["b"] == [1, 1, 4]
     assert ins["w"] == [0, 3]  # an initializer's dims are not bound
+
+
+def test_fold_shape_nodes_folds_a_gather_of_the_shape() -> None:
+    """Shape -> Gather(1) of a [batch, seq] input: the Gather folds with the Shape
+    (onnxruntime's symbolic inference asserts on a Gather past the first element
+    of a Constant, which would leave every shape behind it unknown)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from xdna_ep.capability.shapes import fold_shape_nodes, symbolic_shapes
+
+    nodes = [helper.make_node("Shape", ["ids"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "one"], ["seq"], name="gather", axis=0),
+             helper.make_node("Range", ["zero", "seq", "step"], ["r"], name="range"),
+             helper.make_node("Cast", ["r"], ["y"], name="cast", to=TensorProto.FLOAT)]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n)
+             for n, v in (("one", 1), ("zero", 0), ("step", 1))]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    folded, count = fold_shape_nodes(model, {"batch": 2, "seq": 7})
+    assert count == 1
+    ops = {n.name: n for n in folded.graph.node}
+    assert ops["shape"].op_type == ops["gather"].op_type == "Constant"
+    assert numpy_helper.to_array(ops["gather"].attribute[0].t) == 7
+    shapes = {vi.name: vi for vi in symbolic_shapes(folded)}
+    assert [d.dim_value for d in shapes["y"].type.tensor_type.shape.dim] == [7]

@@ -19,7 +19,8 @@ import onnx
 
 from .capability import CapabilityOptions, analyze, load_model
 from .cost import CpuCostModel, NpuCostModel, place_by_cost
-from .plan import PartitionPlan
+from .ops.patch_conv import PatchRewrite
+from .plan import NodePlacement, PartitionPlan
 from .regions import build_regions
 
 # reason categories that mean "the NPU could have taken it but did not"
@@ -42,9 +43,10 @@ def partition_model(
     quantization: str = "",
     model_name: str = "",
 ) -> PartitionPlan:
-    """Partition `model` (renames unnamed/duplicate nodes in place, and adds the CPU
+    """Partition `model` (renames unnamed/duplicate nodes in place, adds the CPU
     nodes that convert a fused attention's int32 mask for its NPU region:
-    ops/attention_masks.py).
+    ops/attention_masks.py, and replaces each patch-embedding Conv by CPU re-layout
+    nodes and a MatMul: ops/patch_conv.py).
 
     exclude_ops / exclude_nodes / disable_kinds: keep these on CPU.
     dims: sizes for symbolic input dims (MACs and cost use them); dims_source
@@ -66,9 +68,14 @@ def partition_model(
         disable_kinds=frozenset(disable_kinds), dims=dict(dims) if dims else None,
     )
     from .ops.attention_masks import add_mask_conversions, prune_conversions
+    from .ops.patch_conv import add_patch_rewrites, settle_patch_rewrites
 
     # int32 attention masks get float twins (CPU nodes) the attention regions read
     conversions = add_mask_conversions(model, options.dims)
+    # patch-embedding Convs become CPU re-layout nodes + a MatMul the matmul family takes
+    patches: list[PatchRewrite] = []
+    if "Conv" not in options.exclude_op_types and "matmul" not in options.disable_kinds:
+        patches = add_patch_rewrites(model, dims=options.dims, skip=options.exclude_nodes)
     cap = analyze(model, options)
     regions = build_regions(cap)
     fallbacks = list(cap.fallbacks)
@@ -98,6 +105,10 @@ def partition_model(
         if p.region in moved_ids:
             p.placement = "cpu"
             p.reason = f"{p.reason}; region {p.region} {by_id[p.region].cost_reason}"
+    if patches:  # a patch MatMul no NPU region runs: the Conv comes back (model and report)
+        on_npu = {n for r in regions if r.placement == "npu" for n in r.nodes}
+        for undone in settle_patch_rewrites(model, patches, on_npu):
+            _conv_back_in_report(cap.placements, undone)
     for r in moved:
         fallbacks.append(f"region {r.id} ({len(r.nodes)} nodes, {r.macs} MACs"
                          f"{', ' + r.graph if r.graph else ''}): {r.cost_reason}")
@@ -121,6 +132,19 @@ def partition_model(
                      for k in cap.dim_bindings},
         dims_guessed=list(cap.dims_guessed),
     )
+
+
+def _conv_back_in_report(placements: list[NodePlacement], undone: PatchRewrite) -> None:
+    """The report rows of an undone patch rewrite become one row for its Conv,
+    which carries its MatMul's reason for staying on the CPU."""
+    gone = set(undone.nodes)
+    mm = next(p for p in placements if p.name == undone.matmul)
+    row = NodePlacement(undone.conv, "Conv", "cpu",
+                        f"{mm.reason} (the patch Conv's MatMul form is not on the NPU, so "
+                        f"the Conv runs as it is)", macs=mm.macs, graph=mm.graph)
+    first = next(i for i, p in enumerate(placements) if p.name in gone)
+    placements[:] = ([p for p in placements[:first] if p.name not in gone] + [row]
+                     + [p for p in placements[first:] if p.name not in gone])
 
 
 def partition(model: onnx.ModelProto | str | os.PathLike[str], **kwargs) -> PartitionPlan:

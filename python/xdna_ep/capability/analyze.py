@@ -106,6 +106,7 @@ def _all_nodes(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto, bool]]
 def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) -> CapabilityResult:
     """Run capability on `model` (node names are made unique in place first)."""
     from ..ops import registry as op_registry  # at call time: ops/ imports capability/
+    from ..ops.attention_masks import key_dim_names
 
     options = options or CapabilityOptions()
     validate_model(model)
@@ -113,6 +114,8 @@ def analyze(model: onnx.ModelProto, options: CapabilityOptions | None = None) ->
     opset = model_opset(model)
     shaped = infer_shapes(model, options.dims)
     views = _views(shaped.model, opset)
+    # a [B] / [2B] attention mask needs the name of a symbolic key length
+    views[""].dim_names = key_dim_names(model)
     if not shaped.bindings:  # every input dim is fixed: Shape nodes may fold (folding.py)
         for v in views.values():
             v.static_shapes = True

@@ -77,6 +77,9 @@ class GraphView:
     graph_inputs: set[str] = field(default_factory=set)
     folded: dict[str, onnx.TensorProto | None] = field(default_factory=dict)
     static_shapes: bool = False  # every input dim fixed in the model: Shape may fold
+    # tensor -> shape with its symbolic dims as names (the `infos` have them bound to
+    # sizes); filled only for what a matcher asks about: ops/attention_masks.py
+    dim_names: dict[str, tuple[int | str | None, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(

@@ -33,10 +33,12 @@ def foreign_domain(node: onnx.NodeProto) -> bool:
 
 def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str:
     """The reason `node` (not part of any match) stays on CPU."""
-    from ..ops.attention_masks import conversion_reason  # at call time: ops/ imports capability/
+    # at call time: ops/ imports capability/
+    from ..ops.attention_masks import conversion_reason
+    from ..ops.patch_conv import relayout_reason
 
     op = node.op_type
-    converted = conversion_reason(node)
+    converted = conversion_reason(node) or relayout_reason(node)
     if converted:
         return converted
     if foreign_domain(node):

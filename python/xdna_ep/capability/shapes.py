@@ -239,7 +239,9 @@ def fold_shape_nodes(model: onnx.ModelProto, dims: dict[str, int]) -> tuple[onnx
     it. A model compiled for one concrete input shape (the provider's `dims`,
     free-dimension overrides, calibration or first-run shape, each run checked
     against it) may fold those shapes; a model whose dims are only defaults
-    must not, since it runs at other sizes. Returns (model, Shape nodes folded).
+    must not, since it runs at other sizes. A Gather of a folded shape at a
+    constant index folds with it (`_fold_shape_gathers`). Returns (model, Shape
+    nodes folded).
     """
     shaped = infer_shapes(model, dims)
     if shaped.guessed:
@@ -255,6 +257,7 @@ def fold_shape_nodes(model: onnx.ModelProto, dims: dict[str, int]) -> tuple[onnx
         known[t.name] = tuple(int(d) for d in t.dims)
     out = copy.deepcopy(model)
     folded = 0
+    values: dict[str, np.ndarray] = {}
     for i, node in enumerate(out.graph.node):
         if node.op_type != "Shape" or node.input[0] not in known:
             continue
@@ -270,5 +273,37 @@ def fold_shape_nodes(model: onnx.ModelProto, dims: dict[str, int]) -> tuple[onnx
             "Constant", [], list(node.output), name=node.name,
             value=onnx.numpy_helper.from_array(value, name=f"{node.name}_value"))
         out.graph.node[i].CopyFrom(const)
+        values[node.output[0]] = value
         folded += 1
+    _fold_shape_gathers(out, values)
     return out, folded
+
+
+def _fold_shape_gathers(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> None:
+    """Gathers of a folded shape at a constant index become Constants too (in place).
+
+    Why: onnxruntime's symbolic shape inference keeps a Constant's value as a numpy
+    array and asserts when a Gather picks an element other than the first or last
+    of it (torch's Shape -> Gather(1) of a [batch, seq] input, kept by ORT's
+    transformer optimizer): the whole inference then fails and the shapes behind
+    com.microsoft ops (EmbedLayerNormalization) are unknown to the compiler."""
+    consts = {t.name: t for t in model.graph.initializer}
+    consts.update({n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
+                   for a in n.attribute if a.name == "value"})
+    for i, node in enumerate(model.graph.node):
+        if node.op_type != "Gather" or node.input[0] not in values or node.input[1] not in consts:
+            continue
+        index = onnx.numpy_helper.to_array(consts[node.input[1]])
+        data = values[node.input[0]]
+        axis = 0
+        for a in node.attribute:
+            if a.name == "axis":
+                axis = int(a.i)
+        if data.ndim != 1 or axis not in (0, -1) or index.dtype.kind not in "iu" or \
+                not np.all((-len(data) <= index) & (index < len(data))):
+            continue
+        value = np.asarray(np.take(data, index), dtype=np.int64)
+        model.graph.node[i].CopyFrom(onnx.helper.make_node(
+            "Constant", [], list(node.output), name=node.name,
+            value=onnx.numpy_helper.from_array(value, name=f"{node.name}_value")))
+        values[node.output[0]] = value

@@ -46,8 +46,11 @@ need a new kernel in the numpy reference, the emulator, the plugin's stage table
 and the NPU, a stage version and its bit-exactness tests, for no speed; and the
 model stays valid for ONNX Runtime whatever runs the node (the attention node
 keeps its int32 input; twins no NPU region reads are removed again). Other forms
-([3B+2], 4-D, non-int32, a mask with attention_bias) are not matched:
-that node stays on the CPU with the reason and the rest of its region compiles.
+([3B+2], 4-D, non-int32, a mask with attention_bias, a [B] / [2B] mask whose
+symbolic key length no graph input dim carries) are not matched: that node stays
+on the CPU with the reason and the rest of its region compiles. A [B] / [2B]
+mask's key length is a constant when fixed, else read at run time from the graph
+input dim of the same symbolic name (GraphView.dim_names).
 An Attention's attention_bias (input 5) alone is its additive mask, as for
 MultiHeadAttention.
 

@@ -48,8 +48,16 @@ MultiHeadAttention's [3B+2] form, 4-D masks (Megatron; ORT's CPU kernel does not
 run them either), a mask together with attention_bias, a mask with a past
 key/value, a mask_filter_value that is not negative, a 2-D / 3-D mask whose dims
 are not the key (and query) lengths, and a [B] / [2B] mask whose key length is
-symbolic and not a graph input's dim (T would be a guess; when the key, or the
-Attention input, is a graph input, Shape reads T at run time).
+symbolic and equals no graph input's dim (T would be a guess).
+
+A [B] / [2B] mask's key length T on a model with symbolic input dims: when the
+key (or the Attention input) is a graph input, Shape reads T from it at run time;
+when it is computed inside the graph (a projection of the embeddings, usually in
+the same NPU region), onnxruntime's symbolic shape inference names its length
+(`key_dim_names`: "seq" from input_ids [batch, seq] through the embeddings and
+projections) and Shape reads the graph input dim of that name; a length fixed in
+the model is a constant. A symbolic length that no graph input carries under its
+name (e.g. "seq + 1" after a concatenated class token) is refused.
 """
 
 from __future__ import annotations
@@ -107,6 +115,63 @@ def _kv_length(view: GraphView, node: onnx.NodeProto) -> tuple[str, int, object]
     return src, 1, (shape[1] if shape is not None and len(shape) == 3 else None)
 
 
+def key_dim_names(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
+    """The main graph's shapes with symbolic dims kept as names (graph inputs and
+    inferred intermediates), or {} when no fused attention of the model has a mask
+    or every input dim is fixed (nothing then asks: a key length is a number).
+
+    Why names: capability binds symbolic dims to sizes for MACs, so a key length
+    that is symbolic inside the graph reads as a number there; its name (onnxruntime's
+    symbolic shape inference carries "seq" from the graph input through the
+    projections) says which graph input dim to read at run time."""
+    from ..capability.shapes import symbolic_input_dims, symbolic_shapes
+
+    if not any(n.domain == "com.microsoft" and n.op_type in ("Attention", "MultiHeadAttention")
+               and len(n.input) > mask_slot(n) and n.input[mask_slot(n)]
+               for n in model.graph.node):
+        return {}
+    if not symbolic_input_dims(model):
+        return {}
+
+    def dims(vi: onnx.ValueInfoProto) -> tuple[int | str | None, ...] | None:
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+            return None
+        return tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None)
+                     for d in tt.shape.dim)
+
+    inits = {t.name for t in model.graph.initializer}
+    out: dict[str, tuple[int | str | None, ...]] = {}
+    for vi in [*symbolic_shapes(model), *model.graph.input]:
+        d = dims(vi)
+        if d is not None and vi.name not in inits:
+            out[vi.name] = d
+    return out
+
+
+def _key_length_source(view: GraphView, src: str, axis: int) -> int | tuple[str, int] | str:
+    """The key length of `src` (axis `axis`) on a model with symbolic input dims:
+    a size when it is fixed, (graph input, axis) whose dim has its symbolic name,
+    or the reason it cannot be read at run time (the end of a sentence)."""
+    dims = view.dim_names.get(src)
+    if dims is None or len(dims) <= axis:
+        return ("which shape inference gave no symbolic shape for (give a [B, T] mask or "
+                "fixed input dims)")
+    name = dims[axis]
+    if isinstance(name, int):
+        return name
+    if not name:
+        return ("which is symbolic without a name (give a [B, T] mask or fixed input "
+                "dims)")
+    for vi in view.graph.input:
+        if vi.name in view.graph_inputs:
+            found = view.dim_names.get(vi.name, ())
+            if name in found:
+                return vi.name, found.index(name)
+    return (f"which is symbolic ({name!r}) and no graph input has a dim of that name, so "
+            f"it cannot be read at run time (give a [B, T] mask or fixed input dims)")
+
+
 def mask_form(view: GraphView, node: onnx.NodeProto, symbolic: bool) -> MaskForm | str:
     """The supported form of the node's int32 mask, or the reason it is refused.
 
@@ -150,10 +215,14 @@ def mask_form(view: GraphView, node: onnx.NodeProto, symbolic: bool) -> MaskForm
                     f" are converted")
         if src in view.graph_inputs:
             return MaskForm(mask, form, value, 0, src, axis, filt)
-        if symbolic or not isinstance(t, int):
-            return (f"{what} [{shape[0]}] needs the key length, which is symbolic and not a "
-                    f"graph input's dim (give a [B, T] mask or fixed input dims)")
-        return MaskForm(mask, form, value, int(t), filter_value=filt)
+        if not symbolic and isinstance(t, int):
+            return MaskForm(mask, form, value, int(t), filter_value=filt)
+        found = _key_length_source(view, src, axis)
+        if isinstance(found, int):  # fixed although other input dims are symbolic
+            return MaskForm(mask, form, value, found, filter_value=filt)
+        if isinstance(found, tuple):  # the graph input dim it equals, read at run time
+            return MaskForm(mask, form, value, 0, found[0], found[1], filt)
+        return f"{what} [{shape[0]}] needs the key length of {src!r}, {found}"
     if len(shape) in (2, 3):
         if isinstance(shape[-1], int) and isinstance(t, int) and shape[-1] != t:
             return (f"{what} has shape {list(shape)}: its last dim is not the key length "
@@ -261,6 +330,7 @@ def add_mask_conversions(model: onnx.ModelProto, dims: dict[str, int] | None = N
     except Exception:  # noqa: BLE001 - analyze() reports a model it cannot read
         return []
     view = GraphView.build(shaped.model.graph, "", None, opset)
+    view.dim_names = key_dim_names(model)
     symbolic = bool(shaped.bindings)
     existing = {o for n in model.graph.node for o in n.output}  # a second partition
     done: dict[str, Conversion] = {}

@@ -109,8 +109,20 @@ def cpu_reason(view: GraphView, node: onnx.NodeProto) -> str | None:
     if len(node.input) < 2 or not view.is_const(node.input[1]):
         return "non-constant weight: Conv weight is computed at run time"
     shape = view.info(node.input[1]).shape
+    if shape is not None and len(shape) == 4:
+        from .patch_conv import patch_problem
+
+        problem = patch_problem(view, node)
+        if problem:
+            return problem
+        if view.path:
+            return ("unmatched: a patch Conv (kernel == stride) inside an If branch; only "
+                    "the main graph's patch Convs become a MatMul (ops/patch_conv.py)")
+        return ("excluded: a patch Conv (kernel == stride) runs on the NPU as a MatMul, but "
+                "disable_kinds (matmul) keeps it on the CPU")
     if shape is not None and len(shape) != 3:
-        return f"shape: {len(shape) - 2}-D Conv; only 1-D Conv (Conv1d) is supported"
+        return (f"shape: {len(shape) - 2}-D Conv; only 1-D Conv (Conv1d) and the 2-D patch "
+                "Conv (kernel == stride) are supported")
     return ("shape: Conv with group, dilation, auto_pad or asymmetric pads is not supported "
             "(Conv1d only)")
 
