@@ -383,8 +383,10 @@ void attention_int8(const AttentionArgs& a) {
   }
   const int64_t tiles = (a.q_len + attention::kQueryTile - 1) / attention::kQueryTile;
   // Packing per call pays off from two full tiles per head (encoder, prefill);
-  // decoder steps (one query row) keep the unpacked few-row path.
-  const bool prepack = a.q_len >= 2 * attention::kQueryTile && a.k_len <= (1 << 30);
+  // decoder steps (one query row) keep the unpacked few-row path, and the
+  // portable path its unpacked loop (the portable packed kernel is slower).
+  const bool prepack = a.q_len >= 2 * attention::kQueryTile && a.k_len <= (1 << 30) &&
+                       active_isa() != Isa::kPortable;
   PackedHeads ph;
   std::vector<int8_t> vt;
   if (prepack) pack_heads(a, ph);
