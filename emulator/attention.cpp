@@ -2,12 +2,18 @@
 // int8 GEMM (emulator/int8_gemm.h), so its SIMD path cannot change a bit; the
 // softmax between them is the integer contract of kernels/attention/attention.h.
 #include <algorithm>
+#include <cstring>
 #include <vector>
+
+#if !defined(XDNA_NO_X86_PATHS) && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
 
 #include "../kernels/attention/attention.h"
 #include "attention_host.h"
 #include "cpu_features.h"
 #include "int8_gemm.h"
+#include "int8_gemm_packed.h"
 #include "parallel.h"
 
 namespace xdna {
@@ -53,13 +59,192 @@ void transpose_values(const AttentionArgs& a, std::vector<int8_t>& vt) {
 void softmax_rows_portable(XDNA_SOFTMAX_ROWS_ARGS) { XDNA_SOFTMAX_ROWS_BODY }
 
 #if !defined(XDNA_NO_X86_PATHS) && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-__attribute__((target("avx2,fma"))) void softmax_rows_avx2(XDNA_SOFTMAX_ROWS_ARGS) {
-  XDNA_SOFTMAX_ROWS_BODY
+// Hand-vectorised rows (GCC does not vectorise the contract's loops: int64
+// products, a table lookup and per-lane shifts): 8 (AVX2) or 16 (AVX-512)
+// entries per step, the same integer operations lane for lane as
+// attention.h, the tails through the contract's own scalar functions.
+//   score_logit: the int64 product s * m of even and odd lanes (vpmuldq), + 2^(e-1),
+//     arithmetic >> e, clamp to +-kLogitLimit, back to int32 (fits: |v| <= 2^27).
+//   exp_term(d), d >= 0: kExpTable[d & 255] >> (d >> 8) by a gather and a variable
+//     logical shift; shifts > 31 give 0 (vpsrlvd), and 25..31 give 0 as the table
+//     holds values <= 2^24, exactly the contract's k > 24 -> 0.
+//   weight: (E * 16383 + 2^23) >> 24 in unsigned 64-bit lanes (E * 16383 < 2^39).
+//   W = sum w in int32 lanes: each lane adds at most kMaxKeys / 8 weights < 2^14, so
+//     a lane stays below 2^28; summed in int64 at the end.
+#define XDNA_AVX2 __attribute__((target("avx2,fma")))
+#define XDNA_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")))
+
+XDNA_AVX2 inline __m256i asr64_avx2(__m256i x, __m128i e) {
+  const __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
+  return _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(x, neg), e), neg);
 }
-__attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl"))) void softmax_rows_avx512(
-    XDNA_SOFTMAX_ROWS_ARGS) {
-  XDNA_SOFTMAX_ROWS_BODY
+
+XDNA_AVX2 inline __m256i clamp64_avx2(__m256i v, __m256i hi, __m256i lo) {
+  v = _mm256_blendv_epi8(v, hi, _mm256_cmpgt_epi64(v, hi));
+  return _mm256_blendv_epi8(v, lo, _mm256_cmpgt_epi64(lo, v));
 }
+
+XDNA_AVX2 void score_logits_avx2(const int32_t* acc, int64_t visible, Requant rq, int32_t* z) {
+  const __m256i m = _mm256_set1_epi64x(rq.multiplier);
+  const __m256i rnd = _mm256_set1_epi64x(int64_t{1} << (rq.shift - 1));
+  const __m128i e = _mm_cvtsi32_si128(rq.shift);
+  const __m256i hi = _mm256_set1_epi64x(softmax::kLogitLimit);
+  const __m256i lo = _mm256_set1_epi64x(-softmax::kLogitLimit);
+  int64_t j = 0;
+  for (; j + 8 <= visible; j += 8) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j));
+    const __m256i ve = clamp64_avx2(asr64_avx2(_mm256_add_epi64(_mm256_mul_epi32(s, m), rnd), e),
+                                    hi, lo);
+    const __m256i so = _mm256_srli_epi64(s, 32);
+    const __m256i vo = clamp64_avx2(asr64_avx2(_mm256_add_epi64(_mm256_mul_epi32(so, m), rnd), e),
+                                    hi, lo);
+    const __m256i v = _mm256_blend_epi32(ve, _mm256_slli_epi64(vo, 32), 0xAA);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(z + j), v);
+  }
+  for (; j < visible; ++j) z[j] = softmax::score_logit(acc[j], rq);
+}
+
+// 8 int32 lanes holding 0..127 -> 8 bytes
+XDNA_AVX2 inline void store8(int8_t* dst, __m256i v) {
+  const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(v, v), v);
+  const int32_t w0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(b));
+  const int32_t w1 = _mm_cvtsi128_si32(_mm256_extracti128_si256(b, 1));
+  std::memcpy(dst, &w0, 4);
+  std::memcpy(dst + 4, &w1, 4);
+}
+
+XDNA_AVX2 int64_t row_weights_avx2(const int32_t* z, int64_t n, int8_t* hi, int8_t* lo) {
+  int64_t j = 0;
+  __m256i vmax = _mm256_set1_epi32(softmax::kExcludedLogit);
+  for (; j + 8 <= n; j += 8)
+    vmax = _mm256_max_epi32(vmax, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(z + j)));
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vmax);
+  int32_t zmax = softmax::kExcludedLogit;
+  for (int32_t l : lanes) zmax = l > zmax ? l : zmax;
+  for (; j < n; ++j) zmax = z[j] > zmax ? z[j] : zmax;
+  if (zmax == softmax::kExcludedLogit) {
+    for (int64_t i = 0; i < n; ++i) hi[i] = lo[i] = 0;
+    return 0;
+  }
+  const __m256i vz = _mm256_set1_epi32(zmax);
+  const __m256i mask8 = _mm256_set1_epi32(255), mask7 = _mm256_set1_epi32(127);
+  const __m256i wmax = _mm256_set1_epi64x(attention::kWeightMax), half = _mm256_set1_epi64x(1 << 23);
+  const int* table = reinterpret_cast<const int*>(softmax::kExpTable);
+  __m256i wsum = _mm256_setzero_si256();
+  for (j = 0; j + 8 <= n; j += 8) {
+    const __m256i d =
+        _mm256_sub_epi32(vz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(z + j)));
+    const __m256i t = _mm256_i32gather_epi32(table, _mm256_and_si256(d, mask8), 4);
+    const __m256i ex = _mm256_srlv_epi32(t, _mm256_srli_epi32(d, softmax::kFracBits));
+    const __m256i we = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(ex, wmax), half), 24);
+    const __m256i wo = _mm256_srli_epi64(
+        _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ex, 32), wmax), half), 24);
+    const __m256i w = _mm256_blend_epi32(we, _mm256_slli_epi64(wo, 32), 0xAA);
+    wsum = _mm256_add_epi32(wsum, w);
+    store8(hi + j, _mm256_srli_epi32(w, 7));
+    store8(lo + j, _mm256_and_si256(w, mask7));
+  }
+  alignas(32) int32_t sums[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(sums), wsum);
+  int64_t total = 0;
+  for (int32_t v : sums) total += v;
+  for (; j < n; ++j) {
+    const uint32_t e = softmax::exp_term(zmax - z[j]);
+    const uint32_t v =
+        static_cast<uint32_t>((static_cast<uint64_t>(e) * attention::kWeightMax + (1u << 23)) >> 24);
+    hi[j] = static_cast<int8_t>(v >> 7);
+    lo[j] = static_cast<int8_t>(v & 127u);
+    total += v;
+  }
+  return total;
+}
+
+// GCC 12 warns "__Y may be used uninitialized" inside its own AVX-512 intrinsics
+// (their _mm512_undefined_* pass-through operand) when they are inlined into a
+// target-attribute function; a false positive, silenced for this code only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+XDNA_AVX512 void score_logits_avx512(const int32_t* acc, int64_t visible, Requant rq,
+                                     int32_t* z) {
+  const __m512i m = _mm512_set1_epi64(rq.multiplier);
+  const __m512i rnd = _mm512_set1_epi64(int64_t{1} << (rq.shift - 1));
+  const __m128i e = _mm_cvtsi32_si128(rq.shift);
+  const __m512i hi = _mm512_set1_epi64(softmax::kLogitLimit);
+  const __m512i lo = _mm512_set1_epi64(-softmax::kLogitLimit);
+  int64_t j = 0;
+  for (; j + 16 <= visible; j += 16) {
+    const __m512i s = _mm512_loadu_si512(acc + j);
+    const __m512i ve = _mm512_max_epi64(
+        _mm512_min_epi64(_mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(s, m), rnd), e), hi),
+        lo);
+    const __m512i so = _mm512_srli_epi64(s, 32);
+    const __m512i vo = _mm512_max_epi64(
+        _mm512_min_epi64(_mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(so, m), rnd), e), hi),
+        lo);
+    _mm512_storeu_si512(z + j, _mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64(vo, 32)));
+  }
+  for (; j < visible; ++j) z[j] = softmax::score_logit(acc[j], rq);
+}
+
+XDNA_AVX512 int64_t row_weights_avx512(const int32_t* z, int64_t n, int8_t* hi, int8_t* lo) {
+  int64_t j = 0;
+  __m512i vmax = _mm512_set1_epi32(softmax::kExcludedLogit);
+  for (; j + 16 <= n; j += 16) vmax = _mm512_max_epi32(vmax, _mm512_loadu_si512(z + j));
+  int32_t zmax = _mm512_reduce_max_epi32(vmax);
+  for (; j < n; ++j) zmax = z[j] > zmax ? z[j] : zmax;
+  if (zmax == softmax::kExcludedLogit) {
+    for (int64_t i = 0; i < n; ++i) hi[i] = lo[i] = 0;
+    return 0;
+  }
+  const __m512i vz = _mm512_set1_epi32(zmax);
+  const __m512i mask8 = _mm512_set1_epi32(255), mask7 = _mm512_set1_epi32(127);
+  const __m512i wmax = _mm512_set1_epi64(attention::kWeightMax), half = _mm512_set1_epi64(1 << 23);
+  __m512i wsum = _mm512_setzero_si512();
+  for (j = 0; j + 16 <= n; j += 16) {
+    const __m512i d = _mm512_sub_epi32(vz, _mm512_loadu_si512(z + j));
+    const __m512i t = _mm512_i32gather_epi32(_mm512_and_si512(d, mask8), softmax::kExpTable, 4);
+    const __m512i ex = _mm512_srlv_epi32(t, _mm512_srli_epi32(d, softmax::kFracBits));
+    const __m512i we = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(ex, wmax), half), 24);
+    const __m512i wo = _mm512_srli_epi64(
+        _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ex, 32), wmax), half), 24);
+    const __m512i w = _mm512_mask_blend_epi32(0xAAAA, we, _mm512_slli_epi64(wo, 32));
+    wsum = _mm512_add_epi32(wsum, w);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hi + j),
+                     _mm512_cvtepi32_epi8(_mm512_srli_epi32(w, 7)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lo + j),
+                     _mm512_cvtepi32_epi8(_mm512_and_si512(w, mask7)));
+  }
+  int64_t total = _mm512_reduce_add_epi32(wsum);
+  for (; j < n; ++j) {
+    const uint32_t e = softmax::exp_term(zmax - z[j]);
+    const uint32_t v =
+        static_cast<uint32_t>((static_cast<uint64_t>(e) * attention::kWeightMax + (1u << 23)) >> 24);
+    hi[j] = static_cast<int8_t>(v >> 7);
+    lo[j] = static_cast<int8_t>(v & 127u);
+    total += v;
+  }
+  return total;
+}
+
+#define XDNA_SOFTMAX_ROWS_SIMD(ISA)                                                            \
+  for (int64_t r = 0; r < rows; ++r) {                                                        \
+    const int64_t i = i0 + r;                                                                 \
+    const int64_t vis = attention::visible_keys(i, kv, a.causal, a.past_len);                 \
+    int32_t* zr = z;                                                                          \
+    score_logits_##ISA(scores + r * kv, vis, a.logit_rq, zr);                                 \
+    for (int64_t j = vis; j < kv; ++j) zr[j] = softmax::kExcludedLogit;                       \
+    if (a.mask)                                                                               \
+      attention::row_mask(vis,                                                                \
+                          a.mask + b * a.mask_strides[0] + h * a.mask_strides[1] +            \
+                              i * a.mask_strides[2],                                          \
+                          a.mask_strides[3], zr);                                             \
+    wsum[r] = row_weights_##ISA(zr, kv, probs + r * kv, probs + (rows + r) * kv);             \
+  }
+
+XDNA_AVX2 void softmax_rows_avx2(XDNA_SOFTMAX_ROWS_ARGS) { XDNA_SOFTMAX_ROWS_SIMD(avx2) }
+XDNA_AVX512 void softmax_rows_avx512(XDNA_SOFTMAX_ROWS_ARGS) { XDNA_SOFTMAX_ROWS_SIMD(avx512) }
+#pragma GCC diagnostic pop
 #define XDNA_HAVE_X86_ROWS 1
 #endif
 
@@ -100,11 +285,89 @@ void write_rows(const AttentionArgs& a, int64_t rows, int64_t dh, const int32_t*
 // The exact GEMM for this tile. The fast paths pack Bt on every call (O(N K));
 // for the few-row tiles of decoder steps that packing costs more than the
 // product, so those use the portable loop. Both return the same exact int32.
+constexpr int kPackMinRows = 8;
+
 void tile_gemm(int M, int N, int K, const int8_t* A, int lda, const int8_t* Bt, int ldb,
                int32_t* C, int ldc) {
-  constexpr int kPackMinRows = 8;
   if (M < kPackMinRows) gemm_s8s8s32_nt_portable(M, N, K, A, lda, Bt, ldb, C, ldc);
   else gemm_s8s8s32_nt(M, N, K, A, lda, Bt, ldb, C, ldc);
+}
+
+// K and V of every (batch, head) packed once for the whole call (the layout of
+// int8_gemm_packed.h): Q.K^T of a tile is A = its query rows times Bt = K
+// (N = keys, K = head_dim), P.V is A = the weight halves times B = V (K = keys,
+// N = head_dim, read in place from the [keys, heads * head_dim] rows, so no
+// transposed copy of V either). Why: gemm_s8s8s32_nt packs its Bt on every call,
+// i.e. once per 64-row query tile; the Whisper encoder (1500 queries, 24 tiles per
+// head) spent more time packing than in its softmax. A causal tile sees a key
+// prefix: Q.K^T uses the first `kv` packed columns (whole panels, the same
+// column sums); P.V's k prefix would change the packed groups and column sums, so
+// such tiles keep the per-tile path. Both give the same exact int32.
+struct PackedHeads {
+  int dh = 0, tk = 0;            // head_dim, keys
+  int kp_qk = 0, np_qk = 0;      // Q.K^T's B: K = dh, N = tk
+  int kp_pv = 0, np_pv = 0;      // P.V's B: K = tk, N = dh
+  std::vector<int8_t> k_data, v_data;
+  std::vector<int32_t> k_colsum, v_colsum;
+
+  // Q.K^T against the first kv keys of head bh (whole panels: same data, same sums).
+  PackedB qk(int64_t bh, int kv) const {
+    PackedB b;
+    b.K = dh;
+    b.N = kv;
+    b.Kp = kp_qk;
+    b.Np = (kv + kPanelCols - 1) / kPanelCols * kPanelCols;
+    b.data = k_data.data() + bh * static_cast<int64_t>(np_qk) * kp_qk;
+    b.colsum = k_colsum.data() + bh * np_qk;
+    return b;
+  }
+  // P.V over all keys of head bh.
+  PackedB pv(int64_t bh) const {
+    PackedB b;
+    b.K = tk;
+    b.N = dh;
+    b.Kp = kp_pv;
+    b.Np = np_pv;
+    b.data = v_data.data() + bh * static_cast<int64_t>(np_pv) * kp_pv;
+    b.colsum = v_colsum.data() + bh * np_pv;
+    return b;
+  }
+};
+
+void pack_heads(const AttentionArgs& a, PackedHeads& ph) {
+  const int64_t hd = a.heads * a.head_dim, bh = a.batch * a.heads;
+  const int dh = static_cast<int>(a.head_dim), tk = static_cast<int>(a.k_len);
+  ph.dh = dh;
+  ph.tk = tk;
+  ph.kp_qk = (dh + kKGroup - 1) / kKGroup * kKGroup;
+  ph.np_qk = (tk + kPanelCols - 1) / kPanelCols * kPanelCols;
+  ph.kp_pv = (tk + kKGroup - 1) / kKGroup * kKGroup;
+  ph.np_pv = (dh + kPanelCols - 1) / kPanelCols * kPanelCols;
+  ph.k_data.resize(static_cast<std::size_t>(bh * ph.np_qk * ph.kp_qk));
+  ph.k_colsum.resize(static_cast<std::size_t>(bh * ph.np_qk));
+  ph.v_data.resize(static_cast<std::size_t>(bh * ph.np_pv * ph.kp_pv));
+  ph.v_colsum.resize(static_cast<std::size_t>(bh * ph.np_pv));
+  parallel_for(static_cast<std::size_t>(bh), 1, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      const int64_t b = static_cast<int64_t>(i) / a.heads, h = static_cast<int64_t>(i) % a.heads;
+      const int64_t off = b * a.k_len * hd + h * a.head_dim;
+      pack_b(dh, tk, a.k + off, static_cast<long>(hd), /*transposed=*/true,
+             ph.k_data.data() + static_cast<int64_t>(i) * ph.np_qk * ph.kp_qk,
+             ph.k_colsum.data() + static_cast<int64_t>(i) * ph.np_qk);
+      pack_b(tk, dh, a.v + off, static_cast<long>(hd), /*transposed=*/false,
+             ph.v_data.data() + static_cast<int64_t>(i) * ph.np_pv * ph.kp_pv,
+             ph.v_colsum.data() + static_cast<int64_t>(i) * ph.np_pv);
+    }
+  });
+}
+
+// C[rows, b.N] (row stride ldc) = A . packed B, exact int32.
+void packed_gemm(const PackedB& b, const int8_t* A, int lda, int rows, int32_t* C, int ldc) {
+  Epilogue epi;
+  epi.kind = EpilogueKind::kInt32;
+  epi.out = C;
+  epi.ldo = ldc;
+  packed_kernel_for_active_isa()(b, A, lda, 0, rows, 0, b.Np / kPanelCols, epi);
 }
 
 }  // namespace
@@ -118,9 +381,16 @@ void attention_int8(const AttentionArgs& a) {
     else std::fill(a.out_i8, a.out_i8 + a.batch * a.q_len * hd, int8_t{0});
     return;
   }
-  std::vector<int8_t> vt;
-  transpose_values(a, vt);
   const int64_t tiles = (a.q_len + attention::kQueryTile - 1) / attention::kQueryTile;
+  // Packing per call pays off from two full tiles per head (encoder, prefill);
+  // decoder steps (one query row) keep the unpacked few-row path, and the
+  // portable path its unpacked loop (the portable packed kernel is slower).
+  const bool prepack = a.q_len >= 2 * attention::kQueryTile && a.k_len <= (1 << 30) &&
+                       active_isa() != Isa::kPortable;
+  PackedHeads ph;
+  std::vector<int8_t> vt;
+  if (prepack) pack_heads(a, ph);
+  if (!prepack || a.causal) transpose_values(a, vt);  // causal tiles' P.V: per-tile path
   const int64_t tasks = a.batch * a.heads * tiles;
   parallel_for(static_cast<std::size_t>(tasks), 1, [&](std::size_t t0, std::size_t t1) {
     const int64_t rows_max = attention::kQueryTile;
@@ -147,15 +417,25 @@ void attention_int8(const AttentionArgs& a) {
       }
       const int8_t* qt = a.q + (b * a.q_len + i0) * hd + h * dh;
       const int8_t* kh = a.k + b * tk * hd + h * dh;
-      tile_gemm(static_cast<int>(rows), static_cast<int>(kv), static_cast<int>(dh), qt,
-                      static_cast<int>(hd), kh, static_cast<int>(hd), scores.data(),
-                      static_cast<int>(kv));
+      const int64_t bh = b * a.heads + h;
+      if (prepack)  // any row count: the packed kernel is exact for every M
+        packed_gemm(ph.qk(bh, static_cast<int>(kv)), qt, static_cast<int>(hd),
+                    static_cast<int>(rows), scores.data(), static_cast<int>(kv));
+      else
+        tile_gemm(static_cast<int>(rows), static_cast<int>(kv), static_cast<int>(dh), qt,
+                  static_cast<int>(hd), kh, static_cast<int>(hd), scores.data(),
+                  static_cast<int>(kv));
       softmax_rows(a, b, h, i0, rows, kv, scores.data(), z.data(), probs.data(), wsum.data());
       // hi and lo halves stacked as 2*rows A rows: one GEMM call for both.
-      const int8_t* vth = vt.data() + (b * a.heads + h) * dh * tk;
-      tile_gemm(static_cast<int>(2 * rows), static_cast<int>(dh), static_cast<int>(kv),
-                      probs.data(), static_cast<int>(kv), vth, static_cast<int>(tk), oacc.data(),
-                      static_cast<int>(dh));
+      if (prepack && kv == tk) {
+        packed_gemm(ph.pv(bh), probs.data(), static_cast<int>(kv), static_cast<int>(2 * rows),
+                    oacc.data(), static_cast<int>(dh));
+      } else {
+        const int8_t* vth = vt.data() + bh * dh * tk;
+        tile_gemm(static_cast<int>(2 * rows), static_cast<int>(dh), static_cast<int>(kv),
+                  probs.data(), static_cast<int>(kv), vth, static_cast<int>(tk), oacc.data(),
+                  static_cast<int>(dh));
+      }
       write_rows(a, rows, dh, oacc.data(), wsum.data(), out_i8, out_f32);
     }
   });

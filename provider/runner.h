@@ -34,6 +34,8 @@ struct Buffer {
   const T* data() const { return reinterpret_cast<const T*>(ptr); }
   template <class T>
   T* mutable_data() { return reinterpret_cast<T*>(owned->data()); }
+  // Storage for a stage output, possibly reused (not cleared): the stage must
+  // write every element.
   static Buffer allocate(DType dtype, std::vector<int64_t> shape);
   static Buffer borrow(DType dtype, std::vector<int64_t> shape, const void* p);
 };
@@ -72,6 +74,7 @@ class Program {
  private:
   Payload payload_;
   std::vector<std::unique_ptr<StageImpl>> stages_;
+  std::vector<std::vector<std::string>> release_after_;  // buffers last read by stage s
 };
 
 }  // namespace xdna::ep

@@ -67,6 +67,9 @@ def test_emulator_matches_reference(kernel_path: str, b: int, heads: int, dh: in
     (448, 448, True, 0),       # decoder prefill
     (5, 1500, False, None),    # cross-attention
     (7, 20, True, 3),          # explicit past offset
+    (200, 1500, False, None),  # encoder self-attention rows (SIMD rows, 1500 % 16 = 12 tail)
+    (195, 38, False, None),    # K, V packed once per head; a 3-row last query tile
+    (300, 300, True, 0),       # causal prefill: packed Q.K prefixes, per-tile P.V
 ])
 def test_whisper_like_shapes_match_reference(kernel_path: str, tq: int, tk: int, causal: bool,
                                              past_len: int | None) -> None:
@@ -78,6 +81,20 @@ def test_whisper_like_shapes_match_reference(kernel_path: str, tq: int, tk: int,
     kw8 = {**kw, "out": "int8", "out_scale": 0.03}
     np.testing.assert_array_equal(A.attention(q, k, v, **kw8),
                                   A.attention_reference(q, k, v, **kw8))
+
+
+@pytest.mark.parametrize("scale", [0.5, 4.0])
+def test_clamped_logits_and_vanishing_exp_terms_match_reference(kernel_path: str,
+                                                                 scale: float) -> None:
+    """Scales so large that score logits hit +-kLogitLimit and most exp terms shift
+    to 0 (d >> 8 > 24): the SIMD rows' clamp and shifts against the reference."""
+    rng = np.random.default_rng(int(scale * 10))
+    q, k, v = qkv(rng, 2, 70, 333, 2 * 64, lo=-128)
+    mask = (rng.normal(size=(2, 1, 70, 333)) * 50).astype(np.float32)
+    for kw in (dict(), dict(mask=mask), dict(causal=True, past_len=263)):
+        args = dict(num_heads=2, q_scale=scale, k_scale=scale, v_scale=0.02, **kw)
+        np.testing.assert_array_equal(A.attention(q, k, v, **args),
+                                      A.attention_reference(q, k, v, **args))
 
 
 def test_causal_matches_explicit_mask(kernel_path: str) -> None:

@@ -39,3 +39,13 @@ def test_tiny_en_encoder_epcontext_equals_python_session(tmp_path):
     (want,) = ref.run(None, {"input_features": features})
     assert got.shape == want.shape == (1, 1500, 384)
     assert got.tobytes() == want.tobytes()
+    # stage storage is recycled across calls (runner.cc StoragePool, not cleared):
+    # another clip, then the first again, give the same bytes as fresh calls
+    audio2, _ = sf.read(list_samples()[1].audio, dtype="float32")
+    features2 = log_mel_spectrogram(np.pad(audio2, (0, 16000 * 30 - len(audio2))))[None]
+    features2 = features2.astype(np.float32)
+    (got2,) = sess.run(None, {"input_features": features2})
+    (again,) = sess.run(None, {"input_features": features})
+    assert again.tobytes() == got.tobytes() and got2.tobytes() != got.tobytes()
+    fresh = plugin_session(ctx)
+    assert fresh.run(None, {"input_features": features2})[0].tobytes() == got2.tobytes()

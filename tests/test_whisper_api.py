@@ -46,7 +46,6 @@ def scripted(tok) -> tuple[WhisperModel, CountingBursts]:
     """A WhisperModel around the scripted backend (the constructor would load ONNX)."""
     backend = CountingBursts(tok)
     wm = object.__new__(WhisperModel)
-    wm.compute_type = "default"
     wm.loaded = LoadedModel(Path("."), backend, tok, "cpu")  # type: ignore[arg-type]
     return wm, backend
 

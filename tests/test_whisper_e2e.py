@@ -167,6 +167,8 @@ def test_bench_whisper_engines_report_every_field():
         assert r["engine"] == engine and r["rtf"] > 0 and r["encoder_ms"] > 0
         assert r["load_s"] > 0 and r["load_cpu_s"] > 0 and r["cpu_rtf"] > 0
         assert r["wer"] == pytest.approx(word_error_rate(sample[0].reference, r["texts"][0]))
+        # each engine says how its CPU part ran: xdna-ep's default is int8
+        assert r["compute_type"] == ("int8" if engine == "xdna-ep-emulator" else "float32")
         if engine == "xdna-ep-emulator":
             assert r["npu_mac_share"] > 0.9 and r["device"] == "emulator"
             assert r["projected_npu_encoder_ms"] > r["projected_npu_regions_ms"] > 0

@@ -48,14 +48,18 @@ inline int64_t visible_keys(int64_t i, int64_t tk, bool causal, int64_t past_len
 
 // One row of Q.K accumulators -> fixed-point logits z[0..n); entries at or
 // beyond `visible` are excluded. mask (nullable) is read at mask[j * mask_stride].
+// The mask step of row_logits alone (host SIMD paths compute the score logits
+// of the visible entries themselves, then call this).
+inline void row_mask(int64_t visible, const float* mask, int64_t mask_stride, int32_t* z) {
+  for (int64_t j = 0; j < visible; ++j)
+    z[j] = softmax::add_mask(z[j], softmax::mask_logit(mask[j * mask_stride]));
+}
+
 inline void row_logits(const int32_t* acc, int64_t visible, int64_t n, Requant logit_rq,
                        const float* mask, int64_t mask_stride, int32_t* z) {
   for (int64_t j = 0; j < visible; ++j) z[j] = softmax::score_logit(acc[j], logit_rq);
   for (int64_t j = visible; j < n; ++j) z[j] = softmax::kExcludedLogit;
-  if (mask) {
-    for (int64_t j = 0; j < visible; ++j)
-      z[j] = softmax::add_mask(z[j], softmax::mask_logit(mask[j * mask_stride]));
-  }
+  if (mask) row_mask(visible, mask, mask_stride, z);
 }
 
 // Logits -> weight halves hi[0..n), lo[0..n) (0..127 each); returns W = sum w.

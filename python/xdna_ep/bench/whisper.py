@@ -4,8 +4,11 @@ Engines (each in its own subprocess so peak RSS is its own):
   onnxruntime-cpu-fp32   the FP32 export on ONNX Runtime's CPU provider
   onnxruntime-cpu-int8   the same export after onnxruntime's quantize_dynamic
   faster-whisper-int8    CTranslate2 int8 on the same checkpoint (if installed)
-  xdna-ep-emulator       xdna-ep's INT8 NPU kernels run by the host emulator
-All speeds are CPU speeds on this machine. The NPU encoder time printed is a
+  xdna-ep-emulator       xdna-ep's INT8 NPU kernels run by the host emulator, the
+                         CPU remainder at compute_type "default" (int8: ONNX
+                         Runtime dynamic INT8 MatMul/Gemm)
+  xdna-ep-emulator-float32  the same with compute_type "float32" (CPU remainder FP32)
+Every engine reports the compute type its CPU part ran. All speeds are CPU speeds on this machine. The NPU encoder time printed is a
 projection from the cost model, labelled as such, never a measurement.
 
 Start-up as a user meets it: `xdna-ep transcribe --sample` (the README's main job,
@@ -29,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 ENGINES = ("onnxruntime-cpu-fp32", "onnxruntime-cpu-int8", "faster-whisper-int8",
-           "xdna-ep-emulator")
+           "xdna-ep-emulator", "xdna-ep-emulator-float32")
+# the xdna-ep engines: compute_type asked of WhisperModel
+XDNA_COMPUTE = {"xdna-ep-emulator": "default", "xdna-ep-emulator-float32": "float32"}
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,13 @@ def _run_onnx_engine(engine: str, model: str | None, samples: list[Any],
     with tempfile.TemporaryDirectory() as tmp:
         if engine == "onnxruntime-cpu-int8":
             onnx_dir = _int8_export(onnx_dir, Path(tmp) / "int8")
-        device = "emulator" if engine == "xdna-ep-emulator" else "cpu"
+        device = "emulator" if engine in XDNA_COMPUTE else "cpu"
         t_load, c_load = time.perf_counter(), time.process_time()
-        wm = LoadedModel.load(onnx_dir, device)
+        # the ORT engines run their export as it is (fp32, or int8 quantized above)
+        wm = LoadedModel.load(onnx_dir, device,
+                              compute_type=XDNA_COMPUTE.get(engine, "float32"))
+        extra["compute_type"] = ("int8" if engine == "onnxruntime-cpu-int8"
+                                 else wm.compute_type.name)
         extra["load_s"] = round(time.perf_counter() - t_load, 3)
         extra["load_cpu_s"] = round(time.process_time() - c_load, 3)
         timed = TimedBackend(wm.backend)
@@ -178,6 +187,7 @@ def _run_faster_whisper(model: str | None, samples: list[Any],
     return {"engine": "faster-whisper-int8", "rtf": wall / audio_s,
             "wer": _corpus_wer(samples, hyps), "wer_mean_per_clip": sum(wers) / len(wers),
             "encoder_ms": None, "decoder_ms_per_token": None, "load_s": load_s,
+            "compute_type": "int8",
             "load_cpu_s": load_cpu_s,
             "cpu_rtf": (time.process_time() - c_run) / audio_s if audio_s else 0.0}
 
@@ -279,6 +289,10 @@ def run(args: argparse.Namespace) -> int:
     if fp32.get("rtf") and xdna.get("rtf"):
         summary["speed_ratio_xdna_vs_ort_fp32"] = fp32["rtf"] / xdna["rtf"]
         summary["wer_delta_xdna_vs_ort_fp32"] = xdna["wer"] - fp32["wer"]
+    int8 = by.get("onnxruntime-cpu-int8", {})
+    if int8.get("rtf") and xdna.get("rtf"):  # like for like: both CPU parts in INT8
+        summary["speed_ratio_xdna_vs_ort_int8"] = int8["rtf"] / xdna["rtf"]
+        summary["wer_delta_xdna_vs_ort_int8"] = xdna["wer"] - int8["wer"]
     if fp32.get("load_s") and xdna.get("load_s"):
         summary["load_ratio_xdna_vs_ort_fp32"] = xdna["load_s"] / fp32["load_s"]
     if fp32.get("load_cpu_s") and xdna.get("load_cpu_s"):  # fair when the machine is shared
@@ -306,14 +320,15 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=f"Whisper end to end (same audio and settings: beam "
                         f"{settings.beam_size}, temperatures {settings.temperature}, VAD "
                         f"{'on' if settings.vad_filter else 'off'}; CPU speeds)")
-    for col in ("engine", "load s", "load CPU-s", "RTF", "CPU RTF", "WER", "encoder ms/window",
-                "decoder ms/token", "peak RSS MB"):
+    for col in ("engine", "CPU compute", "load s", "load CPU-s", "RTF", "CPU RTF", "WER",
+                "encoder ms/window", "decoder ms/token", "peak RSS MB"):
         table.add_column(col)
     for r in runs:
         if "error" in r:
-            table.add_row(r["engine"], f"[red]{r['error']}[/red]", *[""] * 7)
+            table.add_row(r["engine"], f"[red]{r['error']}[/red]", *[""] * 8)
             continue
-        table.add_row(r["engine"], _fmt(r.get("load_s"), 2), _fmt(r.get("load_cpu_s"), 2),
+        table.add_row(r["engine"], r.get("compute_type", "-"),
+                      _fmt(r.get("load_s"), 2), _fmt(r.get("load_cpu_s"), 2),
                       _fmt(r["rtf"], 3), _fmt(r.get("cpu_rtf"), 3),
                       f"{100 * r['wer']:.1f}%",
                       _fmt(r["encoder_ms"]), _fmt(r["decoder_ms_per_token"], 2),

@@ -23,6 +23,7 @@ DEVICES = ("auto", "npu", "emulator")
 QUANTIZATION = ("static", "dynamic")
 FALLBACK = ("allow", "error")
 REPORT_SUFFIXES = (".json", ".html", ".txt")
+CPU_QUANTIZATION = ("none", "dynamic_int8")  # ort/cpu_quantize.py
 
 OPTION_HELP: dict[str, str] = {
     "device": f"one of {'|'.join(DEVICES)} (default auto)",
@@ -39,6 +40,9 @@ OPTION_HELP: dict[str, str] = {
     "dims": "sizes of symbolic input dims, 'name=size,...' or a dict (e.g. "
             "'batch=4,sequence=128'); default: SessionOptions free-dimension overrides, "
             "the calibration arrays, else compiled per input shape at its first run",
+    "cpu_quantization": f"one of {'|'.join(CPU_QUANTIZATION)} (default none): dynamic_int8 "
+                        "runs the MatMul/Gemm with constant weights that stay on "
+                        "CPUExecutionProvider in ONNX Runtime dynamic INT8",
 }
 
 
@@ -69,15 +73,21 @@ class ProviderOptions:
     exclude_nodes: tuple[str, ...] = ()
     num_threads: int | None = None
     dims: tuple[tuple[str, int], ...] = ()  # (symbolic dim, size), as given
+    cpu_quantization: str = "none"  # the CPU remainder's MatMul/Gemm (cpu_quantize.py)
 
     def compile_key(self) -> dict[str, Any]:
         """The options that change the compiled model (cache key part). The
-        calibration data enters the key by content, see calibration_digest()."""
-        return {
+        calibration data enters the key by content, see calibration_digest().
+        cpu_quantization enters only when set, so the keys of sessions without
+        it stay what they always were."""
+        key: dict[str, Any] = {
             "quantization": self.quantization,
             "exclude_ops": sorted(self.exclude_ops),
             "exclude_nodes": sorted(self.exclude_nodes),
         }
+        if self.cpu_quantization != "none":
+            key["cpu_quantization"] = self.cpu_quantization
+        return key
 
     def to_json(self) -> str:
         return json.dumps(self.compile_key(), sort_keys=True)
@@ -148,6 +158,9 @@ def parse_options(raw: Mapping[str, Any] | None) -> ProviderOptions:
         kw["quantization"] = _choice("quantization", raw["quantization"], QUANTIZATION)
     if "fallback" in raw:
         kw["fallback"] = _choice("fallback", raw["fallback"], FALLBACK)
+    if raw.get("cpu_quantization") not in (None, ""):
+        kw["cpu_quantization"] = _choice("cpu_quantization", raw["cpu_quantization"],
+                                         CPU_QUANTIZATION)
     if "calibration" in raw:
         kw["calibration"] = _calibration(raw["calibration"])
     if kw.get("quantization") == "static" and kw.get("calibration") is None:

@@ -25,6 +25,7 @@ class PlacementSummary:
     device: str
     dims: str  # the input shape placed ("" when the model has no symbolic dims)
     reasons: tuple[tuple[str, int], ...]  # (reason, MACs it keeps on the CPU), largest first
+    cpu_quantization: str = "none"  # how the CPU nodes run (provider option)
 
     @property
     def low(self) -> bool:
@@ -40,6 +41,8 @@ class PlacementSummary:
         if self.low and self.reasons:
             top = "; ".join(f"{why} ({macs:,} MACs)" for why, macs in self.reasons)
             text += (f", below {100 * PLACEMENT_WARN_SHARE:.0f}%: top reasons: {top}")
+        if self.cpu_quantization == "dynamic_int8":
+            text += "; the CPU remainder runs ONNX Runtime dynamic INT8 (MatMul/Gemm)"
         return text
 
 
@@ -54,9 +57,10 @@ def _reason_key(reason: str) -> str:
     return reason
 
 
-def summarize(plan: PartitionPlan, device: str) -> PlacementSummary:
+def summarize(plan: PartitionPlan, device: str,
+              cpu_quantization: str = "none") -> PlacementSummary:
     """The placement of `plan` in proportion, with the reasons that keep the most
-    MACs on the CPU."""
+    MACs on the CPU (and how the CPU nodes run: provider option cpu_quantization)."""
     cpu_macs: dict[str, int] = defaultdict(int)
     for n in plan.nodes:
         if n.placement == "cpu" and n.macs > 0:
@@ -64,4 +68,5 @@ def summarize(plan: PartitionPlan, device: str) -> PlacementSummary:
     reasons = tuple(sorted(cpu_macs.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS])
     npu = sum(1 for r in plan.regions if r.placement == "npu")
     dims = ",".join(f"{k}={v}" for k, v in plan.dims.items())
-    return PlacementSummary(plan.npu_mac_share, npu, len(plan.regions), device, dims, reasons)
+    return PlacementSummary(plan.npu_mac_share, npu, len(plan.regions), device, dims, reasons,
+                            cpu_quantization)

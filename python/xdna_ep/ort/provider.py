@@ -37,8 +37,8 @@ from ..capability.shapes import fold_shape_nodes, symbolic_input_dims
 from ..compile.program import Program
 from ..plan import PartitionPlan
 from ..rewrite.graph import node_program, region_nodes, rewrite_model
+from . import cpu_quantize, plan_json, stages
 from . import dims as dims_mod
-from . import plan_json, stages
 from .compiled_model import (
     EPCONTEXT_FILE,
     CacheCorrupt,
@@ -398,6 +398,24 @@ class XDNAProvider:
         info.regions = len(self.region_programs)
         return prepared
 
+    def cpu_model(self) -> str | os.PathLike[str] | bytes:
+        """The model ONNX Runtime runs when XDNA runs none of it (nothing placed, a
+        fallback, the base session of a model compiled per shape): the user's
+        model, or with cpu_quantization=dynamic_int8 its dynamic-INT8 twin from
+        the cache (quantized once per model content)."""
+        if self.options.cpu_quantization == "none":
+            return self._src
+        cache = ModelCache(self.options.cache_dir)
+        digest = content_digest(self._src, cache.index)
+        try:
+            return cpu_quantize.cached_quantized_file(self._src, digest, self.options.cache_dir)
+        except OSError as exc:  # read-only or full cache_dir: quantized in memory, said
+            log.warning("%s: cannot write the INT8 CPU model into %s (%s); quantized "
+                        "in memory for this session", EP_NAME, self.options.cache_dir, exc)
+            src = self._src if isinstance(self._src, bytes) else Path(self._src).read_bytes()
+            proto = cpu_quantize.quantize_model(onnx.load_model_from_string(src))
+            return proto.SerializeToString()
+
     def runs_natively(self, device: str) -> bool:
         """Whether the caller runs this device's regions natively (native_devices),
         which it cannot when the regions' outputs must be observed in Python."""
@@ -536,6 +554,8 @@ class XDNAProvider:
         try:
             plan = stages.partition(proto, opts, info.device, info.device_reason, name,
                                     dict(dims), dict(dims_source))
+            if opts.cpu_quantization != "none":  # in the report and the cached plan
+                plan.notes.append(cpu_quantize.DESCRIPTION)
             if not any(r.placement == "npu" for r in plan.regions):
                 self._store(cache, eid, key, None, {}, plan)  # a warm start skips partition
                 return proto, {}, plan
@@ -548,6 +568,8 @@ class XDNAProvider:
                 self._store(cache, eid, key, None, {}, plan)
                 return proto, {}, plan
             rewritten, nodes = rewrite_model(proto, plan, compiled)
+            if opts.cpu_quantization == "dynamic_int8":
+                rewritten = cpu_quantize.quantize_model(rewritten)
         except Exception as exc:  # noqa: BLE001 - reported by _cannot_run (notice or error)
             from ..quantize.calibration import CalibrationError
 

@@ -172,13 +172,13 @@ def _open_entry_file(path: Path) -> int:
 
 
 def _announce(plan: PartitionPlan | None, device: str, stacklevel: int,
-              warn: bool = True) -> None:
+              warn: bool = True, cpu_quantization: str = "none") -> None:
     """The placement line: logged, and below the share threshold also an
     XDNAPlacementWarning (`warn` False: an XDNAFallbackWarning already said
     that nothing runs on the NPU, the line is only logged)."""
     if plan is None:
         return
-    summary = placement.summarize(plan, device)
+    summary = placement.summarize(plan, device, cpu_quantization)
     if summary.low:
         log.warning("%s", summary.line())
         if warn:
@@ -212,6 +212,9 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         self._xdna_variants: dict[str, _ShapeVariant] = {}
         self._xdna_variant_lock = threading.Lock()
         self._xdna_pinned = ""  # shape key the base session was compiled for, if one
+        # the model file ORT runs when XDNA runs none of it (the user's, or its INT8
+        # twin with cpu_quantization=dynamic_int8); None until such a session exists
+        self.xdna_cpu_model: str | None = None
         if xdna_raw is None:  # not requested: a plain ORT session
             super().__init__(path_or_bytes, sess_options, providers, provider_options, **kwargs)
             return
@@ -243,7 +246,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         for notice in prepared.notices:
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=2)
         _announce(prepared.plan, self.xdna_start.device, stacklevel=2,
-                  warn=prepared.rewritten is not None or prepared.native)
+                  warn=prepared.rewritten is not None or prepared.native,
+                  cpu_quantization=opts.cpu_quantization)
         choice = provider.dims_choice
         if (choice is not None and not prepared.deferred
                 and (prepared.rewritten is not None or prepared.native)
@@ -259,6 +263,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # their input shape, compiled at the first run with that shape
             self._xdna_deferred = prepared.deferred
             self._xdna_active = True
+            model_for_ort = self._xdna_cpu_model()
         elif prepared.native:
             # the user's EPContext model as it is, a cache file (through _native_model
             # below), or the compiled model built here before its proto is dropped
@@ -269,6 +274,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         elif prepared.rewritten is not None:
             model_for_ort = self._attach(prepared)
             _bridge().register_library(so)
+        else:  # nothing runs on XDNA: the user's model (or its INT8 twin) on the CPU
+            model_for_ort = self._xdna_cpu_model()
         context_path = (self._context_path(path_or_bytes, so) if self._xdna_active
                         and _config(so, "ep.context_enable") == "1" else None)
         if context_path is None:
@@ -298,7 +305,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                     super().__init__(model, ort_so, None, None, **kwargs)
             else:  # the new compile placed nothing: the user's model on the CPU
                 self._xdna_native = self._xdna_active = False
-                super().__init__(user_model, so, rest, rest_opts, **kwargs)
+                super().__init__(self._xdna_cpu_model(), so, rest, rest_opts, **kwargs)
         # what ORT (set_providers -> session reset) and Optimum (session._model_path:
         # save_pretrained, model dir) read: the user's model and options, not ours
         if isinstance(path_or_bytes, bytes):
@@ -334,6 +341,15 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                 plugin_route.runtime_options("emulator", opts.fallback, opts.num_threads),
                 rest, rest_opts, overrides)
         return self._xdna_plugin_so
+
+    def _xdna_cpu_model(self) -> str | bytes:
+        """The model ORT runs on the CPU when XDNA runs none of it: the user's, or
+        its dynamic-INT8 twin (provider option cpu_quantization)."""
+        model = self._xdna_provider_core.cpu_model()
+        if isinstance(model, bytes):
+            return model
+        self.xdna_cpu_model = os.fspath(model)
+        return self.xdna_cpu_model
 
     def _xdna_provider(self, options: ProviderOptions) -> XDNAProvider:
         """The provider core for this session (a measuring subclass, e.g. `bench
@@ -453,13 +469,14 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             warnings.warn(notice, XDNAFallbackWarning, stacklevel=4)
         rest, rest_opts, kwargs = self._xdna_rest
         _announce(prepared.plan, self.xdna_start.device, stacklevel=4,
-                  warn=prepared.rewritten is not None or prepared.native)
+                  warn=prepared.rewritten is not None or prepared.native,
+                  cpu_quantization=self.xdna_options.cpu_quantization)
         if prepared.rewritten is None and not prepared.native:
             if not self._xdna_pinned:  # the base session is the user's model
                 return _ShapeVariant(None, None, prepared.plan)
             # the base session is specialised to the start shape: this shape runs
             # the user's model on the CPU provider (the notices above said why)
-            cpu = _ORT_SESSION(self._xdna_src, self._xdna_so, rest, rest_opts, **kwargs)
+            cpu = _ORT_SESSION(self._xdna_cpu_model(), self._xdna_so, rest, rest_opts, **kwargs)
             return _ShapeVariant(cpu, None, prepared.plan)
         if prepared.native:
             with _native_model(prepared) as model:

@@ -119,8 +119,11 @@ class WhisperModel:
     model_size_or_path: None or "tiny.en" (the bundled checkpoint), a CTranslate2
     checkpoint folder (faster-whisper's format) or an Optimum ONNX export folder.
     device: "auto" (NPU if present, else the bit-exact emulator), "npu", "emulator"
-    or "cpu" (ONNX Runtime FP32 reference). compute_type is accepted for
-    compatibility: NPU regions always run INT8 and the cpu device FP32.
+    or "cpu" (ONNX Runtime FP32 reference). compute_type, faster-whisper's names,
+    says how the part on ONNX Runtime's CPU provider runs (NPU regions always run
+    INT8): "int8", "int8_float32", "int8_float16", "int8_bfloat16" -> its
+    MatMul/Gemm in ONNX Runtime dynamic INT8; "float32", "float16", "bfloat16" ->
+    FP32; "default"/"auto" -> int8, except FP32 on device "cpu" (compute_type.py).
     cpu_threads > 0 caps ONNX Runtime's threads."""
 
     def __init__(self, model_size_or_path: str | Path | None = None, device: str = "auto",
@@ -132,16 +135,21 @@ class WhisperModel:
         if device not in _DEVICE_ALIASES:
             raise ValueError(f"unknown device {device!r}: xdna-ep runs on 'auto', 'npu', "
                              "'emulator' or 'cpu' (there is no CUDA path)")
-        self.compute_type = compute_type
         self.loaded = LoadedModel.load(model_size_or_path, _DEVICE_ALIASES[device],
-                                       provider_options, cpu_threads)
+                                       provider_options, cpu_threads, compute_type)
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel, compute_type: str = "default") -> WhisperModel:
+    def from_loaded(cls, loaded: LoadedModel) -> WhisperModel:
         """Wraps sessions already created (benchmarks time their own backend)."""
         wm = cls.__new__(cls)
-        wm.compute_type, wm.loaded = compute_type, loaded
+        wm.loaded = loaded
         return wm
+
+    @property
+    def compute_type(self) -> str:
+        """What the CPU part runs: "int8" (ONNX Runtime dynamic INT8 MatMul/Gemm) or
+        "float32" (the compute_type asked for, resolved for the device)."""
+        return self.loaded.compute_type.name
 
     @property
     def tokenizer(self) -> WhisperTokenizer:
@@ -298,10 +306,12 @@ def transcribe(path: AudioSource, model: str | Path | WhisperModel | LoadedModel
                device: str = "auto", language: str | None = None, beam_size: int = 1,
                timestamps: bool = True, progress: bool | None = None,
                provider_options: dict[str, Any] | None = None,
-               options: TranscribeOptions | None = None) -> Transcript:
+               options: TranscribeOptions | None = None,
+               compute_type: str = "default") -> Transcript:
     """Transcribes one input in one call; returns text and timestamped segments.
 
-    `options` (longform.TranscribeOptions) overrides language/beam_size/timestamps."""
+    `options` (longform.TranscribeOptions) overrides language/beam_size/timestamps;
+    compute_type as WhisperModel's (used only when the model is loaded here)."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if isinstance(model, WhisperModel):
@@ -309,7 +319,7 @@ def transcribe(path: AudioSource, model: str | Path | WhisperModel | LoadedModel
     elif isinstance(model, LoadedModel):
         wm = model
     else:
-        wm = LoadedModel.load(model, device, provider_options)
+        wm = LoadedModel.load(model, device, provider_options, compute_type=compute_type)
     if options is None:
         code = normalise_language(language, wm.tokenizer)
         options = TranscribeOptions(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .audio import AudioError
+from .compute_type import COMPUTE_TYPES
 from .formats import FORMATS, Transcript, render, to_json_line
 from .model import DEVICES
 
@@ -126,6 +127,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--word-timestamps", "--word_timestamps", dest="word_timestamps",
                    action=BoolOption)
     p.add_argument("--vad-filter", "--vad_filter", dest="vad_filter", action=BoolOption)
+    p.add_argument("--compute-type", "--compute_type", dest="compute_type", default="default",
+                   choices=COMPUTE_TYPES,
+                   help="faster-whisper's compute type for the part on ONNX Runtime's CPU "
+                        "provider: int8* -> dynamic INT8 MatMul/Gemm, float* -> FP32; "
+                        "default: int8, FP32 on --device cpu (NPU regions are always INT8)")
     p.add_argument("--quantization", default=None, choices=("static", "dynamic"),
                    help="INT8 activation scales (default: static with the bundled calibration)")
     p.add_argument("--report", default=None, type=Path,
@@ -366,7 +372,7 @@ def _run(args: argparse.Namespace) -> int:
         device, device_line = auto.device, auto.line
     t0 = time.perf_counter()
     try:
-        model = WhisperModel(args.model, device=device,
+        model = WhisperModel(args.model, device=device, compute_type=args.compute_type,
                              provider_options=opts if device != "cpu" else None)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from None
@@ -401,7 +407,8 @@ def _run(args: argparse.Namespace) -> int:
             continue
         share, ran = npu_share(model.loaded)
         if first_line:
-            print(f"xdna-ep: model loaded in {load_s:.1f} s; {device_line}", file=sys.stderr)
+            print(f"xdna-ep: model loaded in {load_s:.1f} s; {device_line}; "
+                  f"{model.loaded.compute_type.describe()}", file=sys.stderr)
             first_line = False
         path = f"{share:.1%} of MACs on the NPU path" if ran != "cpu" else \
             "CPU FP32 reference path"

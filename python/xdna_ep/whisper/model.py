@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .compute_type import ComputeType
+from .compute_type import resolve as resolve_compute_type
 from .onnx_backend import OnnxWhisperBackend, SessionFactory
 from .tokenizer import WhisperTokenizer
 
@@ -98,12 +100,15 @@ def _session_options(cpu_threads: int) -> Any:
 
 
 def session_factory(device: str, provider_options: dict[str, Any] | None = None,
-                    calibration_dir: Path | None = None, cpu_threads: int = 0
-                    ) -> SessionFactory:
-    """ORT CPU FP32 sessions for device "cpu"; xdna-ep sessions otherwise.
+                    calibration_dir: Path | None = None, cpu_threads: int = 0,
+                    cpu_int8: bool = False) -> SessionFactory:
+    """ORT CPU sessions for device "cpu"; xdna-ep sessions otherwise.
 
     With static quantization and no calibration of the caller's, each model file
-    gets its own calibration samples from `calibration_dir`/<file stem>."""
+    gets its own calibration samples from `calibration_dir`/<file stem>.
+    cpu_int8 (compute_type.py): the MatMul/Gemm left on ONNX Runtime's CPU
+    provider run dynamic INT8 (provider option cpu_quantization=dynamic_int8; on
+    device "cpu" the whole model's, the same quantized file from the cache)."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r} (valid: {', '.join(DEVICES)})")
     if cpu_threads < 0:
@@ -113,13 +118,16 @@ def session_factory(device: str, provider_options: dict[str, Any] | None = None,
         import onnxruntime as ort
 
         def cpu(path: Path) -> Any:
-            return ort.InferenceSession(str(path), _session_options(cpu_threads),
+            src = _int8_cpu_file(path, provider_options) if cpu_int8 else path
+            return ort.InferenceSession(str(src), _session_options(cpu_threads),
                                         providers=["CPUExecutionProvider"])
         return cpu
 
     from ..ort import InferenceSession
 
-    base = {"device": device, "quantization": "static", **(provider_options or {})}
+    base = {"device": device, "quantization": "static",
+            **({"cpu_quantization": "dynamic_int8"} if cpu_int8 else {}),
+            **(provider_options or {})}
 
     def xdna(path: Path) -> Any:
         opts = dict(base)
@@ -139,13 +147,28 @@ def session_factory(device: str, provider_options: dict[str, Any] | None = None,
             if "launch overhead exceeds the saving" in msg and "no node" in msg:
                 # a cost decision, not a failure: say it in one line (the report has
                 # the per-region figures)
-                print(f"xdna-ep: {Path(path).name} runs on CPUExecutionProvider: the cost "
-                      "model finds its per-token work cheaper on the CPU than NPU launches",
-                      file=sys.stderr)
+                how = (" in ONNX Runtime dynamic INT8"
+                       if opts.get("cpu_quantization") == "dynamic_int8" else "")
+                print(f"xdna-ep: {Path(path).name} runs on CPUExecutionProvider{how}: the "
+                      "cost model finds its per-token work cheaper on the CPU than NPU "
+                      "launches", file=sys.stderr)
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return sess
     return xdna
+
+
+def _int8_cpu_file(path: Path, provider_options: dict[str, Any] | None) -> Path:
+    """The model at `path` with its MatMul/Gemm in dynamic INT8, from the
+    compiled-model cache folder (quantized once per model content)."""
+    from ..ort.compiled_model import ModelCache, model_digest
+    from ..ort.cpu_quantize import cached_quantized_file
+    from ..ort.options import default_cache_dir
+
+    raw = (provider_options or {}).get("cache_dir")
+    cache_dir = Path(raw).expanduser() if raw else default_cache_dir()
+    digest = model_digest(path, ModelCache(cache_dir).index)
+    return cached_quantized_file(path, digest, cache_dir)
 
 
 class CountingSession:
@@ -174,11 +197,15 @@ class LoadedModel:
     device: str
     sessions: dict[str, Any] = field(default_factory=dict)
     run_counts: dict[str, int] = field(default_factory=dict)
+    compute_type: ComputeType = ComputeType("float32", False)
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto",
-             provider_options: dict[str, Any] | None = None, cpu_threads: int = 0
-             ) -> LoadedModel:
+             provider_options: dict[str, Any] | None = None, cpu_threads: int = 0,
+             compute_type: str = "default") -> LoadedModel:
+        """The export of `model` with its sessions on `device`; compute_type in
+        faster-whisper's names says how the CPU part runs (compute_type.py)."""
+        ctype = resolve_compute_type(compute_type, device)
         onnx_dir = resolve_onnx_dir(model)
         opts = dict(provider_options or {})
         calibration_dir = None
@@ -188,7 +215,7 @@ class LoadedModel:
 
             calibration_dir = default_calibration(onnx_dir)
         backend = OnnxWhisperBackend(onnx_dir, session_factory(device, opts, calibration_dir,
-                                                          cpu_threads))
+                                                          cpu_threads, ctype.cpu_int8))
         tok = load_tokenizer(onnx_dir, backend.n_vocab)
         sessions = {"encoder": backend.encoder, "decoder": backend.decoder,
                     "decoder_with_past": backend.decoder_with_past}
@@ -197,4 +224,4 @@ class LoadedModel:
         backend.decoder = CountingSession(backend.decoder, counts, "decoder")
         backend.decoder_with_past = CountingSession(backend.decoder_with_past, counts,
                                                     "decoder_with_past")
-        return cls(onnx_dir, backend, tok, device, sessions, counts)
+        return cls(onnx_dir, backend, tok, device, sessions, counts, ctype)
