@@ -4,7 +4,7 @@ Without an NPU the INT8 regions run on the bit-exact emulator (in the plugin
 library), which costs a little more to start than ONNX Runtime's FP32 CPU path
 and a little less per second of audio (INT8 encoder kernels; the decoder runs on
 the CPU in both). Measured with `python -m xdna_ep bench whisper` on the bundled
-tiny.en, warm, on the quiet 2-core development machine (AMD EPYC, AVX2), beam 1:
+tiny.en, warm, on the quiet 2-core development machine (AMD EPYC, AVX-512 VNNI), beam 1:
 
     warm `xdna-ep transcribe --sample` (7.1 s clip), median of 3 whole processes:
         emulator 2.83 s, cpu 2.04 s
