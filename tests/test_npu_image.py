@@ -62,13 +62,27 @@ def test_payload_version_is_in_the_cache_key_and_header() -> None:
     assert np.frombuffer(blob[:8], np.uint8).tobytes() == b"XDNAEPCX"
 
 
-def test_a_launch_without_layout_is_refused_not_the_compile() -> None:
-    """An add whose b is a constant of a's shape: its output rule reads b from the
-    inputs and fails; the payload still carries the program (emulator) and the
-    refusal, which the plugin announces."""
+def test_a_launch_without_layout_is_refused_not_the_compile(monkeypatch) -> None:
+    """A launch the layout code fails on (any exception): the payload still carries
+    the program (emulator) and the refusal, which the plugin announces."""
+    from xdna_ep.ort import npu_image
+
+    def broken(*_a, **_k):
+        raise IndexError("a layout bug")
+
+    monkeypatch.setattr(npu_image, "plan_launch", broken)
     b = np.ones((2, 4, 8), np.float32)
     prog = one_stage_program("a", "add", [T("a", "float32", (2, 4, 8))],
                              [T("c", "float32", (2, 4, 8))], consts={"b": b})
     (plan,) = launch_plans(prog)
     assert plan.refused and plan.why.startswith("no NPU layout for this launch: IndexError")
     assert read_header(payload_bytes(prog)).version == FORMAT_VERSION
+
+
+def test_an_add_with_a_constant_b_of_as_shape_has_an_image() -> None:
+    """Its output rule takes b from the constants (it used to read a missing input)."""
+    b = np.ones((2, 4, 8), np.float32)
+    prog = one_stage_program("a", "add", [T("a", "float32", (2, 4, 8))],
+                             [T("c", "float32", (2, 4, 8))], consts={"b": b})
+    (plan,) = launch_plans(prog)
+    assert not plan.refused and plan.image is not None

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from plugin_support import one_stage_program
+from test_plugin_stages import CASES as STAGE_CASES
 
+from xdna_ep.runtime import EmulatorDevice
 from xdna_ep.runtime.layout import (
     ALIGN,
     LaunchParams,
     RegionLayout,
     launch_io,
+    stage_consts,
 )
 from xdna_ep.runtime.shapes import BufferSpec, output_specs
 
@@ -111,3 +115,16 @@ def test_framed_slots_place_windows_and_share_one_matrix() -> None:
         assert back[name].tobytes() == a.tobytes() and back[name].shape == a.shape
     with pytest.raises(ValueError, match="does not fit its frame"):
         RegionLayout.plan([("q", BufferSpec.of(q))], frames={"q": Frame((2, 3), (0, 0))})
+
+
+@pytest.mark.parametrize("case", sorted(STAGE_CASES))
+def test_output_rule_matches_what_the_stage_writes(case: str) -> None:
+    """Every stage kind's output rule (what the NPU path allocates before a launch)
+    names exactly the buffers the emulator writes, dynamic scales included."""
+    spec, feeds = STAGE_CASES[case]
+    prog = one_stage_program(case, **spec)
+    st = prog.launches[0].stages[0]
+    got = EmulatorDevice().load(prog).run(feeds)
+    rule = output_specs(st.kernel, None, [BufferSpec.of(feeds[b]) for b in st.inputs],
+                        stage_consts(prog, st), st.attrs)
+    assert rule == [BufferSpec.of(got[t.name]) for t in prog.outputs], case

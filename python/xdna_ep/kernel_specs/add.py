@@ -218,7 +218,8 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
 
 def output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
                  attrs: Attrs) -> list[BufferSpec]:
-    """The broadcast shape of a and b in a's dtype; the position form
+    """The broadcast shape of a and b (an input or the constant 'b') in a's dtype,
+    plus the [1] float32 scale of a dynamic int8 add; the position form
     (transpose_a) turns a [B, C, T] into [B, T, C] float32."""
     a = ins[0]
     if attrs.get("transpose_a"):
@@ -226,8 +227,11 @@ def output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
             raise ValueError(f"add (transpose_a): a must be [B, C, T], got {list(a.shape)}")
         return [BufferSpec("float32", (a.shape[0], a.shape[2], a.shape[1]))]
     dynamic_int8 = a.dtype == "int8" and attrs.get("dynamic", False) and len(ins) > 2
-    b = ins[2] if dynamic_int8 else ins[1]
-    return [BufferSpec(a.dtype, tuple(np.broadcast_shapes(a.shape, b.shape)))]
+    b = ins[2] if dynamic_int8 else ins[1] if len(ins) > 1 else consts.get("b")
+    if b is None:
+        raise ValueError("add: b is neither an input nor a constant 'b'")
+    out = [BufferSpec(a.dtype, tuple(np.broadcast_shapes(a.shape, b.shape)))]
+    return out + [BufferSpec("float32", (1,))] if dynamic_int8 else out
 
 
 SPEC = register(KernelSpec(

@@ -340,11 +340,13 @@ def _macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> in
 
 def _output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
                   attrs: Attrs) -> list[BufferSpec]:
-    """q's shape [B, Tq, H*Dh], in attrs["out"] (float32 unless int8 is asked for)."""
+    """q's shape [B, Tq, H*Dh], in attrs["out"] (float32 unless int8 is asked for),
+    plus the [1] float32 o_scale of a dynamic int8 output."""
     out = attrs.get("out", "float32")
     if out not in OUTPUTS:
         raise ValueError(f"attrs['out'] must be 'int8' or 'float32', got {out!r}")
-    return [BufferSpec(str(out), ins[0].shape)]
+    o = [BufferSpec(str(out), ins[0].shape)]
+    return o + [BufferSpec("float32", (1,))] if out == "int8" and attrs.get("dynamic") else o
 
 
 SPEC = register(KernelSpec(name="attention", prepare=_prepare, run=_run, reference=_reference,

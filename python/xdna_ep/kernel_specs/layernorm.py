@@ -237,11 +237,13 @@ def device_constants(consts: Consts, attrs: Attrs) -> list[np.ndarray]:
 
 def output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
                  attrs: Attrs) -> list[BufferSpec]:
-    """x's shape, in attrs["out"] (float32 unless int8 is asked for)."""
+    """x's shape, in attrs["out"] (float32 unless int8 is asked for), plus the [1]
+    float32 scale of a dynamic int8 output."""
     out = attrs.get("out", "float32")
     if out not in OUTS:
         raise ValueError(f"attrs['out'] must be 'int8' or 'float32', got {out!r}")
-    return [BufferSpec(str(out), ins[0].shape)]
+    y = [BufferSpec(str(out), ins[0].shape)]
+    return y + [BufferSpec("float32", (1,))] if out == "int8" and attrs.get("dynamic") else y
 
 
 SPEC = register(KernelSpec(

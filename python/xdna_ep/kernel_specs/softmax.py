@@ -310,8 +310,10 @@ def _macs(shapes: Sequence[tuple[int, ...]], consts: Consts, attrs: Attrs) -> in
 
 def _output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
                   attrs: Attrs) -> list[BufferSpec]:
-    """int8 probabilities of the logits' shape."""
-    return [BufferSpec("int8", ins[0].shape)]
+    """int8 probabilities of the logits' shape, plus the [1] float32 p_scale (1/127)
+    in dynamic mode."""
+    p = [BufferSpec("int8", ins[0].shape)]
+    return p + [BufferSpec("float32", (1,))] if attrs.get("dynamic") else p
 
 
 SPEC = register(KernelSpec(name="softmax", prepare=_prepare, run=_run, reference=_reference,

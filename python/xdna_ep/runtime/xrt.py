@@ -345,7 +345,9 @@ def broadcast_add_refusal(launch: Launch, shapes: Mapping[str, tuple[int, ...]])
     for st in launch.stages:
         if st.kernel != "add" or len(st.inputs) < 2:
             continue
-        a, b = shapes.get(st.inputs[0]), shapes.get(st.inputs[1])
+        # dynamic int8: [a, a_scale, b, b_scale] (kernels/STAGES.md)
+        b_at = 2 if st.attrs.get("dynamic") and len(st.inputs) >= 4 else 1
+        a, b = shapes.get(st.inputs[0]), shapes.get(st.inputs[b_at])
         if a is not None and b is not None and tuple(a) != tuple(b):
             return (f"design 'add': b {list(b)} broadcasts over a {list(a)}; the add "
                     "design on the NPU takes equal shapes only (a broadcasting b runs on the "
