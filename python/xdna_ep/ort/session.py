@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from .compiled_model import write_shipped_model
 from .errors import XDNAFallbackWarning, XDNAPlacementWarning, XDNARegionError, XDNAUnavailableError
 from .options import ProviderOptions, parse_options
 from .provider import PreparedModel, StartInfo, XDNAProvider
+from .taps import RegionCall
 
 log = logging.getLogger("xdna_ep")
 
@@ -200,6 +201,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         self._xdna_table: Any = None  # region_op.ProgramTable of a bridge session
         self._xdna_native = False  # regions run in the plugin library
         self._xdna_plugin_so: ort.SessionOptions | None = None
+        self._xdna_tap: Any = None  # taps.RegionTap of a measuring session
         self.xdna_start = StartInfo()
         # the partition plan of this session (None for a plain ORT session): what
         # went where, MAC shares, launches; whisper and the benchmarks read it
@@ -230,9 +232,15 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         so = sess_options if sess_options is not None else ort.SessionOptions()
         provider = self._xdna_provider(opts)
         provider.native_devices = self._xdna_runs_natively
-        # the rewritten model in Python is needed only to write ep.context_enable's file
-        provider.need_model = _config(so, "ep.context_enable") == "1"
         self._xdna_provider_core = provider
+        on_call = self._xdna_on_region_call()
+        # the rewritten model in Python is needed to write ep.context_enable's file,
+        # and by a tap, which finds each region's program by its node name
+        provider.need_model = _config(so, "ep.context_enable") == "1" or on_call is not None
+        if on_call is not None:
+            from .taps import RegionTap
+
+            self._xdna_tap = RegionTap(on_call)
         self.xdna_start = provider.start
         prepared = provider.prepare(path_or_bytes, session_options=so)
         self._xdna_src = (path_or_bytes if isinstance(path_or_bytes, bytes)
@@ -329,10 +337,11 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                          if choice is not None else {})
             opts = self.xdna_options
             rest, rest_opts, _ = self._xdna_rest
+            runtime = plugin_route.runtime_options("emulator", opts.fallback, opts.num_threads)
+            if self._xdna_tap is not None:
+                runtime["tap"] = str(self._xdna_tap.token)
             self._xdna_plugin_so = plugin_route.session_options(
-                self._xdna_so,
-                plugin_route.runtime_options("emulator", opts.fallback, opts.num_threads),
-                rest, rest_opts, overrides)
+                self._xdna_so, runtime, rest, rest_opts, overrides)
         return self._xdna_plugin_so
 
     def _xdna_provider(self, options: ProviderOptions) -> XDNAProvider:
@@ -341,9 +350,24 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         return XDNAProvider(options)
 
     def _xdna_runs_natively(self, device: str) -> bool:
-        """Whether this session runs the device's regions in the plugin library (a
-        subclass that replays every region call in Python says no)."""
+        """Whether this session runs the device's regions in the plugin library."""
         return _plugin_runs(device)
+
+    def _xdna_on_region_call(self) -> Callable[[RegionCall], None] | None:
+        """What sees every region call of this session on the plugin library (a
+        region tap, taps.py), or None for no tap. The provider core's observer
+        (`bench accuracy`) gets each region's id, program and outputs; a measuring
+        subclass (the self-test's twin) may return its own."""
+        provider = self._xdna_provider_core
+        observe = provider.observe
+        if observe is None:
+            return None
+
+        def on_call(call: RegionCall) -> None:
+            rid, program = provider.region_of(call.region)
+            observe(rid, program, call.outputs)
+
+        return on_call
 
     def _attach(self, prepared: PreparedModel) -> bytes:
         """The rewritten model for ORT, its region nodes bound to this session's
@@ -363,10 +387,10 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
     def _guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return self._guarded_with(self._xdna_table, self._xdna_native, fn, *args, **kwargs)
 
-    @staticmethod
-    def _guarded_with(table: Any, native: bool, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _guarded_with(self, table: Any, native: bool, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """fn(...) with region failures raised as XDNARegionError: the plugin's come
-        back as ORT errors naming XDNA, the bridge's are recorded in `table`."""
+        back as ORT errors naming XDNA (a region tap's exception is recorded by the
+        tap and named here), the bridge's are recorded in `table`."""
         if table is None:
             if not native:
                 return fn(*args, **kwargs)
@@ -374,6 +398,11 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                 return fn(*args, **kwargs)
             except Exception as exc:
                 if plugin_route.is_plugin_error(exc):
+                    tap_exc = self._xdna_tap.take_error() if self._xdna_tap is not None else None
+                    if tap_exc is not None:
+                        raise XDNARegionError(
+                            f"{EP_NAME} region tap raised {type(tap_exc).__name__}: {tap_exc} "
+                            f"({exc})") from tap_exc
                     raise XDNARegionError(f"{EP_NAME} region call failed: {exc}") from exc
                 raise
         table.begin_run()
