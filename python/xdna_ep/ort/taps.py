@@ -20,6 +20,7 @@ import ctypes
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -62,10 +63,10 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def _arrays(n: int, tensors: ctypes.Array | None) -> dict[str, np.ndarray]:
+def _arrays(n: int, tensors: Any) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for i in range(n):
-        t = tensors[i]  # type: ignore[index]
+        t = tensors[i]
         dtype = np.dtype(_DTYPES[t.elem_type])
         shape = tuple(int(t.shape[k]) for k in range(t.rank))
         count = int(np.prod(shape, dtype=np.int64))
@@ -93,8 +94,8 @@ class RegionTap:
             raise RuntimeError(f"{EP_NAME}: XdnaEpTapRegister refused the tap")
         self.token = token
 
-    def _called(self, _user: int, region: bytes, n_in: int, ins: ctypes.Array, n_out: int,
-                outs: ctypes.Array) -> int:
+    def _called(self, _user: int, region: bytes, n_in: int, ins: Any, n_out: int,
+                outs: Any) -> int:
         try:
             self._on_call(RegionCall(region.decode(), _arrays(n_in, ins), _arrays(n_out, outs)))
         except BaseException as exc:  # noqa: BLE001 - must not cross into C++
