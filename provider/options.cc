@@ -8,7 +8,7 @@ namespace xdna::ep {
 namespace {
 
 const char* const kKnown[] = {"device", "quantization", "calibration", "cache_dir", "report",
-                              "fallback", "exclude_ops", "exclude_nodes", "num_threads"};
+                              "fallback", "exclude_ops", "exclude_nodes", "num_threads", "tap"};
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -53,6 +53,13 @@ Options parse_options(const std::vector<std::pair<std::string, std::string>>& se
         throw OptionError("XDNAExecutionProvider: provider option num_threads='" + value +
                           "' must be an integer >= 1");
       o.num_threads = static_cast<int>(n);
+    } else if (key == "tap") {
+      char* end = nullptr;
+      const unsigned long long t = std::strtoull(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || t == 0)
+        throw OptionError("XDNAExecutionProvider: option tap='" + value +
+                          "' must be a token of XdnaEpTapRegister (an integer > 0)");
+      o.tap = static_cast<uint64_t>(t);
     } else if (key == "quantization") {
       if (value != "static" && value != "dynamic")
         throw OptionError("XDNAExecutionProvider: provider option quantization='" + value +

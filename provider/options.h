@@ -2,6 +2,7 @@
 // Runtime hands them to CreateEp as session config entries
 // "ep.<ep name, lower case>.<option>"; anything else under that prefix is an error.
 #pragma once
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -26,6 +27,8 @@ struct Options {
   // NPU cannot load or run; allow: such a region runs on the emulator, announced.
   bool fallback_error = false;
   int num_threads = 0;          // 0: the emulator's default
+  // tap=<token>: internal, for xdna-ep's measuring tools (tap.h); 0: no tap
+  uint64_t tap = 0;
   std::vector<std::string> notes;  // log lines for options that act elsewhere
 };
 

@@ -33,6 +33,7 @@
 #include "parallel.h"
 #include "payload.h"
 #include "runner.h"
+#include "tap.h"
 
 #define XDNA_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -46,6 +47,19 @@ constexpr const char* kVersion = "0.1.0";
 
 const OrtApi* g_api = nullptr;
 const OrtEpApi* g_ep = nullptr;
+
+// Regions of this process that fell back from the NPU to the emulator
+// (fallback=allow), and the latest reason: XdnaEpNpuFallbacks lets xdna-ep's
+// Python session put the fallback in its report (the log line goes to ORT's logger).
+std::atomic<uint64_t> g_npu_fallbacks{0};
+std::mutex g_fallback_mutex;
+std::string g_fallback_reason;
+
+void note_fallback(const std::string& why) {
+  std::lock_guard<std::mutex> lock(g_fallback_mutex);
+  g_fallback_reason = why;
+  g_npu_fallbacks.fetch_add(1);
+}
 
 // An OrtStatus turned into an exception (and back at the API boundary).
 struct OrtError : std::runtime_error {
@@ -210,6 +224,7 @@ struct RegionCompute : OrtNodeComputeInfo {
   std::string node;
   std::vector<size_t> in_map, out_map;  // fused-node slot -> program slot
   bool fallback_error = false;          // a failed NPU run is an error (else: emulator)
+  uint64_t tap = 0;                     // option tap: called after each compute (tap.h)
   const OrtLogger* logger = nullptr;
   std::atomic<bool> on_emulator{false};  // after a failed NPU run: never the NPU again
   std::once_flag announced;
@@ -244,6 +259,7 @@ struct RegionCompute : OrtNodeComputeInfo {
                                    e.what());
         on_emulator.store(true);
         std::call_once(announced, [&] {
+          note_fallback("region " + node + " failed on the NPU: " + e.what());
           log(logger, ORT_LOGGING_LEVEL_WARNING,
               std::string(kEpName) + ": region " + node + " failed on the NPU and runs on the "
               "host emulator from now on (fallback=allow): " + e.what());
@@ -287,6 +303,14 @@ struct RegionCompute : OrtNodeComputeInfo {
       // named so an application (and xdna_ep's Python session) can tell a region
       // failure from any other node's
       throw OrtError(ORT_FAIL, std::string(kEpName) + ": region " + self->node + " failed: " + e.what());
+    }
+    if (self->tap != 0) {
+      const Payload& p = self->program->payload();
+      try {
+        call_tap(self->tap, self->node, p.inputs, inputs, p.outputs, outs);
+      } catch (const std::exception& e) {
+        throw OrtError(ORT_FAIL, std::string(kEpName) + ": region " + self->node + " failed: " + e.what());
+      }
     }
     for (size_t i = 0; i < self->out_map.size(); ++i) {
       const Buffer& b = outs[self->out_map[i]];
@@ -439,6 +463,7 @@ struct XdnaEp : OrtEp {
       auto rc = std::make_unique<RegionCompute>(std::move(program), node_name(node), std::move(in_map),
                                                 std::move(out_map));
       rc->fallback_error = self->options.fallback_error;
+      rc->tap = self->options.tap;
       rc->logger = self->logger;
       if (self->wants_npu()) {
         try {
@@ -448,6 +473,7 @@ struct XdnaEp : OrtEp {
           if (self->options.fallback_error)
             throw OrtError(ORT_FAIL, std::string(kEpName) + ": " + where + " cannot run on the NPU "
                            "(provider option fallback=error): " + e.what());
+          note_fallback(where + " cannot run on the NPU: " + e.what());
           log(self->logger, ORT_LOGGING_LEVEL_WARNING,
               std::string(kEpName) + ": " + where + " runs on the host emulator, not the NPU "
               "(fallback=allow): " + e.what());
@@ -649,6 +675,9 @@ struct XdnaFactory : OrtEpFactory {
     for (size_t i = 0; i < n; ++i) kv.emplace_back(keys[i], values[i]);
     g_api->ReleaseKeyValuePairs(entries);
     Options options = parse_options(kv);
+    if (options.tap != 0 && !tap_registered(options.tap))
+      throw OrtError(ORT_INVALID_ARGUMENT, "XDNAExecutionProvider: option tap=" +
+                                               std::to_string(options.tap) + " is not a registered tap");
     BackendChoice choice = resolve_backend(options, sel);
     if (options.num_threads > 0) xdna::set_num_threads(options.num_threads);
     for (const std::string& note : options.notes) log(logger, ORT_LOGGING_LEVEL_INFO, note);
@@ -703,6 +732,19 @@ XDNA_EXPORT OrtStatus* CreateEpFactories(const char* /*registered_name*/, const 
   factories[0] = new XdnaFactory(default_logger);
   *num_factories = 1;
   return nullptr;
+}
+
+// How many regions of this process fell back from the NPU to the emulator so far;
+// the latest reason goes to `reason` (may be null), cut to `len` - 1 bytes.
+XDNA_EXPORT uint64_t XdnaEpNpuFallbacks(char* reason, size_t len) {
+  using namespace xdna::ep;
+  std::lock_guard<std::mutex> lock(g_fallback_mutex);
+  if (reason != nullptr && len > 0) {
+    const size_t n = g_fallback_reason.size() < len - 1 ? g_fallback_reason.size() : len - 1;
+    std::memcpy(reason, g_fallback_reason.data(), n);
+    reason[n] = '\0';
+  }
+  return g_npu_fallbacks.load();
 }
 
 XDNA_EXPORT OrtStatus* ReleaseEpFactory(OrtEpFactory* factory) {

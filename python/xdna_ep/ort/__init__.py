@@ -11,7 +11,12 @@
     options.py         provider options: parsing and validation
     session.py         the ONNX Runtime adapter: InferenceSession
     install.py         install()/uninstall(): "XDNAExecutionProvider" in onnxruntime
-    region_op.py       the custom op through which ORT calls a region's program
+    plugin_route.py    the session's route onto the native plugin library (options,
+                       device selection through its NPU backend)
+    taps.py            region taps: every region call of a plugin session in Python
+                       (for `bench accuracy` and the self-test)
+    region_op.py       the onnxruntime-extensions custom op through which ORT calls a
+                       region's program in Python (only without the plugin library)
     errors.py          XDNAFallbackWarning, XDNAUnavailableError, XDNARegionError
 """
 

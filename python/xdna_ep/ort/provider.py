@@ -172,6 +172,8 @@ class XDNAProvider:
         self.start = StartInfo()
         # the loaded programs by region id, once prepare() loaded them
         self.region_programs: dict[int, Program] = {}
+        # region node (EPContext node) name -> region id, for region taps (taps.py)
+        self.region_names: dict[str, int] = {}
         self._notices: list[str] = []
         # what prepare() read once, kept for prepare_shape() (first-run compiles)
         self._src: str | os.PathLike[str] | bytes = b""
@@ -189,6 +191,10 @@ class XDNAProvider:
         # whether the caller needs the rewritten model and programs in Python even
         # when it runs natively (e.g. to write an ep.context_enable model)
         self.need_model = True
+        # provider option device -> (device, why): the Python runtime's selection by
+        # default; the session adapter names the plugin library's when it runs there
+        self.device_selector: Callable[[str, str], tuple[Any, str]] = (
+            lambda name, fallback: stages.select_device(name, fallback))
         self._ctx_file: Path | None = None  # the last _compiled()'s EPContext file
         self._ctx_regions = 0
         self._last_compile: tuple[dict[str, int], dict[str, str]] = ({}, {})
@@ -224,7 +230,7 @@ class XDNAProvider:
         if not isinstance(src, bytes) and not Path(src).is_file():
             raise FileNotFoundError(f"model file not found: {src}")
         try:
-            device, reason = stages.select_device(opts.device, opts.fallback)
+            device, reason = self.device_selector(opts.device, opts.fallback)
         except Exception as exc:  # noqa: BLE001 - any device failure is reported
             if opts.device == "npu":  # asked for the hardware by name: never substitute
                 raise XDNAUnavailableError(f"{EP_NAME}: device=npu is not available: "
@@ -385,8 +391,10 @@ class XDNAProvider:
             assert model is not None  # programs come with their rewritten model
             if self.runs_natively(info.device):
                 prepared.native, prepared.epcontext_file = True, ctx_file
+                nodes = region_nodes(model)
                 self.region_programs = {int(_region_id(n)): programs[node_program(n)[0]]
-                                        for n in region_nodes(model)}
+                                        for n in nodes}
+                self.region_names = {n.name: int(_region_id(n)) for n in nodes}
             else:
                 prepared.regions = self._load(device, model, programs)
         except Exception as exc:  # noqa: BLE001 - a device that cannot load is reported
@@ -417,9 +425,17 @@ class XDNAProvider:
             return proto.SerializeToString()
 
     def runs_natively(self, device: str) -> bool:
-        """Whether the caller runs this device's regions natively (native_devices),
-        which it cannot when the regions' outputs must be observed in Python."""
-        return self.observe is None and self.native_devices(device)
+        """Whether the caller runs this device's regions natively (native_devices;
+        an observer then sees them through a region tap, taps.py)."""
+        return self.native_devices(device)
+
+    def region_of(self, name: str) -> tuple[int, Program]:
+        """(region id, program) of the region node `name` (a region tap's call)."""
+        rid = self.region_names.get(name)
+        if rid is None or rid not in self.region_programs:
+            raise KeyError(f"{EP_NAME}: region node {name!r} has no program in Python (an "
+                           "EPContext model or a warm cache start without the parsed model)")
+        return rid, self.region_programs[rid]
 
     def recompile(self, why: str) -> PreparedModel:
         """The last compiled shape again, ignoring the cache entry (whose stored

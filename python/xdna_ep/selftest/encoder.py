@@ -1,10 +1,11 @@
 """One Whisper encoder window end to end, every region call checked.
 
-The window runs through the xdna-ep ONNX Runtime session on the emulator (the
-same compiled regions a user's session runs). Each region program is also
-loaded on the `other` device (the NPU for `--device npu`; the kernels' numpy
-references for `--device emulator`); every region call is replayed there with
-the same inputs and its outputs compared byte for byte. The emulator's outputs
+The window runs through the xdna-ep ONNX Runtime session on the emulator in the
+plugin library (the same compiled regions a user's session runs). Each region
+program is also loaded on the `other` device (the NPU for `--device npu`; the
+kernels' numpy references for `--device emulator`); every region call, seen
+through a region tap (ort/taps.py), is replayed there with the same inputs and
+its outputs compared byte for byte. The plugin's outputs
 feed the rest of the window, so one mismatch is reported where it happens, not
 smeared over later layers.
 """
@@ -13,12 +14,10 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..ort.taps import RegionCall
 from .compare import first_difference
 from .runner import EncoderResult, seeded_mel
 
@@ -26,50 +25,44 @@ FRAMES = 3000
 
 
 class _Twin:
-    """A region's emulator program, its twin on the other device, and the check."""
+    """Every region call of the session (a region tap, ort/taps.py), replayed on the
+    other device with the same inputs and compared with the plugin's outputs."""
 
-    def __init__(self, inner: Any, other: Any, region: int, result: EncoderResult,
-                 tally: list[float]) -> None:
-        self.inner, self.other, self.region, self.result = inner, other, region, result
-        self.tally = tally    # [seconds on `other`], shared by the window's twins
+    def __init__(self, other: Any, result: EncoderResult, tally: list[float]) -> None:
+        self.other, self.result = other, result
+        self.tally = tally    # [seconds on `other`]
+        self.provider: Any = None  # the session's provider core (region name -> program)
+        self._loaded: dict[int, Any] = {}
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-        want = self.inner.run(inputs)
+    def __call__(self, call: RegionCall) -> None:
+        region, program = self.provider.region_of(call.region)
         t0 = time.perf_counter()
         try:
-            got = self.other.run({k: np.asarray(v) for k, v in inputs.items()})
+            loaded = self._loaded.get(region)
+            if loaded is None:
+                loaded = self._loaded[region] = self.other.load(program)
+            got = loaded.run(call.inputs)
         except Exception as exc:  # noqa: BLE001 - recorded; the window goes on
             if self.result.status == "pass":
                 self.result.status = "error"
-                self.result.error = f"region {self.region}: {type(exc).__name__}: {exc}"
-            return want
+                self.result.error = f"region {region}: {type(exc).__name__}: {exc}"
+            return
         self.tally[0] += time.perf_counter() - t0
         self.result.calls += 1
+        want = call.outputs
         diff = first_difference(want, got, list(want))
         if diff is not None and self.result.status == "pass":
             self.result.status = "fail"
-            self.result.difference = f"region {self.region}: {diff}"
-        return want
+            self.result.difference = f"region {region}: {diff}"
 
 
-def _session_class(other: Any, result: EncoderResult, tally: list[float]) -> type:
-    from ..ort.provider import XDNAProvider
+def _session_class(twin: _Twin) -> type:
     from ..ort.session import InferenceSession
 
-    class TwinProvider(XDNAProvider):
-        def _load(self, device, model, programs):  # type: ignore[no-untyped-def]
-            regions = super()._load(device, model, programs)
-            for ref, r in regions.items():
-                r.loaded = _Twin(r.loaded, other.load(programs[ref]), r.region, result, tally)
-            result.regions = len(regions)
-            return regions
-
     class TwinSession(InferenceSession):
-        def _xdna_provider(self, options):  # type: ignore[no-untyped-def]
-            return TwinProvider(options)
-
-        def _xdna_runs_natively(self, device: str) -> bool:
-            return False  # every region call is replayed in Python (_Twin)
+        def _xdna_on_region_call(self):  # type: ignore[no-untyped-def]
+            twin.provider = self._xdna_provider_core
+            return twin
 
     return TwinSession
 
@@ -92,7 +85,8 @@ def run_encoder_window(other: Any, model: str | Path | None, seed: int = 0, *,
     try:
         path = encoder_path(model)
         result.model = str(path)
-        session_cls = _session_class(other, result, tally)
+        twin = _Twin(other, result, tally)
+        session_cls = _session_class(twin)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             sess = session_cls(str(path), providers=["XDNAExecutionProvider",
@@ -100,6 +94,7 @@ def run_encoder_window(other: Any, model: str | Path | None, seed: int = 0, *,
                                provider_options=[{"device": "emulator",
                                                   "quantization": "dynamic",
                                                   "fallback": "error"}, {}])
+        result.regions = len(twin.provider.region_programs)
         inp = sess.get_inputs()[0]
         n_mels = inp.shape[1] if isinstance(inp.shape[1], int) else 80
         mel = seeded_mel(n_mels, FRAMES, seed)
