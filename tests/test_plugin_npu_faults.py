@@ -134,6 +134,23 @@ def test_a_failed_run_with_fallback_allow_stays_on_the_emulator(fake_npu: FakeNp
     assert not fake_npu.calls("device.completed")
 
 
+def test_the_library_counts_npu_fallbacks_for_tools(fake_npu: FakeNpu, gelu) -> None:
+    """XdnaEpNpuFallbacks (ort/taps.npu_fallbacks): each region moved from the NPU
+    to the emulator counts once, with the latest reason."""
+    from xdna_ep.ort.taps import npu_fallbacks
+
+    model, feeds, want = gelu
+    before, _ = npu_fallbacks()
+    fake_npu.reset(Faults(run_states={1: "ERT_CMD_STATE_ERROR"}))
+    sess = npu_session(model)
+    for _ in range(2):
+        (got,) = sess.run(None, feeds)
+        assert got.tobytes() == want.tobytes()
+    count, reason = npu_fallbacks()
+    assert count == before + 1
+    assert "ERT_CMD_STATE_ERROR" in reason
+
+
 def test_symbolic_program_has_no_image(fake_npu: FakeNpu, tmp_path: Path, capfd) -> None:
     spec, feeds = CASES["quantize_static"]       # x: ("M", 8)
     prog = one_stage_program("q", **spec)

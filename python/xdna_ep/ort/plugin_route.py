@@ -14,12 +14,12 @@ would be re-targeted behind its back. The copy carries every attribute the
 Python API can read back, the config entries we know of, and the
 free-dimension overrides the provider read (ORT has no way to list them).
 
-Which regions take this route: those on the host emulator and on the NPU (the
-plugin opens the NPU through its native XRT backend; select_device asks it
-first, so device=auto without an NPU is announced here). xdna-ep's measuring
-tools see every region call through region taps (taps.py). Only a process
-whose plugin library cannot be loaded still runs regions through the
-onnxruntime-extensions bridge (region_op.py).
+Which regions take this route: those on the host emulator. NPU regions still
+run through the Python runtime (XRT via pyxrt) and the onnxruntime-extensions
+bridge (region_op.py): the plugin's native NPU backend runs only programs whose
+payload carries an NPU image, and a program compiled with a symbolic dim (the
+Whisper encoder's batch) has none. xdna-ep's measuring tools see every region
+call of a plugin session through region taps (taps.py).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ policy) prepares it; this class then hands ORT the compiled model and shows the
 core's fallback notices as XDNAFallbackWarning. Regions on the host emulator
 run in the native plugin library: the compiled model goes to ORT as EPContext
 nodes with XDNAExecutionProvider's device selected (plugin_route.py), so ORT
-calls C++ for every region; regions on the NPU run there too, through the
-plugin's native XRT backend (its fallbacks to the emulator are announced here).
-Only without a loadable plugin library do regions run through the
-onnxruntime-extensions bridge (region_op.py). run, run_with_ort_values,
-IOBinding, get_inputs/get_outputs and profiling are ORT's own.
+calls C++ for every region. Regions on the NPU (Python XRT runtime) still run
+through the onnxruntime-extensions bridge (region_op.py): the plugin's native
+NPU backend needs an NPU image in the payload, which a program compiled with a
+symbolic dim lacks. run, run_with_ort_values, IOBinding, get_inputs/get_outputs
+and profiling are ORT's own.
 
 Only the providers list decides: without "XDNAExecutionProvider" in it this
 class is a plain ORT session. With it, XDNA runs or a warning (fallback=allow)
