@@ -70,3 +70,12 @@ def fake_npu(fake_backend, tmp_path, monkeypatch):
     from npu_support import fake_npu_for_test
 
     yield from fake_npu_for_test(fake_backend, tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    """The two-region linear model of test_ort_support (big_linear_model), built once
+    per test module that asks for it."""
+    from test_ort_support import big_linear_model
+
+    return big_linear_model(two_regions=True)

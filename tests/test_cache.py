@@ -22,11 +22,6 @@ from xdna_ep.rewrite import DOMAIN
 EP = "XDNAExecutionProvider"
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return big_linear_model(two_regions=True)
-
-
 @pytest.fixture
 def x():
     return np.random.default_rng(7).standard_normal((256, 384)).astype(np.float32)

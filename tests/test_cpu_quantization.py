@@ -8,18 +8,12 @@ import logging
 import numpy as np
 import onnx
 import pytest
-from test_ort_support import big_linear_model
 
 from xdna_ep.ort import InferenceSession, ProviderOptionError
 from xdna_ep.ort.options import parse_options
 from xdna_ep.whisper.compute_type import COMPUTE_TYPES, resolve
 
 EP = "XDNAExecutionProvider"
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return big_linear_model(two_regions=True)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import inspect
 
 import numpy as np
 import pytest
-from test_ort_support import big_linear_model
 
 from xdna_ep.ort import provider as core
 from xdna_ep.ort import stages
@@ -17,11 +16,6 @@ from xdna_ep.ort.options import parse_options
 from xdna_ep.rewrite import region_nodes
 from xdna_ep.rewrite.graph import node_program
 from xdna_ep.runtime import EmulatorDevice
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return big_linear_model(two_regions=True)
 
 
 @pytest.fixture

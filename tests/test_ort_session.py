@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from test_ort_support import big_linear_model, linear_model
+from test_ort_support import linear_model
 
 import xdna_ep
 from xdna_ep.compile import Program
@@ -24,11 +24,6 @@ from xdna_ep.ort.session import XDNARegionError, split_providers
 from xdna_ep.runtime import EmulatorDevice
 
 EP = "XDNAExecutionProvider"
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return big_linear_model(two_regions=True)
 
 
 @pytest.fixture

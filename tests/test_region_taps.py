@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import onnxruntime as ort
 import pytest
-from test_ort_support import big_linear_model
 
 from xdna_ep import plugin
 from xdna_ep.ort import InferenceSession
@@ -19,11 +18,6 @@ from xdna_ep.ort.taps import RegionCall, RegionTap
 from xdna_ep.runtime import EmulatorDevice
 
 EP = "XDNAExecutionProvider"
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return big_linear_model(two_regions=True)
 
 
 @pytest.fixture

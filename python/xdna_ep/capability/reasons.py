@@ -25,6 +25,18 @@ PATTERN_OPS = {
 KNOWN_DOMAINS = ("", "ai.onnx", "com.microsoft")
 
 
+
+def added_node_reason(node: onnx.NodeProto, mark: str, label: str, note: str) -> str | None:
+    """The report's reason for a CPU node xdna-ep added to the graph (its doc_string
+    starts with `mark`, then ": " and what it does), or None for any other node.
+
+    Why one helper: rewrites before capability (attention mask conversions, patch
+    extraction) leave ordinary ONNX nodes on the CPU; the report names them by what
+    they are for rather than as unsupported ops."""
+    if node.doc_string.startswith(mark):
+        return f"{label}: {node.doc_string[len(mark) + 2:]}; {note}"
+    return None
+
 def foreign_domain(node: onnx.NodeProto) -> bool:
     """A node of another domain: its op type says nothing about what it computes
     (a custom "MatMul" may be anything), so no pattern may claim it."""

@@ -70,6 +70,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..capability.graph import GraphView, attr
+from ..capability.reasons import added_node_reason
 
 MARK = "xdna-ep mask conversion"
 KERNEL_EXCLUDE = -1.0e4  # the attention kernel excludes keys whose mask is <= this
@@ -392,7 +393,5 @@ def prune_conversions(model: onnx.ModelProto, added: Iterable[Conversion],
 
 def conversion_reason(node: onnx.NodeProto) -> str | None:
     """The report's reason for a conversion node (None for any other node)."""
-    if node.doc_string.startswith(MARK):
-        return ("mask conversion: " + node.doc_string[len(MARK) + 2:]
-                + "; element-wise on the CPU, the attention region reads the float mask")
-    return None
+    return added_node_reason(node, MARK, "mask conversion",
+                             "element-wise on the CPU, the attention region reads the float mask")

@@ -46,6 +46,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..capability.graph import GraphView, attr
+from ..capability.reasons import added_node_reason
 
 MARK = "xdna-ep patch extraction"
 
@@ -325,7 +326,5 @@ def settle_patch_rewrites(model: onnx.ModelProto, rewrites: Iterable[PatchRewrit
 
 def relayout_reason(node: onnx.NodeProto) -> str | None:
     """The report's reason for a re-layout node (None for any other node)."""
-    if node.doc_string.startswith(MARK):
-        return ("patch extraction: " + node.doc_string[len(MARK) + 2:]
-                + "; data movement on the CPU, the MatMul runs in the NPU region")
-    return None
+    return added_node_reason(node, MARK, "patch extraction",
+                             "data movement on the CPU, the MatMul runs in the NPU region")
