@@ -130,6 +130,40 @@ NpuProgram::~NpuProgram() {
   if (handle_ != nullptr) device_->api().unload(handle_);
 }
 
+std::string shape_text(const std::vector<IoSpec>& specs, const std::vector<std::vector<int64_t>>& shapes) {
+  std::string out;
+  for (size_t i = 0; i < specs.size() && i < shapes.size(); ++i) {
+    out += (out.empty() ? "" : ", ") + specs[i].name + "[";
+    for (size_t a = 0; a < shapes[i].size(); ++a)
+      out += (a ? "," : "") + std::to_string(shapes[i][a]);
+    out += "]";
+  }
+  return out;
+}
+
+namespace {
+// The input shapes the image is for: the recorded ones, else the declared (concrete) ones.
+std::vector<int64_t> image_shape(const Payload& p, size_t i) {
+  if (!p.image_shapes.empty()) return p.image_shapes[i];
+  std::vector<int64_t> want;
+  for (const Dim& d : p.inputs[i].shape) want.push_back(d.value);
+  return want;
+}
+}  // namespace
+
+bool NpuProgram::fits(const std::vector<Buffer>& inputs) const {
+  if (inputs.size() != payload_.inputs.size()) return false;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].shape != image_shape(payload_, i)) return false;
+  return true;
+}
+
+std::string NpuProgram::image_shape_text() const {
+  std::vector<std::vector<int64_t>> shapes;
+  for (size_t i = 0; i < payload_.inputs.size(); ++i) shapes.push_back(image_shape(payload_, i));
+  return shape_text(payload_.inputs, shapes);
+}
+
 std::vector<Buffer> NpuProgram::run(const std::vector<Buffer>& inputs) const {
   if (inputs.size() != payload_.inputs.size())
     throw NpuRunError("program " + payload_.name + ": got " + std::to_string(inputs.size()) +
@@ -137,9 +171,7 @@ std::vector<Buffer> NpuProgram::run(const std::vector<Buffer>& inputs) const {
   std::unordered_map<std::string, Buffer> env;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const IoSpec& spec = payload_.inputs[i];
-    std::vector<int64_t> want;
-    for (const Dim& d : spec.shape) want.push_back(d.value);
-    if (inputs[i].dtype != spec.dtype || inputs[i].shape != want)
+    if (inputs[i].dtype != spec.dtype || inputs[i].shape != image_shape(payload_, i))
       throw NpuRunError("program " + payload_.name + ": input '" + spec.name +
                         "' does not have the dtype and shape it was compiled for", false);
     env[spec.name] = inputs[i];

@@ -33,6 +33,8 @@ std::string npu_refusal(const Payload& payload);
 void pack_slot(const SlotDef& slot, const Buffer& b, std::vector<uint8_t>& bo);
 // A fresh buffer of `slot`'s dtype and shape from BO bytes.
 Buffer unpack_slot(const SlotDef& slot, const std::vector<uint8_t>& bo);
+// Input shapes as "name[d0,d1], ..." (for messages).
+std::string shape_text(const std::vector<IoSpec>& specs, const std::vector<std::vector<int64_t>>& shapes);
 
 class NpuProgram {
  public:
@@ -44,6 +46,11 @@ class NpuProgram {
   NpuProgram& operator=(const NpuProgram&) = delete;
   // inputs in program-input order; outputs in program-output order. Throws NpuRunError.
   std::vector<Buffer> run(const std::vector<Buffer>& inputs) const;
+  // Whether `inputs` have the shapes the NPU image was computed for (a program with
+  // symbolic dims has its image for the sizes known at compile time only).
+  bool fits(const std::vector<Buffer>& inputs) const;
+  // The image's input shapes, e.g. "x[1,8]" (for messages).
+  std::string image_shape_text() const;
 
  private:
   const Payload& payload_;

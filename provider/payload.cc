@@ -301,8 +301,8 @@ Payload parse_payload(const uint8_t* data, size_t size) {
   if (p.format_version != kPayloadVersion || header_size != kHeaderSize)
     throw PayloadError("EPContext payload format version " + std::to_string(p.format_version) +
                        " is not supported (this library reads version " +
-                       std::to_string(kPayloadVersion) + "; version 1 payloads carry no "
-                       "launches); recompile the model with xdna-ep compile");
+                       std::to_string(kPayloadVersion) + "; older payloads lack launches "
+                       "or image shapes); recompile the model with xdna-ep compile");
   std::memcpy(&body_size, data + 16, 8);
   std::memcpy(&checksum, data + 24, 4);
   if (body_size != size - kHeaderSize)
@@ -332,7 +332,21 @@ Payload parse_payload(const uint8_t* data, size_t size) {
   if (next != p.stages.size())
     throw PayloadError("payload malformed: the launches cover " + std::to_string(next) + " of " +
                        std::to_string(p.stages.size()) + " stages");
-  if (!r.done()) throw PayloadError("payload malformed: trailing bytes after the last launch");
+  const uint32_t n_shapes = r.count("image shapes", 4096);
+  if (n_shapes != 0 && n_shapes != p.inputs.size())
+    throw PayloadError("payload malformed: " + std::to_string(n_shapes) + " image input shapes for " +
+                       std::to_string(p.inputs.size()) + " inputs");
+  for (uint32_t i = 0; i < n_shapes; ++i) {
+    std::vector<int64_t> shape = read_dims(r, r.pod<uint8_t>("image shape rank"), "image shape dim");
+    const IoSpec& io = p.inputs[i];
+    bool fits = shape.size() == io.shape.size();
+    for (size_t a = 0; fits && a < shape.size(); ++a)
+      fits = shape[a] >= 0 && (io.shape[a].value < 0 || io.shape[a].value == shape[a]);
+    if (!fits) throw PayloadError("payload malformed: image shape of input '" + io.name +
+                                  "' does not match its declared shape");
+    p.image_shapes.push_back(std::move(shape));
+  }
+  if (!r.done()) throw PayloadError("payload malformed: trailing bytes after the image shapes");
   return p;
 }
 

@@ -12,7 +12,7 @@
 namespace xdna::ep {
 
 constexpr char kPayloadMagic[8] = {'X', 'D', 'N', 'A', 'E', 'P', 'C', 'X'};
-constexpr uint32_t kPayloadVersion = 2;  // 2: launches + NPU images (1: refused)
+constexpr uint32_t kPayloadVersion = 3;  // 3: + image input shapes; 2: launches + images (refused)
 constexpr size_t kHeaderSize = 32;
 
 // A payload that cannot be used: wrong magic/version/checksum, truncated, malformed.
@@ -115,6 +115,9 @@ struct Payload {
   std::vector<IoSpec> inputs, outputs;
   std::vector<StageDef> stages;
   std::vector<LaunchDef> launches;
+  // The concrete input shapes the launch images are for (program-input order), when
+  // the program has symbolic dims the compile knew the sizes of; empty otherwise.
+  std::vector<std::vector<int64_t>> image_shapes;
 };
 
 // CRC-32 (IEEE 802.3, zlib's crc32): detects corruption, not tampering.

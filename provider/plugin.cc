@@ -228,6 +228,7 @@ struct RegionCompute : OrtNodeComputeInfo {
   const OrtLogger* logger = nullptr;
   std::atomic<bool> on_emulator{false};  // after a failed NPU run: never the NPU again
   std::once_flag announced;
+  std::once_flag shape_announced;       // a run of another shape than the NPU image's
 
   RegionCompute(std::shared_ptr<const Program> p, std::string n, std::vector<size_t> in_m,
                 std::vector<size_t> out_m)
@@ -250,6 +251,26 @@ struct RegionCompute : OrtNodeComputeInfo {
   // region stays on the emulator (a broken program is never re-submitted), announced
   // once at warning level with the reason.
   std::vector<Buffer> run(const std::vector<Buffer>& inputs) {
+    if (npu && !on_emulator.load() && !npu->fits(inputs)) {
+      // the image holds the PARAMS and slots of one shape: this call runs on the
+      // emulator; the region stays on the NPU for runs of the image's shape
+      std::vector<std::vector<int64_t>> shapes;
+      for (const Buffer& b : inputs) shapes.push_back(b.shape);
+      const std::string got = shape_text(program->payload().inputs, shapes);
+      if (fallback_error)
+        throw std::runtime_error("region " + node + " was compiled for the NPU at shape " +
+                                 npu->image_shape_text() + "; this run's shape " + got +
+                                 " has no NPU image (provider option fallback=error)");
+      std::call_once(shape_announced, [&] {
+        note_fallback("region " + node + " compiled for the NPU at shape " + npu->image_shape_text() +
+                      "; a run of shape " + got + " ran on the host emulator");
+        log(logger, ORT_LOGGING_LEVEL_WARNING,
+            std::string(kEpName) + ": region " + node + " compiled for the NPU at shape " +
+            npu->image_shape_text() + "; this run's shape " + got + " runs on the host emulator "
+            "(fallback=allow; runs of the compiled shape stay on the NPU)");
+      });
+      return program->run(inputs);
+    }
     if (npu && !on_emulator.load()) {
       try {
         return npu->run(inputs);

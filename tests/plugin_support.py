@@ -52,9 +52,12 @@ def region_model(program: Program) -> tuple[onnx.ModelProto, dict[str, Program]]
     return model, {ref: program}
 
 
-def write_program_model(program: Program, path: Path, embed_mode: int = 1) -> Path:
+def write_program_model(program: Program, path: Path, embed_mode: int = 1,
+                        dims: dict[str, int] | None = None) -> Path:
+    """The EPContext model of `program`; `dims`: sizes of its symbolic dims, as a
+    compile that knew them writes it (NPU images for those sizes)."""
     model, programs = region_model(program)
-    return write_epcontext_model(model, programs, path, embed_mode=embed_mode)
+    return write_epcontext_model(model, programs, path, embed_mode=embed_mode, dims=dims)
 
 
 def plugin_session(model: str | Path | bytes, options: dict[str, str] | None = None

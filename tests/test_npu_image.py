@@ -1,17 +1,21 @@
-"""The payload's NPU image (ort/npu_image.py, docs/EPCONTEXT.md version 2) is what
-runtime/layout.py computes for the pyxrt path, and exists only for concrete shapes."""
+"""The payload's NPU image (ort/npu_image.py, docs/EPCONTEXT.md version 3) is what
+runtime/layout.py computes for the pyxrt path, and exists only for concrete shapes:
+the program's own, or its symbolic dims bound by the sizes the compile knew."""
 
 from __future__ import annotations
+
+import struct
 
 import numpy as np
 from plugin_support import one_stage_program
 from test_plugin_stages import CASES
 
+from xdna_ep.compile.program import Program
 from xdna_ep.compile.program import TensorSpec as T
 from xdna_ep.kernel_specs import registry
 from xdna_ep.ort.compiled_model import versions
 from xdna_ep.ort.epcontext import FORMAT_VERSION, payload_bytes, read_header
-from xdna_ep.ort.npu_image import launch_plans
+from xdna_ep.ort.npu_image import image_input_shapes, launch_plans
 from xdna_ep.runtime.layout import launch_io, plan_launch, plan_weights, stage_consts
 from xdna_ep.runtime.shapes import BufferSpec
 
@@ -42,6 +46,37 @@ def test_symbolic_shapes_have_no_image_and_say_which_dims() -> None:
     assert plan.why == "symbolic input dims x[0]=M"
 
 
+def _quantize_m() -> Program:
+    return one_stage_program("q", "quantize", [T("x", "float32", ("M", 8))],
+                             [T("q", "int8", ("M", 8))], attrs={"out_scale": 0.02})
+
+
+def test_symbolic_dims_with_known_sizes_get_the_image_of_those_sizes() -> None:
+    prog = _quantize_m()
+    (plan,) = launch_plans(prog, dims={"M": 3})
+    ln, io = prog.launches[0], launch_io(prog)[0]
+    specs = [registry.get(st.kernel) for st in ln.stages]
+    consts = [stage_consts(prog, st) for st in ln.stages]
+    params = plan_launch(ln, io, specs, consts, plan_weights(ln, specs, consts),
+                         {"x": BufferSpec("float32", (3, 8))})
+    assert plan.image is not None and plan.image.params == params.encode().tobytes()
+    assert image_input_shapes(prog, {"M": 3}) == [(3, 8)]
+    (other,) = launch_plans(prog, dims={"N": 3})   # sizes of other dims: still none
+    assert other.image is None and other.why == "symbolic input dims x[0]=M"
+
+
+def test_payload_records_the_image_input_shapes_only_for_symbolic_programs() -> None:
+    """The shapes follow the launches (version 3): absent (count 0) for a program
+    without symbolic dims or without sizes for them; the bound shapes otherwise."""
+    prog = _quantize_m()
+    unbound, bound = payload_bytes(prog), payload_bytes(prog, dims={"M": 3})
+    assert unbound.endswith(struct.pack("<I", 0))
+    assert bound.endswith(struct.pack("<IBqq", 1, 2, 3, 8))
+    spec, _ = CASES["gelu_static_tanh_offset"]
+    assert payload_bytes(one_stage_program("g", **spec), dims={"M": 3}).endswith(
+        struct.pack("<I", 0))
+
+
 def test_broadcasting_add_is_refused_in_the_image() -> None:
     spec, _ = CASES["add_int8_static_broadcast"]
     (plan,) = launch_plans(one_stage_program("a", **spec))
@@ -57,7 +92,7 @@ def test_design_missing_from_the_manifest_has_no_entry() -> None:
 def test_payload_version_is_in_the_cache_key_and_header() -> None:
     spec, _ = CASES["gelu_static_tanh_offset"]
     blob = payload_bytes(one_stage_program("g", **spec))
-    assert read_header(blob).version == FORMAT_VERSION == 2
+    assert read_header(blob).version == FORMAT_VERSION == 3
     assert versions()["payload_format"] == FORMAT_VERSION
     assert np.frombuffer(blob[:8], np.uint8).tobytes() == b"XDNAEPCX"
 

@@ -165,6 +165,46 @@ def test_symbolic_program_has_no_image(fake_npu: FakeNpu, tmp_path: Path, capfd)
     assert not fake_npu.calls("kernel.call")
 
 
+SHAPE_LINE = "compiled for the NPU at shape x[1,8]; this run's shape x[2,8] runs on the host emulator"
+
+
+def test_symbolic_program_compiled_with_sizes_runs_that_shape_on_the_npu(
+        fake_npu: FakeNpu, tmp_path: Path, capfd) -> None:
+    """M=1 known at compile time: batch 1 runs on the FAKE NPU; batch 2 on the
+    emulator for that call (one warning), and batch 1 stays on the FAKE NPU."""
+    spec, feeds = CASES["quantize_static"]       # x: ("M", 8)
+    prog = one_stage_program("q", **spec)
+    model = write_program_model(prog, tmp_path / "q.onnx", dims={"M": 1})
+    emu = EmulatorDevice().load(prog)
+    one, two = {"x": feeds["x"][:1]}, {"x": feeds["x"][1:3]}
+    sess = npu_session(model, {"fallback": "allow"})
+    capfd.readouterr()
+    (got,) = sess.run(None, one)
+    assert got.tobytes() == emu.run(one)["q"].tobytes()
+    assert len(fake_npu.calls("kernel.call")) == 1
+    for _ in range(2):
+        (got,) = sess.run(None, two)
+        assert got.shape == (2, 8) and got.tobytes() == emu.run(two)["q"].tobytes()
+    assert len(fake_npu.calls("kernel.call")) == 1
+    assert capfd.readouterr().err.count(SHAPE_LINE) == 1
+    (got,) = sess.run(None, one)
+    assert got.tobytes() == emu.run(one)["q"].tobytes()
+    assert len(fake_npu.calls("kernel.call")) == 2
+
+
+def test_other_shape_with_fallback_error_names_both_shapes(fake_npu: FakeNpu,
+                                                           tmp_path: Path) -> None:
+    spec, feeds = CASES["quantize_static"]
+    model = write_program_model(one_stage_program("q", **spec), tmp_path / "q.onnx",
+                                dims={"M": 1})
+    sess = npu_session(model, {"fallback": "error"})
+    with pytest.raises(Exception, match=r"compiled for the NPU at shape x\[1,8\]; this run's "
+                                        r"shape x\[2,8\] has no NPU image \(provider option "
+                                        r"fallback=error\)"):
+        sess.run(None, {"x": feeds["x"][:2]})
+    assert not fake_npu.calls("kernel.call")
+
+
 def test_plugin_without_the_backend_library(tmp_path: Path, monkeypatch, gelu, capfd) -> None:
     model, feeds, want = gelu
     env_without_backend(monkeypatch, tmp_path)

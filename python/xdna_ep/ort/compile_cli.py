@@ -63,7 +63,8 @@ def compile_to_epcontext(model: str | Path, output: str | Path, *, embed_mode: i
             reasons = sorted({n.reason for n in plan.nodes if n.placement == "cpu"})[:3]
             why += f" (e.g. {'; '.join(reasons)})" if reasons else ""
         raise XDNAUnavailableError(f"xdna-ep compile: {why}; nothing to write")
-    return write_epcontext_model(rewritten, programs, output, embed_mode=embed_mode)
+    return write_epcontext_model(rewritten, programs, output, embed_mode=embed_mode,
+                                 dims=plan.dims if plan is not None else None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,13 +291,16 @@ class ModelCache:
         return path
 
     def store(self, eid: str, key: dict[str, Any], model: onnx.ModelProto | None,
-              programs: dict[str, Program], info: dict[str, Any] | None = None) -> Path:
+              programs: dict[str, Program], info: dict[str, Any] | None = None, *,
+              dims: Mapping[str, int] | None = None) -> Path:
         """Write an entry atomically (temp dir + rename); returns its directory.
 
         `model` None stores a *nothing-placed* entry: the partition put no region on
         the NPU (e.g. the cost model kept the Whisper decoder on the CPU). It holds
         only the plan (`info["plan"]`), so a warm start skips partitioning the model
-        again (seconds for a decoder) and hands ONNX Runtime the user's model."""
+        again (seconds for a decoder) and hands ONNX Runtime the user's model.
+        `dims`: the sizes of symbolic input dims this entry was compiled for; the
+        EPContext payloads carry NPU images for them (ort/epcontext.py)."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{eid}-{uuid.uuid4().hex[:8]}"
         try:
@@ -317,7 +321,7 @@ class ModelCache:
                 from .epcontext import PayloadError, epcontext_model
 
                 try:
-                    ctx = epcontext_model(model, programs)
+                    ctx = epcontext_model(model, programs, dims=dims)
                 except PayloadError as exc:  # e.g. a stage value the payload cannot carry
                     log.info("cache entry %s: no EPContext model (%s)", eid, exc)
                 else:

@@ -19,6 +19,9 @@ the design's manifest entry (xclbin, instruction file, kernel name) and, when
 every program shape is concrete, its NPU image (ort/npu_image.py: the WEIGHTS and
 PARAMS bytes and the IN / OUT slots, computed by runtime/layout.py, the code the
 pyxrt path runs), which the plugin's native NPU backend uploads as is.
+Version 3 adds, after the launches, the concrete input shapes the images are for
+when the program has symbolic dims the compile knew the sizes of (`dims`): runs
+of another shape go to the emulator.
 
 Header (32 bytes): magic ``XDNAEPCX``, u32 format version, u32 header size,
 u64 body size, u32 CRC-32 (zlib's) of the body, u32 reserved (0). The CRC
@@ -45,10 +48,10 @@ from ..kernel_specs import registry
 from ..rewrite.graph import DOMAIN as REGION_DOMAIN
 from ..rewrite.graph import iter_graphs, node_region_program
 from ..runtime.layout import Slot, stage_consts, stage_weight_blobs
-from .npu_image import LaunchPlan, launch_plans
+from .npu_image import LaunchPlan, image_input_shapes, launch_plans
 
 MAGIC = b"XDNAEPCX"
-FORMAT_VERSION = 2  # 2: launches + NPU images; 1: stages only (refused)
+FORMAT_VERSION = 3  # 3: + the images' input shapes; 2: launches + NPU images; 1: refused
 HEADER = struct.Struct("<8sIIQII")  # magic, version, header size, body size, crc32, reserved
 EPCONTEXT_OP = "EPContext"
 EPCONTEXT_DOMAIN = "com.microsoft"
@@ -231,9 +234,29 @@ def _launch(w: _Writer, plan: LaunchPlan, what: str) -> None:
             _slot(w, s, f"{what} slot {s.name!r}")
 
 
-def payload_bytes(program: Program, manifest: Mapping[str, Any] | None = None) -> bytes:
+def _image_shapes(w: _Writer, program: Program, plans: list[LaunchPlan],
+                  dims: Mapping[str, int] | None) -> None:
+    """Version 3: the input shapes the images are for, when the program has symbolic
+    dims and some launch has an image (else 0: the io shapes as written)."""
+    shapes = image_input_shapes(program, dims)
+    symbolic = any(not isinstance(d, (int, np.integer)) for t in program.inputs for d in t.shape)
+    if shapes is None or not symbolic or not any(p.image is not None for p in plans):
+        w.u32(0)
+        return
+    w.u32(len(shapes))
+    for shape in shapes:
+        w.u8(len(shape))
+        for d in shape:
+            w.i64(d)
+
+
+def payload_bytes(program: Program, manifest: Mapping[str, Any] | None = None,
+                  dims: Mapping[str, int] | None = None) -> bytes:
     """The EPContext payload of one compiled region (docs/EPCONTEXT.md). `manifest`:
-    the kernel manifest document naming the designs' files (default: the package's)."""
+    the kernel manifest document naming the designs' files (default: the package's).
+    `dims`: the sizes the compile knew for symbolic dims (the provider's dims for
+    this compile): the NPU images are computed for them and their input shapes
+    recorded."""
     program.validate()
     w = _Writer()
     w.str(program.name)
@@ -246,10 +269,11 @@ def payload_bytes(program: Program, manifest: Mapping[str, Any] | None = None) -
     w.u32(len(stages))
     for st in stages:
         _stage(w, program, st)
-    plans = launch_plans(program, manifest)
+    plans = launch_plans(program, manifest, dims)
     w.u32(len(plans))
     for i, plan in enumerate(plans):
         _launch(w, plan, f"program {program.name!r} launch {i}")
+    _image_shapes(w, program, plans, dims)
     body = b"".join(w.parts)
     header = HEADER.pack(MAGIC, FORMAT_VERSION, HEADER.size, len(body), zlib.crc32(body), 0)
     return header + body
@@ -273,8 +297,9 @@ def read_header(blob: bytes) -> PayloadHeader:
         raise PayloadError("EPContext payload has the wrong magic (not an XDNA payload)")
     if version != FORMAT_VERSION or hsize != HEADER.size:
         raise PayloadError(f"EPContext payload format version {version} is not supported "
-                           f"(this xdna-ep reads and writes version {FORMAT_VERSION}; version 1 "
-                           "payloads carry no launches: recompile the model with xdna-ep compile)")
+                           f"(this xdna-ep reads and writes version {FORMAT_VERSION}; older "
+                           "payloads lack launches or image shapes: recompile the model with "
+                           "xdna-ep compile)")
     if body_size != len(blob) - HEADER.size:
         raise PayloadError("EPContext payload truncated or padded")
     if zlib.crc32(blob[HEADER.size:]) != crc:
@@ -286,11 +311,13 @@ def read_header(blob: bytes) -> PayloadHeader:
 def epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program], *,
                     embed_mode: int = 1, side_dir: str | os.PathLike[str] | None = None,
                     side_prefix: str = "model",
-                    manifest: Mapping[str, Any] | None = None) -> onnx.ModelProto:
+                    manifest: Mapping[str, Any] | None = None,
+                    dims: Mapping[str, int] | None = None) -> onnx.ModelProto:
     """A copy of the rewritten `model` (XDNA region nodes) with every region node
     replaced by a com.microsoft EPContext node. embed_mode=1 puts the payload in
     ``ep_cache_context``; embed_mode=0 writes it to ``side_dir/<prefix>_<node>.xdnactx``
-    and names that file (relative to the model) in ``ep_cache_context``."""
+    and names that file (relative to the model) in ``ep_cache_context``. `dims`: the
+    sizes of symbolic input dims the programs were compiled for (payload_bytes)."""
     if embed_mode not in (0, 1):
         raise ValueError(f"embed_mode must be 0 or 1, got {embed_mode!r}")
     if embed_mode == 0 and side_dir is None:
@@ -303,7 +330,7 @@ def epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program], *,
             if node.domain != REGION_DOMAIN:
                 continue
             ref, prog = node_region_program(node, programs, PayloadError)
-            payload = payload_bytes(prog, manifest)
+            payload = payload_bytes(prog, manifest, dims)
             if embed_mode == 1:
                 context: bytes = payload
             else:
@@ -347,12 +374,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def write_epcontext_model(model: onnx.ModelProto, programs: Mapping[str, Program],
                           path: str | os.PathLike[str], *, embed_mode: int = 1,
-                          manifest: Mapping[str, Any] | None = None) -> Path:
+                          manifest: Mapping[str, Any] | None = None,
+                          dims: Mapping[str, int] | None = None) -> Path:
     """epcontext_model() saved to `path` (side files beside it for embed_mode=0)."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     ctx = epcontext_model(model, programs, embed_mode=embed_mode, side_dir=final.parent,
-                          side_prefix=final.stem, manifest=manifest)
+                          side_prefix=final.stem, manifest=manifest, dims=dims)
     tmp = final.with_name(final.name + ".tmp")
     onnx.save(ctx, str(tmp))
     os.replace(tmp, final)

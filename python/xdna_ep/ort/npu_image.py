@@ -7,8 +7,11 @@ PARAMS JSON in C++, the payload carries, per launch, what runtime/layout.py
 computes: the WEIGHTS bytes, the PARAMS bytes and the IN / OUT slots (offset,
 shape, dtype, frame window). Identical bytes by construction.
 
-An image exists only when every program shape is concrete (compile with
-``--dims``): the PARAMS block and the slot offsets depend on the run-time shapes.
+An image exists only for concrete shapes: the PARAMS block and the slot offsets
+depend on the run-time shapes. A program whose inputs have symbolic dims gets its
+image for the sizes the compile knew (`dims`: provider option dims, calibration
+arrays, free-dimension overrides, the first run's shape), and the payload records
+those input shapes, so the plugin runs other shapes on the emulator.
 A launch the NPU must not run (e.g. an add whose b broadcasts, runtime/xrt.py
 broadcast_add_refusal) carries the refusal instead of an image, so the plugin
 refuses it the way XrtDevice does.
@@ -77,13 +80,37 @@ def symbolic_dims(program: Program) -> list[str]:
             if not isinstance(d, (int, np.integer))]
 
 
-def launch_plans(program: Program, manifest: Mapping[str, Any] | None = None
-                 ) -> list[LaunchPlan]:
-    """Per launch of `program`: its design, IO and (concrete shapes) its NPU image."""
+def image_input_shapes(program: Program, dims: Mapping[str, int] | None
+                       ) -> list[tuple[int, ...]] | None:
+    """The program inputs' shapes with their symbolic dims bound by `dims`; None when
+    a symbolic dim has no size there (then no launch gets an image)."""
+    sizes = dims or {}
+    shapes: list[tuple[int, ...]] = []
+    for t in program.inputs:
+        shape: list[int] = []
+        for d in t.shape:
+            if isinstance(d, (int, np.integer)):
+                shape.append(int(d))
+            elif d in sizes:
+                shape.append(int(sizes[d]))
+            else:
+                return None
+        shapes.append(tuple(shape))
+    return shapes
+
+
+def launch_plans(program: Program, manifest: Mapping[str, Any] | None = None,
+                 dims: Mapping[str, int] | None = None) -> list[LaunchPlan]:
+    """Per launch of `program`: its design, IO and (concrete shapes) its NPU image.
+    `dims`: sizes of symbolic dims the compile knew; the images are then for the
+    input shapes image_input_shapes() gives."""
     entries = _entries(manifest)
-    symbolic = symbolic_dims(program)
-    known = {t.name: BufferSpec(t.dtype, tuple(int(d) for d in t.shape))
-             for t in program.inputs} if not symbolic else {}
+    shapes_in = image_input_shapes(program, dims)
+    symbolic = [] if shapes_in is not None else [
+        s for s in symbolic_dims(program) if s.rsplit("=", 1)[1] not in (dims or {})]
+    known = {t.name: BufferSpec(t.dtype, shape)
+             for t, shape in zip(program.inputs, shapes_in, strict=True)
+             } if shapes_in is not None else {}
     plans: list[LaunchPlan] = []
     for ln, io in zip(program.launches, launch_io(program), strict=True):
         common = dict(design=ln.design, n_stages=len(ln.stages), inputs=tuple(io.inputs),

@@ -497,7 +497,8 @@ class XDNAProvider:
         opts, info = self.options, self.start
         try:
             info.cache_entry = cache.store(eid, key, model, programs,
-                                           {"plan": plan_json.plan_to_dict(plan)})
+                                           {"plan": plan_json.plan_to_dict(plan)},
+                                           dims=plan.dims)
         except OSError as exc:  # read-only or full cache_dir: run uncached, say so
             log.warning("%s: cannot write the compiled-model cache in %s (%s); this "
                         "session runs without caching", EP_NAME, opts.cache_dir, exc)

@@ -137,7 +137,8 @@ def _epcontext_bytes(prepared: PreparedModel) -> bytes:
     from .epcontext import epcontext_model
 
     assert prepared.rewritten is not None
-    return epcontext_model(prepared.rewritten, prepared.programs).SerializeToString()
+    dims = prepared.plan.dims if prepared.plan is not None else None
+    return epcontext_model(prepared.rewritten, prepared.programs, dims=dims).SerializeToString()
 
 
 @contextlib.contextmanager
