@@ -49,3 +49,21 @@ def test_tiny_en_encoder_epcontext_equals_python_session(tmp_path):
     assert again.tobytes() == got.tobytes() and got2.tobytes() != got.tobytes()
     fresh = plugin_session(ctx)
     assert fresh.run(None, {"input_features": features2})[0].tobytes() == got2.tobytes()
+
+
+@pytest.mark.slow
+def test_tiny_en_encoder_session_compile_has_an_npu_image_for_every_launch(tmp_path):
+    """xdna_ep.InferenceSession compiles the encoder with its batch symbolic (sized at
+    compile time, not pinned): every launch still gets the NPU image of that size."""
+    from xdna_ep.models import ensure_onnx_model
+    from xdna_ep.ort.npu_image import launch_plans, symbolic_dims
+
+    encoder = ensure_onnx_model() / "encoder_model.onnx"
+    sess = xdna_ep.InferenceSession(str(encoder), providers=[EP], provider_options=[
+        {"cache_dir": str(tmp_path / "cache"), "device": "emulator"}])
+    dims = sess.xdna_plan.dims
+    assert dims and sess.xdna_programs
+    assert any(symbolic_dims(p) for p in sess.xdna_programs.values())
+    plans = [pl for p in sess.xdna_programs.values() for pl in launch_plans(p, dims=dims)]
+    assert len(plans) > 10
+    assert [pl.why for pl in plans if pl.image is None] == []
