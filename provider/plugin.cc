@@ -262,8 +262,8 @@ struct RegionCompute : OrtNodeComputeInfo {
                                  npu->image_shape_text() + "; this run's shape " + got +
                                  " has no NPU image (provider option fallback=error)");
       std::call_once(shape_announced, [&] {
-        note_fallback("region " + node + " compiled for the NPU at shape " + npu->image_shape_text() +
-                      "; a run of shape " + got + " ran on the host emulator");
+        note_fallback("region " + node + " was compiled for the NPU at shape " +
+                      npu->image_shape_text() + "; a run of shape " + got);
         log(logger, ORT_LOGGING_LEVEL_WARNING,
             std::string(kEpName) + ": region " + node + " compiled for the NPU at shape " +
             npu->image_shape_text() + "; this run's shape " + got + " runs on the host emulator "

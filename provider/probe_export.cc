@@ -7,6 +7,7 @@
 #include <exception>
 #include <string>
 
+#include "npu_backend.h"
 #include "npu_probe.h"
 
 #define XDNA_EP_EXPORT __attribute__((visibility("default")))
@@ -28,6 +29,26 @@ XDNA_EP_EXPORT int XdnaEpNpuProbe(char* out, size_t out_len) {
   if (out != nullptr && out_len > 0) {
     const size_t n = text.size() < out_len - 1 ? text.size() : out_len - 1;
     std::memcpy(out, text.data(), n);
+    out[n] = '\0';
+  }
+  return rc;
+}
+
+// 1 when the native NPU backend loads and opens a device (what a session with
+// device=npu|auto does at its first region), 0 when not (out: why). xdna-ep's
+// Python session asks this before it hands a model to the plugin with device=npu,
+// so device=auto without an NPU is announced by the session, with the reason.
+XDNA_EP_EXPORT int XdnaEpNpuBackendOpens(char* out, size_t out_len) {
+  std::string why;
+  int rc = 0;
+  try {
+    rc = xdna::ep::npu_backend_available(&why) ? 1 : 0;
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  if (out != nullptr && out_len > 0) {
+    const size_t n = why.size() < out_len - 1 ? why.size() : out_len - 1;
+    std::memcpy(out, why.data(), n);
     out[n] = '\0';
   }
   return rc;

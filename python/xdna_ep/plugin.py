@@ -106,6 +106,20 @@ def npu_probe() -> NpuProbe:
     return NpuProbe(rc == 1, buf.value.decode())
 
 
+def npu_backend_opens() -> tuple[bool, str]:
+    """(whether the library's native NPU backend loads and opens a device, why not):
+    what a plugin session with device=npu|auto finds at its first region. The
+    device is closed again at once."""
+    import ctypes
+
+    lib = ctypes.CDLL(get_library_path())
+    lib.XdnaEpNpuBackendOpens.restype = ctypes.c_int
+    lib.XdnaEpNpuBackendOpens.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    buf = ctypes.create_string_buffer(2048)
+    rc = lib.XdnaEpNpuBackendOpens(buf, len(buf))
+    return rc == 1, buf.value.decode(errors="replace")
+
+
 class DirectProgram:
     """One EPContext payload run by the plugin library's C++ runner without ONNX
     Runtime (the library's XdnaEpProgram* C entry points, through ctypes).

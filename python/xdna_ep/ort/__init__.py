@@ -12,12 +12,11 @@
     session.py         the ONNX Runtime adapter: InferenceSession
     install.py         install()/uninstall(): "XDNAExecutionProvider" in onnxruntime
     plugin_route.py    the session's route onto the native plugin library (options,
-                       the emulator device)
+                       device selection through its NPU backend)
     taps.py            region taps: every region call of a plugin session in Python
                        (for `bench accuracy` and the self-test)
     region_op.py       the onnxruntime-extensions custom op through which ORT calls a
-                       region's program in Python (NPU regions through pyxrt, and
-                       any region without the plugin library)
+                       region's program in Python (only without the plugin library)
     errors.py          XDNAFallbackWarning, XDNAUnavailableError, XDNARegionError
 """
 

@@ -14,18 +14,19 @@ would be re-targeted behind its back. The copy carries every attribute the
 Python API can read back, the config entries we know of, and the
 free-dimension overrides the provider read (ORT has no way to list them).
 
-Which regions take this route: those on the host emulator. NPU regions still
-run through the Python runtime (XRT via pyxrt) and the onnxruntime-extensions
-bridge (region_op.py): the plugin's native NPU backend runs only programs whose
-payload carries an NPU image, and a program compiled with a symbolic dim (the
-Whisper encoder's batch) has none. xdna-ep's measuring tools see every region
-call of a plugin session through region taps (taps.py).
+Which regions take this route: those on the host emulator and on the NPU (the
+plugin opens the NPU through its native XRT backend; select_device asks it
+first, so device=auto without an NPU is announced here). xdna-ep's measuring
+tools see every region call through region taps (taps.py). Only a process
+whose plugin library cannot be loaded still runs regions through the
+onnxruntime-extensions bridge (region_op.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import onnxruntime as ort
@@ -74,6 +75,41 @@ def available() -> str | None:
                     "instead", EP_NAME, _UNAVAILABLE[0])
         return _UNAVAILABLE[0]
     return None
+
+
+@dataclass(frozen=True)
+class PluginDevice:
+    """The device a session's regions run on inside the plugin library: nothing is
+    opened in Python (the plugin opens the NPU through its native backend)."""
+
+    name: str  # "npu" | "emulator"
+
+
+_AUTO_TOLD: list[str] = []  # device=auto without an NPU: said once per process
+
+
+def select_device(requested: str, fallback: str) -> tuple[PluginDevice, str]:
+    """(device, why) for provider option `device` on the plugin library. The NPU is
+    what the plugin's native NPU backend opens (the device list is only a probe);
+    device=npu without it raises RuntimeError with the reason, device=auto runs the
+    emulator, announced once at warning level with the reason."""
+    if requested == "emulator":
+        return PluginDevice("emulator"), "emulator requested (device='emulator')"
+    if requested not in ("npu", "auto"):
+        raise ValueError(f"device must be one of auto, npu, emulator, got {requested!r}")
+    from .. import plugin
+
+    opens, why = plugin.npu_backend_opens()
+    if opens:
+        return PluginDevice("npu"), ("the plugin library's native NPU backend opened the NPU "
+                                     f"(fallback={fallback})")
+    if requested == "npu":
+        raise RuntimeError(f"the plugin library's NPU backend cannot open the NPU: {why}")
+    reason = f"no usable NPU: {why}; using the emulator (CPU)"
+    if not _AUTO_TOLD:
+        _AUTO_TOLD.append(reason)
+        log.warning("%s: device=auto: %s", EP_NAME, reason)
+    return PluginDevice("emulator"), reason
 
 
 def runtime_options(device: str, fallback: str, num_threads: int | None) -> dict[str, str]:

@@ -191,6 +191,10 @@ class XDNAProvider:
         # whether the caller needs the rewritten model and programs in Python even
         # when it runs natively (e.g. to write an ep.context_enable model)
         self.need_model = True
+        # provider option device -> (device, why): the Python runtime's selection by
+        # default; the session adapter names the plugin library's when it runs there
+        self.device_selector: Callable[[str, str], tuple[Any, str]] = (
+            lambda name, fallback: stages.select_device(name, fallback))
         self._ctx_file: Path | None = None  # the last _compiled()'s EPContext file
         self._ctx_regions = 0
         self._last_compile: tuple[dict[str, int], dict[str, str]] = ({}, {})
@@ -226,7 +230,7 @@ class XDNAProvider:
         if not isinstance(src, bytes) and not Path(src).is_file():
             raise FileNotFoundError(f"model file not found: {src}")
         try:
-            device, reason = stages.select_device(opts.device, opts.fallback)
+            device, reason = self.device_selector(opts.device, opts.fallback)
         except Exception as exc:  # noqa: BLE001 - any device failure is reported
             if opts.device == "npu":  # asked for the hardware by name: never substitute
                 raise XDNAUnavailableError(f"{EP_NAME}: device=npu is not available: "

@@ -7,11 +7,11 @@ policy) prepares it; this class then hands ORT the compiled model and shows the
 core's fallback notices as XDNAFallbackWarning. Regions on the host emulator
 run in the native plugin library: the compiled model goes to ORT as EPContext
 nodes with XDNAExecutionProvider's device selected (plugin_route.py), so ORT
-calls C++ for every region. Regions on the NPU (Python XRT runtime) still run
-through the onnxruntime-extensions bridge (region_op.py): the plugin's native
-NPU backend needs an NPU image in the payload, which a program compiled with a
-symbolic dim lacks. run, run_with_ort_values, IOBinding, get_inputs/get_outputs
-and profiling are ORT's own.
+calls C++ for every region; regions on the NPU run there too, through the
+plugin's native XRT backend (its fallbacks to the emulator are announced here).
+Only without a loadable plugin library do regions run through the
+onnxruntime-extensions bridge (region_op.py). run, run_with_ort_values,
+IOBinding, get_inputs/get_outputs and profiling are ORT's own.
 
 Only the providers list decides: without "XDNAExecutionProvider" in it this
 class is a plain ORT session. With it, XDNA runs or a warning (fallback=allow)
@@ -128,9 +128,9 @@ def _bridge() -> Any:
 
 
 def _plugin_runs(device: str) -> bool:
-    """Whether the plugin library runs this device's regions (the host emulator,
-    when the library is built and registers)."""
-    return device == "emulator" and plugin_route.available() is None
+    """Whether the plugin library runs this device's regions (the host emulator and
+    the NPU through its native backend, when the library is built and registers)."""
+    return device in ("emulator", "npu") and plugin_route.available() is None
 
 
 def _epcontext_bytes(prepared: PreparedModel) -> bytes:
@@ -204,6 +204,9 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         self._xdna_native = False  # regions run in the plugin library
         self._xdna_plugin_so: ort.SessionOptions | None = None
         self._xdna_tap: Any = None  # taps.RegionTap of a measuring session
+        # NPU->emulator fallbacks the plugin had counted when this session last
+        # looked (-1: not an NPU session on the plugin; taps.npu_fallbacks)
+        self._xdna_fallbacks_seen = -1
         self.xdna_start = StartInfo()
         # the partition plan of this session (None for a plain ORT session): what
         # went where, MAC shares, launches; whisper and the benchmarks read it
@@ -237,6 +240,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         so = sess_options if sess_options is not None else ort.SessionOptions()
         provider = self._xdna_provider(opts)
         provider.native_devices = self._xdna_runs_natively
+        if self._xdna_runs_natively("emulator"):  # the plugin library is there: it
+            provider.device_selector = plugin_route.select_device  # opens the NPU
         self._xdna_provider_core = provider
         on_call = self._xdna_on_region_call()
         # the rewritten model in Python is needed to write ep.context_enable's file,
@@ -293,6 +298,10 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             # proto (all CPU-side FP32 weights, ~190 MB for the Whisper decoder)
             # would be alive next to the bytes and ORT's copy at the start's peak
             prepared.rewritten = None
+        if prepared.native and self.xdna_start.device == "npu":
+            from .taps import npu_fallbacks
+
+            self._xdna_fallbacks_seen = npu_fallbacks()[0]
         try:
             if prepared.native and prepared.epcontext_file is not None:
                 with _native_model(prepared) as model:
@@ -300,6 +309,12 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             else:
                 super().__init__(model_for_ort, ort_so, ort_providers, ort_options, **kwargs)
         except Exception as exc:
+            if (prepared.native and self.xdna_start.device == "npu"
+                    and plugin_route.is_plugin_error(exc) and "NPU" in str(exc)):
+                # the plugin refused to put a region on the NPU (fallback=error): the
+                # compiled model is fine, the device is not
+                raise XDNAUnavailableError(f"{EP_NAME}: the NPU cannot run this model's "
+                                           f"regions: {exc}") from exc
             if prepared.epcontext_file is None:
                 raise
             # a cache entry whose EPContext model is gone (another process rebuilt
@@ -332,7 +347,34 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             write_shipped_model(prepared.rewritten, prepared.programs, context_path)
             log.info("%s: compiled model written to %s", EP_NAME, context_path)
             self.xdna_start.notes.append(f"context model: {context_path}")
+        self._xdna_check_fallbacks(stacklevel=2)
         self.xdna_start.seconds = time.perf_counter() - t0
+
+    def _xdna_check_fallbacks(self, stacklevel: int) -> None:
+        """Announces NPU regions the plugin moved to its emulator (fallback=allow)
+        since the last check: warning, log line, start notes and the plan (and the
+        report file). The plugin's counter is per process: with several NPU sessions
+        running at once, a fallback is announced by the session that looks first."""
+        if self._xdna_fallbacks_seen < 0:
+            return
+        from .taps import npu_fallbacks
+
+        count, reason = npu_fallbacks()
+        if count <= self._xdna_fallbacks_seen:
+            return
+        self._xdna_fallbacks_seen = count
+        msg = (f"{EP_NAME}: {reason} (the host emulator runs it instead: fallback=allow; "
+               "speed is CPU speed)")
+        log.warning("%s", msg)
+        warnings.warn(msg, XDNAFallbackWarning, stacklevel=stacklevel + 1)
+        self.xdna_start.notes.append(msg)
+        plan = self.xdna_plan
+        if plan is not None:
+            plan.fallbacks.append(msg)
+            if self.xdna_options.report is not None:
+                from . import stages as stages_mod
+
+                stages_mod.write_report(plan, self.xdna_options.report)
 
     def _plugin_options(self) -> ort.SessionOptions:
         """SessionOptions for a session on the plugin library, made once per
@@ -346,7 +388,8 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                          if choice is not None else {})
             opts = self.xdna_options
             rest, rest_opts, _ = self._xdna_rest
-            runtime = plugin_route.runtime_options("emulator", opts.fallback, opts.num_threads)
+            runtime = plugin_route.runtime_options(self.xdna_start.device, opts.fallback,
+                                                   opts.num_threads)
             if self._xdna_tap is not None:
                 runtime["tap"] = str(self._xdna_tap.token)
             self._xdna_plugin_so = plugin_route.session_options(
@@ -413,7 +456,9 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             if not native:
                 return fn(*args, **kwargs)
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                self._xdna_check_fallbacks(stacklevel=3)
+                return result
             except Exception as exc:
                 if plugin_route.is_plugin_error(exc):
                     tap_exc = self._xdna_tap.take_error() if self._xdna_tap is not None else None
