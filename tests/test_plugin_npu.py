@@ -198,17 +198,21 @@ def test_compiled_encoder_layer_on_the_npu_equals_the_emulator(encoder, quantiza
     assert not fake_npu.calls("device.error") and not fake_npu.calls("device.reject")
 
 
+@pytest.mark.parametrize("dims", [None, "batch_size=1,mel_frames=400"])
 def test_encoder_layer_with_a_symbolic_batch_gets_images_for_the_calibrated_shape(
-        fake_npu: FakeNpu, tmp_path: Path) -> None:
-    """Batch and frames symbolic, sized only by the calibration arrays (batch 1): every
-    launch has the image of that shape, batch 1 runs on the FAKE NPU with
-    fallback=error and equals the emulator; batch 2 is an error naming both shapes."""
+        dims: str | None, fake_npu: FakeNpu, tmp_path: Path) -> None:
+    """Batch and frames symbolic, sized only by the calibration arrays (batch 1), or by
+    provider option dims (xdna-ep compile --dims): every launch has the image of that
+    shape, batch 1 runs on the FAKE NPU with fallback=error and equals the emulator;
+    batch 2 is an error naming both shapes."""
     onnx.save(encoder_layer(d=256, heads=4, ffn=1024, t=200, front_end=True, mels=80,
                             symbolic=True), str(tmp_path / "m.onnx"))
     x = np.random.default_rng(6).standard_normal((1, 80, 400)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", input_features=x * 0.9)
     opts = {"cache_dir": str(tmp_path / "cache"), "quantization": "static",
             "calibration": str(tmp_path / "calib.npz")}
+    if dims is not None:
+        opts["dims"] = dims
     out = compile_to_epcontext(tmp_path / "m.onnx", tmp_path / "m_ctx.onnx", options=opts)
     want = plugin_session(out, {"device": "emulator"}).run(None, {"input_features": x})
     sess = npu_session(out, {"fallback": "error"})       # a launch without image: an error
