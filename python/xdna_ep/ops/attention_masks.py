@@ -375,6 +375,8 @@ def prune_conversions(model: onnx.ModelProto, added: Iterable[Conversion],
                       read: set[str]) -> set[str]:
     """Remove (in place) the conversions whose twin no NPU region reads; returns the
     removed node names."""
+    from ..rewrite.graph_edit import drop_unread_initializers, remove_nodes
+
     gone_nodes: set[str] = set()
     gone_inits: set[str] = set()
     for c in added:
@@ -382,12 +384,8 @@ def prune_conversions(model: onnx.ModelProto, added: Iterable[Conversion],
             gone_nodes.update(c.nodes)
             gone_inits.update(c.initializers)
     if gone_nodes:
-        kept = [n for n in model.graph.node if n.name not in gone_nodes]
-        del model.graph.node[:]
-        model.graph.node.extend(kept)
-        inits = [t for t in model.graph.initializer if t.name not in gone_inits]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(inits)
+        remove_nodes(model, gone_nodes)
+        drop_unread_initializers(model, gone_inits)
     return gone_nodes
 
 

@@ -300,27 +300,14 @@ def settle_patch_rewrites(model: onnx.ModelProto, rewrites: Iterable[PatchRewrit
     gets its Conv back (ONNX Runtime's Conv beats five CPU nodes doing the same);
     then initializers nobody reads any more go (a kept rewrite's Conv weight:
     the MatMul reads its own [K, N] copy). Returns the rewrites undone."""
-    from ..capability.graph import node_inputs
+    from ..rewrite.graph_edit import drop_unread_initializers, remove_nodes
 
     undone = [r for r in rewrites if r.matmul not in on_npu]
     candidates = {r.original.input[1] for r in rewrites}
     for r in undone:
-        gone = set(r.nodes)
-        order: list[onnx.NodeProto] = []
-        for n in model.graph.node:
-            if n.name not in gone:
-                order.append(n)
-            elif n.name == r.nodes[0]:
-                order.append(r.original)
-        del model.graph.node[:]
-        model.graph.node.extend(order)
+        remove_nodes(model, r.nodes, restore={r.nodes[0]: r.original})
         candidates.update(r.initializers)
-    read = {t for n in model.graph.node for t in node_inputs(n)}
-    read |= {o.name for o in model.graph.output}
-    keep = [t for t in model.graph.initializer if t.name not in candidates or t.name in read]
-    if len(keep) != len(model.graph.initializer):
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
+    drop_unread_initializers(model, candidates)
     return undone
 
 
