@@ -170,3 +170,28 @@ def test_whisper_int8_compute_type_on_a_real_clip(device):
     assert word_error_rate(sample.reference, text) <= fp32_wer + 0.10, text
     assert WhisperModel("tiny.en", device=device, compute_type="float32").compute_type == \
         "float32"
+
+
+def test_quantize_file_drops_only_ort_preprocessing_hint(lm, tmp_path, monkeypatch, caplog):
+    """ORT's 'consider pre-processing' hint is dropped; any other root warning logged
+    during the transform still reaches the user, and the root level is untouched."""
+    import onnxruntime.quantization as q
+
+    from xdna_ep.ort.cpu_quantize import quantize_file
+
+    real = q.quantize_dynamic
+
+    def noisy(*args, **kwargs):
+        logging.warning("something else went wrong")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(q, "quantize_dynamic", noisy)
+    level = logging.getLogger().level
+    with caplog.at_level(logging.WARNING):
+        quantize_file(lm.model, tmp_path / "int8.onnx")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "something else went wrong" in messages
+    assert not any("pre-processing" in m for m in messages)
+    assert logging.getLogger().level == level
+    assert "MatMulInteger" in _ops(onnx.load(str(tmp_path / "int8.onnx"))) or \
+        "DynamicQuantizeMatMul" in _ops(onnx.load(str(tmp_path / "int8.onnx")))
