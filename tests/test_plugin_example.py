@@ -108,5 +108,22 @@ def test_compile_command_sizes_symbolic_dims_from_the_dims_option(tmp_path, caps
     assert cli.main([*base, "--dims", "rows=256", "--report", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["dims"] == {"rows": 256}
+    assert "compiled for one input shape" in capsys.readouterr().out
+    # compiled for 256 rows (shape nodes may be folded): the file's inputs say so, and
+    # ONNX Runtime refuses another row count up front, naming the input
+    ctx = onnx.load(str(tmp_path / "m_ctx.onnx"))
+    assert all(vi.type.tensor_type.shape.dim[0].dim_value == 256
+               for vi in (*ctx.graph.input, *ctx.graph.output))
+    from xdna_ep.plugin import get_plugin_ep_devices
+
+    so = ort.SessionOptions()
+    so.add_provider_for_devices(get_plugin_ep_devices("emulator"), {"device": "emulator"})
+    sess = ort.InferenceSession(str(tmp_path / "m_ctx.onnx"), so)
+    name = sess.get_inputs()[0].name
+    width = sess.get_inputs()[0].shape[1]
+    x = np.random.default_rng(0).standard_normal((256, width)).astype(np.float32)
+    assert sess.run(None, {name: x})[0].shape[0] == 256
+    with pytest.raises(Exception, match=r"invalid dimensions for input: " + name):
+        sess.run(None, {name: x[:128]})
     assert cli.main([*base, "--dims", "nosuch=3"]) == 1
     assert "not symbolic input dims of this model" in capsys.readouterr().err

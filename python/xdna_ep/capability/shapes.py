@@ -279,6 +279,25 @@ def fold_shape_nodes(model: onnx.ModelProto, dims: dict[str, int]) -> tuple[onnx
     return out, folded
 
 
+def pin_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> onnx.ModelProto:
+    """A copy of `model` whose graph inputs and outputs have the symbolic dims named
+    in `dims` fixed to those sizes.
+
+    Why: a model compiled for one input shape (fold_shape_nodes) must say so in
+    its own signature once it leaves the provider (an `xdna-ep compile` EPContext
+    file run by any ONNX Runtime application): ONNX Runtime then rejects another
+    shape up front, naming the input and the expected dims, instead of a region
+    failing half way with a stage's shape error."""
+    out = copy.deepcopy(model)
+    for vi in list(out.graph.input) + list(out.graph.output):
+        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in dims:
+                d.dim_value = int(dims[d.dim_param])   # replaces the dim_param (oneof)
+    return out
+
+
 def _fold_shape_gathers(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> None:
     """Gathers of a folded shape at a constant index become Constants too (in place).
 

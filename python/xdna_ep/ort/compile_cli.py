@@ -9,6 +9,7 @@ nodes. Any ONNX Runtime application runs the result with libxdna_ep_provider.so.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def compile_to_epcontext(model: str | Path, output: str | Path, *, embed_mode: i
                          options: dict[str, object] | None = None) -> Path:
     """Library form of the command: returns the written path; raises
     XDNAUnavailableError when no region of the model can run on XDNA."""
+    from ..capability.shapes import pin_symbolic_dims
+    from .dims import shape_key as dims_text
     from .epcontext import write_epcontext_model
     from .errors import XDNAUnavailableError
     from .options import parse_options
@@ -63,6 +66,12 @@ def compile_to_epcontext(model: str | Path, output: str | Path, *, embed_mode: i
             reasons = sorted({n.reason for n in plan.nodes if n.placement == "cpu"})[:3]
             why += f" (e.g. {'; '.join(reasons)})" if reasons else ""
         raise XDNAUnavailableError(f"xdna-ep compile: {why}; nothing to write")
+    if plan is not None and plan.dims and provider.pinned(plan.dims, plan.dims_source):
+        # compiled for this one input shape (Shape nodes folded): the file says so
+        rewritten = pin_symbolic_dims(rewritten, dict(plan.dims))
+        logging.getLogger("xdna_ep").info(
+            "xdna-ep compile: compiled for input dims %s; the model's inputs are fixed to "
+            "these sizes (compile again for others)", dims_text(plan.dims))
     return write_epcontext_model(rewritten, programs, output, embed_mode=embed_mode,
                                  dims=plan.dims if plan is not None else None)
 
@@ -84,4 +93,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"xdna-ep compile: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {out}")
+    fixed = _fixed_input_dims(out) if args.dims else ""
+    if fixed:
+        print(f"compiled for one input shape: {fixed} (compile again for other sizes)")
     return 0
+
+
+def _fixed_input_dims(path: Path) -> str:
+    """The written model's input signature ("input_ids[4,128], ..."), read without
+    side files."""
+    import onnx
+
+    def dims(vi: onnx.ValueInfoProto) -> str:
+        return ",".join(str(d.dim_value or d.dim_param or "?")
+                        for d in vi.type.tensor_type.shape.dim)
+
+    m = onnx.load(str(path), load_external_data=False)
+    return ", ".join(f"{i.name}[{dims(i)}]" for i in m.graph.input)
