@@ -21,6 +21,7 @@ from xdna_ep.runtime import (
     select_device,
 )
 
+from fakes.fake_npu_tree import make_fake_npu_tree  # isort: skip
 from fakes.fake_pyxrt import make_fake_pyxrt  # isort: skip
 from fakes.kernels_for_tests import fake_kernels, make_npu_files, make_program  # isort: skip
 
@@ -28,30 +29,9 @@ from fakes.kernels_for_tests import fake_kernels, make_npu_files, make_program  
 def fake_machine(root: Path, *, node: bool = True, driver: str = "amdxdna",
                  loaded: bool = True, firmware: str | None = "1.5.5.391",
                  pyxrt: bool = True, skip_xclbin: tuple[str, ...] = ()) -> Probes:
-    """A FAKE machine with an NPU, described as files under `root`."""
-    dev = root / "dev" / "accel"
-    dev.mkdir(parents=True)
-    sys_ = root / "sys"
-    pci = sys_ / "devices" / "pci0000:00" / "0000:c5:00.1"
-    pci.mkdir(parents=True)
-    drv = sys_ / "bus" / "pci" / "drivers" / driver
-    drv.mkdir(parents=True)
-    (pci / "driver").symlink_to(drv)
-    (pci / "vbnv").write_text("RyzenAI-npu1\n")
-    (pci / "device").write_text("0x1502\n")
-    if firmware is not None:
-        (pci / "fw_version").write_text(firmware + "\n")
-    if node:
-        (dev / "accel0").write_text("")
-        cls = sys_ / "class" / "accel" / "accel0"
-        cls.mkdir(parents=True)
-        (cls / "device").symlink_to(pci)
-    (root / "proc").mkdir()
-    (root / "proc" / "modules").write_text(
-        "amdxdna 200704 0 - Live 0x0\n" if loaded else "snd 1 0 - Live 0x0\n")
-    if loaded:
-        (sys_ / "module" / "amdxdna").mkdir(parents=True)
-        (sys_ / "module" / "amdxdna" / "version").write_text("2.19.0\n")
+    """A FAKE machine with an NPU, described as files under `root` (the same tree
+    the plugin library's probe is tested on, fakes/fake_npu_tree.py)."""
+    tree = make_fake_npu_tree(root, node=node, driver=driver, loaded=loaded, firmware=firmware)
     manifest, xdir = make_npu_files(root / "kernels", skip_xclbin=skip_xclbin)
     fake = make_fake_pyxrt()
 
@@ -60,7 +40,7 @@ def fake_machine(root: Path, *, node: bool = True, driver: str = "amdxdna",
             raise ModuleNotFoundError("No module named 'pyxrt'")
         return fake
 
-    return Probes(dev_root=dev, sys_root=sys_, proc_modules=root / "proc" / "modules",
+    return Probes(dev_root=tree.dev_root, sys_root=tree.sys_root, proc_modules=tree.proc_modules,
                   import_pyxrt=importer, manifest=manifest, xclbin_dirs=(xdir,))
 
 

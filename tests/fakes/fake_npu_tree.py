@@ -1,4 +1,5 @@
-"""A FAKE amdxdna NPU described as files, for the plugin library's device probe.
+"""A FAKE amdxdna NPU described as files, for the device probes (the plugin library's
+provider/npu_probe.cc and the Python runtime/discovery.py).
 
 The layout is what the amdxdna driver gives a Phoenix (npu1) machine, cut down to
 what provider/npu_probe.cc reads:
