@@ -71,10 +71,32 @@ std::string NpuDevice::last_error() const {
   return e != nullptr && *e != '\0' ? e : "unknown NPU backend error";
 }
 
+// The command timeout: $XDNA_EP_NPU_TIMEOUT_MS when set (a bad value is a reason
+// not to open, never silently the default), else kNpuTimeoutMs.
+bool command_timeout_ms(unsigned int& out, std::string* why) {
+  const char* env = std::getenv(kNpuTimeoutEnv);
+  if (env == nullptr || *env == '\0') {
+    out = kNpuTimeoutMs;
+    return true;
+  }
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  if (*end != '\0' || v < 1 || v > 3600000) {
+    if (why != nullptr)
+      *why = std::string("$") + kNpuTimeoutEnv + "='" + env +
+             "' is not a command timeout in milliseconds (an integer 1 .. 3600000)";
+    return false;
+  }
+  out = static_cast<unsigned int>(v);
+  return true;
+}
+
 std::shared_ptr<NpuDevice> open_npu_device(std::string* why) {
+  unsigned int timeout_ms = 0;
+  if (!command_timeout_ms(timeout_ms, why)) return nullptr;
   NpuApi api;
   if (!load_api(api, why)) return nullptr;
-  void* handle = api.open(0, kNpuTimeoutMs);
+  void* handle = api.open(0, timeout_ms);
   if (handle == nullptr) {
     if (why != nullptr) {
       const char* e = api.last_error();

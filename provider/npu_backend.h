@@ -46,8 +46,11 @@ class NpuDevice {
 constexpr const char* kNpuLibraryEnv = "XDNA_EP_NPU_LIBRARY";
 constexpr const char* kXclbinDirEnv = "XDNA_EP_XCLBIN_DIR";
 constexpr unsigned int kNpuTimeoutMs = 10000;  // as runtime/xrt.py DEFAULT_TIMEOUT_MS
+// Overrides the command timeout (milliseconds, 1 .. 3600000), as in runtime/xrt.py.
+constexpr const char* kNpuTimeoutEnv = "XDNA_EP_NPU_TIMEOUT_MS";
 
-// Loads the backend library and opens NPU 0; nullptr with the reason in *why.
+// Loads the backend library and opens NPU 0 with the command timeout of
+// $XDNA_EP_NPU_TIMEOUT_MS (else kNpuTimeoutMs); nullptr with the reason in *why.
 std::shared_ptr<NpuDevice> open_npu_device(std::string* why);
 
 // Whether the NPU backend loads and an NPU opens through it (the device is closed

@@ -237,3 +237,19 @@ def test_npu_outputs_do_not_depend_on_a_stale_out_buffer(fake_npu: FakeNpu, gelu
         x = rng.integers(-127, 128, feeds["x"].shape, dtype=np.int8)
         (got,) = sess.run(None, {"x": x})
         assert got.tobytes() == emu.run({"x": x})["y"].tobytes()
+
+
+def test_command_timeout_comes_from_the_environment(fake_npu: FakeNpu, gelu,
+                                                     monkeypatch) -> None:
+    """$XDNA_EP_NPU_TIMEOUT_MS sets the plugin's command timeout (read when the NPU
+    opens); a bad value keeps the NPU closed and says why, never the default."""
+    model, feeds, want = gelu
+    monkeypatch.setenv("XDNA_EP_NPU_TIMEOUT_MS", "2500")
+    (got,) = npu_session(model).run(None, feeds)
+    assert got.tobytes() == want.tobytes()
+    waits = fake_npu.calls("run.wait")
+    assert waits and all(w["timeout_ms"] == 2500 for w in waits)
+    monkeypatch.setenv("XDNA_EP_NPU_TIMEOUT_MS", "ten seconds")
+    with pytest.raises(Exception, match=r"NPU is unavailable: \$XDNA_EP_NPU_TIMEOUT_MS='ten "
+                                        r"seconds' is not a command timeout"):
+        npu_session(model)

@@ -154,3 +154,12 @@ def test_four_threads_on_the_npu_path(npu) -> None:
 def test_invalid_timeout_is_rejected() -> None:
     with pytest.raises(ValueError, match="timeout_ms"):
         XrtDevice(make_fake_pyxrt(), timeout_ms=0)
+
+
+def test_timeout_comes_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("XDNA_EP_NPU_TIMEOUT_MS", "2500")
+    assert XrtDevice(make_fake_pyxrt()).timeout_ms == 2500
+    assert XrtDevice(make_fake_pyxrt(), timeout_ms=7).timeout_ms == 7   # an argument wins
+    monkeypatch.setenv("XDNA_EP_NPU_TIMEOUT_MS", "0")
+    with pytest.raises(ValueError, match=r"\$XDNA_EP_NPU_TIMEOUT_MS='0' is not a command timeout"):
+        XrtDevice(make_fake_pyxrt())

@@ -21,7 +21,7 @@ from .discovery import Probes, SystemInfo, probe_system
 from .emulator import EmulatorDevice
 from .errors import DeviceUnavailableError
 from .fallback import FallbackDevice
-from .xrt import DEFAULT_TIMEOUT_MS, XrtDevice
+from .xrt import XrtDevice
 
 log = logging.getLogger("xdna_ep.runtime")
 
@@ -42,7 +42,7 @@ class DeviceChoice:
         return {"requested": self.requested, "device": self.name, "reason": self.reason,
                 "fallback": self.fallback}
 
-    def open(self, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Device:
+    def open(self, *, timeout_ms: int | None = None) -> Device:
         """The device object for this choice (the NPU wrapped for fallback="allow")."""
         if self.name == "emulator":
             return EmulatorDevice()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,24 @@ from .shapes import BufferSpec
 from .xclbins import DesignFiles, find_designs, read_instructions
 
 DEFAULT_TIMEOUT_MS = 10_000
+TIMEOUT_ENV = "XDNA_EP_NPU_TIMEOUT_MS"   # the plugin's backend reads the same variable
+
+
+def command_timeout_ms() -> int:
+    """$XDNA_EP_NPU_TIMEOUT_MS (milliseconds, 1 .. 3600000) when set, else
+    DEFAULT_TIMEOUT_MS. Why a variable: a first launch on a cold device, or a large
+    fused design, may need longer than 10 s, and the setting is per machine."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_MS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 3_600_000:
+        raise ValueError(f"${TIMEOUT_ENV}={raw!r} is not a command timeout in milliseconds "
+                         "(an integer 1 .. 3600000)")
+    return value
 _BO_GRANULE = 4096
 _STILL_RUNNING = ("ERT_CMD_STATE_NEW", "ERT_CMD_STATE_QUEUED", "ERT_CMD_STATE_SUBMITTED",
                   "ERT_CMD_STATE_RUNNING")
@@ -106,9 +125,11 @@ class XrtDevice:
     name = "npu"
 
     def __init__(self, pyxrt: ModuleType | None = None, *, index: int = 0,
-                 timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                 timeout_ms: int | None = None,
                  manifest: Mapping[str, Any] | None = None,
                  xclbin_dirs: Sequence[Path] | None = None) -> None:
+        if timeout_ms is None:
+            timeout_ms = command_timeout_ms()
         if timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be > 0, got {timeout_ms}")
         if pyxrt is None:
