@@ -664,7 +664,7 @@ def _drop_unrunnable(plan: PartitionPlan, compiled: dict[int, Program]) -> None:
             if bad:
                 raise NotImplementedError(f"outputs {bad} are not float32")
         except NotImplementedError as exc:
-            _keep_on_cpu(plan, region, f"region op cannot call it: {exc}", str(exc))
+            _keep_on_cpu(plan, region, f"no region node for it: {exc}", str(exc))
             plan.fallbacks.append(f"region {region.id}: {exc}")
             del compiled[region.id]
 
