@@ -3,7 +3,8 @@ route): a corrupt or missing libxdna_ep_provider.so, or an onnxruntime without t
 plugin execution-provider API. Sessions then fail naming the library and the reason
 (fallback=error, device=npu), or run the user's original FP32 model on the CPU
 provider, announced: XDNAFallbackWarning, a warning log line, a fallback line and a
-note in the plan and the report (fallback=allow). Never silently.
+note in the plan and the report (fallback=allow). An EPContext model has no CPU fallback at
+all: an error in both modes. Never silently.
 
 Each case runs in a fresh interpreter: the library is registered (or refused) once
 per process."""
@@ -90,6 +91,20 @@ res["plan_notes"] = list(sess.xdna_plan.notes) if sess.xdna_plan else None
 res["warning_logs"] = [m for lvl, m in logs if lvl == "WARNING"]
 res["cache_entries"] = sorted(p.name for p in Path({cache!r}).iterdir()
                               if p.name != "report.json" and p.is_dir())
+# an EPContext model (xdna-ep compile): the CPU provider cannot run it, so even
+# fallback=allow is an error saying so
+import onnx
+from xdna_ep.ort.compile_cli import compile_to_epcontext
+src = Path({cache!r}) / "lm.onnx"
+onnx.save(lm.model, src)
+ctx = compile_to_epcontext(src, Path({cache!r}) / "lm_ctx.onnx",
+                           options={{"cache_dir": str(Path({cache!r}) / "compile")}})
+try:
+    InferenceSession(str(ctx), providers=["XDNAExecutionProvider"],
+                     provider_options=[{{"device": "emulator", "fallback": "allow"}}])
+    res["epcontext"] = None
+except XDNAUnavailableError as exc:
+    res["epcontext"] = str(exc)
 print("PROBE", json.dumps(res))
 """
 
@@ -135,3 +150,6 @@ def test_without_the_plugin_library_sessions_fail_or_fall_back_announced(case, t
     assert all(n["placement"] == "cpu" for n in res["report"]["nodes"])
     assert any("no runner" in n["reason"] for n in res["report"]["nodes"])
     assert res["cache_entries"] == []  # nothing was compiled for a process that cannot run it
+    ctx = res["epcontext"]
+    assert ctx is not None and lib in ctx and "EPContext payloads" in ctx, ctx
+    assert "CPU provider cannot run EPContext nodes" in ctx

@@ -293,15 +293,17 @@ class XDNAProvider:
         info = self.start
         info.source = "epcontext"
         self._proto = None  # ORT reads the model itself
-        if self.no_runner is not None:
-            self._cannot_run(f"its regions are EPContext payloads, which run only in the "
-                             f"plugin library, and {self.no_runner}")
-            return self._on_cpu(prepared, "cpu-fallback")
-        if not self.runs_natively(info.device):
-            self._cannot_run(f"its regions are EPContext payloads, which run in the plugin "
-                             f"library, and the plugin library has no {info.device} backend "
-                             "(it runs the host emulator: provider option device=emulator)")
-            return self._on_cpu(prepared, "cpu-fallback")
+        why = (self.no_runner if self.no_runner is not None
+               else None if self.runs_natively(info.device)
+               else f"the plugin library has no {info.device} backend (it runs the host "
+                    "emulator: provider option device=emulator)")
+        if why is not None:
+            # no CPU fallback exists: the CPU provider cannot run EPContext nodes
+            raise XDNAUnavailableError(
+                f"{EP_NAME} cannot run this model: its regions are EPContext payloads, which "
+                f"only the plugin library runs, and {why}; ONNX Runtime's CPU provider "
+                "cannot run EPContext nodes either (run the original model to do without "
+                "XDNA)")
         prepared.epcontext = True
         prepared.native = True
         info.regions = count
