@@ -17,7 +17,17 @@ def test_bench_session_json(capsys):
     assert doc["first_start_s"] > 0 and doc["cached_start_s"] > 0
     assert doc["regions"] >= 1
     assert set(doc["large_call_ms"]) == {"ort", "direct"}
-    assert isinstance(doc["bridge_region_call_overhead_us"], float)
+    for key in ("region_call_us", "program_us", "ort_floor_us"):  # the overhead's parts
+        assert isinstance(doc[key], float), key
+    # the plugin's figures only: no key of the former Python bridge
+    assert not [k for k in doc if "bridge" in k]
+
+
+def test_bench_session_text_names_the_plugin_route_only(capsys):
+    assert main(["bench", "session", "--layers", "1", "--repeats", "1", "--calls", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "through ORT + plugin" in out and "second start (cache hit)" in out
+    assert "bridge" not in out.lower()
 
 
 def test_direct_program_equals_the_plugin_session():

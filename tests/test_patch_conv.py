@@ -115,22 +115,31 @@ def test_symbolic_batch_and_image_size_run_at_two_sizes(tmp_path, no_cost_model)
         assert any(n.op_type == "Shape" for n in rows.values())  # H, W read at run time
 
 
-def test_plugin_route_bytes_equal_python_route_bytes(tmp_path, monkeypatch, no_cost_model):
-    """The region runs in the plugin library by default; the Python bridge (the
-    route of the NPU through pyxrt) must give the same bytes."""
-    import xdna_ep.ort.session as session_mod
+def test_plugin_region_bytes_equal_the_python_emulators(tmp_path, no_cost_model):
+    """The region runs in the plugin library; a region tap sees its inputs and
+    outputs, and the Python emulator running the same program on those inputs
+    gives the same bytes (the patch re-layout feeds it what the compile expects)."""
+    from xdna_ep.runtime import EmulatorDevice
+
+    calls: list = []
+
+    class Tapped(xdna_ep.InferenceSession):
+        def _xdna_on_region_call(self):  # type: ignore[no-untyped-def]
+            return calls.append
 
     model = _conv_model([2, 3, 24, 16], 32, (8, 8))
     x = np.random.default_rng(4).standard_normal((2, 3, 24, 16)).astype(np.float32)
-    native = _session(model, tmp_path / "native")
-    assert native._xdna_native
-    want = native.run(None, {"x": x})[0]
-    monkeypatch.setattr(session_mod, "_plugin_runs", lambda device: False)
-    bridge = _session(model, tmp_path / "bridge")
-    assert not bridge._xdna_native and bridge._xdna_active
-    got = bridge.run(None, {"x": x})[0]
-    assert got.dtype == want.dtype and got.shape == want.shape
-    assert got.tobytes() == want.tobytes()
+    sess = Tapped(model.SerializeToString(), providers=[EP, "CPUExecutionProvider"],
+                  provider_options=[{"device": "emulator", "cache_dir": str(tmp_path)}, {}])
+    assert sess._xdna_native
+    got = sess.run(None, {"x": x})[0]
+    assert len(calls) == 1
+    _, program = sess._xdna_provider_core.region_of(calls[0].region)
+    again = EmulatorDevice().load(program).run(calls[0].inputs)
+    for name, out in calls[0].outputs.items():
+        assert out.dtype == again[name].dtype and out.tobytes() == again[name].tobytes()
+    assert _cos(got, _ort_cpu(model, {"x": x})) >= 0.999
+    sess._xdna_tap.close()
 
 
 REFUSED = {

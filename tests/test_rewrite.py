@@ -10,15 +10,14 @@ from onnx import TensorProto, helper
 from test_ort_support import (
     K,
     N,
-    RunnerDevice,
     compile_linear,
     direct,
     linear_model,
     linear_plan,
 )
 
-from xdna_ep.ort import region_op
-from xdna_ep.ort.provider import LoadedRegion
+from xdna_ep.ort.epcontext import epcontext_model
+from xdna_ep.ort.plugin_route import runtime_options, session_options
 from xdna_ep.rewrite import (
     DOMAIN,
     check_program_ref,
@@ -27,26 +26,16 @@ from xdna_ep.rewrite import (
     region_nodes,
     rewrite_model,
 )
-from xdna_ep.rewrite.graph import _toposort, set_string_attr
+from xdna_ep.rewrite.graph import _toposort
 
 
 def _session(model: onnx.ModelProto, programs: dict, nodes) -> tuple[ort.InferenceSession, dict]:
-    """An ORT session (CPU provider + region op) over a rewritten model."""
-    table = region_op.ProgramTable()
-    dev = RunnerDevice()
-    by_ref = {}
-    for rn in nodes:
-        prog = programs[rn.region]
-        table.add(rn.program, LoadedRegion(dev.load(prog), rn.inputs, rn.outputs,
-                                                    rn.region))
-        by_ref[rn.program] = prog
-    for node in region_nodes(model):
-        set_string_attr(node, "session", table.token)
-    so = ort.SessionOptions()
-    region_op.register_library(so)
-    sess = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
-    sess._keep_table = table  # the table lives as long as the session
+    """An ORT session over a rewritten model the way sessions run it: its region
+    nodes as EPContext nodes on the plugin library (emulator), the rest on the CPU."""
+    by_ref = {rn.program: programs[rn.region] for rn in nodes}
+    assert {node_program(n)[0] for n in region_nodes(model)} == set(by_ref)
+    so = session_options(ort.SessionOptions(), runtime_options("emulator", "error", None))
+    sess = ort.InferenceSession(epcontext_model(model, by_ref).SerializeToString(), so)
     return sess, by_ref
 
 
@@ -80,7 +69,7 @@ def test_shared_initializer_is_kept():
     onnx.checker.check_model(new)
 
 
-def test_rewritten_model_runs_with_region_op():
+def test_rewritten_model_runs_on_the_plugin_library():
     lm = linear_model(two_regions=True)
     plan = linear_plan(lm.model)
     programs = compile_linear(lm.model, plan)

@@ -7,12 +7,7 @@ with fallback=error the run raises XDNARegionError."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,30 +144,3 @@ def test_symbolic_batch_runs_its_compiled_shape_on_the_npu_and_others_announced(
     assert len(fake_npu.calls("kernel.call")) == on_npu
     for got, want in ((got1, want1), (got2, want2)):
         assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want, strict=True))
-
-
-def test_the_npu_route_imports_no_onnxruntime_extensions(fake_npu: FakeNpu, tmp_path) -> None:
-    """A fresh process (the fake_npu fixture's environment: the backend built against
-    the FAKE XRT library, FAKE xclbins) runs a device=npu session on the plugin without
-    importing onnxruntime_extensions."""
-    tests = Path(__file__).resolve().parent
-    code = f"""
-import json, sys
-import numpy as np
-from test_ort_support import big_linear_model
-from xdna_ep.ort import InferenceSession
-lm = big_linear_model(two_regions=True)
-sess = InferenceSession(lm.model.SerializeToString(), providers=["XDNAExecutionProvider"],
-                        provider_options=[{{"cache_dir": {str(tmp_path / "cache")!r},
-                                            "device": "npu", "fallback": "error"}}])
-x = np.random.default_rng(5).standard_normal((256, 384)).astype(np.float32)
-sess.run(None, {{"x": x}})
-print(json.dumps({{"device": sess.xdna_start.device, "native": sess._xdna_native,
-                  "ortx": "onnxruntime_extensions" in sys.modules}}))
-"""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=600, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
-    doc = json.loads(run.stdout.strip().splitlines()[-1])
-    assert doc == {"device": "npu", "native": True, "ortx": False}

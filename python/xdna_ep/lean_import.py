@@ -1,20 +1,16 @@
 """Import one submodule of a package without running the package's __init__.
 
-Two packages on xdna-ep's run path have an __init__ that imports far more than
-we use, and through it torch and transformers (5-8 s on every process start):
-
-- `onnxruntime_extensions`: its __init__ imports the converters (`cvt`,
-  `_hf_cvt`), hence transformers and torch; the region op needs only `_ocos`
-  (the Python custom-op registry over the compiled `_extensions_pydll`).
-- `onnxruntime.tools`: its __init__ imports `pytorch_export_helpers`, hence
-  torch, whenever torch is installed; capability needs only
-  `symbolic_shape_infer`.
+A package on xdna-ep's run path has an __init__ that imports far more than we
+use, and through it torch (seconds on every process start):
+`onnxruntime.tools`: its __init__ imports `pytorch_export_helpers`, hence
+torch, whenever torch is installed; capability needs only
+`symbolic_shape_infer`.
 
 `submodule(package, name)` puts a bare package module under the real name into
 sys.modules (real __path__, __init__ not run) and imports the submodule into
 it. The bare module answers any attribute it lacks by running the real __init__
 into itself then (module `__getattr__`, PEP 562), so code that later does
-`from onnxruntime_extensions import gen_processing_models` still gets the full
+`from onnxruntime.tools import pytorch_export_helpers` still gets the full
 package and simply pays the import at that moment. importlib's LazyLoader does
 not fit: importing a submodule reads the parent's __path__, which makes
 LazyLoader execute the whole package first.
@@ -63,8 +59,3 @@ def submodule(package: str, name: str, install_hint: str | None = None) -> types
                 importlib.import_module(parent)
             sys.modules[package] = _bare_package(package, install_hint or package)
         return importlib.import_module(f"{package}.{name}")
-
-
-def ortx_ocos() -> types.ModuleType:
-    """onnxruntime_extensions._ocos without transformers or torch."""
-    return submodule("onnxruntime_extensions", "_ocos", "onnxruntime-extensions")

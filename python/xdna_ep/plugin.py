@@ -22,12 +22,17 @@ LIBRARY_NAME = "libxdna_ep_provider.so"
 _lock = threading.Lock()
 
 
+def library_path() -> Path:
+    """Where libxdna_ep_provider.so belongs: beside this module (it may be missing)."""
+    return Path(__file__).resolve().parent / LIBRARY_NAME
+
+
 def get_library_path() -> str:
     """Absolute path of libxdna_ep_provider.so, installed beside this module."""
-    path = Path(__file__).resolve().parent / LIBRARY_NAME
+    path = library_path()
     if not path.is_file():
         raise FileNotFoundError(
-            f"{LIBRARY_NAME} is not built: install the package with `pip install .` (or "
+            f"{path} is not built: install the package with `pip install .` (or "
             f"`pip install -e .`); CMake builds it beside xdna_ep._emulator (it needs ONNX "
             f"Runtime's headers, fetched with npm at build time, or ORT_INCLUDE_DIR)")
     return str(path)

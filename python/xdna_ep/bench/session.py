@@ -1,5 +1,6 @@
 """`xdna-ep bench session`: session start cost (compile vs cache) and the cost of
-one region call through ONNX Runtime versus the same program called directly.
+one region call through ONNX Runtime and the plugin library versus the same
+program called directly.
 
 Figures are host (emulator) figures: nothing here runs on an NPU.
 
@@ -13,9 +14,9 @@ Figures are host (emulator) figures: nothing here runs on an NPU.
                             (session.run of an Identity model of the same size on the
                             CPU provider); median per round (target <= 5)
     large_call_ms           the same for a 1500x384 float32 region output
-    bridge_region_call_overhead_us
-                            the overhead through the onnxruntime-extensions bridge (the
-                            NPU route), minus LoadedProgram.run, for comparison
+
+(The region call through the former onnxruntime-extensions Python bridge is
+history, in docs/ARCHITECTURE.md; every region now runs in the plugin library.)
 """
 
 from __future__ import annotations
@@ -153,32 +154,6 @@ class _PluginRegion:
         self.direct = DirectProgram(payload_bytes(program))
 
 
-class _BridgeRegion:
-    """The same region through the onnxruntime-extensions Python bridge (the route
-    of regions on the NPU through pyxrt): ORT -> PyOp -> LoadedProgram.run."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        import onnxruntime as ort
-
-        from ..ort import region_op
-        from ..ort.provider import LoadedRegion
-        from ..rewrite import region_nodes
-        from ..rewrite.graph import set_string_attr
-        from ..runtime import EmulatorDevice
-
-        new, program, node = _one_region_compiled(model)
-        self.table = region_op.ProgramTable()
-        self.loaded = EmulatorDevice().load(program)
-        self.table.add(node.program, LoadedRegion(self.loaded, node.inputs, node.outputs,
-                                                  node.region))
-        for n in region_nodes(new):
-            set_string_attr(n, "session", self.table.token)
-        so = ort.SessionOptions()
-        region_op.register_library(so)
-        self.sess = ort.InferenceSession(new.SerializeToString(), so,
-                                         providers=["CPUExecutionProvider"])
-
-
 def _identity_session(t: int, d: int = 384):
     """ONNX Runtime's own floor: an Identity model of the region's input size on
     the CPU provider (what any session.run costs from Python)."""
@@ -256,12 +231,6 @@ def measure(layers: int = 4, repeats: int = 3, calls: int = 200,
                                               lambda: big.direct.run([xb], (1500, 384)),
                                               max(5, calls // 20))
     res["large_call_ms"] = {"ort": round(big_ort * 1e3, 3), "direct": round(big_direct * 1e3, 3)}
-    old = _BridgeRegion(one_region_model(16))
-    old.sess.run(None, {"x": x})
-    old.loaded.run({"x": x})
-    _, _, bridge_overhead = _paired_median_s(
-        lambda: old.sess.run(None, {"x": x}), lambda: old.loaded.run({"x": x}), pairs)
-    res["bridge_region_call_overhead_us"] = round(bridge_overhead * 1e6, 1)
     res["device"] = "emulator (host CPU; not NPU figures)"
     return res
 
@@ -294,6 +263,4 @@ def run(args: argparse.Namespace) -> int:
     lc = res["large_call_ms"]
     print(f"1500x384 float32 region: through ORT {lc['ort']:.3f} ms, directly "
           f"{lc['direct']:.3f} ms")
-    print(f"the same small call through the Python bridge (NPU route): overhead "
-          f"{res['bridge_region_call_overhead_us']:.1f} us")
     return 0

@@ -15,8 +15,6 @@
                        device selection through its NPU backend)
     taps.py            region taps: every region call of a plugin session in Python
                        (for `bench accuracy` and the self-test)
-    region_op.py       the onnxruntime-extensions custom op through which ORT calls a
-                       region's program in Python (only without the plugin library)
     errors.py          XDNAFallbackWarning, XDNAUnavailableError, XDNARegionError
 """
 

@@ -17,9 +17,11 @@ free-dimension overrides the provider read (ORT has no way to list them).
 Which regions take this route: those on the host emulator and on the NPU (the
 plugin opens the NPU through its native XRT backend; select_device asks it
 first, so device=auto without an NPU is announced here). xdna-ep's measuring
-tools see every region call through region taps (taps.py). Only a process
-whose plugin library cannot be loaded still runs regions through the
-onnxruntime-extensions bridge (region_op.py).
+tools see every region call through region taps (taps.py). This is the only
+route regions take: a process whose plugin library cannot be loaded (not built,
+corrupt, an ONNX Runtime without the plugin EP API) runs no region. Its sessions
+fail naming the library and the reason (fallback=error, device=npu), or run the
+user's model on the CPU provider, announced (fallback=allow: XDNAProvider.no_runner).
 """
 
 from __future__ import annotations
@@ -62,19 +64,40 @@ _UNAVAILABLE: list[str] = []  # why the plugin library could not be used (said o
 
 
 def available() -> str | None:
-    """None when the plugin library is built and registered, else why not."""
+    """None when the plugin library is built and registered, else why not: a
+    sentence naming the library's path and the reason (said once per process at
+    warning level; every session then announces or raises it)."""
     if _UNAVAILABLE:
         return _UNAVAILABLE[0]
     from .. import plugin
 
     try:
         plugin.register()
-    except (FileNotFoundError, RuntimeError, OSError) as exc:
-        _UNAVAILABLE.append(f"the plugin library cannot be used ({exc})")
-        log.warning("%s: %s; regions on the host emulator run through the Python bridge "
-                    "instead", EP_NAME, _UNAVAILABLE[0])
+    except Exception as exc:  # noqa: BLE001 - ORT's Fail is no RuntimeError; any is fatal
+        # AttributeError: an onnxruntime without register_execution_provider_library
+        why = (f"onnxruntime {ort.__version__} has no plugin execution-provider API "
+               f"({exc}): upgrade onnxruntime" if isinstance(exc, AttributeError)
+               else f"{type(exc).__name__}: {exc}")
+        _UNAVAILABLE.append(f"the plugin library {plugin.library_path()} cannot be loaded "
+                            f"({why})")
+        log.warning("%s: %s; no region can run in this process", EP_NAME, _UNAVAILABLE[0])
         return _UNAVAILABLE[0]
     return None
+
+
+def unavailable_selector(why: str):
+    """A device selector (XDNAProvider.device_selector) for a process without a
+    usable plugin library: device=npu cannot be had (RuntimeError: the session
+    raises XDNAUnavailableError); auto and emulator name the emulator, whose
+    regions then go back to the CPU provider (XDNAProvider.no_runner says why)."""
+    def select(requested: str, fallback: str) -> tuple[PluginDevice, str]:
+        if requested not in ("npu", "auto", "emulator"):
+            raise ValueError(f"device must be one of auto, npu, emulator, got {requested!r}")
+        if requested == "npu":
+            raise RuntimeError(why)
+        return PluginDevice("emulator"), f"device={requested}, but {why}"
+
+    return select
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,11 @@ class XDNAProvider:
         # device name -> whether the caller runs that device's regions natively
         # (the session adapter answers: the plugin library carries the emulator)
         self.native_devices: Callable[[str], bool] = lambda _device: False
+        # why the caller can run no region at all (the session adapter: the plugin
+        # library cannot be loaded); None when it can. Set, the model is partitioned
+        # (for the plan and report) but never compiled, and runs on the CPU provider
+        # announced (fallback=allow) or the session fails (fallback=error)
+        self.no_runner: str | None = None
         # whether the caller needs the rewritten model and programs in Python even
         # when it runs natively (e.g. to write an ep.context_enable model)
         self.need_model = True
@@ -238,6 +243,8 @@ class XDNAProvider:
             self._cannot_run(f"device {opts.device!r} is not available ({exc})")
             return self._on_cpu(prepared, "cpu-fallback")
         info.device, info.device_reason = getattr(device, "name", opts.device), reason
+        if self.no_runner is not None and opts.fallback == "error":
+            self._cannot_run(self.no_runner)  # raises: nothing is parsed or compiled
         prepared.device = device
         self._device = device
         if info.device == "emulator":
@@ -286,11 +293,17 @@ class XDNAProvider:
         info = self.start
         info.source = "epcontext"
         self._proto = None  # ORT reads the model itself
-        if not self.runs_natively(info.device):
-            self._cannot_run(f"its regions are EPContext payloads, which run in the plugin "
-                             f"library, and the plugin library has no {info.device} backend "
-                             "(it runs the host emulator: provider option device=emulator)")
-            return self._on_cpu(prepared, "cpu-fallback")
+        why = (self.no_runner if self.no_runner is not None
+               else None if self.runs_natively(info.device)
+               else f"the plugin library has no {info.device} backend (it runs the host "
+                    "emulator: provider option device=emulator)")
+        if why is not None:
+            # no CPU fallback exists: the CPU provider cannot run EPContext nodes
+            raise XDNAUnavailableError(
+                f"{EP_NAME} cannot run this model: its regions are EPContext payloads, which "
+                f"only the plugin library runs, and {why}; ONNX Runtime's CPU provider "
+                "cannot run EPContext nodes either (run the original model to do without "
+                "XDNA)")
         prepared.epcontext = True
         prepared.native = True
         info.regions = count
@@ -361,6 +374,9 @@ class XDNAProvider:
                 plan.notes.append("input shapes compiled by this session so far: "
                                   + "; ".join(self.shapes_compiled)
                                   + " (this report describes the latest)")
+        if self.no_runner is not None and (programs or plan is not None and any(
+                r.placement == "npu" for r in plan.regions)):
+            return self._no_runner(prepared, plan)
         if plan is not None and opts.report is not None:  # also when nothing runs: it says why
             stages.write_report(plan, opts.report)
         if model is None and ctx_file is not None:
@@ -405,6 +421,24 @@ class XDNAProvider:
         prepared.notices = list(self._notices)
         info.regions = len(self.region_programs)
         return prepared
+
+    def _no_runner(self, prepared: PreparedModel, plan: PartitionPlan | None) -> PreparedModel:
+        """Regions placed on the NPU that nothing can run (no_runner): every one goes
+        back to the CPU with the reason in the plan (fallbacks, notes, the report),
+        and the whole model, its original FP32 nodes, runs on the CPU provider
+        (fallback=allow; fallback=error raised in prepare())."""
+        why = f"regions placed on the NPU run on CPUExecutionProvider instead: {self.no_runner}"
+        if plan is not None:
+            for region in plan.regions:
+                if region.placement == "npu":
+                    _keep_on_cpu(plan, region, f"no runner: {self.no_runner}")
+            plan.fallbacks.append(why)
+            plan.notes.append(why)
+            if self.options.report is not None:
+                stages.write_report(plan, self.options.report)
+        self._cannot_run(str(self.no_runner))
+        self.region_programs, self.region_names = {}, {}
+        return self._on_cpu(prepared, "cpu-fallback")
 
     def cpu_model(self) -> str | os.PathLike[str] | bytes:
         """The model ONNX Runtime runs when XDNA runs none of it (nothing placed, a
@@ -576,6 +610,8 @@ class XDNAProvider:
             if not any(r.placement == "npu" for r in plan.regions):
                 self._store(cache, eid, key, None, {}, plan)  # a warm start skips partition
                 return proto, {}, plan
+            if self.no_runner is not None:  # nothing could run the programs: not compiled
+                return proto, {}, plan
             if samples is None:
                 samples = read_calibration(opts)
             compiled = stages.compile_regions(proto, plan, opts, samples,
@@ -615,8 +651,9 @@ def _cost_kept_everything_on_cpu(plan: PartitionPlan) -> bool:
 
 
 def _drop_unrunnable(plan: PartitionPlan, compiled: dict[int, Program]) -> None:
-    """Regions the region op cannot call (too many inputs/outputs, non-float32
-    outputs) go back to the CPU with the reason in the plan (and the report)."""
+    """Regions the region node scheme cannot express (too many inputs/outputs for
+    its arity table, non-float32 outputs: rewrite/graph.py) go back to the CPU
+    with the reason in the plan (and the report)."""
     from ..rewrite.graph import OUTPUT_DTYPES, op_type_for
 
     for region in plan.regions:
@@ -629,14 +666,21 @@ def _drop_unrunnable(plan: PartitionPlan, compiled: dict[int, Program]) -> None:
             if bad:
                 raise NotImplementedError(f"outputs {bad} are not float32")
         except NotImplementedError as exc:
-            region.placement = "cpu"
-            region.cost_reason = f"region op cannot call it: {exc}"
+            _keep_on_cpu(plan, region, f"no region node for it: {exc}", str(exc))
             plan.fallbacks.append(f"region {region.id}: {exc}")
-            for n in plan.nodes:
-                if n.region == region.id:
-                    n.placement = "cpu"
-                    n.reason = f"region {region.id} kept on CPU: {exc}"
             del compiled[region.id]
+
+
+def _keep_on_cpu(plan: PartitionPlan, region: Any, cost_reason: str,
+                 node_reason: str | None = None) -> None:
+    """Region `region` of `plan` and its nodes go back to the CPU, the reason
+    recorded where the report shows it."""
+    region.placement = "cpu"
+    region.cost_reason = cost_reason
+    for n in plan.nodes:
+        if n.region == region.id:
+            n.placement = "cpu"
+            n.reason = f"region {region.id} kept on CPU: {node_reason or cost_reason}"
 
 
 def _region_id(node: onnx.NodeProto) -> str:

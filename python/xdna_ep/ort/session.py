@@ -9,9 +9,10 @@ run in the native plugin library: the compiled model goes to ORT as EPContext
 nodes with XDNAExecutionProvider's device selected (plugin_route.py), so ORT
 calls C++ for every region; regions on the NPU run there too, through the
 plugin's native XRT backend (its fallbacks to the emulator are announced here).
-Only without a loadable plugin library do regions run through the
-onnxruntime-extensions bridge (region_op.py). run, run_with_ort_values,
-IOBinding, get_inputs/get_outputs and profiling are ORT's own.
+That is the only way regions run: in a process whose plugin library cannot be
+loaded, a session fails naming the library and why (fallback=error), or runs
+the user's model on the CPU provider, announced (fallback=allow). run,
+run_with_ort_values, IOBinding, get_inputs/get_outputs and profiling are ORT's own.
 
 Only the providers list decides: without "XDNAExecutionProvider" in it this
 class is a plain ORT session. With it, XDNA runs or a warning (fallback=allow)
@@ -38,7 +39,6 @@ import onnxruntime as ort
 from .. import EP_NAME
 from ..compile.program import Program
 from ..plan import PartitionPlan
-from ..rewrite.graph import region_nodes, set_string_attr
 from . import dims as dims_mod
 from . import placement, plugin_route
 from .compiled_model import write_shipped_model
@@ -114,17 +114,16 @@ class _ShapeVariant:
     `session` None means the base session runs it (everything on the CPU)."""
 
     session: Any
-    table: Any  # region_op.ProgramTable of a bridge session, else None
     plan: PartitionPlan | None
     native: bool = False  # its regions run in the plugin library
 
 
-def _bridge() -> Any:
-    """region_op (the onnxruntime-extensions bridge), imported only by sessions
-    whose regions run in Python (the NPU through pyxrt)."""
-    from . import region_op
-
-    return region_op
+def _no_route(device: str) -> str:
+    """Why compiled regions for `device` have nowhere to run (a session subclass
+    whose _xdna_runs_natively declines the device: regions run only in the plugin
+    library)."""
+    return (f"{EP_NAME}: the compiled regions for device {device!r} can only run in the "
+            "plugin library, and this session does not run that device there")
 
 
 def _plugin_runs(device: str) -> bool:
@@ -200,7 +199,6 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                  **kwargs: Any) -> None:
         xdna_raw, rest, rest_opts = split_providers(providers, provider_options)
         self._xdna_active = False
-        self._xdna_table: Any = None  # region_op.ProgramTable of a bridge session
         self._xdna_native = False  # regions run in the plugin library
         self._xdna_plugin_so: ort.SessionOptions | None = None
         self._xdna_tap: Any = None  # taps.RegionTap of a measuring session
@@ -234,14 +232,17 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
         if not rest:
             rest, rest_opts = ["CPUExecutionProvider"], [{}]
         if "CPUExecutionProvider" not in rest:
-            # nodes XDNA does not take run on the CPU provider (and bridge region
-            # nodes are CPU-side custom ops)
+            # nodes XDNA does not take run on the CPU provider
             rest, rest_opts = [*rest, "CPUExecutionProvider"], [*rest_opts, {}]
         so = sess_options if sess_options is not None else ort.SessionOptions()
         provider = self._xdna_provider(opts)
         provider.native_devices = self._xdna_runs_natively
-        if self._xdna_runs_natively("emulator"):  # the plugin library is there: it
-            provider.device_selector = plugin_route.select_device  # opens the NPU
+        missing = plugin_route.available()
+        if missing is None:  # the plugin library is there: it opens the NPU
+            provider.device_selector = plugin_route.select_device
+        else:  # no region can run: an error, or the CPU provider announced
+            provider.no_runner = missing
+            provider.device_selector = plugin_route.unavailable_selector(missing)
         self._xdna_provider_core = provider
         on_call = self._xdna_on_region_call()
         # the rewritten model in Python is needed to write ep.context_enable's file,
@@ -287,8 +288,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             ort_so, ort_providers, ort_options = self._plugin_options(), None, None
             self._xdna_native = self._xdna_active = True
         elif prepared.rewritten is not None:
-            model_for_ort = self._attach(prepared)
-            _bridge().register_library(so)
+            raise XDNAUnavailableError(_no_route(self.xdna_start.device))
         else:  # nothing runs on XDNA: the user's model (or its INT8 twin) on the CPU
             model_for_ort = self._xdna_cpu_model()
         context_path = (self._context_path(path_or_bytes, so) if self._xdna_active
@@ -430,76 +430,47 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
 
         return on_call
 
-    def _attach(self, prepared: PreparedModel) -> bytes:
-        """The rewritten model for ORT, its region nodes bound to this session's
-        program table (the region op finds its programs through the token)."""
-        assert prepared.rewritten is not None
-        table = _bridge().ProgramTable()
-        for ref, region in prepared.regions.items():
-            table.add(ref, region)
-        for node in region_nodes(prepared.rewritten):
-            set_string_attr(node, "session", table.token)
-        self._xdna_table = table
-        self._xdna_device = prepared.device
-        self._xdna_active = True
-        return prepared.rewritten.SerializeToString()
-
     # -- runs: region failures surface as exceptions ------------------------------------
     def _guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._guarded_with(self._xdna_table, self._xdna_native, fn, *args, **kwargs)
+        return self._guarded_with(self._xdna_native, fn, *args, **kwargs)
 
-    def _guarded_with(self, table: Any, native: bool, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _guarded_with(self, native: bool, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """fn(...) with region failures raised as XDNARegionError: the plugin's come
         back as ORT errors naming XDNA (a region tap's exception is recorded by the
-        tap and named here), the bridge's are recorded in `table`."""
-        if table is None:
-            if not native:
-                return fn(*args, **kwargs)
-            try:
-                result = fn(*args, **kwargs)
-                self._xdna_check_fallbacks(stacklevel=3)
-                return result
-            except Exception as exc:
-                if plugin_route.is_plugin_error(exc):
-                    tap_exc = self._xdna_tap.take_error() if self._xdna_tap is not None else None
-                    if tap_exc is not None:
-                        raise XDNARegionError(
-                            f"{EP_NAME} region tap raised {type(tap_exc).__name__}: {tap_exc} "
-                            f"({exc})") from tap_exc
-                    raise XDNARegionError(f"{EP_NAME} region call failed: {exc}") from exc
-                raise
-        table.begin_run()
+        tap and named here)."""
+        if not native:
+            return fn(*args, **kwargs)
         try:
             result = fn(*args, **kwargs)
+            self._xdna_check_fallbacks(stacklevel=3)
+            return result
         except Exception as exc:
-            err = table.end_run()
-            if err:
-                raise XDNARegionError(f"{EP_NAME} region call failed: {err}") from exc
+            if plugin_route.is_plugin_error(exc):
+                tap_exc = self._xdna_tap.take_error() if self._xdna_tap is not None else None
+                if tap_exc is not None:
+                    raise XDNARegionError(
+                        f"{EP_NAME} region tap raised {type(tap_exc).__name__}: {tap_exc} "
+                        f"({exc})") from tap_exc
+                raise XDNARegionError(f"{EP_NAME} region call failed: {exc}") from exc
             raise
-        err = table.end_run()
-        if err:
-            raise XDNARegionError(f"{EP_NAME} region call failed: {err}")
-        return result
 
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
         v = self._route(input_feed)
         if v is not None and v.session is not None:
-            return self._guarded_with(v.table, v.native, v.session.run, output_names,
-                                      input_feed, run_options)
+            return self._guarded_with(v.native, v.session.run, output_names, input_feed,
+                                      run_options)
         base = v is None  # else the base session runs the user's model on the CPU
-        return self._guarded_with(self._xdna_table if base else None,
-                                  self._xdna_native and base, super().run,
-                                  output_names, input_feed, run_options)
+        return self._guarded_with(self._xdna_native and base, super().run, output_names,
+                                  input_feed, run_options)
 
     def run_with_ort_values(self, output_names: Any, input_dict_ort_values: Any,
                             run_options: Any = None) -> Any:
         v = self._route(input_dict_ort_values)
         if v is not None and v.session is not None:
-            return self._guarded_with(v.table, v.native, v.session.run_with_ort_values,
+            return self._guarded_with(v.native, v.session.run_with_ort_values,
                                       output_names, input_dict_ort_values, run_options)
         base = v is None
-        return self._guarded_with(self._xdna_table if base else None,
-                                  self._xdna_native and base, super().run_with_ort_values,
+        return self._guarded_with(self._xdna_native and base, super().run_with_ort_values,
                                   output_names, input_dict_ort_values, run_options)
 
     def run_with_iobinding(self, iobinding: Any, run_options: Any = None) -> Any:
@@ -549,26 +520,16 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                   cpu_quantization=self.xdna_options.cpu_quantization)
         if prepared.rewritten is None and not prepared.native:
             if not self._xdna_pinned:  # the base session is the user's model
-                return _ShapeVariant(None, None, prepared.plan)
+                return _ShapeVariant(None, prepared.plan)
             # the base session is specialised to the start shape: this shape runs
             # the user's model on the CPU provider (the notices above said why)
             cpu = _ORT_SESSION(self._xdna_cpu_model(), self._xdna_so, rest, rest_opts, **kwargs)
-            return _ShapeVariant(cpu, None, prepared.plan)
-        if prepared.native:
-            with _native_model(prepared) as model:
-                inner = _ORT_SESSION(model, self._plugin_options(), None, None, **kwargs)
-            return _ShapeVariant(inner, None, prepared.plan, native=True)
-        bridge = _bridge()
-        table = bridge.ProgramTable()
-        for ref, region in prepared.regions.items():
-            table.add(ref, region)
-        for node in region_nodes(prepared.rewritten):
-            set_string_attr(node, "session", table.token)
-        bridge.register_library(self._xdna_so)
-        inner = _ORT_SESSION(prepared.rewritten.SerializeToString(), self._xdna_so, rest,
-                             rest_opts, **kwargs)
-        return _ShapeVariant(inner, table, prepared.plan)
-
+            return _ShapeVariant(cpu, prepared.plan)
+        if not prepared.native:
+            raise XDNAUnavailableError(_no_route(self.xdna_start.device))
+        with _native_model(prepared) as model:
+            inner = _ORT_SESSION(model, self._plugin_options(), None, None, **kwargs)
+        return _ShapeVariant(inner, prepared.plan, native=True)
 
     def set_providers(self, providers: Any = None, provider_options: Any = None) -> None:
         """Without XDNA in the new list the session becomes a plain ORT session of
@@ -583,7 +544,6 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
             log.info("%s: set_providers(%s) drops XDNA; the model now runs on %s",
                      EP_NAME, rest, rest)
         self._xdna_active = self._xdna_native = False
-        self._xdna_table = None
         self._xdna_deferred, self._xdna_pinned = (), ""
         super().set_providers(rest or None, rest_opts or None)
 
@@ -596,18 +556,7 @@ class InferenceSession(_ORT_SESSION):  # type: ignore[misc, valid-type]
                 f"{', '.join(self._xdna_deferred)} had no size at session start) is not "
                 "supported: give the sizes with provider option dims or SessionOptions "
                 "free-dimension overrides, or use run()")
-        table = self._xdna_table
-        if table is None:
-            return super().run_async(output_names, input_feed, callback, user_data, run_options)
-
-        def checked(results: Any, data: Any, err: str) -> None:
-            region_err = table.pop_thread_error()
-            if region_err:
-                err = f"{EP_NAME} region call failed: {region_err}"
-                results = []
-            callback(results, data, err)
-
-        return super().run_async(output_names, input_feed, checked, user_data, run_options)
+        return super().run_async(output_names, input_feed, callback, user_data, run_options)
 
     # -- ORT API with XDNA shown -------------------------------------------------------
     def get_providers(self) -> list[str]:

@@ -1,19 +1,26 @@
 """Replace every NPU region of a model by ONE custom node that names its program.
 
 Why one node per region (docs/ARCHITECTURE.md, key decision 1): each crossing between ONNX
-Runtime and the NPU runtime costs a Python call and a copy; intermediate
-tensors of a region never need to leave the device.
+Runtime and the NPU runtime costs a call and a copy; intermediate tensors of a
+region never need to leave the device.
 
-The custom node lives in domain ``ai.xdna``. Its op type encodes its arity
-(``XDNARegion_<inputs>_<outputs>``) because onnxruntime-extensions' Python ops
-have a fixed number of inputs and outputs per registered op type (see
-xdna_ep.ort.region_op). Its attributes name the program, never a path:
+The region node is the compiled model's stored form: the compile cache keeps
+the rewritten model with its region nodes (model.onnx) beside the programs,
+`extract_programs` reads them from a shipped compiled model, and
+ort/epcontext.py turns each into the com.microsoft EPContext node the plugin
+library runs (ONNX Runtime never sees a region node itself). The node lives in
+domain ``ai.xdna``; its op type spells its arity (``XDNARegion_<inputs>_<outputs>``),
+a naming kept from the former Python custom-op bridge (one op type per arity) so
+that cache entries and shipped models written before stay readable. The limits
+below (1..16 inputs and outputs, float32 outputs) are the envelope the region
+route is tested for; a region outside them stays on the CPU with the reason in
+the plan. Its attributes name the program, never a path:
 
     program  the program's reference name (a file name inside the cache entry;
              validated by `check_program_ref`, so a model cannot point the
              session at an arbitrary file)
     digest   sha256 of the program (Program.digest()); checked at load time
-    session  filled in by the session that runs the model (empty in the cache)
+    session  empty (once the bridge's session token; kept for the stored form)
     region   the region id (for reports and error messages)
 
 Everything else in the graph stays as it was: nodes outside regions, graph
@@ -42,7 +49,7 @@ OP_PREFIX = "XDNARegion"
 MAX_INPUTS = 16
 MAX_OUTPUTS = 16
 # Region inputs are passed through with their ONNX type; outputs must be one of
-# these (the region op declares float32 outputs).
+# these (the tested envelope, see the module docstring).
 OUTPUT_DTYPES = ("float32",)
 
 _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -54,11 +61,11 @@ def op_type_for(num_inputs: int, num_outputs: int) -> str:
     if not 1 <= num_inputs <= MAX_INPUTS:
         raise NotImplementedError(
             f"a region with {num_inputs} inputs is not supported "
-            f"(the region op is registered for 1..{MAX_INPUTS} inputs)")
+            f"(region nodes take 1..{MAX_INPUTS} inputs)")
     if not 1 <= num_outputs <= MAX_OUTPUTS:
         raise NotImplementedError(
             f"a region with {num_outputs} outputs is not supported "
-            f"(the region op is registered for 1..{MAX_OUTPUTS} outputs)")
+            f"(region nodes take 1..{MAX_OUTPUTS} outputs)")
     return f"{OP_PREFIX}_{num_inputs}_{num_outputs}"
 
 
@@ -165,14 +172,6 @@ def node_region_program(node: onnx.NodeProto, programs: Mapping[str, Any],
     if prog.digest() != digest:
         raise error(f"region node {node.name}: program {ref} digest mismatch")
     return ref, prog
-
-
-def set_string_attr(node: onnx.NodeProto, name: str, value: str) -> None:
-    for a in node.attribute:
-        if a.name == name:
-            a.s = value.encode()
-            return
-    node.attribute.append(helper.make_attribute(name, value))
 
 
 # -- topological order ----------------------------------------------------------------
