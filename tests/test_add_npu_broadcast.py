@@ -259,3 +259,95 @@ def test_traced_add_design_pairs_a_with_b_as_the_host_lays_them_out(args) -> Non
         out = RegionLayout.plan([("c", BufferSpec(dtype, (elements,))),
                                  ("cs", BufferSpec("float32", (1,)))])
         assert cs.offset == out.slots[1].offset
+
+
+# --- compiled models: the compiler's broadcasting adds on the FAKE NPU -----------------
+def _compiled(model, feeds: list[dict[str, np.ndarray]], quantization: str) -> Program:
+    from xdna_ep.compile import CompileOptions, compile_plan
+    from xdna_ep.partition import partition_model
+
+    plan = partition_model(model, use_cost_model=False)
+    progs = compile_plan(model, plan, CompileOptions(quantization, feeds))
+    (prog,) = progs.values()
+    return prog
+
+
+def _table_add_model():
+    """x [B, T, D] -> MatMul -> + constant [1, T, D] table -> MatMul (the dynamo
+    export's constant-folded position embedding: ops/add.py match_table_add)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.standard_normal((1, 5, 8)).astype(np.float32), "pos")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Add", ["h", "pos"], ["s"], name="pos_add"),
+             helper.make_node("MatMul", ["s", "w2"], ["y"], name="mm2")]
+    g = helper.make_graph(nodes, "table_add",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5, 8])],
+                          inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _region_feed(model, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """The region's inputs for one model feed (a CPU Gather's output among them),
+    computed by onnxruntime on the CPU with those tensors exposed as outputs."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    extra = [n for n in names if n not in feed]
+    m.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+                          for n in extra)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip(extra, sess.run(extra, feed), strict=True)) if extra else {}
+    return {n: feed[n] if n in feed else got[n] for n in names}
+
+
+@pytest.mark.parametrize("form", ["activation_1TD", "activation_TD", "constant_table"])
+@pytest.mark.parametrize("quantization", ["static", "dynamic"])
+def test_compiled_broadcasting_add_runs_on_the_fake_npu(form: str, quantization: str,
+                                                        tmp_path: Path) -> None:
+    """The compiler's broadcasting adds (GPT-2's token + position embedding as a
+    second activation, [1, T, D] or [T, D]; a constant table) compile into an 'add'
+    launch whose b is stored once, and the whole program through the FAKE pyxrt
+    equals the emulator byte for byte."""
+    from test_add_broadcast import _model
+
+    from fakes.fake_pyxrt import make_fake_pyxrt as fake_pyxrt  # isort: skip
+
+    rng = np.random.default_rng(4)
+    if form == "constant_table":
+        model = _table_add_model()
+        feeds = [{"x": rng.standard_normal((3, 5, 8)).astype(np.float32)} for _ in range(3)]
+    else:
+        shape = (1, 5) if form == "activation_1TD" else (5,)
+        model = _model(shape)
+        feeds = [{"x": rng.standard_normal((3, 5, 8)).astype(np.float32),
+                  "ids": np.arange(5, dtype=np.int64).reshape(shape)} for _ in range(3)]
+    prog = _compiled(model, feeds, quantization)
+    adds = [ln for ln in prog.launches if ln.design == "add"]
+    assert len(adds) == 1, [ln.design for ln in prog.launches]
+    d = tmp_path / "xclbin"
+    d.mkdir()
+    manifest: dict = {"designs": {}}
+    for name in sorted({ln.design for ln in prog.launches}):
+        write_fake_xclbin(d / f"{name}.xclbin", name)
+        write_instructions(d / f"{name}.insts.bin", [0x06030100, 0x1])
+        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    fake = fake_pyxrt()
+    dev = XrtDevice(fake, manifest=manifest, xclbin_dirs=[d])
+    feed = _region_feed(model, feeds[0], [t.name for t in prog.inputs])
+    got, want = dev.load(prog).run(feed), EmulatorDevice().load(prog).run(feed)
+    for k in want:
+        assert got[k].tobytes() == want[k].tobytes(), k
+    assert not [c for n, c in fake.calls if n == "device.error"]
+    sent = [u for u in fake.hub.uploads if u.design == "add"]
+    assert len(sent) == 1
+    geo = LaunchParams.decode(np.frombuffer(sent[0].params, np.uint8)).geometry
+    assert geo is not None and geo["elements"] == 3 * 5 * 8 and geo["period"] == 5 * 8
+    assert geo["b_source"] == (G.B_WEIGHTS if form == "constant_table" else G.B_IN)

@@ -32,6 +32,11 @@ import; the other exports follow. A buffer the design keeps inside a larger arra
 of its own (conv_frontend's zero-bordered mel rows and its y at padded rows per
 batch; a split matmul's q/k/v as column blocks of one matrix) has a Frame: its
 slot spans that array and pack/unpack place/read the buffer's window in it.
+
+The add design keeps every buffer at its own size: a b that broadcasts over a's
+leading dims is stored once and repeated by the design's DMA; where it reads a
+and b (kernels/add/geometry.py, imported by the design) goes into PARAMS
+(`geometry`, add_launch_geometry).
 """
 
 from __future__ import annotations
