@@ -75,6 +75,19 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
         C("attention", "attention/design.py", "attention_design", (1, h, t, t), "self"),
         C("add", "add/design.py", "add_design", ("float32", t * d, 1200), "residual"),
         C("add", "add/design.py", "add_design", ("int8", t * d, 1200), "int8"),
+        # b broadcast over a batch of 4 ([4, T, d] + [T, d]): b stored once, repeated
+        # by the DMA (kernels/add/geometry.py); a constant b (position table) in WEIGHTS;
+        # the position form reads a [1, d, T] transposed
+        C("add", "add/design.py", "add_design", ("float32", 4 * t * d, 1200, t * d),
+          "broadcast"),
+        C("add", "add/design.py", "add_design", ("int8", 4 * t * d, 1200, t * d),
+          "int8 broadcast"),
+        C("add", "add/design.py", "add_design", ("int8", 4 * t * d, 1200, t * d, "in", True),
+          "int8 dynamic"),
+        C("add", "add/design.py", "add_design", ("float32", 4 * t * d, 1200, t * d, "weights"),
+          "table"),
+        C("add", "add/design.py", "add_design",
+          ("float32", t * d, 1200, t * d, "weights", False, t), "position"),
         C("conv1d", "conv1d/design.py", "conv1d_design",
           (1, size.mels, d, MEL_FRAMES, 3, 1, 1), "conv1"),
         C("conv1d", "conv1d/design.py", "conv1d_design",

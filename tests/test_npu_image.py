@@ -77,10 +77,34 @@ def test_payload_records_the_image_input_shapes_only_for_symbolic_programs() -> 
         struct.pack("<I", 0))
 
 
-def test_broadcasting_add_is_refused_in_the_image() -> None:
+def test_broadcasting_add_has_an_image_with_its_geometry() -> None:
+    """b [8] over a [4, 8]: b is stored once in IN (its own 8 bytes) and PARAMS
+    carries the add design's geometry (period 8, 4 repetitions)."""
+    from xdna_ep.runtime.layout import LaunchParams
+
     spec, _ = CASES["add_int8_static_broadcast"]
     (plan,) = launch_plans(one_stage_program("a", **spec))
-    assert plan.refused and "broadcasts over a [4, 8]" in plan.why
+    assert plan.image is not None and not plan.refused
+    assert [(s.name, s.shape, s.offset) for s in plan.image.in_slots] == \
+        [("a", (4, 8), 0), ("b", (8,), 64)]
+    geo = LaunchParams.decode(plan.image.params).geometry
+    assert geo is not None and (geo["elements"], geo["period"], geo["b_offset"]) == (32, 8, 64)
+
+
+def test_a_launch_the_add_design_cannot_run_is_refused_in_the_image() -> None:
+    """The add design runs one add stage: a launch named 'add' holding anything else
+    (a program that does not match the design) is refused with that reason."""
+    from xdna_ep.compile.program import Launch, Stage
+
+    spec, _ = CASES["add_int8_static_broadcast"]
+    one = one_stage_program("a", **spec)
+    st = one.launches[0].stages[0]
+    chained = Stage("add", ("c", "b"), ("d",), {}, dict(st.attrs))
+    prog = Program("a2", one.inputs, (T("d", "int8", (4, 8)),), (Launch("add", (st, chained)),))
+    prog.validate()
+    (plan,) = launch_plans(prog)
+    assert plan.refused and plan.image is None
+    assert plan.why == "design 'add' runs one add stage, the launch has ['add', 'add']"
 
 
 def test_design_missing_from_the_manifest_has_no_entry() -> None:

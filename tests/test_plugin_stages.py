@@ -71,6 +71,16 @@ CASES = {
              outputs=[T("c", "int8", (3, 4)), T("cs", "float32", (1,))],
              attrs={"dynamic": True}),
         {"a": i8(3, 4), "as": s(0.02), "b": i8(3, 4), "bs": s(0.07)}),
+    "add_int8_dynamic_broadcast": (  # b [5, 6] over a [2, 5, 6]: uneven column ranges
+        dict(kernel="add", inputs=[T("a", "int8", (2, 5, 6)), T("as", "float32", (1,)),
+                                   T("b", "int8", (5, 6)), T("bs", "float32", (1,))],
+             outputs=[T("c", "int8", (2, 5, 6)), T("cs", "float32", (1,))],
+             attrs={"dynamic": True}),
+        {"a": i8(2, 5, 6), "as": s(0.03), "b": i8(5, 6), "bs": s(0.05)}),
+    "add_f32_constant_b": (  # a constant table over the batch (ops/add.py match_table_add)
+        dict(kernel="add", inputs=[T("a", "float32", (3, 6, 8))],
+             outputs=[T("c", "float32", (3, 6, 8))], consts={"b": f32(6, 8)}),
+        {"a": f32(3, 6, 8)}),
     "add_f32_activation_b_leading_ones": (  # issue 15: [B, T, D] + [1, T, D], b an input
         dict(kernel="add", inputs=[T("a", "float32", (3, 6, 8)), T("b", "float32", (1, 6, 8))],
              outputs=[T("c", "float32", (3, 6, 8))]),

@@ -224,29 +224,3 @@ def test_ffn_ln_matmul_launch_xrt_through_fake(tmp_path: Path) -> None:
     got, want = on_npu.run(feed), emu.run(feed)
     for k in want:
         assert got[k].tobytes() == want[k].tobytes(), k
-
-
-def test_broadcast_add_is_refused_by_the_npu_and_runs_on_the_emulator(npu) -> None:
-    """An add whose b broadcasts over a's leading dims (accepted by the emulator and the
-    plugin) is a device error on the NPU path, raised before submission, so the
-    fallback device runs it on the emulator with the emulator's bytes."""
-    from xdna_ep.runtime.errors import XdnaDeviceError
-    from xdna_ep.runtime.fallback import FallbackDevice
-
-    fake, dev = npu
-    prog = Program("bcast_add", (TensorSpec("a", "float32", ("B", 6, 8)),
-                                 TensorSpec("b", "float32", (1, 6, 8))),
-                   (TensorSpec("y", "float32", ("B", 6, 8)),),
-                   (Launch("add", (Stage("add", ("a", "b"), ("y",)),)),))
-    rng = np.random.default_rng(5)
-    feed = {"a": rng.normal(0, 1, (3, 6, 8)).astype(np.float32),
-            "b": rng.normal(0, 1, (1, 6, 8)).astype(np.float32)}
-    want = EmulatorDevice().load(prog).run(feed)["y"]
-    np.testing.assert_array_equal(want, feed["a"] + feed["b"])
-    with pytest.raises(XdnaDeviceError, match="broadcasts over a"):
-        dev.load(prog).run(feed)
-    assert not [n for n, _ in fake.calls if n == "device.completed"]  # nothing submitted
-    fallback = FallbackDevice(dev, EmulatorDevice())
-    with pytest.warns(RuntimeWarning, match="falling back to the emulator"):  # announced
-        got = fallback.load(prog).run(feed)["y"]
-    assert got.tobytes() == want.tobytes()

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from xdna_ep._kernels.add import geometry as add_geometry
 from xdna_ep._kernels.fused import scratch
 from xdna_ep.compile.program import Stage
 from xdna_ep.kernel_specs import registry
@@ -208,6 +209,13 @@ class FakeHardware:
         if params.design != k.ctx.xclbin.design:
             raise ValueError(f"params name design {params.design!r}, xclbin holds "
                              f"{k.ctx.xclbin.design!r}")
+        if params.design == "add":
+            out = add_design_run(params, bo_in.dev, bo_w.dev)
+            if out.size > bo_out.size_:
+                raise ValueError(f"outputs need {out.size} bytes, OUT BO has {bo_out.size_}")
+            bo_out.dev[:out.size] = out
+            self.record("device.completed", design=params.design)
+            return ert_cmd_state.ERT_CMD_STATE_COMPLETED
         env = design_inputs(params, bo_in.dev)
         weights = params.weights.unpack(bo_w.dev)
         stages, specs, states = [], [], []
@@ -323,4 +331,78 @@ def design_outputs(params: LaunchParams, env: dict[str, np.ndarray]) -> np.ndarr
         if full is not None:
             at = _slot(lay, name).offset
             out[at:at + full.nbytes] = full.reshape(-1).view(np.uint8)
+    return out
+
+
+# -- the add design, modelled from ITS side (kernels/add/geometry.py) -----------------
+def _indices(p: add_geometry.Pattern) -> np.ndarray:
+    """Element indices a DMA pattern visits, in order (zero strides repeat)."""
+    idx = np.array([p.offset], dtype=np.int64)
+    for size, stride in zip(p.sizes, p.strides, strict=True):
+        idx = (idx[:, None] + stride * np.arange(size, dtype=np.int64)[None, :]).reshape(-1)
+    return idx
+
+
+def design_add_geometry(params: LaunchParams) -> add_geometry.AddGeometry:
+    """The geometry the add design computes for this launch: from the run-time
+    shapes (the PARAMS slot shapes) by the design's own packing rule, never from the
+    host's slot offsets; the PARAMS geometry must agree (a design would compute
+    garbage from one it does not match)."""
+    (st,) = params.stages
+    shapes = {s.name: s for s in params.inputs.slots}
+    ins = st["inputs"]
+    dynamic = bool(st["attrs"].get("dynamic")) and len(ins) == 4
+    a = shapes[ins[0]]
+    b_name = ins[2] if dynamic else ins[1] if len(ins) > 1 else None
+    a_rows = 0
+    if st["attrs"].get("transpose_a"):        # a [B, D, T] read transposed
+        _, d, a_rows = a.shape
+        period = d * a_rows
+    elif b_name is None:
+        (slot,) = params.weights.slots                    # the constant b, "#0"
+        period = int(np.prod(slot.shape))
+    else:
+        period = int(np.prod(shapes[b_name].shape))
+    geo = add_geometry.plan([(s.name, s.nbytes) for s in params.inputs.slots], a.name, b_name,
+                            int(np.prod(a.shape)), period, np.dtype(a.dtype).itemsize,
+                            (ins[1], ins[3]) if dynamic else None, a_rows)
+    if params.geometry != geo.to_json():
+        raise ValueError(f"FAKE add design: PARAMS geometry {params.geometry} is not the "
+                         f"design's {geo.to_json()}")
+    return geo
+
+
+def add_design_run(params: LaunchParams, in_dev: np.ndarray, w_dev: np.ndarray) -> np.ndarray:
+    """OUT bytes of one add launch: per column, a and b read through the design's DMA
+    patterns (b's range repeated by its zero stride), the core's elementwise add
+    (the emulator kernel on equal-length blocks), c written through c's pattern;
+    dynamic int8: the scales from their IN pattern and c_scale after c."""
+    geo = design_add_geometry(params)
+    (st,) = params.stages
+    attrs = dict(st["attrs"])
+    spec = registry.get("add")
+    raw_in = np.ascontiguousarray(in_dev).reshape(-1).view(np.uint8)
+    raw_w = np.ascontiguousarray(w_dev).reshape(-1).view(np.uint8)
+    dt = np.dtype(np.float32 if geo.itemsize == 4 else np.int8)
+    src = raw_in[:raw_in.size // dt.itemsize * dt.itemsize].view(dt)
+    b_src = src if geo.b_source == add_geometry.B_IN else \
+        raw_w[:raw_w.size // 4 * 4].view(np.float32)
+    state = spec.prepare_device([raw_w[:12].view(np.int32).copy()], attrs) \
+        if dt == np.int8 and not geo.dynamic else None
+    scales = raw_in[_indices(geo.scales_pattern())].view(np.float32) if geo.dynamic else None
+    out = np.zeros(params.outputs.size, np.uint8)
+    c_view = out[:geo.elements * geo.itemsize].view(dt)
+    for col in range(add_geometry.COLUMNS):
+        ia = _indices(geo.a_pattern(col))
+        if ia.size == 0:
+            continue
+        a, b = src[ia], b_src[_indices(geo.b_pattern(col))]
+        if scales is not None:
+            c, cs = spec.run(None, [a, scales[:1].copy(), b, scales[1:].copy()], attrs)
+            out[geo.out_scale_offset:geo.out_scale_offset + 4] = cs.view(np.uint8)
+        else:
+            # the core adds equal-length blocks: a arrives in c's order already
+            (c,) = spec.run(state, [a, b], {k: v for k, v in attrs.items()
+                                            if k not in ("table_rows", "transpose_a")})
+        c_view[_indices(geo.c_pattern(col))] = c
     return out

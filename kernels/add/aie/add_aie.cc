@@ -30,4 +30,25 @@ void xdna_add_i8(const int8_t* __restrict a, const int8_t* __restrict b, int8_t*
   xdna::add::add_i8_row(a, b, c, static_cast<std::size_t>(n), r);
 }
 
+// Dynamic int8: scales = {a_scale, b_scale} as float32 bytes (read from IN); the
+// requant integers come from the same builder the host uses (make_add_requant,
+// double arithmetic on the core's scalar unit: not verified on hardware), with
+// out_scale = dynamic_out_scale(a_scale, b_scale).
+void xdna_add_i8_dynamic(const int8_t* __restrict a, const int8_t* __restrict b,
+                         int8_t* __restrict c, const int8_t* __restrict scales, int32_t n) {
+  float s[2];
+  __builtin_memcpy(s, scales, sizeof(s));
+  const xdna::add::AddRequant r =
+      xdna::add::make_add_requant(s[0], s[1], xdna::add::dynamic_out_scale(s[0], s[1]));
+  xdna::add::add_i8_row(a, b, c, static_cast<std::size_t>(n), r);
+}
+
+// Dynamic int8: c_scale = float32(a_scale + b_scale), written once (column 0).
+void xdna_add_out_scale(const int8_t* __restrict scales, int8_t* __restrict out_scale) {
+  float s[2];
+  __builtin_memcpy(s, scales, sizeof(s));
+  const float so = xdna::add::dynamic_out_scale(s[0], s[1]);
+  __builtin_memcpy(out_scale, &so, sizeof(so));
+}
+
 }  // extern "C"

@@ -32,6 +32,11 @@ import; the other exports follow. A buffer the design keeps inside a larger arra
 of its own (conv_frontend's zero-bordered mel rows and its y at padded rows per
 batch; a split matmul's q/k/v as column blocks of one matrix) has a Frame: its
 slot spans that array and pack/unpack place/read the buffer's window in it.
+
+The add design keeps every buffer at its own size: a b that broadcasts over a's
+leading dims is stored once and repeated by the design's DMA; where it reads a
+and b (kernels/add/geometry.py, imported by the design) goes into PARAMS
+(`geometry`, add_launch_geometry).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.add import geometry as add_geometry
 from .._kernels.fused import scratch
 from ..compile.program import Launch, Program, Stage
 from .shapes import BufferSpec, output_specs
@@ -280,13 +286,17 @@ class LaunchParams:
     outputs: RegionLayout
     weights: RegionLayout
     version: int = LAYOUT_VERSION
+    geometry: dict[str, Any] | None = None   # the add design's (add_launch_geometry)
 
     def encode(self) -> np.ndarray:
-        body = json.dumps({
+        doc = {
             "version": self.version, "design": self.design, "stages": list(self.stages),
             "in": self.inputs.to_json(), "out": self.outputs.to_json(),
             "weights": self.weights.to_json(),
-        }, sort_keys=True, separators=(",", ":")).encode()
+        }
+        if self.geometry is not None:
+            doc["geometry"] = self.geometry
+        body = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
         blob = _HEADER.pack(PARAMS_MAGIC, self.version, len(body)) + body
         return np.frombuffer(blob + bytes(_align(len(blob)) - len(blob)), dtype=np.uint8)
 
@@ -304,7 +314,7 @@ class LaunchParams:
         d = json.loads(body)
         return cls(d["design"], tuple(d["stages"]), RegionLayout.from_json(d["in"]),
                    RegionLayout.from_json(d["out"]), RegionLayout.from_json(d["weights"]),
-                   int(d["version"]))
+                   int(d["version"]), d.get("geometry"))
 
 
 def _as_bytes(buf: np.ndarray | bytes | memoryview) -> np.ndarray:
@@ -433,13 +443,64 @@ def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
                        "outputs": list(st.outputs), "attrs": st.attrs,
                        "raw": weights.raw[i], "consts": weights.keys[i]})
     out = plan_out(launch.design, launch.stages, known, io.outputs, consts)
+    geo = add_launch_geometry(launch, io.inputs, known, consts)
     return LaunchParams(
         launch.design, tuple(stages),
         RegionLayout.plan([(b, known[b]) for b in io.inputs],
                           in_reserve(launch.design, io.inputs, known),
                           in_frames(launch.design, launch.stages, io.inputs, known, consts)),
         RegionLayout.plan(out.specs, out.reserve, out.frames),
-        weights.layout)
+        weights.layout, geometry=None if geo is None else geo.to_json())
+
+
+# -- the add design (kernels/add/geometry.py, shared with the design) -----------------
+def add_design_refusal(launch: Launch) -> str:
+    """Why the add design cannot run `launch` ("" when it can): it runs exactly one
+    add stage (every add form: equal shapes, b broadcast over a's leading dims, a
+    constant b, a read transposed; kernels/add/geometry.py). Shared by the xrt
+    device and the payload's NPU image (ort/npu_image.py), so both refuse the same
+    launches."""
+    if launch.design != "add":
+        return ""
+    if len(launch.stages) != 1 or launch.stages[0].kernel != "add":
+        return (f"design 'add' runs one add stage, the launch has "
+                f"{[st.kernel for st in launch.stages]}")
+    return ""
+
+
+def add_launch_geometry(launch: Launch, inputs: Sequence[str],
+                        known: Mapping[str, BufferSpec],
+                        consts: Sequence[Mapping[str, np.ndarray]] = ()
+                        ) -> add_geometry.AddGeometry | None:
+    """Where the add design reads a and b (IN, or WEIGHTS for a constant b) and
+    writes c, for these run-time shapes: b's period repeats over a (None for other
+    designs). Raises ValueError with add_design_refusal's reason for a form the
+    design cannot run."""
+    if launch.design != "add":
+        return None
+    why = add_design_refusal(launch)
+    if why:
+        raise ValueError(why)
+    st = launch.stages[0]
+    dynamic = bool(st.attrs.get("dynamic")) and len(st.inputs) == 4
+    a = st.inputs[0]
+    b = st.inputs[2] if dynamic else st.inputs[1] if len(st.inputs) > 1 else None
+    spec = known[a]
+    a_rows = 0
+    if st.attrs.get("transpose_a"):          # a [B, D, T]: the period is the [T, D] table
+        if len(spec.shape) != 3:
+            raise ValueError(f"add (transpose_a): a must be [B, D, T], got {list(spec.shape)}")
+        a_rows, period = spec.shape[2], spec.shape[1] * spec.shape[2]
+    elif b is not None:
+        period = int(np.prod(known[b].shape, dtype=np.int64))
+    elif consts and "b" in consts[0]:
+        period = int(np.asarray(consts[0]["b"]).size)
+    else:
+        raise ValueError("add: b is neither an input nor a constant 'b'")
+    return add_geometry.plan([(n, known[n].nbytes) for n in inputs], a, b,
+                             int(np.prod(spec.shape, dtype=np.int64)), period,
+                             np.dtype(spec.dtype).itemsize,
+                             (st.inputs[1], st.inputs[3]) if dynamic else None, a_rows)
 
 
 def in_reserve(design: str, inputs: Sequence[str],

@@ -47,6 +47,7 @@ from .layout import (
     OPCODE,
     LaunchIO,
     WeightsPlan,
+    add_design_refusal,
     has_private_scratch,
     launch_io,
     plan_launch,
@@ -302,7 +303,7 @@ class XrtProgram:
                     ) -> dict[str, np.ndarray]:
         xrt, dev = self.device.xrt, self.device
         design, kernels = ls.launch.design, ls.kernels
-        _refuse_broadcast_add(ls, env)
+        _refuse_add_form(ls)
         params = plan_launch(ls.launch, ls.io, ls.specs, ls.consts, ls.weights,
                              {b: BufferSpec.of(env[b]) for b in ls.io.inputs})
         in_bytes = params.inputs.pack({b: env[b] for b in ls.io.inputs})
@@ -354,32 +355,10 @@ class XrtProgram:
             self.closed = True
 
 
-def broadcast_add_refusal(launch: Launch, shapes: Mapping[str, tuple[int, ...]]) -> str:
-    """Why the NPU must not run `launch` for these buffer shapes ("" when it may).
-
-    The add design streams a and b as equal-length blocks (kernels/add/design.py);
-    an add stage whose b broadcasts over a's leading dims (the emulator and the plugin
-    take it, kernels/STAGES.md) would read past b on the device. Shared with the
-    payload's NPU image (ort/npu_image.py), so the plugin refuses the same launches."""
-    if launch.design != "add":
-        return ""
-    for st in launch.stages:
-        if st.kernel != "add" or len(st.inputs) < 2:
-            continue
-        # dynamic int8: [a, a_scale, b, b_scale] (kernels/STAGES.md)
-        b_at = 2 if st.attrs.get("dynamic") and len(st.inputs) >= 4 else 1
-        a, b = shapes.get(st.inputs[0]), shapes.get(st.inputs[b_at])
-        if a is not None and b is not None and tuple(a) != tuple(b):
-            return (f"design 'add': b {list(b)} broadcasts over a {list(a)}; the add "
-                    "design on the NPU takes equal shapes only (a broadcasting b runs on the "
-                    "emulator)")
-    return ""
-
-
-def _refuse_broadcast_add(ls: _LaunchState, env: Mapping[str, np.ndarray]) -> None:
-    """A broadcasting add (broadcast_add_refusal) is refused as a device error before
-    anything is submitted: with fallback=allow the program runs on the emulator,
-    announced (runtime/fallback.py); never a wrong number."""
-    why = broadcast_add_refusal(ls.launch, {k: v.shape for k, v in env.items()})
+def _refuse_add_form(ls: _LaunchState) -> None:
+    """A form the add design cannot run (layout.add_design_refusal) is refused as a
+    device error before anything is submitted: with fallback=allow the program runs
+    on the emulator, announced (runtime/fallback.py); never a wrong number."""
+    why = add_design_refusal(ls.launch)
     if why:
         raise XdnaDeviceError(why, phase="run", design="add", kernels=ls.kernels)
