@@ -114,6 +114,15 @@ XDNA_AVX2 inline void store8(int8_t* dst, __m256i v) {
   std::memcpy(dst + 4, &w1, 4);
 }
 
+// From this d = zmax - z on, every weight is 0: E <= kExpTable[0] >> 15 (the
+// table's largest entry, shifted at least 15) and the weight rounding below
+// sends that to 0.
+constexpr int kZeroWeightShift = 15;
+constexpr int32_t kZeroWeightD = kZeroWeightShift << softmax::kFracBits;
+static_assert(((uint64_t{softmax::kExpTable[0]} >> kZeroWeightShift) * attention::kWeightMax +
+               (1u << 23)) >> 24 == 0,
+              "weights of d >= kZeroWeightD must round to 0");
+
 // kWide: the weights go out whole as int16 (w16, for attention_pv16_avx2) instead
 // of as int8 halves (hi, lo); the same values either way.
 template <bool kWide>
@@ -139,10 +148,23 @@ XDNA_AVX2 int64_t row_weights_avx2(const int32_t* z, int64_t n, int8_t* hi, int8
   const __m256i mask8 = _mm256_set1_epi32(255), mask7 = _mm256_set1_epi32(127);
   const __m256i wmax = _mm256_set1_epi64x(attention::kWeightMax), half = _mm256_set1_epi64x(1 << 23);
   const int* table = reinterpret_cast<const int*>(softmax::kExpTable);
+  // d >= kZeroWeightD (d >> 8 >= 15) gives E <= 2^24 >> 15 = 512 and so weight
+  // (512 * 16383 + 2^23) >> 24 = 0: eight such lanes skip the gather (most keys of
+  // a peaked row). The same zeros as the full computation.
+  const __m256i zero_from = _mm256_set1_epi32(kZeroWeightD - 1);
   __m256i wsum = _mm256_setzero_si256();
   for (j = 0; j + 8 <= n; j += 8) {
     const __m256i d =
         _mm256_sub_epi32(vz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(z + j)));
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(d, zero_from))) == 0xFF) {
+      if constexpr (kWide) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(w16 + j), _mm_setzero_si128());
+      } else {
+        std::memset(hi + j, 0, 8);
+        std::memset(lo + j, 0, 8);
+      }
+      continue;
+    }
     const __m256i t = _mm256_i32gather_epi32(table, _mm256_and_si256(d, mask8), 4);
     const __m256i ex = _mm256_srlv_epi32(t, _mm256_srli_epi32(d, softmax::kFracBits));
     const __m256i we = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(ex, wmax), half), 24);
