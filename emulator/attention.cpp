@@ -1,7 +1,10 @@
 // Host build of the attention kernel. Q.K^T and P.V go through the exact
-// int8 GEMM (emulator/int8_gemm.h), so its SIMD path cannot change a bit; the
-// softmax between them is the integer contract of kernels/attention/attention.h.
+// int8 GEMM (emulator/int8_gemm.h), so its SIMD path cannot change a bit (on
+// AVX2, P.V of whole int16 weights instead: attention_pv_avx2.cpp, the same
+// integers); the softmax between them is the integer contract of
+// kernels/attention/attention.h.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -489,8 +492,14 @@ void attention_int8(const AttentionArgs& a) {
   std::vector<int8_t> vt;
   if (prepack) pack_heads(a, ph, wide);
   if (!prepack || a.causal) transpose_values(a, vt);  // causal tiles' P.V: per-tile path
-  const int64_t tasks = a.batch * a.heads * tiles;
-  parallel_for(static_cast<std::size_t>(tasks), 1, [&](std::size_t t0, std::size_t t1) {
+  const std::size_t tasks = static_cast<std::size_t>(a.batch * a.heads * tiles);
+  // Each pool thread pulls (batch, head, tile) tasks from a shared counter rather
+  // than taking a fixed half: on a shared machine a thread that is descheduled for
+  // a while does not leave the other waiting at the end (as gemm_packed_parallel).
+  // Scratch is allocated once per thread.
+  const std::size_t workers = std::min<std::size_t>(tasks, static_cast<std::size_t>(num_threads()));
+  std::atomic<std::size_t> next{0};
+  parallel_for(workers, 1, [&](std::size_t, std::size_t) {
     const int64_t rows_max = attention::kQueryTile;
     std::vector<int32_t> scores(static_cast<std::size_t>(rows_max * tk));
     std::vector<int32_t> z(static_cast<std::size_t>(tk));
@@ -499,7 +508,7 @@ void attention_int8(const AttentionArgs& a) {
     std::vector<int32_t> oacc(static_cast<std::size_t>(wide ? 0 : 2 * rows_max * dh));
     std::vector<int16_t> w16(static_cast<std::size_t>(wide ? rows_max * 2 * ph.kpairs : 0));
     std::vector<int64_t> acc64(static_cast<std::size_t>(wide ? rows_max * ph.dhp : 0));
-    for (std::size_t t = t0; t < t1; ++t) {
+    for (std::size_t t = next++; t < tasks; t = next++) {
       const int64_t tile = static_cast<int64_t>(t) % tiles;
       const int64_t h = (static_cast<int64_t>(t) / tiles) % a.heads;
       const int64_t b = static_cast<int64_t>(t) / tiles / a.heads;
