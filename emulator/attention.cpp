@@ -1,7 +1,10 @@
 // Host build of the attention kernel. Q.K^T and P.V go through the exact
-// int8 GEMM (emulator/int8_gemm.h), so its SIMD path cannot change a bit; the
-// softmax between them is the integer contract of kernels/attention/attention.h.
+// int8 GEMM (emulator/int8_gemm.h), so its SIMD path cannot change a bit (on
+// AVX2, P.V of whole int16 weights instead: attention_pv_avx2.cpp, the same
+// integers); the softmax between them is the integer contract of
+// kernels/attention/attention.h.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -11,6 +14,7 @@
 
 #include "../kernels/attention/attention.h"
 #include "attention_host.h"
+#include "attention_pv.h"
 #include "cpu_features.h"
 #include "int8_gemm.h"
 #include "int8_gemm_packed.h"
@@ -113,7 +117,20 @@ XDNA_AVX2 inline void store8(int8_t* dst, __m256i v) {
   std::memcpy(dst + 4, &w1, 4);
 }
 
-XDNA_AVX2 int64_t row_weights_avx2(const int32_t* z, int64_t n, int8_t* hi, int8_t* lo) {
+// From this d = zmax - z on, every weight is 0: E <= kExpTable[0] >> 15 (the
+// table's largest entry, shifted at least 15) and the weight rounding below
+// sends that to 0.
+constexpr int kZeroWeightShift = 15;
+constexpr int32_t kZeroWeightD = kZeroWeightShift << softmax::kFracBits;
+static_assert(((uint64_t{softmax::kExpTable[0]} >> kZeroWeightShift) * attention::kWeightMax +
+               (1u << 23)) >> 24 == 0,
+              "weights of d >= kZeroWeightD must round to 0");
+
+// kWide: the weights go out whole as int16 (w16, for attention_pv16_avx2) instead
+// of as int8 halves (hi, lo); the same values either way.
+template <bool kWide>
+XDNA_AVX2 int64_t row_weights_avx2(const int32_t* z, int64_t n, int8_t* hi, int8_t* lo,
+                                   int16_t* w16) {
   int64_t j = 0;
   __m256i vmax = _mm256_set1_epi32(softmax::kExcludedLogit);
   for (; j + 8 <= n; j += 8)
@@ -124,17 +141,33 @@ XDNA_AVX2 int64_t row_weights_avx2(const int32_t* z, int64_t n, int8_t* hi, int8
   for (int32_t l : lanes) zmax = l > zmax ? l : zmax;
   for (; j < n; ++j) zmax = z[j] > zmax ? z[j] : zmax;
   if (zmax == softmax::kExcludedLogit) {
-    for (int64_t i = 0; i < n; ++i) hi[i] = lo[i] = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if constexpr (kWide) w16[i] = 0;
+      else hi[i] = lo[i] = 0;
+    }
     return 0;
   }
   const __m256i vz = _mm256_set1_epi32(zmax);
   const __m256i mask8 = _mm256_set1_epi32(255), mask7 = _mm256_set1_epi32(127);
   const __m256i wmax = _mm256_set1_epi64x(attention::kWeightMax), half = _mm256_set1_epi64x(1 << 23);
   const int* table = reinterpret_cast<const int*>(softmax::kExpTable);
+  // d >= kZeroWeightD (d >> 8 >= 15) gives E <= 2^24 >> 15 = 512 and so weight
+  // (512 * 16383 + 2^23) >> 24 = 0: eight such lanes skip the gather (most keys of
+  // a peaked row). The same zeros as the full computation.
+  const __m256i zero_from = _mm256_set1_epi32(kZeroWeightD - 1);
   __m256i wsum = _mm256_setzero_si256();
   for (j = 0; j + 8 <= n; j += 8) {
     const __m256i d =
         _mm256_sub_epi32(vz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(z + j)));
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(d, zero_from))) == 0xFF) {
+      if constexpr (kWide) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(w16 + j), _mm_setzero_si128());
+      } else {
+        std::memset(hi + j, 0, 8);
+        std::memset(lo + j, 0, 8);
+      }
+      continue;
+    }
     const __m256i t = _mm256_i32gather_epi32(table, _mm256_and_si256(d, mask8), 4);
     const __m256i ex = _mm256_srlv_epi32(t, _mm256_srli_epi32(d, softmax::kFracBits));
     const __m256i we = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(ex, wmax), half), 24);
@@ -142,8 +175,13 @@ XDNA_AVX2 int64_t row_weights_avx2(const int32_t* z, int64_t n, int8_t* hi, int8
         _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ex, 32), wmax), half), 24);
     const __m256i w = _mm256_blend_epi32(we, _mm256_slli_epi64(wo, 32), 0xAA);
     wsum = _mm256_add_epi32(wsum, w);
-    store8(hi + j, _mm256_srli_epi32(w, 7));
-    store8(lo + j, _mm256_and_si256(w, mask7));
+    if constexpr (kWide) {  // 8 lanes <= 16383 -> 8 int16 (packs keeps them as they are)
+      const __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(w, w), 0x08);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(w16 + j), _mm256_castsi256_si128(p));
+    } else {
+      store8(hi + j, _mm256_srli_epi32(w, 7));
+      store8(lo + j, _mm256_and_si256(w, mask7));
+    }
   }
   alignas(32) int32_t sums[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(sums), wsum);
@@ -153,8 +191,12 @@ XDNA_AVX2 int64_t row_weights_avx2(const int32_t* z, int64_t n, int8_t* hi, int8
     const uint32_t e = softmax::exp_term(zmax - z[j]);
     const uint32_t v =
         static_cast<uint32_t>((static_cast<uint64_t>(e) * attention::kWeightMax + (1u << 23)) >> 24);
-    hi[j] = static_cast<int8_t>(v >> 7);
-    lo[j] = static_cast<int8_t>(v & 127u);
+    if constexpr (kWide) {
+      w16[j] = static_cast<int16_t>(v);
+    } else {
+      hi[j] = static_cast<int8_t>(v >> 7);
+      lo[j] = static_cast<int8_t>(v & 127u);
+    }
     total += v;
   }
   return total;
@@ -239,13 +281,33 @@ XDNA_AVX512 int64_t row_weights_avx512(const int32_t* z, int64_t n, int8_t* hi, 
                           a.mask + b * a.mask_strides[0] + h * a.mask_strides[1] +            \
                               i * a.mask_strides[2],                                          \
                           a.mask_strides[3], zr);                                             \
-    wsum[r] = row_weights_##ISA(zr, kv, probs + r * kv, probs + (rows + r) * kv);             \
+    wsum[r] = WEIGHTS;                                                                        \
   }
 
+#define WEIGHTS row_weights_avx2<false>(zr, kv, probs + r * kv, probs + (rows + r) * kv, nullptr)
 XDNA_AVX2 void softmax_rows_avx2(XDNA_SOFTMAX_ROWS_ARGS) { XDNA_SOFTMAX_ROWS_SIMD(avx2) }
+#undef WEIGHTS
+// Whole int16 weights, row r at w16 + r * ldw (ldw even >= kv); an odd kv gets a
+// zero weight for the padding key of the last pair.
+#define WEIGHTS row_weights_avx2<true>(zr, kv, nullptr, nullptr, w16 + r * ldw)
+XDNA_AVX2 void softmax_rows16_avx2(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0,
+                                   int64_t rows, int64_t kv, const int32_t* scores, int32_t* z,
+                                   int16_t* w16, int64_t ldw, int64_t* wsum) {
+  XDNA_SOFTMAX_ROWS_SIMD(avx2)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = kv; j < ldw; ++j) w16[r * ldw + j] = 0;
+}
+#undef WEIGHTS
+#define WEIGHTS row_weights_avx512(zr, kv, probs + r * kv, probs + (rows + r) * kv)
 XDNA_AVX512 void softmax_rows_avx512(XDNA_SOFTMAX_ROWS_ARGS) { XDNA_SOFTMAX_ROWS_SIMD(avx512) }
+#undef WEIGHTS
 #pragma GCC diagnostic pop
 #define XDNA_HAVE_X86_ROWS 1
+#endif
+#ifdef XDNA_HAVE_X86_ROWS
+constexpr bool kHaveX86Rows = true;
+#else
+constexpr bool kHaveX86Rows = false;
 #endif
 
 void softmax_rows(XDNA_SOFTMAX_ROWS_ARGS) {
@@ -263,23 +325,29 @@ void softmax_rows(XDNA_SOFTMAX_ROWS_ARGS) {
   softmax_rows_portable(a, b, h, i0, rows, kv, scores, z, probs, wsum);
 }
 
-// o_acc of one tile -> output rows (shared epilogue formula, per-row scale).
-void write_rows(const AttentionArgs& a, int64_t rows, int64_t dh, const int32_t* oacc,
-                const int64_t* wsum, int8_t* out_i8, float* out_f32) {
+// The combined o_acc of one tile -> output rows (shared epilogue formula, per-row
+// scale); acc(r, d) is the int64 o_acc of row r, column d.
+template <class Acc>
+void write_rows_from(const AttentionArgs& a, int64_t rows, int64_t dh, Acc acc,
+                     const int64_t* wsum, int8_t* out_i8, float* out_f32) {
   const int64_t hd = a.heads * dh;
   for (int64_t r = 0; r < rows; ++r) {
-    const int32_t* acc_hi = oacc + r * dh;
-    const int32_t* acc_lo = oacc + (rows + r) * dh;
     if (a.out_float) {
       const float mul = attention::row_out_mul(a.v_scale, wsum[r]);
-      for (int64_t d = 0; d < dh; ++d)
-        out_f32[r * hd + d] = attention::output_f32(attention::combine(acc_hi[d], acc_lo[d]), mul);
+      for (int64_t d = 0; d < dh; ++d) out_f32[r * hd + d] = attention::output_f32(acc(r, d), mul);
     } else {
       const attention::RowRequant rq = attention::row_requant(a.out_rq, wsum[r]);
-      for (int64_t d = 0; d < dh; ++d)
-        out_i8[r * hd + d] = attention::output_int8(attention::combine(acc_hi[d], acc_lo[d]), rq);
+      for (int64_t d = 0; d < dh; ++d) out_i8[r * hd + d] = attention::output_int8(acc(r, d), rq);
     }
   }
+}
+
+// hi rows [0, rows) and lo rows [rows, 2 rows) of int32 o_acc halves (stride dh).
+void write_rows(const AttentionArgs& a, int64_t rows, int64_t dh, const int32_t* oacc,
+                const int64_t* wsum, int8_t* out_i8, float* out_f32) {
+  write_rows_from(a, rows, dh, [=](int64_t r, int64_t d) {
+    return attention::combine(oacc[r * dh + d], oacc[(rows + r) * dh + d]);
+  }, wsum, out_i8, out_f32);
 }
 
 // The exact GEMM for this tile. The fast paths pack Bt on every call (O(N K));
@@ -309,6 +377,14 @@ struct PackedHeads {
   int kp_pv = 0, np_pv = 0;      // P.V's B: K = tk, N = dh
   std::vector<int8_t> k_data, v_data;
   std::vector<int32_t> k_colsum, v_colsum;
+  // Instead of v_data on the wide AVX2 path: V as int16 key pairs (attention_pv.h),
+  // kpairs x dhp pairs per head.
+  int kpairs = 0, dhp = 0;
+  std::vector<int16_t> v16;
+
+  const int16_t* pv16(int64_t bh) const {
+    return v16.data() + bh * static_cast<int64_t>(kpairs) * dhp * 2;
+  }
 
   // Q.K^T against the first kv keys of head bh (whole panels: same data, same sums).
   PackedB qk(int64_t bh, int kv) const {
@@ -334,7 +410,18 @@ struct PackedHeads {
   }
 };
 
-void pack_heads(const AttentionArgs& a, PackedHeads& ph) {
+// V of head (b, h) -> the int16 key-pair layout of attention_pv.h.
+void pack_v16(const AttentionArgs& a, int64_t b, int64_t h, int kpairs, int dhp, int16_t* dst) {
+  const int64_t hd = a.heads * a.head_dim;
+  const int8_t* src = a.v + b * a.k_len * hd + h * a.head_dim;
+  std::fill(dst, dst + static_cast<int64_t>(kpairs) * dhp * 2, int16_t{0});
+  for (int64_t j = 0; j < a.k_len; ++j)
+    for (int64_t d = 0; d < a.head_dim; ++d)
+      dst[((j / 2) * dhp + d) * 2 + (j & 1)] = src[j * hd + d];
+}
+
+// wide: pack V as int16 pairs (v16) for the AVX2 P.V path, not as int8 panels.
+void pack_heads(const AttentionArgs& a, PackedHeads& ph, bool wide) {
   const int64_t hd = a.heads * a.head_dim, bh = a.batch * a.heads;
   const int dh = static_cast<int>(a.head_dim), tk = static_cast<int>(a.k_len);
   ph.dh = dh;
@@ -345,8 +432,14 @@ void pack_heads(const AttentionArgs& a, PackedHeads& ph) {
   ph.np_pv = (dh + kPanelCols - 1) / kPanelCols * kPanelCols;
   ph.k_data.resize(static_cast<std::size_t>(bh * ph.np_qk * ph.kp_qk));
   ph.k_colsum.resize(static_cast<std::size_t>(bh * ph.np_qk));
-  ph.v_data.resize(static_cast<std::size_t>(bh * ph.np_pv * ph.kp_pv));
-  ph.v_colsum.resize(static_cast<std::size_t>(bh * ph.np_pv));
+  if (wide) {
+    ph.kpairs = (tk + 1) / 2;
+    ph.dhp = (dh + kPv16Cols - 1) / kPv16Cols * kPv16Cols;
+    ph.v16.resize(static_cast<std::size_t>(bh * ph.kpairs * ph.dhp * 2));
+  } else {
+    ph.v_data.resize(static_cast<std::size_t>(bh * ph.np_pv * ph.kp_pv));
+    ph.v_colsum.resize(static_cast<std::size_t>(bh * ph.np_pv));
+  }
   parallel_for(static_cast<std::size_t>(bh), 1, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i) {
       const int64_t b = static_cast<int64_t>(i) / a.heads, h = static_cast<int64_t>(i) % a.heads;
@@ -354,9 +447,13 @@ void pack_heads(const AttentionArgs& a, PackedHeads& ph) {
       pack_b(dh, tk, a.k + off, static_cast<long>(hd), /*transposed=*/true,
              ph.k_data.data() + static_cast<int64_t>(i) * ph.np_qk * ph.kp_qk,
              ph.k_colsum.data() + static_cast<int64_t>(i) * ph.np_qk);
-      pack_b(tk, dh, a.v + off, static_cast<long>(hd), /*transposed=*/false,
-             ph.v_data.data() + static_cast<int64_t>(i) * ph.np_pv * ph.kp_pv,
-             ph.v_colsum.data() + static_cast<int64_t>(i) * ph.np_pv);
+      if (wide)
+        pack_v16(a, b, h, ph.kpairs, ph.dhp,
+                 ph.v16.data() + static_cast<int64_t>(i) * ph.kpairs * ph.dhp * 2);
+      else
+        pack_b(tk, dh, a.v + off, static_cast<long>(hd), /*transposed=*/false,
+               ph.v_data.data() + static_cast<int64_t>(i) * ph.np_pv * ph.kp_pv,
+               ph.v_colsum.data() + static_cast<int64_t>(i) * ph.np_pv);
     }
   });
 }
@@ -387,19 +484,31 @@ void attention_int8(const AttentionArgs& a) {
   // portable path its unpacked loop (the portable packed kernel is slower).
   const bool prepack = a.q_len >= 2 * attention::kQueryTile && a.k_len <= (1 << 30) &&
                        active_isa() != Isa::kPortable;
+  // AVX2 (no VNNI): P.V with whole int16 weights, one vpmaddwd per key pair instead
+  // of two vpmaddubsw GEMMs of int8 halves (attention_pv_avx2.cpp); every tile of a
+  // non-causal call sees all keys, so every tile takes it.
+  const bool wide = prepack && !a.causal && kHaveX86Rows && active_isa() == Isa::kAvx2;
   PackedHeads ph;
   std::vector<int8_t> vt;
-  if (prepack) pack_heads(a, ph);
+  if (prepack) pack_heads(a, ph, wide);
   if (!prepack || a.causal) transpose_values(a, vt);  // causal tiles' P.V: per-tile path
-  const int64_t tasks = a.batch * a.heads * tiles;
-  parallel_for(static_cast<std::size_t>(tasks), 1, [&](std::size_t t0, std::size_t t1) {
+  const std::size_t tasks = static_cast<std::size_t>(a.batch * a.heads * tiles);
+  // Each pool thread pulls (batch, head, tile) tasks from a shared counter rather
+  // than taking a fixed half: on a shared machine a thread that is descheduled for
+  // a while does not leave the other waiting at the end (as gemm_packed_parallel).
+  // Scratch is allocated once per thread.
+  const std::size_t workers = std::min<std::size_t>(tasks, static_cast<std::size_t>(num_threads()));
+  std::atomic<std::size_t> next{0};
+  parallel_for(workers, 1, [&](std::size_t, std::size_t) {
     const int64_t rows_max = attention::kQueryTile;
     std::vector<int32_t> scores(static_cast<std::size_t>(rows_max * tk));
     std::vector<int32_t> z(static_cast<std::size_t>(tk));
     std::vector<int64_t> wsum(static_cast<std::size_t>(rows_max));
-    std::vector<int8_t> probs(static_cast<std::size_t>(2 * rows_max * tk));
-    std::vector<int32_t> oacc(static_cast<std::size_t>(2 * rows_max * dh));
-    for (std::size_t t = t0; t < t1; ++t) {
+    std::vector<int8_t> probs(static_cast<std::size_t>(wide ? 0 : 2 * rows_max * tk));
+    std::vector<int32_t> oacc(static_cast<std::size_t>(wide ? 0 : 2 * rows_max * dh));
+    std::vector<int16_t> w16(static_cast<std::size_t>(wide ? rows_max * 2 * ph.kpairs : 0));
+    std::vector<int64_t> acc64(static_cast<std::size_t>(wide ? rows_max * ph.dhp : 0));
+    for (std::size_t t = next++; t < tasks; t = next++) {
       const int64_t tile = static_cast<int64_t>(t) % tiles;
       const int64_t h = (static_cast<int64_t>(t) / tiles) % a.heads;
       const int64_t b = static_cast<int64_t>(t) / tiles / a.heads;
@@ -411,8 +520,8 @@ void attention_int8(const AttentionArgs& a) {
       const int64_t kv = attention::visible_keys(i0 + rows - 1, tk, a.causal, a.past_len);
       if (kv == 0) {  // every row of the tile fully excluded: zeros
         std::fill(wsum.begin(), wsum.end(), 0);
-        std::fill(oacc.begin(), oacc.end(), 0);
-        write_rows(a, rows, dh, oacc.data(), wsum.data(), out_i8, out_f32);
+        write_rows_from(a, rows, dh, [](int64_t, int64_t) { return int64_t{0}; }, wsum.data(),
+                        out_i8, out_f32);
         continue;
       }
       const int8_t* qt = a.q + (b * a.q_len + i0) * hd + h * dh;
@@ -425,6 +534,19 @@ void attention_int8(const AttentionArgs& a) {
         tile_gemm(static_cast<int>(rows), static_cast<int>(kv), static_cast<int>(dh), qt,
                   static_cast<int>(hd), kh, static_cast<int>(hd), scores.data(),
                   static_cast<int>(kv));
+#ifdef XDNA_HAVE_X86_ROWS
+      if (wide) {  // kv == tk here (not causal)
+        const int64_t ldw = 2 * ph.kpairs, dhp = ph.dhp;
+        softmax_rows16_avx2(a, b, h, i0, rows, kv, scores.data(), z.data(), w16.data(), ldw,
+                            wsum.data());
+        attention_pv16_avx2(w16.data(), static_cast<long>(ldw), static_cast<int>(rows),
+                            ph.kpairs, ph.pv16(bh), ph.dhp, acc64.data());
+        const int64_t* acc = acc64.data();
+        write_rows_from(a, rows, dh, [=](int64_t r, int64_t d) { return acc[r * dhp + d]; },
+                        wsum.data(), out_i8, out_f32);
+        continue;
+      }
+#endif
       softmax_rows(a, b, h, i0, rows, kv, scores.data(), z.data(), probs.data(), wsum.data());
       // hi and lo halves stacked as 2*rows A rows: one GEMM call for both.
       if (prepack && kv == tk) {

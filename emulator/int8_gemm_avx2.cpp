@@ -94,12 +94,12 @@ inline void epilogue_row_avx2(const Epilogue& e, int m, int n0, int cnt, const i
 }
 
 // Named accumulators (not an array) so that GCC keeps them in registers.
-#define XDNA_STEP_ROW(r, WORD)                      \
-  if constexpr (MR > r) {                           \
-    const __m256i av = _mm256_set1_epi32(WORD);     \
-    const __m256i ua = _mm256_abs_epi8(av);         \
-    c##r##0 = dot4(c##r##0, av, ua, b0, ones);      \
-    c##r##1 = dot4(c##r##1, av, ua, b1, ones);      \
+#define XDNA_STEP_ROW(r)                              \
+  if constexpr (MR > r) {                             \
+    const __m256i av = _mm256_set1_epi32(aw[r]);      \
+    const __m256i ua = _mm256_set1_epi32(aw[r + MR]); \
+    c##r##0 = dot4(c##r##0, av, ua, b0, ones);        \
+    c##r##1 = dot4(c##r##1, av, ua, b1, ones);        \
   }
 #define XDNA_STORE_ROW(r)                                                            \
   if constexpr (MR > r) {                                                            \
@@ -107,8 +107,10 @@ inline void epilogue_row_avx2(const Epilogue& e, int m, int n0, int cnt, const i
     _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + sub * 16 + 8), c##r##1);  \
   }
 
-// `aw`: this row block's A as int32 words of 4 k (zero-padded k tail),
-// interleaved by row: aw[g * MR + r] (packed once per row range, see below).
+// `aw`: this row block's A as int32 words of 4 k (zero-padded k tail), per
+// group g the MR rows' words then their byte-wise absolute values:
+// aw[g * 2 MR + r] and aw[g * 2 MR + MR + r] (packed once per row range, see
+// below; |a| comes with the packing, not once per panel sweep).
 template <int MR>
 void tile(const PackedB& b, const int8_t* panel, const int32_t* aw_block, int m, int n0, int cnt,
           const Epilogue& epi) {
@@ -120,13 +122,13 @@ void tile(const PackedB& b, const int8_t* panel, const int32_t* aw_block, int m,
     __m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     const int8_t* bp = panel + sub * 16 * kKGroup;
     const int32_t* aw = aw_block;
-    for (int g = 0; g < groups; ++g, bp += kPanelCols * kKGroup, aw += MR) {
+    for (int g = 0; g < groups; ++g, bp += kPanelCols * kKGroup, aw += 2 * MR) {
       const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp));
       const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 32));
-      XDNA_STEP_ROW(0, aw[0])
-      XDNA_STEP_ROW(1, aw[1])
-      XDNA_STEP_ROW(2, aw[2])
-      XDNA_STEP_ROW(3, aw[3])
+      XDNA_STEP_ROW(0)
+      XDNA_STEP_ROW(1)
+      XDNA_STEP_ROW(2)
+      XDNA_STEP_ROW(3)
     }
     XDNA_STORE_ROW(0) XDNA_STORE_ROW(1) XDNA_STORE_ROW(2) XDNA_STORE_ROW(3)
   }
@@ -153,8 +155,8 @@ void tile_row(const PackedB& b, const int8_t* panel, const int32_t* aw, int m, i
                  _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(bp + 8 * kPanelCols * kKGroup + 192),
                  _MM_HINT_T0);
-    const __m256i av = _mm256_set1_epi32(aw[g]);
-    const __m256i ua = _mm256_abs_epi8(av);
+    const __m256i av = _mm256_set1_epi32(aw[2 * g]);
+    const __m256i ua = _mm256_set1_epi32(aw[2 * g + 1]);
     c0 = dot4(c0, av, ua, ld(bp), ones);
     c1 = dot4(c1, av, ua, ld(bp + 32), ones);
     c2 = dot4(c2, av, ua, ld(bp + 64), ones);
@@ -192,8 +194,8 @@ void tile_two(const PackedB& b, const int8_t* panel, const int32_t* aw, int m, i
     const int8_t* bp = panel + half * 128;
     for (int g = 0; g < groups; ++g, bp += kPanelCols * kKGroup) {
       const __m256i w0 = ld(bp), w1 = ld(bp + 32), w2 = ld(bp + 64), w3 = ld(bp + 96);
-      const __m256i x0 = _mm256_set1_epi32(aw[2 * g]), u0 = _mm256_abs_epi8(x0);
-      const __m256i x1 = _mm256_set1_epi32(aw[2 * g + 1]), u1 = _mm256_abs_epi8(x1);
+      const __m256i x0 = _mm256_set1_epi32(aw[4 * g]), u0 = _mm256_set1_epi32(aw[4 * g + 2]);
+      const __m256i x1 = _mm256_set1_epi32(aw[4 * g + 1]), u1 = _mm256_set1_epi32(aw[4 * g + 3]);
       a0 = dot4(a0, x0, u0, w0, ones);
       a1 = dot4(a1, x0, u0, w1, ones);
       a2 = dot4(a2, x0, u0, w2, ones);
@@ -218,12 +220,27 @@ void tile_two(const PackedB& b, const int8_t* panel, const int32_t* aw, int m, i
   epilogue_row_avx2(epi, m + 1, n0, cnt, out[1]);
 }
 
+// |each byte| of a word (vpabsb: -128 -> 128 as u8, which vpmaddubsw reads right).
+inline int32_t abs_bytes(int32_t w) {
+  return _mm_cvtsi128_si32(_mm_abs_epi8(_mm_cvtsi32_si128(w)));
+}
+
+// Rows [m, m + mr) in the layout of tile(): aw[g * 2 mr + r] = word g of row r,
+// aw[g * 2 mr + mr + r] = its byte-wise |.|.
 void pack_a_block(const int8_t* A, long lda, int K, int m, int mr, int32_t* aw) {
   const int full = K / kKGroup, rest = K - full * kKGroup;
   for (int r = 0; r < mr; ++r) {
     const int8_t* a = A + static_cast<long>(m + r) * lda;
-    for (int g = 0; g < full; ++g) aw[g * mr + r] = load_word(a + g * kKGroup);
-    if (rest) aw[full * mr + r] = load_word_tail(a + full * kKGroup, rest);
+    for (int g = 0; g < full; ++g) {
+      const int32_t w = load_word(a + g * kKGroup);
+      aw[g * 2 * mr + r] = w;
+      aw[g * 2 * mr + mr + r] = abs_bytes(w);
+    }
+    if (rest) {
+      const int32_t w = load_word_tail(a + full * kKGroup, rest);
+      aw[full * 2 * mr + r] = w;
+      aw[full * 2 * mr + mr + r] = abs_bytes(w);
+    }
   }
 }
 
@@ -237,17 +254,17 @@ void gemm_packed_avx2(const PackedB& b, const int8_t* A, long lda, int m0, int m
   // Pack the row range once (every panel sweeps it). malloc, not std::vector:
   // this translation unit stays free of STL instantiations.
   const long groups = b.Kp / kKGroup;
-  const long words = static_cast<long>(m1 - m0) * groups;
+  const long words = 2L * (m1 - m0) * groups;  // each word and its |.|
   int32_t* aw = static_cast<int32_t*>(std::malloc(sizeof(int32_t) * (words > 0 ? words : 1)));
   if (!aw) throw std::bad_alloc();  // never leave the output unwritten
   for (int m = m0; m < m1; m += kMr2)
-    pack_a_block(A, lda, b.K, m, m1 - m < kMr2 ? m1 - m : kMr2, aw + (m - m0) * groups);
+    pack_a_block(A, lda, b.K, m, m1 - m < kMr2 ? m1 - m : kMr2, aw + 2 * (m - m0) * groups);
   for (int p = p0; p < p1; ++p) {
     const int8_t* panel = b.data + static_cast<long>(p) * b.Kp * kPanelCols;
     const int n0 = p * kPanelCols;
     const int cnt = b.N - n0 < kPanelCols ? b.N - n0 : kPanelCols;
     for (int m = m0; m < m1; m += kMr2) {
-      const int32_t* blk = aw + (m - m0) * groups;
+      const int32_t* blk = aw + 2 * (m - m0) * groups;
       switch (m1 - m < kMr2 ? m1 - m : kMr2) {
         case 4: tile<4>(b, panel, blk, m, n0, cnt, epi); break;
         case 3: tile<3>(b, panel, blk, m, n0, cnt, epi); break;

@@ -83,6 +83,29 @@ def test_whisper_like_shapes_match_reference(kernel_path: str, tq: int, tk: int,
                                   A.attention_reference(q, k, v, **kw8))
 
 
+@pytest.mark.parametrize("tq,tk,heads,dh", [
+    (130, 1025, 2, 24),   # odd key count (a zero padding key), Dh not a multiple of 16
+    (129, 1500, 1, 64),   # encoder keys: P.V sums past 2^31 for the all-equal rows
+    (200, 7, 3, 40),      # fewer keys than one key chunk, 3-row last row block
+])
+def test_packed_full_scale_weights_match_reference(kernel_path: str, tq: int, tk: int,
+                                                   heads: int, dh: int) -> None:
+    """Query tiles of >= 128 rows over all keys (the pre-packed paths, incl. AVX2's whole
+    int16 weights): rows with q = 0 give every key the largest weight 16383, and V at
+    +-127 makes |sum w v| = 16383 * 127 * Tk, beyond int32 for Tk = 1500; the other rows
+    are random. The int64 sum and both outputs must match the reference bit for bit."""
+    rng = np.random.default_rng(tq + tk + dh)
+    q, k, v = qkv(rng, 1, tq, tk, heads * dh, lo=-128)
+    q[:, :70] = 0
+    v[:, :, ::3] = 127
+    v[:, :, 1::3] = -127
+    kw = dict(num_heads=heads, q_scale=0.05, k_scale=0.05, v_scale=0.02)
+    np.testing.assert_array_equal(A.attention(q, k, v, **kw), A.attention_reference(q, k, v, **kw))
+    kw8 = {**kw, "out": "int8", "out_scale": 0.5}
+    np.testing.assert_array_equal(A.attention(q, k, v, **kw8),
+                                  A.attention_reference(q, k, v, **kw8))
+
+
 @pytest.mark.parametrize("scale", [0.5, 4.0])
 def test_clamped_logits_and_vanishing_exp_terms_match_reference(kernel_path: str,
                                                                  scale: float) -> None:
