@@ -239,7 +239,8 @@ def test_conv_frontend(mode: str) -> None:
 def test_conv_frontend_with_position_add_is_one_launch(mode: str) -> None:
     """conv1d -> gelu -> conv1d -> gelu -> transposed position add: the whole chain
     (quantize/dequantize glue included) is the manifest's conv_frontend design, one
-    launch, in static mode; the result matches onnxruntime FP32 on [B, T/2, D]."""
+    launch, in static and in dynamic mode; the result matches onnxruntime FP32 on
+    [B, T/2, D]."""
     sm = conv_frontend(t=200, seed=2, positions=True)
     samples = sm.samples(3, seed=4)
     prog, plan = compile_region(sm.model, sm.region, CompileOptions(mode, samples))
@@ -247,11 +248,14 @@ def test_conv_frontend_with_position_add_is_one_launch(mode: str) -> None:
     add = prog.stages()[-1]
     assert add.kernel == "add" and add.attrs["transpose_a"] and add.attrs["table_rows"] == 100
     assert prog.constants[add.consts["b"]].shape == (100, 384)
-    if mode == "static":
-        assert [ln.design for ln in prog.launches] == ["conv_frontend"]
-        assert plan.launches_per_inference == 1
-    else:  # conv_frontend is static_only: dynamic stages are never grouped into it
-        assert [ln.design for ln in prog.launches] == [st.kernel for st in prog.stages()]
+    # dynamic mode too: conv_frontend reduces the scales on the array ("dynamic": true)
+    assert [ln.design for ln in prog.launches] == ["conv_frontend"]
+    assert plan.launches_per_inference == 1
+    if mode == "dynamic":
+        assert [st.kernel for st in prog.stages()] == [
+            "conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
+            "dequantize", "add"]
+        assert all(st.attrs.get("dynamic") for st in prog.stages() if st.kernel != "add")
     want = _fp32(sm.model, samples)
     got = _program_outputs(prog, samples, sm.input_name)
     assert got[0].shape == want[0].shape == (1, 100, 384)
@@ -290,12 +294,27 @@ def test_grouping_takes_the_fewest_launches_not_the_longest_first() -> None:
     assert [s for ln in group_launches(st, find) for s in ln.stages] == st
 
 
-def test_static_only_design_is_skipped_for_dynamic_stages() -> None:
+def test_dynamic_stages_group_only_into_a_design_that_declares_dynamic() -> None:
+    """The dynamic front end (conv1d, quantize(neg_limit), gelu, dequantize, ...) is
+    conv_frontend's chain with its glue: ONE launch, because the manifest entry says
+    "dynamic": true; the same entry without the flag leaves every dynamic stage alone,
+    while a static chain is grouped either way."""
+    import dataclasses
+
     chain = ["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
              "dequantize", "add"]
 
     def find(c):
         return manifest.find_design(list(c))
 
+    def find_static_only(c):
+        found = manifest.find_design(list(c))
+        return None if found is None else dataclasses.replace(found, dynamic=False)
+
     assert [ln.design for ln in group_launches(_stages(chain), find)] == ["conv_frontend"]
-    assert [ln.design for ln in group_launches(_stages(chain, dynamic=True), find)] == chain
+    assert [ln.design for ln in group_launches(_stages(chain, dynamic=True), find)] == \
+        ["conv_frontend"]
+    assert [ln.design for ln in group_launches(_stages(chain), find_static_only)] == \
+        ["conv_frontend"]
+    assert [ln.design for ln in group_launches(_stages(chain, dynamic=True),
+                                               find_static_only)] == chain

@@ -89,8 +89,10 @@ def _broken(mutate) -> dict:
      "at least two"),
     (_broken(lambda d: d["designs"].update(dup=dict(d["designs"]["ln_matmul"]))),
      "same stage chain"),
-    (_broken(lambda d: d["designs"]["conv_frontend"].update(static_only="yes")),
-     "static_only must be true or false"),
+    (_broken(lambda d: d["designs"]["conv_frontend"].update(dynamic="yes")),
+     "dynamic must be true or false"),
+    (_broken(lambda d: d["designs"]["conv_frontend"].update(static_only=True)),
+     "static_only is no longer read"),
 ])
 def test_malformed_manifest_is_rejected(doc, match: str) -> None:
     with pytest.raises(M.ManifestError, match=match):
@@ -206,7 +208,10 @@ def test_attn_block_needs_the_attention_hook(monkeypatch) -> None:
         iron_check.trace(lambda: _load("fused/attn_block/design.py"), "build", 1500, 1500, 6, 64)
 
 
-def test_conv_frontend_is_static_only_and_the_others_are_not() -> None:
+def test_conv_frontend_takes_dynamic_stages() -> None:
+    """conv_frontend reduces its dynamic scales on the array (kernels/fused/README.md)."""
     m = M.load()
-    assert m.designs["conv_frontend"].static_only
-    assert not any(d.static_only for n, d in m.designs.items() if n != "conv_frontend")
+    assert m.designs["conv_frontend"].dynamic
+    assert M.parse({**m.raw, "designs": {n: {k: v for k, v in d.items() if k != "dynamic"}
+                                         for n, d in m.raw["designs"].items()}}) \
+        .designs["conv_frontend"].dynamic is False

@@ -161,6 +161,16 @@ def _design_name(found: Any) -> str | None:
     return name
 
 
+def _takes(found: Any, chain: Sequence[Stage]) -> bool:
+    """Whether design `found` may run `chain`: a chain with dynamic-mode stages only
+    goes into a design whose manifest entry declares "dynamic": true (it reduces the
+    scales on the array); a plain name (a test's find_design) takes any chain."""
+    if isinstance(found, str):
+        return True
+    dynamic = any(st.attrs.get("dynamic") for st in chain)
+    return bool(getattr(found, "dynamic", False)) or not dynamic
+
+
 def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> list[Launch]:
     """The fewest launches that cover the stages in order: each launch is a chain of
     consecutive stages the manifest has a design for, or one stage on its own
@@ -178,8 +188,7 @@ def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> l
         if find_design is not None:
             for j in range(n, i + 1, -1):
                 found = find_design([st.kernel for st in stages[i:j]])
-                if getattr(found, "static_only", False) and any(
-                        st.attrs.get("dynamic") for st in stages[i:j]):
+                if found is not None and not _takes(found, stages[i:j]):
                     continue  # a static-scales design cannot run dynamic-mode stages
                 name = _design_name(found)
                 if name:

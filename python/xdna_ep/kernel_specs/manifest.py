@@ -57,9 +57,11 @@ class DesignEntry:
     # (e.g. conv_frontend's quantize/dequantize around each gelu); a chain
     # matches when it equals `stages` after dropping these.
     glue: tuple[str, ...] = ()
-    # The design takes compile-time scales only: a chain with dynamic-mode stages
-    # (scale buffers travelling with int8 tensors) is never grouped into it.
-    static_only: bool = False
+    # The design also runs dynamic-mode stages (scale buffers travelling with int8
+    # tensors): it computes each dynamic scale on the array (partial maxima from the
+    # producing cores, one reducer core, kernels/common). A chain with dynamic-mode
+    # stages is grouped only into a design that declares "dynamic": true.
+    dynamic: bool = False
 
     def matches(self, chain: tuple[str, ...]) -> bool:
         return tuple(k for k in chain if k not in self.glue) == self.stages and (
@@ -138,11 +140,14 @@ def _design(name: str, obj: Any, kernels: dict[str, KernelEntry]) -> DesignEntry
     unknown = [s for s in stages + glue if s not in kernels]
     if unknown:
         raise ManifestError(f"{FILENAME}: {where} names unknown kernels {unknown}")
-    static_only = obj.get("static_only", False)
-    if not isinstance(static_only, bool):
-        raise ManifestError(f"{FILENAME}: {where}.static_only must be true or false")
+    if "static_only" in obj:
+        raise ManifestError(f"{FILENAME}: {where}.static_only is no longer read: a design "
+                            "takes dynamic-mode stages when it declares \"dynamic\": true")
+    dynamic = obj.get("dynamic", False)
+    if not isinstance(dynamic, bool):
+        raise ManifestError(f"{FILENAME}: {where}.dynamic must be true or false")
     return DesignEntry(
-        name=name, stages=tuple(stages), glue=tuple(glue), static_only=static_only,
+        name=name, stages=tuple(stages), glue=tuple(glue), dynamic=dynamic,
         **{k: _need(obj, k, str, where) for k in ("folder", "design", "xclbin", "instructions")},
         kernel_version=_need(obj, "kernel_version", int, where),
     )
