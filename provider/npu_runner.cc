@@ -8,6 +8,7 @@ namespace xdna::ep {
 namespace {
 
 constexpr const char* kScratchPrefix = "#scratch/";  // runtime/layout.py SCRATCH_PREFIX
+constexpr const char* kFlags = "flags";                // kernels/fused/scratch.py FLAGS
 
 int64_t product(const std::vector<int64_t>& v, size_t from = 0, size_t to = SIZE_MAX) {
   int64_t n = 1;
@@ -45,6 +46,28 @@ void for_each_row(const SlotDef& s, Fn fn) {
     for (size_t a = k - 1; a-- > 0;) {  // next index over the leading k-1 axes
       if (++idx[a] < folded[a]) break;
       idx[a] = 0;
+    }
+  }
+}
+
+// runtime/layout.py check_reduction_flags: a dynamic design's FLAGS scratch
+// (kernels/fused/scratch.py) holds one uint32 per scale reduction on the array; a
+// non-zero word means that reduction's float input held NaN or Inf, so no dynamic
+// int8 scale exists. That is bad input, not a device failure (no fallback): the
+// same error the host kernels raise.
+void check_reduction_flags(const LaunchDef& l, const LaunchImage& im, const std::vector<uint8_t>& out,
+                           size_t index) {
+  const std::string flags = std::string(kScratchPrefix) + l.design + "/" + kFlags;
+  for (const SlotDef& s : im.out_slots) {
+    if (s.name != flags) continue;
+    for (size_t w = 0; w + 4 <= s.nbytes && s.offset + s.nbytes <= out.size(); w += 4) {
+      uint32_t word = 0;
+      std::memcpy(&word, out.data() + s.offset + w, 4);
+      if (word != 0)
+        throw std::runtime_error("XDNA launch " + std::to_string(index) + " (design '" + l.design +
+                                 "'): x contains NaN or Inf: no dynamic int8 scale exists "
+                                 "(flagged by the scale reduction on the array, #" +
+                                 std::to_string(w / 4) + ")");
     }
   }
 }
@@ -189,6 +212,7 @@ std::vector<Buffer> NpuProgram::run(const std::vector<Buffer>& inputs) const {
     }
     const int status = device_->api().run(handle_, i, in.data(), in.size(), out.data(), out.size());
     if (status != XDNA_NPU_OK) throw NpuRunError(device_->last_error(), status == XDNA_NPU_BROKEN);
+    check_reduction_flags(l, im, out, i);
     for (const SlotDef& s : im.out_slots)
       if (s.name.compare(0, std::strlen(kScratchPrefix), kScratchPrefix) != 0)
         env[s.name] = unpack_slot(s, out);

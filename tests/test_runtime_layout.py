@@ -128,3 +128,58 @@ def test_output_rule_matches_what_the_stage_writes(case: str) -> None:
     rule = output_specs(st.kernel, None, [BufferSpec.of(feeds[b]) for b in st.inputs],
                         stage_consts(prog, st), st.attrs)
     assert rule == [BufferSpec.of(got[t.name]) for t in prog.outputs], case
+
+
+def test_dynamic_conv_frontend_out_keeps_the_reduced_tensors_and_flags() -> None:
+    """A conv_frontend launch with dynamic-mode stages reduces its scales on the array:
+    its OUT adds conv1's raw output c1 [B, d, t1], conv2's c2 [B, t2, d] and one FLAGS
+    word per float reduction (kernels/fused/scratch.py) after the static entries; a
+    static launch has none of them. A set flag raises the quantize contract's error
+    naming the reduced buffer; clear flags pass."""
+    from xdna_ep._kernels.fused import scratch
+    from xdna_ep.compile.program import Stage
+    from xdna_ep.runtime.layout import (
+        SCRATCH_PREFIX,
+        LaunchParams,
+        check_reduction_flags,
+        flags_slot,
+        plan_out,
+    )
+    from xdna_ep.runtime.shapes import BufferSpec
+
+    b, mels, d, frames = 2, 80, 384, 60
+    dims = scratch.conv_frontend_dims(mels, d, frames)
+    known = {"mel": BufferSpec("float32", (b, mels, frames)),
+             "y": BufferSpec("float32", (b, frames // 2, d))}
+    consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
+    chain = [("conv1d", "mel"), ("quantize", "c1"), ("gelu", "q1"), ("dequantize", "g1"),
+             ("conv1d", "h"), ("quantize", "c2"), ("gelu", "q2"), ("dequantize", "g2"),
+             ("add", "h2")]
+
+    def stages(dynamic: bool) -> list[Stage]:
+        attrs = {"dynamic": True} if dynamic else {}
+        outs = [x for _, x in chain[1:]] + ["y"]
+        return [Stage(k, (x,), (o,), {}, dict(attrs) if k != "add" else {})
+                for (k, x), o in zip(chain, outs, strict=True)]
+
+    static = plan_out("conv_frontend", stages(False), known, ("y",), consts)
+    dynamic = plan_out("conv_frontend", stages(True), known, ("y",), consts)
+    pre = f"{SCRATCH_PREFIX}conv_frontend/"
+    assert [n for n, _ in static.specs] == ["y", pre + "h"]
+    assert [n for n, _ in dynamic.specs] == ["y", pre + "h", pre + "c1", pre + "c2",
+                                             flags_slot("conv_frontend")]
+    sizes = {n: s.nbytes for n, s in dynamic.specs}
+    assert sizes[pre + "c1"] == 4 * b * d * dims.t1
+    assert sizes[pre + "c2"] == 4 * b * dims.t2 * d
+    assert sizes[flags_slot("conv_frontend")] == 4 * len(scratch.CONV_REDUCTIONS) == 16
+
+    params = LaunchParams("conv_frontend", tuple(
+        {"kernel": s.kernel, "inputs": list(s.inputs), "outputs": list(s.outputs),
+         "attrs": s.attrs} for s in stages(True)), *(None,) * 3)  # type: ignore[arg-type]
+    flags = np.zeros(4, "<u4")
+    check_reduction_flags(params, {flags_slot("conv_frontend"): flags.view(np.uint8)})
+    for word, buf in enumerate(("mel", "c1", "h", "c2")):
+        flags[:] = 0
+        flags[word] = 1
+        with pytest.raises(ValueError, match=f"'{buf}'.*NaN or Inf: no dynamic int8 scale"):
+            check_reduction_flags(params, {flags_slot("conv_frontend"): flags.view(np.uint8)})

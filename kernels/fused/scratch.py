@@ -60,6 +60,26 @@ OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
     "conv_frontend": (OutEntry("y", ("add", 0, 0)), OutEntry("h", None)),
 }
 
+# A design with the manifest's "dynamic": true, running dynamic-mode stages, computes
+# every dynamic scale on the array (kernels/common/README.md): it keeps the float
+# tensors a scale is reduced over in OUT (each reduction streams its tensor back),
+# and the reducers' non-finite flags go to a FLAGS entry the host checks after the
+# launch (a non-zero word: that reduction's input held NaN or Inf, so no dynamic
+# int8 scale exists; the host raises the quantize contract's error). These entries
+# follow the design's OUT_ENTRIES.
+FLAGS = "flags"
+DYNAMIC_OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
+    # c1: conv1's raw fp32 output [B, d, t1]; c2: conv2's raw fp32 output,
+    # transposed like y [B, t2, d]; flags: one uint32 per float reduction
+    "conv_frontend": (OutEntry("c1", None), OutEntry("c2", None), OutEntry(FLAGS, None)),
+}
+
+
+def out_entries(design: str, dynamic: bool) -> tuple[OutEntry, ...]:
+    """The OUT entries of `design` for a launch with (dynamic) or without dynamic-mode
+    stages; a design without dynamic entries has the same OUT in both modes."""
+    return OUT_ENTRIES.get(design, ()) + (DYNAMIC_OUT_ENTRIES.get(design, ()) if dynamic else ())
+
 
 # Rows per IN slot the design reads (its launch inputs in Launch.inputs order): the
 # matmul-bearing designs read whole 128-row groups; attn_block's keys and values
@@ -161,6 +181,28 @@ class ConvFrontendDims:
     def h_bytes(self, batch: int, d: int) -> int:
         """Private scratch: conv1's gelu output fp32 [B, d, tp2] with zero borders."""
         return 4 * batch * d * self.tp2
+
+    def scratch_bytes(self, name: str, batch: int, d: int) -> int:
+        """Bytes of the private scratch entry `name` (h; dynamic mode: c1, c2, flags)."""
+        sizes = {"h": self.h_bytes(batch, d), "c1": 4 * batch * d * self.t1,
+                 "c2": 4 * batch * self.t2 * d, FLAGS: 4 * len(CONV_REDUCTIONS)}
+        if name not in sizes:
+            raise ValueError(f"conv_frontend has no private scratch {name!r}")
+        return sizes[name]
+
+
+# The float reductions of a dynamic conv_frontend launch, in FLAGS word order: the
+# (kernel, occurrence) of the dynamic stage whose float input each one reduces
+# (conv1d quantizes its own input; quantize with neg_limit feeds gelu). The two
+# gelu code-range reductions work on int8 codes and cannot be non-finite.
+CONV_REDUCTIONS: tuple[tuple[str, int], ...] = (
+    ("conv1d", 0),     # the mel (IN)
+    ("quantize", 0),   # conv1's raw output c1
+    ("conv1d", 1),     # h, gelu1's dequantized output
+    ("quantize", 1),   # conv2's raw output c2
+)
+# per dynamic design: its float reductions in FLAGS word order
+REDUCTIONS: dict[str, tuple[tuple[str, int], ...]] = {"conv_frontend": CONV_REDUCTIONS}
 
 
 def conv_frontend_dims(mels: int, d: int, frames: int) -> ConvFrontendDims:

@@ -42,9 +42,12 @@ from xdna_ep.runtime.layout import (
     ARG_PARAMS,
     ARG_WEIGHTS,
     OPCODE,
+    SCRATCH_PREFIX,
     LaunchParams,
     RegionLayout,
     Slot,
+    flags_slot,
+    is_dynamic,
 )
 
 FAKE_XCLBIN_MAGIC = "FAKE-XCLBIN-FOR-TESTS"
@@ -234,8 +237,8 @@ class FakeHardware:
             stages.append(stage)
             specs.append(spec)
             states.append(state)
-        execute_stages(stages, specs, states, env)
-        out = design_outputs(params, env)
+        flags = _run_reducing(params, stages, specs, states, env)
+        out = design_outputs(params, env, flags)
         if out.size > bo_out.size_:
             raise ValueError(f"outputs need {out.size} bytes, OUT BO has {bo_out.size_}")
         bo_out.dev[:out.size] = out
@@ -289,12 +292,44 @@ def design_inputs(params: LaunchParams, dev: np.ndarray) -> dict[str, np.ndarray
     return env
 
 
-def design_outputs(params: LaunchParams, env: dict[str, np.ndarray]) -> np.ndarray:
+def _run_reducing(params: LaunchParams, stages: list[Stage], specs: list[Any],
+                  states: list[Any], env: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Runs the stages; for a launch whose design reduces dynamic scales on the array
+    (scratch.REDUCTIONS), as that design does: each reduction's reducer flags a
+    non-finite input, and the cores go on with a garbage scale (modelled: the FAKE
+    stops computing; the outputs not yet computed hold PAD_BYTE). Returns the FLAGS
+    words (None: the launch has no reductions)."""
+    reductions = scratch.REDUCTIONS.get(params.design, ()) if is_dynamic(params.stages) else ()
+    if not reductions:
+        execute_stages(stages, specs, states, env)
+        return None
+    flags = np.zeros(len(reductions), "<u4")
+    seen: dict[str, int] = {}
+    for stage, spec, state in zip(stages, specs, states, strict=True):
+        occ = seen[stage.kernel] = seen.get(stage.kernel, -1) + 1
+        if (stage.kernel, occ) in reductions:
+            x = env[stage.inputs[0]]
+            if not np.isfinite(x).all():
+                flags[reductions.index((stage.kernel, occ))] = 1
+                return flags
+        execute_stages([stage], [spec], [state], env)
+    return flags
+
+
+def design_outputs(params: LaunchParams, env: dict[str, np.ndarray],
+                   flags: np.ndarray | None = None) -> np.ndarray:
     """OUT bytes as the design writes them: conv_frontend's y at t2 rows per batch;
     a `whole` entry's split matmul outputs as one [rows_p, sum N] matrix (column
     blocks); padding rows hold PAD_BYTE. Private scratch (SCRATCH_PREFIX slots) has
-    no emulator buffer: the FAKE leaves it zero."""
+    no emulator buffer: the FAKE leaves it zero, except a dynamic design's reduction
+    FLAGS (`flags`). An output a flagged launch did not compute holds PAD_BYTE."""
     lay, modelled = params.outputs, {}
+    env = dict(env)
+    for s in lay.slots:
+        if s.name not in env and not s.name.startswith(SCRATCH_PREFIX):
+            env[s.name] = _padding(s.shape, np.dtype(s.dtype))
+    if flags is not None:
+        env[flags_slot(params.design)] = flags.view(np.uint8)
     if params.design == "conv_frontend":
         _, y, dims = _conv_dims(params)
         b, t, d = env[y].shape

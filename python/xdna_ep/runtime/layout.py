@@ -334,6 +334,37 @@ def has_private_scratch(design: str) -> bool:
     return any(e.stage is None for e in scratch.OUT_ENTRIES.get(design, ()))
 
 
+def is_dynamic(stages: Sequence[Stage] | Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a launch runs dynamic-mode stages (its design then reduces the scales
+    on the array and keeps the scratch of scratch.DYNAMIC_OUT_ENTRIES)."""
+    return any((st.attrs if isinstance(st, Stage) else st["attrs"]).get("dynamic")
+               for st in stages)
+
+
+def flags_slot(design: str) -> str:
+    """OUT slot name of a dynamic design's reduction flags (scratch.FLAGS)."""
+    return f"{SCRATCH_PREFIX}{design}/{scratch.FLAGS}"
+
+
+def check_reduction_flags(params: LaunchParams, out: Mapping[str, np.ndarray]) -> None:
+    """After a launch: a non-zero word in the design's FLAGS entry means that scale
+    reduction's float input held NaN or Inf: no dynamic int8 scale exists. Raises the
+    quantize contract's error (ValueError, as the emulator's kernels do), naming the
+    stage and buffer, instead of returning the garbage the design went on with."""
+    flags = out.get(flags_slot(params.design))
+    if flags is None:
+        return
+    words = np.ascontiguousarray(flags).reshape(-1).view(np.uint8)
+    words = words[:words.size // 4 * 4].view("<u4")
+    for word, (kernel, occurrence) in zip(words, scratch.REDUCTIONS.get(params.design, ()),
+                                          strict=False):
+        if word:
+            st = [s for s in params.stages if s["kernel"] == kernel][occurrence]
+            raise ValueError(f"XDNA stage {kernel}: x ({st['inputs'][0]!r}) contains NaN or "
+                             f"Inf: no dynamic int8 scale exists (flagged by design "
+                             f"{params.design!r}'s scale reduction on the array)")
+
+
 def _entry_stage(design: str, stages: Sequence[Stage], ref: tuple[str, int, int]) -> Stage:
     kernel, occurrence, index = ref
     seen = [st for st in stages if st.kernel == kernel]
@@ -359,19 +390,19 @@ def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpe
     OUT_ENTRIES: the stage outputs it writes to OUT, each reserved for its padded
     rows or framed as the design lays it out, and its private scratch), then every
     other export. A single-kernel design exports only what is needed later."""
-    entries = scratch.OUT_ENTRIES.get(design)
-    if entries is None:
+    if design not in scratch.OUT_ENTRIES:
         return OutPlan(tuple((b, known[b]) for b in exports), {})
+    entries = scratch.out_entries(design, is_dynamic(stages))
     specs: list[tuple[str, BufferSpec]] = []
     reserve: dict[str, int] = {}
     frames: dict[str, Frame] = {}
     conv = conv_frontend_geometry(stages, known, consts) if design == "conv_frontend" else None
     for e in entries:
-        if e.stage is None:          # private scratch: conv_frontend's h rows
+        if e.stage is None:          # private scratch: conv_frontend's h rows (c1, c2, flags)
             assert conv is not None, f"{design}: private scratch without its dims"
             batch, _, d, dims = conv
             name = f"{SCRATCH_PREFIX}{design}/{e.name}"
-            specs.append((name, BufferSpec("uint8", (dims.h_bytes(batch, d),))))
+            specs.append((name, BufferSpec("uint8", (dims.scratch_bytes(e.name, batch, d),))))
             continue
         stage = _entry_stage(design, stages, e.stage)
         buf = stage.outputs[e.stage[2]]
