@@ -65,6 +65,8 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
         C("matmul", "matmul/design.py", "build", (t, d, f, "int8"), "fc1"),
         C("matmul", "matmul/design.py", "build", (t, f, d, "float32"), "fc2"),
         C("quantize", "quantize/design.py", "build", (t * d, "quantize"), "x"),
+        C("quantize", "quantize/design.py", "build_dynamic", (t * d, 0.0), "dynamic"),
+        C("quantize", "quantize/design.py", "build_dynamic", (t * f, 4.0), "dynamic_gelu_in"),
         C("dequantize", "quantize/design.py", "build", (t * d, "dequantize"), "x"),
         C("gelu", "gelu/design.py", "gelu_design", (t * f, 4800), "h"),
         C("layernorm", "layernorm/design.py", "layernorm_design",
