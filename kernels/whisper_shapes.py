@@ -89,6 +89,8 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
           (t, d, f, 3 * d, "int8"), "mlp+qkv"),
         C("conv_frontend", "fused/conv_frontend/design.py", "build",
           (1, size.mels, d, MEL_FRAMES), "frontend"),
+        C("conv_frontend", "fused/conv_frontend/design.py", "build_dynamic",
+          (1, size.mels, d, MEL_FRAMES), "frontend-dynamic"),
     )
 
 

@@ -51,23 +51,24 @@ void for_each_row(const SlotDef& s, Fn fn) {
 }
 
 // runtime/layout.py check_reduction_flags: a dynamic design's FLAGS scratch
-// (kernels/fused/scratch.py) holds one uint32 per scale reduction on the array; a
-// non-zero word means that reduction's float input held NaN or Inf, so no dynamic
-// int8 scale exists. That is bad input, not a device failure (no fallback): the
-// same error the host kernels raise.
+// (kernels/fused/scratch.py) holds each float scale reduction's params {scale,
+// 1/scale, flag, 0} (fp32, kernels/common/dynamic_scale.h); a non-zero flag means
+// that reduction's input held NaN or Inf, so no dynamic int8 scale exists. That
+// is bad input, not a device failure (no fallback): the host kernels' error.
 void check_reduction_flags(const LaunchDef& l, const LaunchImage& im, const std::vector<uint8_t>& out,
                            size_t index) {
+  constexpr size_t kRecord = 4 * sizeof(float), kFlagAt = 2 * sizeof(float);
   const std::string flags = std::string(kScratchPrefix) + l.design + "/" + kFlags;
   for (const SlotDef& s : im.out_slots) {
     if (s.name != flags) continue;
-    for (size_t w = 0; w + 4 <= s.nbytes && s.offset + s.nbytes <= out.size(); w += 4) {
-      uint32_t word = 0;
-      std::memcpy(&word, out.data() + s.offset + w, 4);
-      if (word != 0)
+    for (size_t r = 0; r + kRecord <= s.nbytes && s.offset + s.nbytes <= out.size(); r += kRecord) {
+      float flag = 0.0f;
+      std::memcpy(&flag, out.data() + s.offset + r + kFlagAt, sizeof flag);
+      if (flag != 0.0f)
         throw std::runtime_error("XDNA launch " + std::to_string(index) + " (design '" + l.design +
                                  "'): x contains NaN or Inf: no dynamic int8 scale exists "
-                                 "(flagged by the scale reduction on the array, #" +
-                                 std::to_string(w / 4) + ")");
+                                 "(flagged by scale reduction #" + std::to_string(r / kRecord) +
+                                 " on the array)");
     }
   }
 }

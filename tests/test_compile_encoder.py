@@ -318,3 +318,32 @@ def test_dynamic_stages_group_only_into_a_design_that_declares_dynamic() -> None
         ["conv_frontend"]
     assert [ln.design for ln in group_launches(_stages(chain, dynamic=True),
                                                find_static_only)] == chain
+
+
+@pytest.mark.parametrize("size", ["tiny", "large-v3"])
+def test_dynamic_whisper_front_end_is_one_launch(size: str, tmp_path: Path) -> None:
+    """The default mode (dynamic, no calibration) on a one-layer random Whisper encoder
+    of the size's real widths (bench sizes' export; large-v3: 128 mels, d 1280): the
+    front end's nine dynamic stages (two convs, their quantize -> gelu -> dequantize,
+    the position add) are ONE conv_frontend launch, and no other launch holds a conv."""
+    import onnx
+
+    from xdna_ep.bench.sizes import export_encoder
+    from xdna_ep.partition import partition_model
+
+    path = export_encoder(size, tmp_path / "enc.onnx", layers=1, frames=200)
+    model = onnx.load(str(path))
+    plan = partition_model(model, model_name=size)
+    progs = compile_plan(model, plan, CompileOptions(quantization="dynamic",
+                                                     measure_sqnr=False))
+    front = [(prog, ln) for prog in progs.values() for ln in prog.launches
+             if any(st.kernel == "conv1d" for st in ln.stages)]
+    assert [ln.design for _, ln in front] == ["conv_frontend"]
+    ((prog, ln),) = front
+    assert [st.kernel for st in ln.stages] == ["conv1d", "quantize", "gelu", "dequantize"] * 2 \
+        + ["add"]
+    assert ln.stages[1].attrs["neg_limit"] > 0 and ln.stages[5].attrs["neg_limit"] > 0
+    assert all(st.attrs.get("dynamic") for st in ln.stages[:-1])
+    w = prog.constants[ln.stages[0].consts["weight"]]
+    assert w.shape[:2] == ({"tiny": 384, "large-v3": 1280}[size],
+                           {"tiny": 80, "large-v3": 128}[size])

@@ -150,19 +150,29 @@ def _case(design: str, d: int, rows: int, batch: int = 1, split: bool = False):
                        y=("float32", M + [d]))
         return ("fused/attn_block/design.py", "build", (rows, rows, d // 64, 64)), stages, \
             known, ("y",), ()
-    assert design == "conv_frontend"
     mels, frames = 80, 2 * rows
+    known = _specs(mel=("float32", [batch, mels, frames]), y=("float32", [batch, rows, d]))
+    consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
+    if design == "conv_frontend-dynamic":   # the default mode's chain, glue included
+        dyn = {"dynamic": True}
+        chain = ["conv1d", "quantize", "gelu", "dequantize"] * 2
+        bufs = ["mel", "c1", "q1", "g1", "h", "c2", "q2", "g2", "h2", "y"]
+        stages = [Stage(k, (bufs[i],), (bufs[i + 1],), {}, dict(dyn))
+                  for i, k in enumerate(chain)] + [Stage("add", ("h2",), ("y",))]
+        return ("fused/conv_frontend/design.py", "build_dynamic", (batch, mels, d, frames)), \
+            stages, known, ("y",), consts
+    assert design == "conv_frontend"
     stages = [Stage("conv1d", ("mel",), ("c1",)), Stage("gelu", ("c1",), ("g1",)),
               Stage("conv1d", ("g1",), ("c2",)), Stage("gelu", ("c2",), ("g2",)),
               Stage("add", ("g2",), ("y",))]
-    known = _specs(mel=("float32", [batch, mels, frames]), y=("float32", [batch, rows, d]))
-    consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
     return ("fused/conv_frontend/design.py", "build", (batch, mels, d, frames)), stages, \
         known, ("y",), consts
 
 
 FUSED = ["ln_matmul", "ffn_block", "ffn_ln_matmul", "attn_block", "conv_frontend"]
 VARIANTS = [(design, 1, False) for design in FUSED] + [("conv_frontend", 2, False),
+                                                        ("conv_frontend-dynamic", 1, False),
+                                                        ("conv_frontend-dynamic", 2, False),
                                                         ("ffn_ln_matmul", 1, True),
                                                         ("ln_matmul", 1, True)]
 
@@ -191,6 +201,7 @@ def test_host_out_layout_matches_the_design(design: str, batch: int, split: bool
     rows = 200   # not a multiple of the 128-row grid: padding rows must stay in their slot
     (rel, fn, args), stages, known, exports, consts = _case(design, d, rows, batch, split)
     rep = _trace(rel, fn, *args)
+    variant, design = design, design.removesuffix("-dynamic")
     out_arg = 1                            # runtime sequence: IN, OUT, WEIGHTS, PARAMS
     plan = plan_out(design, stages, known, exports, consts)
     layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
@@ -227,8 +238,10 @@ def test_host_out_layout_matches_the_design(design: str, batch: int, split: bool
         in_owner[s.offset:s.offset + max(s.room, reserve.get(s.name, 0))] = i
         assert (in_read[_elements(s)] > 0).all(), f"{design} skips {s.name}"
     assert (in_owner[in_read > 0] >= 0).all(), f"{design} reads IN bytes outside its slots"
-    if design == "conv_frontend":
+    if variant == "conv_frontend":
         _check_conv_frontend_elements(rep, layout, in_layout, batch, d, 80, 2 * rows)
+    elif variant == "conv_frontend-dynamic":
+        _check_dynamic_conv_frontend_elements(rep, layout, in_layout, batch, d, 80, 2 * rows)
     if split:
         _check_split_blocks(rep, layout, ("zq", "zk", "zv"), rows)
 
@@ -273,6 +286,56 @@ def _check_conv_frontend_elements(rep, out_layout, in_layout, batch: int, d: int
         pos, chan = c * per_col + tile * nt + tt, jb * nco + co
         got[_starts(m)] = np.where(pos < rows, (b * rows + pos) * d + chan, -1).reshape(-1)
     assert (got[_elements(y_slot)] == np.arange(batch * rows * d)).all(),         "the host reads y elements from where the design wrote others"
+
+
+def _check_dynamic_conv_frontend_elements(rep, out_layout, in_layout, batch: int, d: int,
+                                          mels: int, frames: int) -> None:
+    """The dynamic variant, element by element: its first IN pass (the mel's scale)
+    reads every real mel element once and no padding (a zero border or a padded
+    frame would be harmless for max|x|, but the rule is the real tensor); its c1/c2
+    passes read only real positions of the raw conv outputs; its conv1 windows are
+    the static design's; its y rows land where the host reads y[b, t, co] and the
+    four reducers' params fill the flags entry."""
+    from xdna_ep._kernels.fused import scratch
+
+    dims = scratch.conv_frontend_dims(mels, d, frames)
+    (mel_slot,) = in_layout.slots
+    fills = [m for m in rep.moves if m.arg == 0 and m.kind == "fill"]
+    assert len(fills) == 2 * batch * scratch.CONV_COLUMNS
+    mel_pass = np.sort(_starts_all(fills[:batch * scratch.CONV_COLUMNS]))
+    assert (mel_pass == np.sort(_elements(mel_slot))).all(), \
+        "the mel's reduction pass does not read exactly the real mel elements"
+    slots = {s.name: s for s in out_layout.slots}
+    pre = f"{SCRATCH_PREFIX}conv_frontend/"
+    out_fills = [m for m in rep.moves if m.arg == 1 and m.kind == "fill"]
+    c1 = slots[pre + "c1"]
+    c1_real = c1.offset + 4 * (np.arange(batch * d)[:, None] * dims.t1
+                               + np.arange(frames)[None, :]).reshape(-1)
+    c1_reads = [m for m in out_fills if c1.offset <= _starts(m)[0] < c1.offset + c1.nbytes]
+    assert len(c1_reads) == 3 * batch * scratch.CONV_COLUMNS
+    for k in range(3):   # fold, code range, gelu: each pass reads c1's real elements once
+        got = np.sort(_starts_all(c1_reads[k * batch * 4:(k + 1) * batch * 4]))
+        assert (got == np.sort(c1_real)).all(), f"c1 pass {k} reads other than the real rows"
+    t2 = (frames + 2 - scratch.CONV_KW) // 2 + 1
+    c2 = slots[pre + "c2"]
+    c2_real = c2.offset + 4 * (np.arange(batch)[:, None, None] * dims.t2 * d
+                               + np.arange(t2)[None, :, None] * d
+                               + np.arange(d)[None, None, :]).reshape(-1)
+    c2_reads = [m for m in out_fills if c2.offset <= _starts(m)[0] < c2.offset + c2.nbytes]
+    assert len(c2_reads) == 3 * batch * scratch.CONV_COLUMNS
+    for k in range(3):
+        got = np.sort(_starts_all(c2_reads[k * batch * 4:(k + 1) * batch * 4]))
+        assert (got == np.sort(c2_real)).all(), f"c2 pass {k} reads other than the real rows"
+    y_slot = slots["y"]
+    y_drains = [m for m in rep.moves if m.arg == 1 and m.kind == "drain"
+                and y_slot.offset <= _starts(m)[0] < y_slot.offset + y_slot.room]
+    assert (np.sort(_starts_all(y_drains)) == np.sort(_elements(y_slot))).all(), \
+        "the design's y rows are not the host's y elements"
+    fl = slots[pre + scratch.FLAGS]
+    fl_drains = [m for m in rep.moves if m.arg == 1 and m.kind == "drain"
+                 and fl.offset <= _starts(m)[0] < fl.offset + fl.nbytes]
+    assert (np.sort(_starts_all(fl_drains)) ==
+            fl.offset + 4 * np.arange(fl.nbytes // 4)).all()
 
 
 def _starts_all(moves) -> np.ndarray:

@@ -171,15 +171,39 @@ def test_dynamic_conv_frontend_out_keeps_the_reduced_tensors_and_flags() -> None
     sizes = {n: s.nbytes for n, s in dynamic.specs}
     assert sizes[pre + "c1"] == 4 * b * d * dims.t1
     assert sizes[pre + "c2"] == 4 * b * dims.t2 * d
-    assert sizes[flags_slot("conv_frontend")] == 4 * len(scratch.CONV_REDUCTIONS) == 16
+    assert sizes[flags_slot("conv_frontend")] == 16 * len(scratch.CONV_REDUCTIONS) == 64
 
     params = LaunchParams("conv_frontend", tuple(
         {"kernel": s.kernel, "inputs": list(s.inputs), "outputs": list(s.outputs),
          "attrs": s.attrs} for s in stages(True)), *(None,) * 3)  # type: ignore[arg-type]
-    flags = np.zeros(4, "<u4")
+    flags = np.tile(np.float32([0.5, 2.0, 0.0, 0.0]), (4, 1))   # {scale, 1/scale, flag, 0}
     check_reduction_flags(params, {flags_slot("conv_frontend"): flags.view(np.uint8)})
-    for word, buf in enumerate(("mel", "c1", "h", "c2")):
-        flags[:] = 0
-        flags[word] = 1
+    for rec, buf in enumerate(("mel", "c1", "h", "c2")):
+        flags[:, 2] = 0.0
+        flags[rec, 2] = 1.0
         with pytest.raises(ValueError, match=f"'{buf}'.*NaN or Inf: no dynamic int8 scale"):
             check_reduction_flags(params, {flags_slot("conv_frontend"): flags.view(np.uint8)})
+
+
+def test_dynamic_conv_frontend_refuses_attrs_it_is_not_built_for() -> None:
+    """The dynamic conv_frontend design is built for the compiler's gelu-input
+    neg_limit and the erf gelu: a launch asking for others gets a refusal (the NPU
+    paths then run it on the emulator), the compiled chain gets none, and a static
+    launch is never refused for it."""
+    from xdna_ep._kernels.fused import scratch
+    from xdna_ep.compile.program import Launch, Stage
+    from xdna_ep.runtime.xrt import launch_refusal
+
+    def launch(neg_limit: float, approximate: str, dynamic: bool = True) -> Launch:
+        a = {"dynamic": True} if dynamic else {}
+        q = {**a, "neg_limit": neg_limit} if dynamic else {"out_scale": 0.1}
+        return Launch("conv_frontend", (
+            Stage("conv1d", ("mel",), ("c1",), {}, dict(a)),
+            Stage("quantize", ("c1",), ("q1",), {}, q),
+            Stage("gelu", ("q1",), ("g1",), {}, {**a, "approximate": approximate}),
+            Stage("dequantize", ("g1",), ("h",), {}, dict(a))))
+
+    assert launch_refusal(launch(scratch.CONV_NEG_LIMIT, "none"), {}) == ""
+    assert "neg_limit" in launch_refusal(launch(2.0, "none"), {})
+    assert "'none' gelu table" in launch_refusal(launch(scratch.CONV_NEG_LIMIT, "tanh"), {})
+    assert launch_refusal(launch(2.0, "tanh", dynamic=False), {}) == ""

@@ -63,14 +63,17 @@ OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
 # A design with the manifest's "dynamic": true, running dynamic-mode stages, computes
 # every dynamic scale on the array (kernels/common/README.md): it keeps the float
 # tensors a scale is reduced over in OUT (each reduction streams its tensor back),
-# and the reducers' non-finite flags go to a FLAGS entry the host checks after the
-# launch (a non-zero word: that reduction's input held NaN or Inf, so no dynamic
+# and each float reduction's params {scale, 1/scale, flag, 0} (fp32 words,
+# kernels/common/dynamic_scale.h) go to a FLAGS entry the host checks after the
+# launch (a non-zero flag: that reduction's input held NaN or Inf, so no dynamic
 # int8 scale exists; the host raises the quantize contract's error). These entries
 # follow the design's OUT_ENTRIES.
+PARAMS_WORDS = 4       # dynamic_scale.h Params: {scale, 1/scale, flag, 0}
+FLAG_WORD = 2
 FLAGS = "flags"
 DYNAMIC_OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
     # c1: conv1's raw fp32 output [B, d, t1]; c2: conv2's raw fp32 output,
-    # transposed like y [B, t2, d]; flags: one uint32 per float reduction
+    # transposed like y [B, t2, d]; flags: per float reduction its reducer's params
     "conv_frontend": (OutEntry("c1", None), OutEntry("c2", None), OutEntry(FLAGS, None)),
 }
 
@@ -185,13 +188,14 @@ class ConvFrontendDims:
     def scratch_bytes(self, name: str, batch: int, d: int) -> int:
         """Bytes of the private scratch entry `name` (h; dynamic mode: c1, c2, flags)."""
         sizes = {"h": self.h_bytes(batch, d), "c1": 4 * batch * d * self.t1,
-                 "c2": 4 * batch * self.t2 * d, FLAGS: 4 * len(CONV_REDUCTIONS)}
+                 "c2": 4 * batch * self.t2 * d,
+                 FLAGS: 4 * PARAMS_WORDS * len(CONV_REDUCTIONS)}
         if name not in sizes:
             raise ValueError(f"conv_frontend has no private scratch {name!r}")
         return sizes[name]
 
 
-# The float reductions of a dynamic conv_frontend launch, in FLAGS word order: the
+# The float reductions of a dynamic conv_frontend launch, in FLAGS record order: the
 # (kernel, occurrence) of the dynamic stage whose float input each one reduces
 # (conv1d quantizes its own input; quantize with neg_limit feeds gelu). The two
 # gelu code-range reductions work on int8 codes and cannot be non-finite.
@@ -201,7 +205,13 @@ CONV_REDUCTIONS: tuple[tuple[str, int], ...] = (
     ("conv1d", 1),     # h, gelu1's dequantized output
     ("quantize", 1),   # conv2's raw output c2
 )
-# per dynamic design: its float reductions in FLAGS word order
+# Attrs the dynamic conv_frontend is built for (design.py build_dynamic): the
+# neg_limit of the quantize before each gelu (compile/ops gelu.py GELU_NEG_LIMIT)
+# and the gelu form. A launch with others is refused on the NPU (runtime/layout.py
+# dynamic_design_refusal), never run with the wrong constants.
+CONV_NEG_LIMIT = 4.0
+CONV_GELU_APPROXIMATE = "none"
+# per dynamic design: its float reductions in FLAGS record order
 REDUCTIONS: dict[str, tuple[tuple[str, int], ...]] = {"conv_frontend": CONV_REDUCTIONS}
 
 

@@ -298,20 +298,25 @@ def _run_reducing(params: LaunchParams, stages: list[Stage], specs: list[Any],
     (scratch.REDUCTIONS), as that design does: each reduction's reducer flags a
     non-finite input, and the cores go on with a garbage scale (modelled: the FAKE
     stops computing; the outputs not yet computed hold PAD_BYTE). Returns the FLAGS
-    words (None: the launch has no reductions)."""
+    entry: per reduction its params {scale, 1/scale, flag, 0} by the quantize
+    contract's rule (None: the launch has no reductions)."""
+    from xdna_ep.kernel_specs.quantize import dynamic_scale_reference
+
     reductions = scratch.REDUCTIONS.get(params.design, ()) if is_dynamic(params.stages) else ()
     if not reductions:
         execute_stages(stages, specs, states, env)
         return None
-    flags = np.zeros(len(reductions), "<u4")
+    flags = np.zeros((len(reductions), scratch.PARAMS_WORDS), "<f4")
     seen: dict[str, int] = {}
     for stage, spec, state in zip(stages, specs, states, strict=True):
         occ = seen[stage.kernel] = seen.get(stage.kernel, -1) + 1
         if (stage.kernel, occ) in reductions:
-            x = env[stage.inputs[0]]
+            x, rec = env[stage.inputs[0]], flags[reductions.index((stage.kernel, occ))]
             if not np.isfinite(x).all():
-                flags[reductions.index((stage.kernel, occ))] = 1
+                rec[:3] = 1.0
                 return flags
+            s = dynamic_scale_reference(x, stage.attrs.get("neg_limit", 0.0))
+            rec[:2] = s, np.float32(1.0) / s
         execute_stages([stage], [spec], [state], env)
     return flags
 
@@ -329,7 +334,7 @@ def design_outputs(params: LaunchParams, env: dict[str, np.ndarray],
         if s.name not in env and not s.name.startswith(SCRATCH_PREFIX):
             env[s.name] = _padding(s.shape, np.dtype(s.dtype))
     if flags is not None:
-        env[flags_slot(params.design)] = flags.view(np.uint8)
+        env[flags_slot(params.design)] = flags.reshape(-1).view(np.uint8)
     if params.design == "conv_frontend":
         _, y, dims = _conv_dims(params)
         b, t, d = env[y].shape

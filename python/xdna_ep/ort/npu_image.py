@@ -13,7 +13,7 @@ image for the sizes the compile knew (`dims`: provider option dims, calibration
 arrays, free-dimension overrides, the first run's shape), and the payload records
 those input shapes, so the plugin runs other shapes on the emulator.
 A launch the NPU must not run (e.g. an add whose b broadcasts, runtime/xrt.py
-broadcast_add_refusal) carries the refusal instead of an image, so the plugin
+launch_refusal) carries the refusal instead of an image, so the plugin
 refuses it the way XrtDevice does.
 """
 
@@ -37,7 +37,7 @@ from ..runtime.layout import (
 )
 from ..runtime.shapes import BufferSpec
 from ..runtime.xclbins import DesignEntry, ManifestError, design_entries, load_manifest
-from ..runtime.xrt import broadcast_add_refusal
+from ..runtime.xrt import launch_refusal
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def launch_plans(program: Program, manifest: Mapping[str, Any] | None = None,
                                         "launch has no NPU layout)"))
             continue
         shapes = {b: known[b].shape for b in io.inputs}
-        refusal = broadcast_add_refusal(ln, shapes)
+        refusal = launch_refusal(ln, shapes)
         if refusal:
             plans.append(LaunchPlan(**common, image=None, why=refusal, refused=True))
             _learn_outputs(program, ln, known)

@@ -341,24 +341,45 @@ def is_dynamic(stages: Sequence[Stage] | Sequence[Mapping[str, Any]]) -> bool:
                for st in stages)
 
 
+def dynamic_design_refusal(launch: Launch) -> str:
+    """Why the NPU must not run `launch` ("" when it may): the dynamic conv_frontend
+    is built for one neg_limit and one gelu form (scratch.CONV_NEG_LIMIT,
+    CONV_GELU_APPROXIMATE); a launch with other attrs runs on the emulator."""
+    if launch.design != "conv_frontend" or not is_dynamic(launch.stages):
+        return ""
+    for st in launch.stages:
+        if st.kernel == "quantize" and float(st.attrs.get("neg_limit", 0.0)) \
+                != scratch.CONV_NEG_LIMIT:
+            return (f"design 'conv_frontend' (dynamic) quantizes each gelu input with "
+                    f"neg_limit {scratch.CONV_NEG_LIMIT}, the launch asks for "
+                    f"{st.attrs.get('neg_limit', 0.0)}")
+        if st.kernel == "gelu" and st.attrs.get("approximate", "none") \
+                != scratch.CONV_GELU_APPROXIMATE:
+            return (f"design 'conv_frontend' (dynamic) builds the {scratch.CONV_GELU_APPROXIMATE!r} "
+                    f"gelu table, the launch asks for {st.attrs.get('approximate')!r}")
+    return ""
+
+
 def flags_slot(design: str) -> str:
     """OUT slot name of a dynamic design's reduction flags (scratch.FLAGS)."""
     return f"{SCRATCH_PREFIX}{design}/{scratch.FLAGS}"
 
 
 def check_reduction_flags(params: LaunchParams, out: Mapping[str, np.ndarray]) -> None:
-    """After a launch: a non-zero word in the design's FLAGS entry means that scale
-    reduction's float input held NaN or Inf: no dynamic int8 scale exists. Raises the
-    quantize contract's error (ValueError, as the emulator's kernels do), naming the
-    stage and buffer, instead of returning the garbage the design went on with."""
+    """After a launch: the design's FLAGS entry holds each float reduction's params
+    {scale, 1/scale, flag, 0} (fp32); a non-zero flag means that reduction's input
+    held NaN or Inf: no dynamic int8 scale exists. Raises the quantize contract's
+    error (ValueError, as the emulator's kernels do), naming the stage and buffer,
+    instead of returning the garbage the design went on with."""
     flags = out.get(flags_slot(params.design))
     if flags is None:
         return
-    words = np.ascontiguousarray(flags).reshape(-1).view(np.uint8)
-    words = words[:words.size // 4 * 4].view("<u4")
-    for word, (kernel, occurrence) in zip(words, scratch.REDUCTIONS.get(params.design, ()),
-                                          strict=False):
-        if word:
+    raw = np.ascontiguousarray(flags).reshape(-1).view(np.uint8)
+    words = raw[:raw.size // (4 * scratch.PARAMS_WORDS) * 4 * scratch.PARAMS_WORDS] \
+        .view("<f4").reshape(-1, scratch.PARAMS_WORDS)
+    for rec, (kernel, occurrence) in zip(words, scratch.REDUCTIONS.get(params.design, ()),
+                                         strict=False):
+        if rec[scratch.FLAG_WORD] != 0:
             st = [s for s in params.stages if s["kernel"] == kernel][occurrence]
             raise ValueError(f"XDNA stage {kernel}: x ({st['inputs'][0]!r}) contains NaN or "
                              f"Inf: no dynamic int8 scale exists (flagged by design "

@@ -47,6 +47,7 @@ from .layout import (
     LaunchIO,
     WeightsPlan,
     check_reduction_flags,
+    dynamic_design_refusal,
     has_private_scratch,
     launch_io,
     plan_launch,
@@ -358,10 +359,17 @@ def broadcast_add_refusal(launch: Launch, shapes: Mapping[str, tuple[int, ...]])
     return ""
 
 
+def launch_refusal(launch: Launch, shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """Why the NPU must not run `launch` ("" when it may): a broadcasting add
+    (broadcast_add_refusal), or a dynamic design asked for attrs it is not built for
+    (layout.dynamic_design_refusal). Shared with the payload's NPU image."""
+    return broadcast_add_refusal(launch, shapes) or dynamic_design_refusal(launch)
+
+
 def _refuse_broadcast_add(ls: _LaunchState, env: Mapping[str, np.ndarray]) -> None:
-    """A broadcasting add (broadcast_add_refusal) is refused as a device error before
-    anything is submitted: with fallback=allow the program runs on the emulator,
-    announced (runtime/fallback.py); never a wrong number."""
-    why = broadcast_add_refusal(ls.launch, {k: v.shape for k, v in env.items()})
+    """A launch the NPU must not run (launch_refusal) is refused as a device error
+    before anything is submitted: with fallback=allow the program runs on the
+    emulator, announced (runtime/fallback.py); never a wrong number."""
+    why = launch_refusal(ls.launch, {k: v.shape for k, v in env.items()})
     if why:
-        raise XdnaDeviceError(why, phase="run", design="add", kernels=ls.kernels)
+        raise XdnaDeviceError(why, phase="run", design=ls.launch.design, kernels=ls.kernels)
