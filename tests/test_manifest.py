@@ -38,16 +38,27 @@ def test_loads_with_every_kernel_and_design() -> None:
     (["conv1d", "gelu", "conv1d", "gelu", "add"], "conv_frontend"),
     (["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu", "dequantize",
       "add"], "conv_frontend"),
+    # dynamic forms: the quantizes whose scales the design reduces on the array
+    (["layernorm", "quantize", "matmul"], "ln_matmul"),
+    (["quantize", "quantize", "quantize", "attention", "quantize", "matmul", "add"],
+     "attn_block"),
+    (["layernorm", "quantize", "matmul", "quantize", "gelu", "matmul", "add"], "ffn_block"),
+    (["layernorm", "quantize", "matmul", "quantize", "gelu", "matmul", "add", "layernorm",
+      "quantize", "matmul"], "ffn_ln_matmul"),
 ])
 def test_find_design(chain: list[str], name: str) -> None:
     design = M.find_design(chain)
     assert design is not None and design.name == name
-    assert design.stages[0] == chain[0]
+    assert chain[0] in (design.stages[0], "quantize")
 
 
 @pytest.mark.parametrize("chain", [[], ["matmul"], ["matmul", "layernorm"],
                                    ["quantize", "conv1d", "gelu", "conv1d", "gelu", "add"],
-                                   ["layernorm", "quantize", "matmul"]])
+                                   ["layernorm", "matmul", "quantize"],
+                                   ["quantize", "layernorm", "quantize", "matmul"],
+                                   ["quantize", "quantize", "attention", "quantize", "matmul",
+                                    "add"],
+                                   ["attention", "quantize", "matmul", "add"]])
 def test_no_design_for_other_chains(chain: list[str]) -> None:
     assert M.find_design(chain) is None
 
@@ -91,6 +102,19 @@ def _broken(mutate) -> dict:
      "same stage chain"),
     (_broken(lambda d: d["designs"]["conv_frontend"].update(static_only="yes")),
      "static_only must be true or false"),
+    (_broken(lambda d: d["designs"]["ln_matmul"].update(
+        dynamic_stages=["layernorm", "dequantize", "matmul"])), "only 'quantize' stages added"),
+    (_broken(lambda d: d["designs"]["ln_matmul"].update(
+        dynamic_stages=["layernorm", "quantize"])), "only 'quantize' stages added"),
+    (_broken(lambda d: d["designs"]["ln_matmul"].update(dynamic_stages="layernorm")),
+     "dynamic_stages must be a list"),
+    (_broken(lambda d: d["designs"]["conv_frontend"].update(
+        dynamic_stages=["quantize", "conv1d", "gelu", "conv1d", "gelu", "add"])),
+     "static_only but lists dynamic_stages"),
+    (_broken(lambda d: d["designs"].update(dup={**d["designs"]["ffn_block"],
+                                                 "stages": ["layernorm", "quantize", "matmul"],
+                                                 "dynamic_stages": []})),
+     "same stage chain"),
 ])
 def test_malformed_manifest_is_rejected(doc, match: str) -> None:
     with pytest.raises(M.ManifestError, match=match):
@@ -204,6 +228,38 @@ def test_attn_block_needs_the_attention_hook(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "attention.design", no_hook)
     with pytest.raises(NotImplementedError, match="fused_stage"):
         iron_check.trace(lambda: _load("fused/attn_block/design.py"), "build", 1500, 1500, 6, 64)
+
+
+def test_design_takes_a_chain_only_in_its_mode() -> None:
+    """The glue rule for dynamic forms: dynamic-mode stages run only as a design's
+    dynamic form, whose added quantizes (leading ones included, attn_block's q/k/v)
+    must be dynamic; static stages run only as the static form (stages, or with glue)."""
+    m = M.load()
+    ln, attn, conv = m.designs["ln_matmul"], m.designs["attn_block"], m.designs["conv_frontend"]
+    assert ln.takes(["layernorm", "matmul"], [False, False])
+    assert not ln.takes(["layernorm", "matmul"], [False, True])       # static form, dynamic mm
+    assert ln.takes(["layernorm", "quantize", "matmul"], [False, True, True])
+    assert not ln.takes(["layernorm", "quantize", "matmul"], [False, False, False])  # static q
+    assert not ln.takes(["layernorm", "quantize", "matmul"], [False, False, True])
+    chain = ["quantize"] * 3 + ["attention", "quantize", "matmul", "add"]
+    assert attn.takes(chain, [True] * 5 + [True, False])
+    assert not attn.takes(chain, [True, True, False, True, True, True, False])
+    assert attn.dynamic_glue() == (True, True, True, False, True, False, False)
+    glued = ["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
+             "dequantize", "add"]
+    assert conv.takes(glued, [False] * 9) and not conv.takes(glued, [True] * 9)
+
+
+def test_version_key_tracks_the_grouping_rules() -> None:
+    """A program cached before a design accepted its dynamic chain was grouped into
+    one-stage launches: a change of the chains a design takes changes the key."""
+    base = M.parse(raw()).version_key()
+    changed = raw()
+    changed["designs"]["ln_matmul"].pop("dynamic_stages")
+    assert M.parse(changed).version_key() != base
+    changed = raw()
+    changed["designs"]["conv_frontend"]["glue"] = ["quantize"]
+    assert M.parse(changed).version_key() != base
 
 
 def test_conv_frontend_is_static_only_and_the_others_are_not() -> None:
