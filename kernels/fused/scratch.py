@@ -61,6 +61,43 @@ OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
 }
 
 
+# The dynamic form of a design (kernels/manifest.json "dynamic_stages"): each dynamic
+# quantize between its stages is a reduction on the array (kernels/common/dynamic_scale.h).
+# Its OUT holds the static form's entries (the same stage outputs; a LayerNorm output a
+# is float32 there, quantized as it streams back), the float32 fc1 output f of the MLP
+# designs (the GELU input's scale needs all of it before gelu runs), and SCALES: the
+# reducer's 4-word params {scale, 1/scale, flag, 0} per reduction, in the launch's
+# order of its dynamic quantize stages. The host reads the flags (NaN/inf -> the
+# quantize contract's error).
+SCALES = "scales"
+SCALE_WORDS = 4
+DYNAMIC_OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
+    "ln_matmul": OUT_ENTRIES["ln_matmul"] + (OutEntry(SCALES, None),),
+    "attn_block": OUT_ENTRIES["attn_block"] + (OutEntry(SCALES, None),),
+    "ffn_block": OUT_ENTRIES["ffn_block"] + (OutEntry("f", ("matmul", 0, 0)),
+                                             OutEntry(SCALES, None)),
+    "ffn_ln_matmul": OUT_ENTRIES["ffn_ln_matmul"] + (OutEntry("f", ("matmul", 0, 0)),
+                                                     OutEntry(SCALES, None)),
+}
+
+
+def out_entries(design: str, dynamic: bool) -> tuple[OutEntry, ...] | None:
+    """The OUT entries of `design` in its static or dynamic form (None: not fused)."""
+    if dynamic and design in DYNAMIC_OUT_ENTRIES:
+        return DYNAMIC_OUT_ENTRIES[design]
+    return OUT_ENTRIES.get(design)
+
+
+def scales_bytes(reductions: int) -> int:
+    """The SCALES slot: one 4-word float32 params object per reduction."""
+    return 4 * SCALE_WORDS * reductions
+
+
+def flagged(words: list[float]) -> list[int]:
+    """Indexes of the reductions whose params carry the NaN/inf flag (word 2 != 0)."""
+    return [i for i in range(len(words) // SCALE_WORDS) if words[i * SCALE_WORDS + 2] != 0.0]
+
+
 # Rows per IN slot the design reads (its launch inputs in Launch.inputs order): the
 # matmul-bearing designs read whole 128-row groups; attn_block's keys and values
 # whole 64-key blocks. The host reserves that much and leaves the extra rows zero.

@@ -329,6 +329,36 @@ class OutPlan:
     frames: dict[str, Frame] = field(default_factory=dict)
 
 
+def dynamic_form(stages: Sequence[Stage]) -> bool:
+    """Whether a launch runs a design's dynamic form (it has dynamic-mode stages)."""
+    return any(st.attrs.get("dynamic") for st in stages)
+
+
+def reductions(stages: Sequence[Stage]) -> list[Stage]:
+    """The dynamic quantize stages of a fused launch, in order: one on-array scale
+    reduction each (kernels/common/dynamic_scale.h), params in the SCALES slot."""
+    return [st for st in stages if st.kernel == "quantize" and st.attrs.get("dynamic")]
+
+
+def scales_slot(design: str) -> str:
+    return f"{SCRATCH_PREFIX}{design}/{scratch.SCALES}"
+
+
+def check_scale_flags(design: str, stages: Sequence[Stage],
+                      outputs: Mapping[str, np.ndarray]) -> None:
+    """Raises the quantize contract's ValueError when a reduction on the array saw NaN
+    or inf (its params' flag word): no int8 image exists, as on the host."""
+    words = outputs.get(scales_slot(design))
+    if words is None:
+        return
+    bad = scratch.flagged(np.asarray(words).view(np.float32).tolist())
+    if bad:
+        red = reductions(stages)
+        names = [red[i].inputs[0] if i < len(red) else f"#{i}" for i in bad]
+        raise ValueError(f"x contains NaN or inf: no dynamic int8 scale exists (tensor(s) "
+                         f"{names}, scale reduced on the NPU by design {design!r})")
+
+
 def has_private_scratch(design: str) -> bool:
     """Whether the design's OUT holds scratch no stage output fills (it starts zeroed)."""
     return any(e.stage is None for e in scratch.OUT_ENTRIES.get(design, ()))
@@ -359,7 +389,7 @@ def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpe
     OUT_ENTRIES: the stage outputs it writes to OUT, each reserved for its padded
     rows or framed as the design lays it out, and its private scratch), then every
     other export. A single-kernel design exports only what is needed later."""
-    entries = scratch.OUT_ENTRIES.get(design)
+    entries = scratch.out_entries(design, dynamic_form(stages))
     if entries is None:
         return OutPlan(tuple((b, known[b]) for b in exports), {})
     specs: list[tuple[str, BufferSpec]] = []
@@ -367,6 +397,10 @@ def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpe
     frames: dict[str, Frame] = {}
     conv = conv_frontend_geometry(stages, known, consts) if design == "conv_frontend" else None
     for e in entries:
+        if e.name == scratch.SCALES and e.stage is None:   # the reducers' params
+            specs.append((scales_slot(design), BufferSpec(
+                "uint8", (scratch.scales_bytes(len(reductions(stages))),))))
+            continue
         if e.stage is None:          # private scratch: conv_frontend's h rows
             assert conv is not None, f"{design}: private scratch without its dims"
             batch, _, d, dims = conv

@@ -46,6 +46,7 @@ from .layout import (
     OPCODE,
     LaunchIO,
     WeightsPlan,
+    check_scale_flags,
     has_private_scratch,
     launch_io,
     plan_launch,
@@ -323,7 +324,9 @@ class XrtProgram:
         except Exception as exc:
             raise XdnaDeviceError(f"{where}: reading outputs failed: {exc}", phase="run",
                                   design=design, kernels=kernels) from exc
-        return params.outputs.unpack(np.asarray(raw))
+        outputs = params.outputs.unpack(np.asarray(raw))
+        check_scale_flags(design, ls.launch.stages, outputs)
+        return outputs
 
     def close(self) -> None:
         with self._lock:
