@@ -2,13 +2,13 @@
 #include "npu_runner.h"
 
 #include <cstring>
+#include <stdexcept>
 #include <unordered_map>
 
 namespace xdna::ep {
 namespace {
 
 constexpr const char* kScratchPrefix = "#scratch/";  // runtime/layout.py SCRATCH_PREFIX
-constexpr const char* kFlags = "flags";                // kernels/fused/scratch.py FLAGS
 
 int64_t product(const std::vector<int64_t>& v, size_t from = 0, size_t to = SIZE_MAX) {
   int64_t n = 1;
@@ -50,25 +50,22 @@ void for_each_row(const SlotDef& s, Fn fn) {
   }
 }
 
-// runtime/layout.py check_reduction_flags: a dynamic design's FLAGS scratch
-// (kernels/fused/scratch.py) holds each float scale reduction's params {scale,
-// 1/scale, flag, 0} (fp32, kernels/common/dynamic_scale.h); a non-zero flag means
-// that reduction's input held NaN or Inf, so no dynamic int8 scale exists. That
-// is bad input, not a device failure (no fallback): the host kernels' error.
-void check_reduction_flags(const LaunchDef& l, const LaunchImage& im, const std::vector<uint8_t>& out,
-                           size_t index) {
-  constexpr size_t kRecord = 4 * sizeof(float), kFlagAt = 2 * sizeof(float);
-  const std::string flags = std::string(kScratchPrefix) + l.design + "/" + kFlags;
+// A fused design's dynamic form writes its reducers' params {scale, 1/scale, flag, 0}
+// to the scratch slot "<prefix><design>/scales" (kernels/fused/scratch.py SCALES): a set
+// flag means a dynamic quantize's input held NaN or inf. That is the data's fault, not
+// the device's: the quantize contract's error, never a fallback (runtime/layout.py
+// check_scale_flags says the same on the Python path).
+void check_scale_flags(const LaunchDef& l, const LaunchImage& im, const std::vector<uint8_t>& out) {
+  const std::string name = std::string(kScratchPrefix) + l.design + "/scales";
   for (const SlotDef& s : im.out_slots) {
-    if (s.name != flags) continue;
-    for (size_t r = 0; r + kRecord <= s.nbytes && s.offset + s.nbytes <= out.size(); r += kRecord) {
+    if (s.name != name) continue;
+    for (uint64_t at = 0; at + 16 <= s.nbytes; at += 16) {
       float flag = 0.0f;
-      std::memcpy(&flag, out.data() + s.offset + r + kFlagAt, sizeof flag);
+      std::memcpy(&flag, out.data() + s.offset + at + 8, sizeof flag);
       if (flag != 0.0f)
-        throw std::runtime_error("XDNA launch " + std::to_string(index) + " (design '" + l.design +
-                                 "'): x contains NaN or Inf: no dynamic int8 scale exists "
-                                 "(flagged by scale reduction #" + std::to_string(r / kRecord) +
-                                 " on the array)");
+        throw std::invalid_argument(
+            "x contains NaN or inf: no dynamic int8 scale exists (dynamic quantize #" +
+            std::to_string(at / 16) + " of design '" + l.design + "', scale reduced on the NPU)");
     }
   }
 }
@@ -213,7 +210,7 @@ std::vector<Buffer> NpuProgram::run(const std::vector<Buffer>& inputs) const {
     }
     const int status = device_->api().run(handle_, i, in.data(), in.size(), out.data(), out.size());
     if (status != XDNA_NPU_OK) throw NpuRunError(device_->last_error(), status == XDNA_NPU_BROKEN);
-    check_reduction_flags(l, im, out, i);
+    check_scale_flags(l, im, out);
     for (const SlotDef& s : im.out_slots)
       if (s.name.compare(0, std::strlen(kScratchPrefix), kScratchPrefix) != 0)
         env[s.name] = unpack_slot(s, out);

@@ -248,7 +248,7 @@ def test_conv_frontend_with_position_add_is_one_launch(mode: str) -> None:
     add = prog.stages()[-1]
     assert add.kernel == "add" and add.attrs["transpose_a"] and add.attrs["table_rows"] == 100
     assert prog.constants[add.consts["b"]].shape == (100, 384)
-    # dynamic mode too: conv_frontend reduces the scales on the array ("dynamic": true)
+    # dynamic mode too: conv_frontend's dynamic form reduces the scales on the array
     assert [ln.design for ln in prog.launches] == ["conv_frontend"]
     assert plan.launches_per_inference == 1
     if mode == "dynamic":
@@ -294,11 +294,11 @@ def test_grouping_takes_the_fewest_launches_not_the_longest_first() -> None:
     assert [s for ln in group_launches(st, find) for s in ln.stages] == st
 
 
-def test_dynamic_stages_group_only_into_a_design_that_declares_dynamic() -> None:
+def test_dynamic_front_end_groups_only_into_conv_frontends_dynamic_form() -> None:
     """The dynamic front end (conv1d, quantize(neg_limit), gelu, dequantize, ...) is
-    conv_frontend's chain with its glue: ONE launch, because the manifest entry says
-    "dynamic": true; the same entry without the flag leaves every dynamic stage alone,
-    while a static chain is grouped either way."""
+    conv_frontend's chain with its glue: ONE launch, because the manifest entry lists
+    it as its "dynamic_stages"; the same entry without them leaves every dynamic stage
+    alone, while a static chain is grouped either way."""
     import dataclasses
 
     chain = ["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
@@ -309,7 +309,7 @@ def test_dynamic_stages_group_only_into_a_design_that_declares_dynamic() -> None
 
     def find_static_only(c):
         found = manifest.find_design(list(c))
-        return None if found is None else dataclasses.replace(found, dynamic=False)
+        return None if found is None else dataclasses.replace(found, dynamic_stages=())
 
     assert [ln.design for ln in group_launches(_stages(chain), find)] == ["conv_frontend"]
     assert [ln.design for ln in group_launches(_stages(chain, dynamic=True), find)] == \

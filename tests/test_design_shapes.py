@@ -295,7 +295,7 @@ def _check_dynamic_conv_frontend_elements(rep, out_layout, in_layout, batch: int
     frame would be harmless for max|x|, but the rule is the real tensor); its c1/c2
     passes read only real positions of the raw conv outputs; its conv1 windows are
     the static design's; its y rows land where the host reads y[b, t, co] and the
-    four reducers' params fill the flags entry."""
+    four float reductions' params fill the scales entry."""
     from xdna_ep._kernels.fused import scratch
 
     dims = scratch.conv_frontend_dims(mels, d, frames)
@@ -331,7 +331,7 @@ def _check_dynamic_conv_frontend_elements(rep, out_layout, in_layout, batch: int
                 and y_slot.offset <= _starts(m)[0] < y_slot.offset + y_slot.room]
     assert (np.sort(_starts_all(y_drains)) == np.sort(_elements(y_slot))).all(), \
         "the design's y rows are not the host's y elements"
-    fl = slots[pre + scratch.FLAGS]
+    fl = slots[pre + scratch.SCALES]
     fl_drains = [m for m in rep.moves if m.arg == 1 and m.kind == "drain"
                  and fl.offset <= _starts(m)[0] < fl.offset + fl.nbytes]
     assert (np.sort(_starts_all(fl_drains)) ==

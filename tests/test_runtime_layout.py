@@ -130,20 +130,21 @@ def test_output_rule_matches_what_the_stage_writes(case: str) -> None:
     assert rule == [BufferSpec.of(got[t.name]) for t in prog.outputs], case
 
 
-def test_dynamic_conv_frontend_out_keeps_the_reduced_tensors_and_flags() -> None:
+def test_dynamic_conv_frontend_out_keeps_the_reduced_tensors_and_scales() -> None:
     """A conv_frontend launch with dynamic-mode stages reduces its scales on the array:
-    its OUT adds conv1's raw output c1 [B, d, t1], conv2's c2 [B, t2, d] and one FLAGS
-    word per float reduction (kernels/fused/scratch.py) after the static entries; a
-    static launch has none of them. A set flag raises the quantize contract's error
-    naming the reduced buffer; clear flags pass."""
+    its OUT adds conv1's raw output c1 [B, d, t1], conv2's c2 [B, t2, d] and one params
+    record per reducing stage (the two dynamic convs and the two dynamic quantizes,
+    kernels/fused/scratch.py) after the static entries; a static launch has none of
+    them. A set flag raises the quantize contract's error naming the reduced buffer;
+    clear flags pass."""
     from xdna_ep._kernels.fused import scratch
     from xdna_ep.compile.program import Stage
     from xdna_ep.runtime.layout import (
         SCRATCH_PREFIX,
-        LaunchParams,
-        check_reduction_flags,
-        flags_slot,
+        check_scale_flags,
         plan_out,
+        reductions,
+        scales_slot,
     )
     from xdna_ep.runtime.shapes import BufferSpec
 
@@ -167,22 +168,23 @@ def test_dynamic_conv_frontend_out_keeps_the_reduced_tensors_and_flags() -> None
     pre = f"{SCRATCH_PREFIX}conv_frontend/"
     assert [n for n, _ in static.specs] == ["y", pre + "h"]
     assert [n for n, _ in dynamic.specs] == ["y", pre + "h", pre + "c1", pre + "c2",
-                                             flags_slot("conv_frontend")]
+                                             scales_slot("conv_frontend")]
     sizes = {n: s.nbytes for n, s in dynamic.specs}
     assert sizes[pre + "c1"] == 4 * b * d * dims.t1
     assert sizes[pre + "c2"] == 4 * b * dims.t2 * d
-    assert sizes[flags_slot("conv_frontend")] == 16 * len(scratch.CONV_REDUCTIONS) == 64
+    assert sizes[scales_slot("conv_frontend")] == 16 * scratch.CONV_REDUCTIONS == 64
+    assert [st.inputs[0] for st in reductions(stages(True))] == ["mel", "c1", "h", "c2"]
+    assert dims.scratch_bytes(scratch.SCALES, b, d) == 64
 
-    params = LaunchParams("conv_frontend", tuple(
-        {"kernel": s.kernel, "inputs": list(s.inputs), "outputs": list(s.outputs),
-         "attrs": s.attrs} for s in stages(True)), *(None,) * 3)  # type: ignore[arg-type]
     flags = np.tile(np.float32([0.5, 2.0, 0.0, 0.0]), (4, 1))   # {scale, 1/scale, flag, 0}
-    check_reduction_flags(params, {flags_slot("conv_frontend"): flags.view(np.uint8)})
+    check_scale_flags("conv_frontend", stages(True),
+                      {scales_slot("conv_frontend"): flags.reshape(-1).view(np.uint8)})
     for rec, buf in enumerate(("mel", "c1", "h", "c2")):
         flags[:, 2] = 0.0
         flags[rec, 2] = 1.0
-        with pytest.raises(ValueError, match=f"'{buf}'.*NaN or Inf: no dynamic int8 scale"):
-            check_reduction_flags(params, {flags_slot("conv_frontend"): flags.view(np.uint8)})
+        with pytest.raises(ValueError, match=f"NaN or inf: no dynamic int8 scale.*'{buf}'"):
+            check_scale_flags("conv_frontend", stages(True),
+                              {scales_slot("conv_frontend"): flags.reshape(-1).view(np.uint8)})
 
 
 def test_dynamic_conv_frontend_refuses_attrs_it_is_not_built_for() -> None:

@@ -225,11 +225,12 @@ def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - on
       4. three passes over c2's real rows (a quarter of d per column): fold -> B;
          code range -> G; gelu glue + the position row (WEIGHTS) -> y.
     The reducers' params of the four float reductions (mel, c1, h, c2) are drained
-    to OUT's flags entry (scratch.CONV_REDUCTIONS); the host raises the quantize
+    to OUT's SCALES entry (scratch.CONV_REDUCTIONS, in the launch's order of its
+    reducing stages: conv1d, quantize, conv1d, quantize); the host raises the quantize
     contract's error on a set flag.
 
     Runtime sequence: IN and the first OUT entries as the static design (y, h), then
-    c1, c2, flags (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS = conv1 (W1, w_scale, bias),
+    c1, c2, scales (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS = conv1 (W1, w_scale, bias),
     conv2 (same), the position table (the stages' device constants: dynamic conv1d
     has no scalar block, dynamic gelu no table); PARAMS."""
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
@@ -420,7 +421,7 @@ def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - on
             rt.fill(f["ws"].prod(), weights, S.contiguous_tap(w_total, o_s, 4 * d))
             rt.fill(f["b"].prod(), weights, S.contiguous_tap(w_total, o_b, 4 * d))
 
-        def flags(red, slot, tg):   # the reducer's params of one round -> OUT flags
+        def flags(red, slot, tg):   # the reducer's params of one round -> OUT scales
             rt.drain(red.params.cons(), out, TensorAccessPattern(
                 (1, out_total), o_fl + S.DYN_WORDS * slot, [1, 1, 1, S.DYN_WORDS],
                 [0, 0, 0, 1]), wait=True, task_group=tg)

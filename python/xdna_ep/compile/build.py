@@ -162,13 +162,15 @@ def _design_name(found: Any) -> str | None:
 
 
 def _takes(found: Any, chain: Sequence[Stage]) -> bool:
-    """Whether design `found` may run `chain`: a chain with dynamic-mode stages only
-    goes into a design whose manifest entry declares "dynamic": true (it reduces the
-    scales on the array); a plain name (a test's find_design) takes any chain."""
-    if isinstance(found, str):
+    """Whether a found design runs `chain` in its stages' mode: a manifest design
+    decides (DesignEntry.takes: static stages only in its static form, dynamic-mode
+    stages only in its dynamic form, whose added quantizes reduce their scale on the
+    array); a bare name from a test's find_design takes whatever it matched."""
+    takes = getattr(found, "takes", None)
+    if takes is None:
         return True
-    dynamic = any(st.attrs.get("dynamic") for st in chain)
-    return bool(getattr(found, "dynamic", False)) or not dynamic
+    return bool(takes([st.kernel for st in chain],
+                      [bool(st.attrs.get("dynamic")) for st in chain]))
 
 
 def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> list[Launch]:
@@ -188,8 +190,8 @@ def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> l
         if find_design is not None:
             for j in range(n, i + 1, -1):
                 found = find_design([st.kernel for st in stages[i:j]])
-                if found is not None and not _takes(found, stages[i:j]):
-                    continue  # a static-scales design cannot run dynamic-mode stages
+                if not _takes(found, stages[i:j]):
+                    continue  # the design does not run these stages in their mode
                 name = _design_name(found)
                 if name:
                     options.append((j, name))

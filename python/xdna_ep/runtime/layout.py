@@ -329,23 +329,50 @@ class OutPlan:
     frames: dict[str, Frame] = field(default_factory=dict)
 
 
+def dynamic_form(stages: Sequence[Stage]) -> bool:
+    """Whether a launch runs a design's dynamic form (it has dynamic-mode stages)."""
+    return any(st.attrs.get("dynamic") for st in stages)
+
+
+REDUCING_KERNELS = ("quantize", "conv1d")   # conv1d quantizes its own float input
+
+
+def reductions(stages: Sequence[Stage]) -> list[Stage]:
+    """The reducing stages of a fused launch, in order: each dynamic quantize, and each
+    dynamic conv1d (it quantizes its own float input by the same rule); one on-array
+    scale reduction each (kernels/common/dynamic_scale.h), params in the SCALES slot."""
+    return [st for st in stages if st.kernel in REDUCING_KERNELS and st.attrs.get("dynamic")]
+
+
+def scales_slot(design: str) -> str:
+    return f"{SCRATCH_PREFIX}{design}/{scratch.SCALES}"
+
+
+def check_scale_flags(design: str, stages: Sequence[Stage],
+                      outputs: Mapping[str, np.ndarray]) -> None:
+    """Raises the quantize contract's ValueError when a reduction on the array saw NaN
+    or inf (its params' flag word): no int8 image exists, as on the host."""
+    words = outputs.get(scales_slot(design))
+    if words is None:
+        return
+    bad = scratch.flagged(np.asarray(words).view(np.float32).tolist())
+    if bad:
+        red = reductions(stages)
+        names = [red[i].inputs[0] if i < len(red) else f"#{i}" for i in bad]
+        raise ValueError(f"x contains NaN or inf: no dynamic int8 scale exists (tensor(s) "
+                         f"{names}, scale reduced on the NPU by design {design!r})")
+
+
 def has_private_scratch(design: str) -> bool:
     """Whether the design's OUT holds scratch no stage output fills (it starts zeroed)."""
     return any(e.stage is None for e in scratch.OUT_ENTRIES.get(design, ()))
-
-
-def is_dynamic(stages: Sequence[Stage] | Sequence[Mapping[str, Any]]) -> bool:
-    """Whether a launch runs dynamic-mode stages (its design then reduces the scales
-    on the array and keeps the scratch of scratch.DYNAMIC_OUT_ENTRIES)."""
-    return any((st.attrs if isinstance(st, Stage) else st["attrs"]).get("dynamic")
-               for st in stages)
 
 
 def dynamic_design_refusal(launch: Launch) -> str:
     """Why the NPU must not run `launch` ("" when it may): the dynamic conv_frontend
     is built for one neg_limit and one gelu form (scratch.CONV_NEG_LIMIT,
     CONV_GELU_APPROXIMATE); a launch with other attrs runs on the emulator."""
-    if launch.design != "conv_frontend" or not is_dynamic(launch.stages):
+    if launch.design != "conv_frontend" or not dynamic_form(launch.stages):
         return ""
     for st in launch.stages:
         if st.kernel == "quantize" and float(st.attrs.get("neg_limit", 0.0)) \
@@ -358,32 +385,6 @@ def dynamic_design_refusal(launch: Launch) -> str:
             return (f"design 'conv_frontend' (dynamic) builds the {scratch.CONV_GELU_APPROXIMATE!r} "
                     f"gelu table, the launch asks for {st.attrs.get('approximate')!r}")
     return ""
-
-
-def flags_slot(design: str) -> str:
-    """OUT slot name of a dynamic design's reduction flags (scratch.FLAGS)."""
-    return f"{SCRATCH_PREFIX}{design}/{scratch.FLAGS}"
-
-
-def check_reduction_flags(params: LaunchParams, out: Mapping[str, np.ndarray]) -> None:
-    """After a launch: the design's FLAGS entry holds each float reduction's params
-    {scale, 1/scale, flag, 0} (fp32); a non-zero flag means that reduction's input
-    held NaN or Inf: no dynamic int8 scale exists. Raises the quantize contract's
-    error (ValueError, as the emulator's kernels do), naming the stage and buffer,
-    instead of returning the garbage the design went on with."""
-    flags = out.get(flags_slot(params.design))
-    if flags is None:
-        return
-    raw = np.ascontiguousarray(flags).reshape(-1).view(np.uint8)
-    words = raw[:raw.size // (4 * scratch.PARAMS_WORDS) * 4 * scratch.PARAMS_WORDS] \
-        .view("<f4").reshape(-1, scratch.PARAMS_WORDS)
-    for rec, (kernel, occurrence) in zip(words, scratch.REDUCTIONS.get(params.design, ()),
-                                         strict=False):
-        if rec[scratch.FLAG_WORD] != 0:
-            st = [s for s in params.stages if s["kernel"] == kernel][occurrence]
-            raise ValueError(f"XDNA stage {kernel}: x ({st['inputs'][0]!r}) contains NaN or "
-                             f"Inf: no dynamic int8 scale exists (flagged by design "
-                             f"{params.design!r}'s scale reduction on the array)")
 
 
 def _entry_stage(design: str, stages: Sequence[Stage], ref: tuple[str, int, int]) -> Stage:
@@ -411,15 +412,19 @@ def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpe
     OUT_ENTRIES: the stage outputs it writes to OUT, each reserved for its padded
     rows or framed as the design lays it out, and its private scratch), then every
     other export. A single-kernel design exports only what is needed later."""
-    if design not in scratch.OUT_ENTRIES:
+    entries = scratch.out_entries(design, dynamic_form(stages))
+    if entries is None:
         return OutPlan(tuple((b, known[b]) for b in exports), {})
-    entries = scratch.out_entries(design, is_dynamic(stages))
     specs: list[tuple[str, BufferSpec]] = []
     reserve: dict[str, int] = {}
     frames: dict[str, Frame] = {}
     conv = conv_frontend_geometry(stages, known, consts) if design == "conv_frontend" else None
     for e in entries:
-        if e.stage is None:          # private scratch: conv_frontend's h rows (c1, c2, flags)
+        if e.name == scratch.SCALES and e.stage is None:   # the reducers' params
+            specs.append((scales_slot(design), BufferSpec(
+                "uint8", (scratch.scales_bytes(len(reductions(stages))),))))
+            continue
+        if e.stage is None:          # private scratch: conv_frontend's h rows (c1, c2)
             assert conv is not None, f"{design}: private scratch without its dims"
             batch, _, d, dims = conv
             name = f"{SCRATCH_PREFIX}{design}/{e.name}"

@@ -46,7 +46,7 @@ from .layout import (
     OPCODE,
     LaunchIO,
     WeightsPlan,
-    check_reduction_flags,
+    check_scale_flags,
     dynamic_design_refusal,
     has_private_scratch,
     launch_io,
@@ -325,9 +325,9 @@ class XrtProgram:
         except Exception as exc:
             raise XdnaDeviceError(f"{where}: reading outputs failed: {exc}", phase="run",
                                   design=design, kernels=kernels) from exc
-        out = params.outputs.unpack(np.asarray(raw))
-        check_reduction_flags(params, out)   # NaN/Inf under a dynamic scale: bad input
-        return out
+        outputs = params.outputs.unpack(np.asarray(raw))
+        check_scale_flags(design, ls.launch.stages, outputs)
+        return outputs
 
     def close(self) -> None:
         with self._lock:
