@@ -11,6 +11,7 @@ layer, 20-35 dB branch depending on method, ~27 dB front end.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -299,8 +300,6 @@ def test_dynamic_front_end_groups_only_into_conv_frontends_dynamic_form() -> Non
     conv_frontend's chain with its glue: ONE launch, because the manifest entry lists
     it as its "dynamic_stages"; the same entry without them leaves every dynamic stage
     alone, while a static chain is grouped either way."""
-    import dataclasses
-
     chain = ["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
              "dequantize", "add"]
 
@@ -344,6 +343,11 @@ def test_dynamic_whisper_front_end_is_one_launch(size: str, tmp_path: Path) -> N
         + ["add"]
     assert ln.stages[1].attrs["neg_limit"] > 0 and ln.stages[5].attrs["neg_limit"] > 0
     assert all(st.attrs.get("dynamic") for st in ln.stages[:-1])
+    # the cost model prices its four float reductions (mel, c1, h, c2: cost.py)
+    from xdna_ep.cost import dynamic_traffic
+
+    assert dynamic_traffic(dataclasses.replace(prog, launches=(ln,)),
+                           {"conv_frontend"}).reductions == 4
     w = prog.constants[ln.stages[0].consts["weight"]]
     assert w.shape[:2] == ({"tiny": 384, "large-v3": 1280}[size],
                            {"tiny": 80, "large-v3": 128}[size])

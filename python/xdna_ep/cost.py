@@ -137,17 +137,17 @@ def region_cost(region: Region, npu: NpuCostModel | None = None,
 class DynamicTraffic:
     """What a compiled program's fused dynamic launches add on the array."""
 
-    reductions: int          # dynamic quantizes reduced on the array
+    reductions: int          # dynamic quantizes (and dynamic conv1d inputs) reduced on the array
     f32_bytes: int           # float32 bytes those reductions move to / from DDR
 
 
 def dynamic_traffic(program: Any, fused: set[str]) -> DynamicTraffic:
-    """Per dynamic quantize inside a fused launch (design name in `fused`): one
-    reduction; its float32 input is read twice (partials, then quantize) and, when a
+    """Per dynamic quantize inside a fused launch (design name in `fused`), and per
+    dynamic conv1d there (it quantizes its own input: conv_frontend): one reduction; its float32 input is read twice (partials, then quantize) and, when a
     core of the launch produced it, written once to OUT first. Shapes are inferred
     stage by stage from the program's input shapes; with a symbolic input the
     traffic is counted as 0 (the reductions still count)."""
-    from .runtime.layout import stage_consts
+    from .runtime.layout import REDUCING_KERNELS, stage_consts
     from .runtime.shapes import BufferSpec, output_specs
 
     known: dict[str, BufferSpec] | None = {}
@@ -160,7 +160,7 @@ def dynamic_traffic(program: Any, fused: set[str]) -> DynamicTraffic:
     for ln in program.launches:
         made: set[str] = set()
         for st in ln.stages:
-            if ln.design in fused and st.kernel == "quantize" and st.attrs.get("dynamic"):
+            if ln.design in fused and st.kernel in REDUCING_KERNELS and st.attrs.get("dynamic"):
                 reductions += 1
                 x = known.get(st.inputs[0]) if known is not None else None
                 if x is not None:
