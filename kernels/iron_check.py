@@ -63,6 +63,7 @@ STATICS: dict[str, tuple[str, int]] = {
     "ffn_block.g_h": ("fused/ffn_block/ffn_block_aie.cc", 32 * 64),
     "ffn_block.g_y": ("fused/ffn_block/ffn_block_aie.cc", 4 * 32 * 64),
     "attn_block.g_y": ("fused/attn_block/attn_block_aie.cc", 4 * 32 * 64),
+    "ln_matmul.g_dyn_words": ("fused/ln_matmul/ln_matmul_aie.cc", 4 * 2 * 64),
     "conv_frontend.g_blk": ("fused/conv_frontend/conv_frontend_aie.cc", 4 * 8 * 8),
     "conv_frontend.g_codes": ("fused/conv_frontend/conv_frontend_aie.cc", 1024),
 }
@@ -70,6 +71,8 @@ _ATT = ("attention.g_acc_hi", "attention.g_acc_lo", "attention.g_scores", "atten
 _CONV = ("conv1d.g_qwin", "conv1d.g_col")
 KERNEL_STATICS: dict[str, tuple[str, ...]] = {
     "xdna_layernorm": ("layernorm.g_fixed", "layernorm.g_row"),
+    "xdna_layernorm_f32": ("layernorm.g_fixed", "layernorm.g_row"),
+    "ln_matmul_epilogue_f32_dyn": ("matmul.g_acc", "ln_matmul.g_dyn_words"),
     "matmul_zero_i32": ("matmul.g_acc",),
     "matmul_i8_i32": ("matmul.g_acc",),
     "matmul_epilogue_i8": ("matmul.g_acc",),

@@ -83,6 +83,8 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
           (1, d, d, MEL_FRAMES, 3, 2, 1), "conv2"),
         C("ln_matmul", "fused/ln_matmul/design.py", "build", (t, d, 3 * d, "int8"), "qkv"),
         C("ln_matmul", "fused/ln_matmul/design.py", "build", (t, d, f, "float32"), "fc1"),
+        C("ln_matmul", "fused/ln_matmul/design.py", "build_dynamic", (t, d, 3 * d),
+          "qkv_dynamic"),
         C("attn_block", "fused/attn_block/design.py", "build", (t, t, h, HEAD_DIM), "self"),
         C("ffn_block", "fused/ffn_block/design.py", "build", (t, d, f), "mlp"),
         C("ffn_ln_matmul", "fused/ffn_ln_matmul/design.py", "build",

@@ -119,3 +119,28 @@ def test_dynamic_traffic_counts_the_reductions_of_fused_launches() -> None:
     assert plan.regions[0].reductions == 7 and plan.regions[0].f32_traffic_bytes == want
     # the same program with nothing fused reduces nothing on the array
     assert dynamic_traffic(prog, set()).reductions == 0
+
+
+def test_dynamic_traffic_sizes_symbolic_dims_from_the_plan() -> None:
+    """A program with symbolic batch and sequence: traffic needs the plan's sizes for
+    them (every reduced tensor is [B, T, width], so it grows linearly with T)."""
+    from synthetic.graphs import encoder_layer
+
+    from xdna_ep.compile.api import CompileOptions, compile_plan
+    from xdna_ep.cost import dynamic_traffic
+    from xdna_ep.kernel_specs import manifest
+    from xdna_ep.partition import partition_model
+
+    model = encoder_layer(d=128, heads=2, ffn=512, t=64, seed=1, symbolic=True)
+    plan = partition_model(model, use_cost_model=False)
+    seq = "encoder_sequence_length / 2"
+    assert plan.dims == {"batch_size": 1, seq: 1500}          # the Whisper defaults
+    prog = next(iter(compile_plan(model, plan, CompileOptions(quantization="dynamic",
+                                                              measure_sqnr=False)).values()))
+    fused = set(manifest.load().designs)
+    assert dynamic_traffic(prog, fused).f32_bytes == 0            # no sizes: not priced
+    sized = dynamic_traffic(prog, fused, plan.dims)
+    assert sized.reductions == dynamic_traffic(prog, fused).reductions == 7
+    assert sized.f32_bytes > 0 and plan.regions[0].f32_traffic_bytes == sized.f32_bytes
+    assert dynamic_traffic(prog, fused, {"batch_size": 1, seq: 3000}).f32_bytes \
+        == 2 * sized.f32_bytes

@@ -390,3 +390,44 @@ def test_designs_take_their_shapes_from_the_shared_table(capsys) -> None:
         finally:
             sys.argv = old
     assert "FAKE-IRON trace (nothing lowered): 8 cores" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("d", [384, 1280])
+@pytest.mark.parametrize("rows", [200, 1500, 90])
+def test_dynamic_ln_matmul_out_layout_matches_the_design(d: int, rows: int) -> None:
+    """ln_matmul's dynamic form (layernorm f32 -> dynamic quantize -> matmul f32): the
+    design writes y, the float32 a and the reducer's params exactly into the slots
+    runtime/layout.py plans for those stages (scratch.DYNAMIC_OUT_ENTRIES); its fold
+    phase reads only the real rows of a (padding rows hold beta, not x's values), and
+    every byte it reads back from OUT was written first."""
+    from xdna_ep.runtime.layout import scales_slot
+
+    n = 3 * d
+    M = [1, rows]
+    stages = [Stage("layernorm", ("x",), ("a",), {}, {"out": "float32"}),
+              Stage("quantize", ("a",), ("aq", "as"), {}, {"dynamic": True}),
+              Stage("matmul", ("aq", "as"), ("y",), {}, {"dynamic": True, "out": "float32"})]
+    known = _specs(x=("float32", M + [d]), a=("float32", M + [d]), aq=("int8", M + [d]),
+                   y=("float32", M + [n]))
+    known["as"] = BufferSpec("float32", (1,))
+    rep = _trace("fused/ln_matmul/design.py", "build_dynamic", rows, d, n)
+    plan = plan_out("ln_matmul", stages, known, ("y",))
+    layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
+    slots = {s.name: s for s in layout.slots}
+    assert list(slots) == ["y", "a", scales_slot("ln_matmul")]
+    assert slots[scales_slot("ln_matmul")].nbytes == 16
+    assert rep.arg_bytes[1] <= layout.size
+    written = IC.touched(rep.moves, 1, "drain", rep.arg_bytes[1])
+    read = IC.touched(rep.moves, 1, "fill", rep.arg_bytes[1])
+    for name in ("y", "a"):
+        assert (written[_elements(slots[name])] > 0).all(), name
+    sc = slots[scales_slot("ln_matmul")]
+    assert (written[sc.offset:sc.offset + 16] == 1).all()
+    assert not (read & (written == 0)).any(), "reads OUT bytes it never wrote"
+    # the fold phase: each real element of a read exactly once more than the matmul
+    # phase reads it; the padding rows of a never folded
+    a = slots["a"]
+    pad = np.arange(a.offset + a.nbytes, a.offset + plan.reserve["a"])
+    per_elem = read[_elements(a)]
+    assert (per_elem == per_elem[0]).all() and per_elem[0] == n // 64 + 1
+    assert (read[pad] == n // 64).all()

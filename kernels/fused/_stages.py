@@ -175,11 +175,16 @@ LN_STATIC = 2 * 4 * 1280 + 1024   # layernorm_aie.cc row scratch + the core's st
 CORE_BYTES = 64 * 1024
 
 
-def ln_rows_per_tile(channels: int) -> int:
-    """Rows per LayerNorm tile (dividing 32): double-buffered fp32 x and int8 y rows,
-    gamma/beta and the kernel's row scratch in one 64 KiB core (tiny: 8, large-v3: 2)."""
+def ln_rows_per_tile(channels: int, out_bytes: int = 1) -> int:
+    """Rows per LayerNorm tile (dividing 32): double-buffered fp32 x and y rows (int8,
+    or fp32 with out_bytes = 4: a dynamic form's LN output, which also folds its rows),
+    gamma/beta and the kernel's row scratch in one 64 KiB core (int8 y: tiny 8, large-v3
+    2; float32 y: tiny 4, large-v3 1)."""
     for r in (8, 4, 2, 1):
-        if 2 * r * channels * 5 + 8 * channels + 16 + LN_STATIC <= CORE_BYTES:
+        # the dynamic form's fold: its partial and the double-buffered row it folds
+        partial = 4 * DYN_WORDS + 2 * 4 * channels if out_bytes == 4 else 0
+        if 2 * r * channels * (4 + out_bytes) + 8 * channels + 16 + partial + LN_STATIC \
+                <= CORE_BYTES:
             return r
     raise ValueError(f"a LayerNorm row of {channels} channels does not fit one core")
 
@@ -305,19 +310,34 @@ class ScaleReduction:
         self.worker = Worker(reducer, [joined.cons(), self.params.prod(), reduce_k])
 
 
-def dyn_kernels(obj: str, tile_elems: int):
-    """(begin, fold, quantize) Kernels of the producer / consumer side for float32
-    tiles of `tile_elems` values, linked from the design's object `obj`."""
+def dyn_kernels(obj: str, tile_elems: int, quant_elems: int | None = None):
+    """(begin, fold, quantize) Kernels of the producer / consumer side, linked from the
+    design's object `obj`: fold takes float32 tiles of `tile_elems` values, quantize
+    tiles of `quant_elems` (default the same)."""
     np, Kernel, *_ = iron()
     f32, i8, i32 = np.float32, np.int8, np.int32
+    q = quant_elems or tile_elems
 
     def ty(k, dt):
         return np.ndarray[(k,), np.dtype[dt]]
 
     return (Kernel("xdna_dynscale_begin", obj, [ty(DYN_WORDS, f32)]),
             Kernel("xdna_dynscale_fold", obj, [ty(tile_elems, f32), ty(DYN_WORDS, f32), i32]),
-            Kernel("xdna_dynscale_quantize", obj, [ty(tile_elems, f32), ty(DYN_WORDS, f32),
-                                                   ty(tile_elems, i8), i32]))
+            Kernel("xdna_dynscale_quantize", obj, [ty(q, f32), ty(DYN_WORDS, f32),
+                                                   ty(q, i8), i32]))
+
+
+def a_tile_tap_f32(total: int, base: int, k_row: int, row0: int, kt: int):
+    """A float32 A tile (rows row0..row0+31, K tile kt) of a row-major float32
+    [M, k_row] matrix at byte `base` of a byte-typed buffer, in aie::mmul A order
+    [m/4][k/8][4][8] (runs of 8 floats = 32 bytes): the consumer quantizes it in
+    place order, so its int8 image is already an A tile."""
+    from aie.helpers.taplib import TensorAccessPattern
+
+    rb = 4 * k_row
+    return TensorAccessPattern((1, total), base + row0 * rb + 4 * kt * TILE_K,
+                               [TILE_M // MMUL_R, TILE_K // MMUL_S, MMUL_R, 4 * MMUL_S],
+                               [MMUL_R * rb, 4 * MMUL_S, rb, 1])
 
 
 def dyn_producer(range_, tiles: int, fx, fpart, k_begin, k_fold, tile_elems: int) -> None:

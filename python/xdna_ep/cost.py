@@ -40,6 +40,7 @@ measurement on an NPU.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,21 +142,26 @@ class DynamicTraffic:
     f32_bytes: int           # float32 bytes those reductions move to / from DDR
 
 
-def dynamic_traffic(program: Any, fused: set[str]) -> DynamicTraffic:
+def dynamic_traffic(program: Any, fused: set[str],
+                    dims: Mapping[str, int] | None = None) -> DynamicTraffic:
     """Per dynamic quantize inside a fused launch (design name in `fused`), and per
-    dynamic conv1d there (it quantizes its own input: conv_frontend): one reduction; its float32 input is read twice (partials, then quantize) and, when a
+    dynamic conv1d there (it quantizes its own input: conv_frontend): one reduction;
+    its float32 input is read twice (partials, then quantize) and, when a
     core of the launch produced it, written once to OUT first. Shapes are inferred
-    stage by stage from the program's input shapes; with a symbolic input the
-    traffic is counted as 0 (the reductions still count)."""
+    stage by stage from the program's input shapes, symbolic dims sized by `dims`
+    (the plan's sizes, PartitionPlan.dims); an input dim without a size makes the
+    traffic 0 (the reductions still count)."""
     from .runtime.layout import REDUCING_KERNELS, stage_consts
     from .runtime.shapes import BufferSpec, output_specs
 
+    sizes = dict(dims or {})
     known: dict[str, BufferSpec] | None = {}
     for t in program.inputs:
-        if not all(isinstance(d, int) for d in t.shape):
+        shape = [sizes.get(d) if isinstance(d, str) else d for d in t.shape]
+        if not all(isinstance(d, int) for d in shape):
             known = None
             break
-        known[t.name] = BufferSpec(t.dtype, tuple(t.shape))
+        known[t.name] = BufferSpec(t.dtype, tuple(int(d) for d in shape))
     reductions = nbytes = 0
     for ln in program.launches:
         made: set[str] = set()

@@ -221,7 +221,7 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
         prog.meta.update(w.lowered.meta)  # what the passes recorded (outlier_channels)
         programs[w.region.id] = prog
         w.region.launches = prog.num_launches
-        traffic = dynamic_traffic(prog, set(manifest.load().designs))
+        traffic = dynamic_traffic(prog, set(manifest.load().designs), plan.dims)
         w.region.reductions, w.region.f32_traffic_bytes = traffic.reductions, traffic.f32_bytes
 
     if corrupt:
