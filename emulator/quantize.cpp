@@ -9,6 +9,7 @@
 
 #include "cpu_features.h"
 #include "parallel.h"
+#include "common/dynamic_scale.h"
 #include "quantize/quantize.h"
 
 namespace xdna {
@@ -92,10 +93,13 @@ float max_value(const float* x, std::size_t n) {
 }
 
 float dynamic_quantize_scale(const float* x, std::size_t n, float neg_limit, bool* finite) {
-  float m = max_abs(x, n, finite);
-  if (!*finite) return 1.0f;
-  if (neg_limit > 0.0f) m = quant::gelu_input_range(m, max_value(x, n), neg_limit);
-  return quant::dynamic_scale(m);
+  // The whole tensor as ONE partial, finished by the rule the array's reducer uses
+  // (common/dynamic_scale.h), so both sides choose the scale the same way.
+  dynscale::Partial p = dynscale::empty();
+  p.max_abs = max_abs(x, n, finite);
+  p.nonfinite = *finite ? 0.0f : 1.0f;
+  if (*finite && neg_limit > 0.0f) p.max_x = max_value(x, n);
+  return dynscale::finish(p, neg_limit).scale;
 }
 
 void dequantize(const int8_t* q, std::size_t n, float scale, float* x) {

@@ -63,12 +63,16 @@ STATICS: dict[str, tuple[str, int]] = {
     "ffn_block.g_h": ("fused/ffn_block/ffn_block_aie.cc", 32 * 64),
     "ffn_block.g_y": ("fused/ffn_block/ffn_block_aie.cc", 4 * 32 * 64),
     "attn_block.g_y": ("fused/attn_block/attn_block_aie.cc", 4 * 32 * 64),
+    "ln_matmul.g_dyn_words": ("fused/ln_matmul/ln_matmul_aie.cc", 4 * 2 * 64),
     "conv_frontend.g_blk": ("fused/conv_frontend/conv_frontend_aie.cc", 4 * 8 * 8),
+    "conv_frontend.g_codes": ("fused/conv_frontend/conv_frontend_aie.cc", 1024),
 }
 _ATT = ("attention.g_acc_hi", "attention.g_acc_lo", "attention.g_scores", "attention.g_zmax")
 _CONV = ("conv1d.g_qwin", "conv1d.g_col")
 KERNEL_STATICS: dict[str, tuple[str, ...]] = {
     "xdna_layernorm": ("layernorm.g_fixed", "layernorm.g_row"),
+    "xdna_layernorm_f32": ("layernorm.g_fixed", "layernorm.g_row"),
+    "ln_matmul_epilogue_f32_dyn": ("matmul.g_acc", "ln_matmul.g_dyn_words"),
     "matmul_zero_i32": ("matmul.g_acc",),
     "matmul_i8_i32": ("matmul.g_acc",),
     "matmul_epilogue_i8": ("matmul.g_acc",),
@@ -79,6 +83,8 @@ KERNEL_STATICS: dict[str, tuple[str, ...]] = {
     "xdna_conv1d_block": _CONV,
     "frontend_conv_gelu": (*_CONV, "conv_frontend.g_blk"),
     "frontend_conv_gelu_add": (*_CONV, "conv_frontend.g_blk"),
+    "frontend_codes_fold": ("conv_frontend.g_codes",),
+    "frontend_codes_fold_row": ("conv_frontend.g_codes",),
     "xdna_softmax_i8": ("softmax.g_z", "softmax.g_work"),
     "xdna_softmax_i8_masked": ("softmax.g_z", "softmax.g_work"),
     **{k: _ATT for k in ("xdna_attn_begin", "xdna_attn_rewind", "xdna_attn_pass1",

@@ -65,6 +65,8 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
         C("matmul", "matmul/design.py", "build", (t, d, f, "int8"), "fc1"),
         C("matmul", "matmul/design.py", "build", (t, f, d, "float32"), "fc2"),
         C("quantize", "quantize/design.py", "build", (t * d, "quantize"), "x"),
+        C("quantize", "quantize/design.py", "build_dynamic", (t * d, 0.0), "dynamic"),
+        C("quantize", "quantize/design.py", "build_dynamic", (t * f, 4.0), "dynamic_gelu_in"),
         C("dequantize", "quantize/design.py", "build", (t * d, "dequantize"), "x"),
         C("gelu", "gelu/design.py", "gelu_design", (t * f, 4800), "h"),
         C("layernorm", "layernorm/design.py", "layernorm_design",
@@ -94,12 +96,16 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
           (1, d, d, MEL_FRAMES, 3, 2, 1), "conv2"),
         C("ln_matmul", "fused/ln_matmul/design.py", "build", (t, d, 3 * d, "int8"), "qkv"),
         C("ln_matmul", "fused/ln_matmul/design.py", "build", (t, d, f, "float32"), "fc1"),
+        C("ln_matmul", "fused/ln_matmul/design.py", "build_dynamic", (t, d, 3 * d),
+          "qkv_dynamic"),
         C("attn_block", "fused/attn_block/design.py", "build", (t, t, h, HEAD_DIM), "self"),
         C("ffn_block", "fused/ffn_block/design.py", "build", (t, d, f), "mlp"),
         C("ffn_ln_matmul", "fused/ffn_ln_matmul/design.py", "build",
           (t, d, f, 3 * d, "int8"), "mlp+qkv"),
         C("conv_frontend", "fused/conv_frontend/design.py", "build",
           (1, size.mels, d, MEL_FRAMES), "frontend"),
+        C("conv_frontend", "fused/conv_frontend/design.py", "build_dynamic",
+          (1, size.mels, d, MEL_FRAMES), "frontend-dynamic"),
     )
 
 

@@ -2,6 +2,7 @@
 #include "npu_runner.h"
 
 #include <cstring>
+#include <stdexcept>
 #include <unordered_map>
 
 namespace xdna::ep {
@@ -45,6 +46,26 @@ void for_each_row(const SlotDef& s, Fn fn) {
     for (size_t a = k - 1; a-- > 0;) {  // next index over the leading k-1 axes
       if (++idx[a] < folded[a]) break;
       idx[a] = 0;
+    }
+  }
+}
+
+// A fused design's dynamic form writes its reducers' params {scale, 1/scale, flag, 0}
+// to the scratch slot "<prefix><design>/scales" (kernels/fused/scratch.py SCALES): a set
+// flag means a dynamic quantize's input held NaN or inf. That is the data's fault, not
+// the device's: the quantize contract's error, never a fallback (runtime/layout.py
+// check_scale_flags says the same on the Python path).
+void check_scale_flags(const LaunchDef& l, const LaunchImage& im, const std::vector<uint8_t>& out) {
+  const std::string name = std::string(kScratchPrefix) + l.design + "/scales";
+  for (const SlotDef& s : im.out_slots) {
+    if (s.name != name) continue;
+    for (uint64_t at = 0; at + 16 <= s.nbytes; at += 16) {
+      float flag = 0.0f;
+      std::memcpy(&flag, out.data() + s.offset + at + 8, sizeof flag);
+      if (flag != 0.0f)
+        throw std::invalid_argument(
+            "x contains NaN or inf: no dynamic int8 scale exists (dynamic quantize #" +
+            std::to_string(at / 16) + " of design '" + l.design + "', scale reduced on the NPU)");
     }
   }
 }
@@ -189,6 +210,7 @@ std::vector<Buffer> NpuProgram::run(const std::vector<Buffer>& inputs) const {
     }
     const int status = device_->api().run(handle_, i, in.data(), in.size(), out.data(), out.size());
     if (status != XDNA_NPU_OK) throw NpuRunError(device_->last_error(), status == XDNA_NPU_BROKEN);
+    check_scale_flags(l, im, out);
     for (const SlotDef& s : im.out_slots)
       if (s.name.compare(0, std::strlen(kScratchPrefix), kScratchPrefix) != 0)
         env[s.name] = unpack_slot(s, out);

@@ -11,6 +11,7 @@ layer, 20-35 dB branch depending on method, ~27 dB front end.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +240,8 @@ def test_conv_frontend(mode: str) -> None:
 def test_conv_frontend_with_position_add_is_one_launch(mode: str) -> None:
     """conv1d -> gelu -> conv1d -> gelu -> transposed position add: the whole chain
     (quantize/dequantize glue included) is the manifest's conv_frontend design, one
-    launch, in static mode; the result matches onnxruntime FP32 on [B, T/2, D]."""
+    launch, in static and in dynamic mode; the result matches onnxruntime FP32 on
+    [B, T/2, D]."""
     sm = conv_frontend(t=200, seed=2, positions=True)
     samples = sm.samples(3, seed=4)
     prog, plan = compile_region(sm.model, sm.region, CompileOptions(mode, samples))
@@ -247,11 +249,14 @@ def test_conv_frontend_with_position_add_is_one_launch(mode: str) -> None:
     add = prog.stages()[-1]
     assert add.kernel == "add" and add.attrs["transpose_a"] and add.attrs["table_rows"] == 100
     assert prog.constants[add.consts["b"]].shape == (100, 384)
-    if mode == "static":
-        assert [ln.design for ln in prog.launches] == ["conv_frontend"]
-        assert plan.launches_per_inference == 1
-    else:  # conv_frontend is static_only: dynamic stages are never grouped into it
-        assert [ln.design for ln in prog.launches] == [st.kernel for st in prog.stages()]
+    # dynamic mode too: conv_frontend's dynamic form reduces the scales on the array
+    assert [ln.design for ln in prog.launches] == ["conv_frontend"]
+    assert plan.launches_per_inference == 1
+    if mode == "dynamic":
+        assert [st.kernel for st in prog.stages()] == [
+            "conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
+            "dequantize", "add"]
+        assert all(st.attrs.get("dynamic") for st in prog.stages() if st.kernel != "add")
     want = _fp32(sm.model, samples)
     got = _program_outputs(prog, samples, sm.input_name)
     assert got[0].shape == want[0].shape == (1, 100, 384)
@@ -290,12 +295,59 @@ def test_grouping_takes_the_fewest_launches_not_the_longest_first() -> None:
     assert [s for ln in group_launches(st, find) for s in ln.stages] == st
 
 
-def test_static_only_design_is_skipped_for_dynamic_stages() -> None:
+def test_dynamic_front_end_groups_only_into_conv_frontends_dynamic_form() -> None:
+    """The dynamic front end (conv1d, quantize(neg_limit), gelu, dequantize, ...) is
+    conv_frontend's chain with its glue: ONE launch, because the manifest entry lists
+    it as its "dynamic_stages"; the same entry without them leaves every dynamic stage
+    alone, while a static chain is grouped either way."""
     chain = ["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
              "dequantize", "add"]
 
     def find(c):
         return manifest.find_design(list(c))
 
+    def find_static_only(c):
+        found = manifest.find_design(list(c))
+        return None if found is None else dataclasses.replace(found, dynamic_stages=())
+
     assert [ln.design for ln in group_launches(_stages(chain), find)] == ["conv_frontend"]
-    assert [ln.design for ln in group_launches(_stages(chain, dynamic=True), find)] == chain
+    assert [ln.design for ln in group_launches(_stages(chain, dynamic=True), find)] == \
+        ["conv_frontend"]
+    assert [ln.design for ln in group_launches(_stages(chain), find_static_only)] == \
+        ["conv_frontend"]
+    assert [ln.design for ln in group_launches(_stages(chain, dynamic=True),
+                                               find_static_only)] == chain
+
+
+@pytest.mark.parametrize("size", ["tiny", "large-v3"])
+def test_dynamic_whisper_front_end_is_one_launch(size: str, tmp_path: Path) -> None:
+    """The default mode (dynamic, no calibration) on a one-layer random Whisper encoder
+    of the size's real widths (bench sizes' export; large-v3: 128 mels, d 1280): the
+    front end's nine dynamic stages (two convs, their quantize -> gelu -> dequantize,
+    the position add) are ONE conv_frontend launch, and no other launch holds a conv."""
+    import onnx
+
+    from xdna_ep.bench.sizes import export_encoder
+    from xdna_ep.partition import partition_model
+
+    path = export_encoder(size, tmp_path / "enc.onnx", layers=1, frames=200)
+    model = onnx.load(str(path))
+    plan = partition_model(model, model_name=size)
+    progs = compile_plan(model, plan, CompileOptions(quantization="dynamic",
+                                                     measure_sqnr=False))
+    front = [(prog, ln) for prog in progs.values() for ln in prog.launches
+             if any(st.kernel == "conv1d" for st in ln.stages)]
+    assert [ln.design for _, ln in front] == ["conv_frontend"]
+    ((prog, ln),) = front
+    assert [st.kernel for st in ln.stages] == ["conv1d", "quantize", "gelu", "dequantize"] * 2 \
+        + ["add"]
+    assert ln.stages[1].attrs["neg_limit"] > 0 and ln.stages[5].attrs["neg_limit"] > 0
+    assert all(st.attrs.get("dynamic") for st in ln.stages[:-1])
+    # the cost model prices its four float reductions (mel, c1, h, c2: cost.py)
+    from xdna_ep.cost import dynamic_traffic
+
+    assert dynamic_traffic(dataclasses.replace(prog, launches=(ln,)),
+                           {"conv_frontend"}).reductions == 4
+    w = prog.constants[ln.stages[0].consts["weight"]]
+    assert w.shape[:2] == ({"tiny": 384, "large-v3": 1280}[size],
+                           {"tiny": 80, "large-v3": 128}[size])

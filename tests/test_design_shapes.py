@@ -150,19 +150,29 @@ def _case(design: str, d: int, rows: int, batch: int = 1, split: bool = False):
                        y=("float32", M + [d]))
         return ("fused/attn_block/design.py", "build", (rows, rows, d // 64, 64)), stages, \
             known, ("y",), ()
-    assert design == "conv_frontend"
     mels, frames = 80, 2 * rows
+    known = _specs(mel=("float32", [batch, mels, frames]), y=("float32", [batch, rows, d]))
+    consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
+    if design == "conv_frontend-dynamic":   # the default mode's chain, glue included
+        dyn = {"dynamic": True}
+        chain = ["conv1d", "quantize", "gelu", "dequantize"] * 2
+        bufs = ["mel", "c1", "q1", "g1", "h", "c2", "q2", "g2", "h2", "y"]
+        stages = [Stage(k, (bufs[i],), (bufs[i + 1],), {}, dict(dyn))
+                  for i, k in enumerate(chain)] + [Stage("add", ("h2",), ("y",))]
+        return ("fused/conv_frontend/design.py", "build_dynamic", (batch, mels, d, frames)), \
+            stages, known, ("y",), consts
+    assert design == "conv_frontend"
     stages = [Stage("conv1d", ("mel",), ("c1",)), Stage("gelu", ("c1",), ("g1",)),
               Stage("conv1d", ("g1",), ("c2",)), Stage("gelu", ("c2",), ("g2",)),
               Stage("add", ("g2",), ("y",))]
-    known = _specs(mel=("float32", [batch, mels, frames]), y=("float32", [batch, rows, d]))
-    consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
     return ("fused/conv_frontend/design.py", "build", (batch, mels, d, frames)), stages, \
         known, ("y",), consts
 
 
 FUSED = ["ln_matmul", "ffn_block", "ffn_ln_matmul", "attn_block", "conv_frontend"]
 VARIANTS = [(design, 1, False) for design in FUSED] + [("conv_frontend", 2, False),
+                                                        ("conv_frontend-dynamic", 1, False),
+                                                        ("conv_frontend-dynamic", 2, False),
                                                         ("ffn_ln_matmul", 1, True),
                                                         ("ln_matmul", 1, True)]
 
@@ -191,6 +201,7 @@ def test_host_out_layout_matches_the_design(design: str, batch: int, split: bool
     rows = 200   # not a multiple of the 128-row grid: padding rows must stay in their slot
     (rel, fn, args), stages, known, exports, consts = _case(design, d, rows, batch, split)
     rep = _trace(rel, fn, *args)
+    variant, design = design, design.removesuffix("-dynamic")
     out_arg = 1                            # runtime sequence: IN, OUT, WEIGHTS, PARAMS
     plan = plan_out(design, stages, known, exports, consts)
     layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
@@ -227,8 +238,10 @@ def test_host_out_layout_matches_the_design(design: str, batch: int, split: bool
         in_owner[s.offset:s.offset + max(s.room, reserve.get(s.name, 0))] = i
         assert (in_read[_elements(s)] > 0).all(), f"{design} skips {s.name}"
     assert (in_owner[in_read > 0] >= 0).all(), f"{design} reads IN bytes outside its slots"
-    if design == "conv_frontend":
+    if variant == "conv_frontend":
         _check_conv_frontend_elements(rep, layout, in_layout, batch, d, 80, 2 * rows)
+    elif variant == "conv_frontend-dynamic":
+        _check_dynamic_conv_frontend_elements(rep, layout, in_layout, batch, d, 80, 2 * rows)
     if split:
         _check_split_blocks(rep, layout, ("zq", "zk", "zv"), rows)
 
@@ -273,6 +286,56 @@ def _check_conv_frontend_elements(rep, out_layout, in_layout, batch: int, d: int
         pos, chan = c * per_col + tile * nt + tt, jb * nco + co
         got[_starts(m)] = np.where(pos < rows, (b * rows + pos) * d + chan, -1).reshape(-1)
     assert (got[_elements(y_slot)] == np.arange(batch * rows * d)).all(),         "the host reads y elements from where the design wrote others"
+
+
+def _check_dynamic_conv_frontend_elements(rep, out_layout, in_layout, batch: int, d: int,
+                                          mels: int, frames: int) -> None:
+    """The dynamic variant, element by element: its first IN pass (the mel's scale)
+    reads every real mel element once and no padding (a zero border or a padded
+    frame would be harmless for max|x|, but the rule is the real tensor); its c1/c2
+    passes read only real positions of the raw conv outputs; its conv1 windows are
+    the static design's; its y rows land where the host reads y[b, t, co] and the
+    four float reductions' params fill the scales entry."""
+    from xdna_ep._kernels.fused import scratch
+
+    dims = scratch.conv_frontend_dims(mels, d, frames)
+    (mel_slot,) = in_layout.slots
+    fills = [m for m in rep.moves if m.arg == 0 and m.kind == "fill"]
+    assert len(fills) == 2 * batch * scratch.CONV_COLUMNS
+    mel_pass = np.sort(_starts_all(fills[:batch * scratch.CONV_COLUMNS]))
+    assert (mel_pass == np.sort(_elements(mel_slot))).all(), \
+        "the mel's reduction pass does not read exactly the real mel elements"
+    slots = {s.name: s for s in out_layout.slots}
+    pre = f"{SCRATCH_PREFIX}conv_frontend/"
+    out_fills = [m for m in rep.moves if m.arg == 1 and m.kind == "fill"]
+    c1 = slots[pre + "c1"]
+    c1_real = c1.offset + 4 * (np.arange(batch * d)[:, None] * dims.t1
+                               + np.arange(frames)[None, :]).reshape(-1)
+    c1_reads = [m for m in out_fills if c1.offset <= _starts(m)[0] < c1.offset + c1.nbytes]
+    assert len(c1_reads) == 3 * batch * scratch.CONV_COLUMNS
+    for k in range(3):   # fold, code range, gelu: each pass reads c1's real elements once
+        got = np.sort(_starts_all(c1_reads[k * batch * 4:(k + 1) * batch * 4]))
+        assert (got == np.sort(c1_real)).all(), f"c1 pass {k} reads other than the real rows"
+    t2 = (frames + 2 - scratch.CONV_KW) // 2 + 1
+    c2 = slots[pre + "c2"]
+    c2_real = c2.offset + 4 * (np.arange(batch)[:, None, None] * dims.t2 * d
+                               + np.arange(t2)[None, :, None] * d
+                               + np.arange(d)[None, None, :]).reshape(-1)
+    c2_reads = [m for m in out_fills if c2.offset <= _starts(m)[0] < c2.offset + c2.nbytes]
+    assert len(c2_reads) == 3 * batch * scratch.CONV_COLUMNS
+    for k in range(3):
+        got = np.sort(_starts_all(c2_reads[k * batch * 4:(k + 1) * batch * 4]))
+        assert (got == np.sort(c2_real)).all(), f"c2 pass {k} reads other than the real rows"
+    y_slot = slots["y"]
+    y_drains = [m for m in rep.moves if m.arg == 1 and m.kind == "drain"
+                and y_slot.offset <= _starts(m)[0] < y_slot.offset + y_slot.room]
+    assert (np.sort(_starts_all(y_drains)) == np.sort(_elements(y_slot))).all(), \
+        "the design's y rows are not the host's y elements"
+    fl = slots[pre + scratch.SCALES]
+    fl_drains = [m for m in rep.moves if m.arg == 1 and m.kind == "drain"
+                 and fl.offset <= _starts(m)[0] < fl.offset + fl.nbytes]
+    assert (np.sort(_starts_all(fl_drains)) ==
+            fl.offset + 4 * np.arange(fl.nbytes // 4)).all()
 
 
 def _starts_all(moves) -> np.ndarray:
@@ -327,3 +390,44 @@ def test_designs_take_their_shapes_from_the_shared_table(capsys) -> None:
         finally:
             sys.argv = old
     assert "FAKE-IRON trace (nothing lowered): 8 cores" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("d", [384, 1280])
+@pytest.mark.parametrize("rows", [200, 1500, 90])
+def test_dynamic_ln_matmul_out_layout_matches_the_design(d: int, rows: int) -> None:
+    """ln_matmul's dynamic form (layernorm f32 -> dynamic quantize -> matmul f32): the
+    design writes y, the float32 a and the reducer's params exactly into the slots
+    runtime/layout.py plans for those stages (scratch.DYNAMIC_OUT_ENTRIES); its fold
+    phase reads only the real rows of a (padding rows hold beta, not x's values), and
+    every byte it reads back from OUT was written first."""
+    from xdna_ep.runtime.layout import scales_slot
+
+    n = 3 * d
+    M = [1, rows]
+    stages = [Stage("layernorm", ("x",), ("a",), {}, {"out": "float32"}),
+              Stage("quantize", ("a",), ("aq", "as"), {}, {"dynamic": True}),
+              Stage("matmul", ("aq", "as"), ("y",), {}, {"dynamic": True, "out": "float32"})]
+    known = _specs(x=("float32", M + [d]), a=("float32", M + [d]), aq=("int8", M + [d]),
+                   y=("float32", M + [n]))
+    known["as"] = BufferSpec("float32", (1,))
+    rep = _trace("fused/ln_matmul/design.py", "build_dynamic", rows, d, n)
+    plan = plan_out("ln_matmul", stages, known, ("y",))
+    layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
+    slots = {s.name: s for s in layout.slots}
+    assert list(slots) == ["y", "a", scales_slot("ln_matmul")]
+    assert slots[scales_slot("ln_matmul")].nbytes == 16
+    assert rep.arg_bytes[1] <= layout.size
+    written = IC.touched(rep.moves, 1, "drain", rep.arg_bytes[1])
+    read = IC.touched(rep.moves, 1, "fill", rep.arg_bytes[1])
+    for name in ("y", "a"):
+        assert (written[_elements(slots[name])] > 0).all(), name
+    sc = slots[scales_slot("ln_matmul")]
+    assert (written[sc.offset:sc.offset + 16] == 1).all()
+    assert not (read & (written == 0)).any(), "reads OUT bytes it never wrote"
+    # the fold phase: each real element of a read exactly once more than the matmul
+    # phase reads it; the padding rows of a never folded
+    a = slots["a"]
+    pad = np.arange(a.offset + a.nbytes, a.offset + plan.reserve["a"])
+    per_elem = read[_elements(a)]
+    assert (per_elem == per_elem[0]).all() and per_elem[0] == n // 64 + 1
+    assert (read[pad] == n // 64).all()

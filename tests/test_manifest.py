@@ -38,16 +38,27 @@ def test_loads_with_every_kernel_and_design() -> None:
     (["conv1d", "gelu", "conv1d", "gelu", "add"], "conv_frontend"),
     (["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu", "dequantize",
       "add"], "conv_frontend"),
+    # dynamic forms: the quantizes whose scales the design reduces on the array
+    (["layernorm", "quantize", "matmul"], "ln_matmul"),
+    (["quantize", "quantize", "quantize", "attention", "quantize", "matmul", "add"],
+     "attn_block"),
+    (["layernorm", "quantize", "matmul", "quantize", "gelu", "matmul", "add"], "ffn_block"),
+    (["layernorm", "quantize", "matmul", "quantize", "gelu", "matmul", "add", "layernorm",
+      "quantize", "matmul"], "ffn_ln_matmul"),
 ])
 def test_find_design(chain: list[str], name: str) -> None:
     design = M.find_design(chain)
     assert design is not None and design.name == name
-    assert design.stages[0] == chain[0]
+    assert chain[0] in (design.stages[0], "quantize")
 
 
 @pytest.mark.parametrize("chain", [[], ["matmul"], ["matmul", "layernorm"],
                                    ["quantize", "conv1d", "gelu", "conv1d", "gelu", "add"],
-                                   ["layernorm", "quantize", "matmul"]])
+                                   ["layernorm", "matmul", "quantize"],
+                                   ["quantize", "layernorm", "quantize", "matmul"],
+                                   ["quantize", "quantize", "attention", "quantize", "matmul",
+                                    "add"],
+                                   ["attention", "quantize", "matmul", "add"]])
 def test_no_design_for_other_chains(chain: list[str]) -> None:
     assert M.find_design(chain) is None
 
@@ -91,6 +102,21 @@ def _broken(mutate) -> dict:
      "same stage chain"),
     (_broken(lambda d: d["designs"]["conv_frontend"].update(static_only="yes")),
      "static_only must be true or false"),
+    (_broken(lambda d: d["designs"]["ln_matmul"].update(
+        dynamic_stages=["layernorm", "dequantize", "matmul"])), "only 'quantize' stages"),
+    (_broken(lambda d: d["designs"]["ln_matmul"].update(
+        dynamic_stages=["layernorm", "quantize"])), "only 'quantize' stages"),
+    (_broken(lambda d: d["designs"]["ln_matmul"].update(dynamic_stages="layernorm")),
+     "dynamic_stages must be a list"),
+    (_broken(lambda d: d["designs"]["conv_frontend"].update(static_only=True)),
+     "static_only but lists dynamic_stages"),
+    (_broken(lambda d: d["designs"]["conv_frontend"].update(
+        dynamic_stages=["conv1d", "softmax", "gelu", "conv1d", "gelu", "add"])),
+     "only 'quantize' stages \\(or its glue\\) added"),
+    (_broken(lambda d: d["designs"].update(dup={**d["designs"]["ffn_block"],
+                                                 "stages": ["layernorm", "quantize", "matmul"],
+                                                 "dynamic_stages": []})),
+     "same stage chain"),
 ])
 def test_malformed_manifest_is_rejected(doc, match: str) -> None:
     with pytest.raises(M.ManifestError, match=match):
@@ -206,7 +232,47 @@ def test_attn_block_needs_the_attention_hook(monkeypatch) -> None:
         iron_check.trace(lambda: _load("fused/attn_block/design.py"), "build", 1500, 1500, 6, 64)
 
 
-def test_conv_frontend_is_static_only_and_the_others_are_not() -> None:
+def test_design_takes_a_chain_only_in_its_mode() -> None:
+    """The glue rule for dynamic forms: dynamic-mode stages run only as a design's
+    dynamic form, whose added quantizes (leading ones included, attn_block's q/k/v)
+    must be dynamic; static stages run only as the static form (stages, or with glue)."""
     m = M.load()
-    assert m.designs["conv_frontend"].static_only
-    assert not any(d.static_only for n, d in m.designs.items() if n != "conv_frontend")
+    ln, attn, conv = m.designs["ln_matmul"], m.designs["attn_block"], m.designs["conv_frontend"]
+    assert ln.takes(["layernorm", "matmul"], [False, False])
+    assert not ln.takes(["layernorm", "matmul"], [False, True])       # static form, dynamic mm
+    assert ln.takes(["layernorm", "quantize", "matmul"], [False, True, True])
+    assert not ln.takes(["layernorm", "quantize", "matmul"], [False, False, False])  # static q
+    assert not ln.takes(["layernorm", "quantize", "matmul"], [False, False, True])
+    chain = ["quantize"] * 3 + ["attention", "quantize", "matmul", "add"]
+    assert attn.takes(chain, [True] * 5 + [True, False])
+    assert not attn.takes(chain, [True, True, False, True, True, True, False])
+    assert attn.dynamic_glue() == (True, True, True, False, True, False, False)
+    glued = ["conv1d", "quantize", "gelu", "dequantize", "conv1d", "quantize", "gelu",
+             "dequantize", "add"]
+    assert conv.takes(glued, [False] * 9)
+    assert conv.takes(glued, [True] * 8 + [False])    # the dynamic front end (add: float)
+    assert not conv.takes(glued, [True, False] + [True] * 6 + [False])   # a static quantize
+
+
+def test_version_key_tracks_the_grouping_rules() -> None:
+    """A program cached before a design accepted its dynamic chain was grouped into
+    one-stage launches: a change of the chains a design takes changes the key."""
+    base = M.parse(raw()).version_key()
+    changed = raw()
+    changed["designs"]["ln_matmul"].pop("dynamic_stages")
+    assert M.parse(changed).version_key() != base
+    changed = raw()
+    changed["designs"]["conv_frontend"].pop("dynamic_stages")   # the dynamic front end
+    assert M.parse(changed).version_key() != base
+
+
+def test_conv_frontend_has_a_dynamic_form_and_no_design_is_static_only() -> None:
+    """conv_frontend's dynamic form is its glued chain with every scale reduced on the
+    array (kernels/fused/README.md): the two quantizes and the dequantizes after the
+    gelus are the added stages."""
+    m = M.load()
+    conv = m.designs["conv_frontend"]
+    assert conv.dynamic_stages == ("conv1d", "quantize", "gelu", "dequantize") * 2 + ("add",)
+    assert conv.dynamic_glue() == (False, True, False, True) * 2 + (False,)
+    assert not any(d.static_only for d in m.designs.values())
+

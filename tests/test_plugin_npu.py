@@ -134,18 +134,20 @@ def test_two_launches_of_one_design_share_its_registration(fake_npu: FakeNpu,
     assert len(fake_npu.calls("device.completed")) == 2
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_conv_frontend_launch_bytes_equal_pyxrt(batch: int, fake_npu: FakeNpu,
+@pytest.mark.parametrize(("batch", "mode"), [(1, "static"), (2, "static"), (1, "dynamic"),
+                                             (2, "dynamic")])
+def test_conv_frontend_launch_bytes_equal_pyxrt(batch: int, mode: str, fake_npu: FakeNpu,
                                                 tmp_path: Path) -> None:
-    """The compiled front end as ONE conv_frontend launch: the mel goes into IN as the
-    design's zero-bordered rows and y comes back from its padded rows per batch
+    """The compiled front end as ONE conv_frontend launch, with calibrated scales and in
+    the default dynamic mode (the scales reduced on the array): the mel goes into IN as
+    the design's zero-bordered rows and y comes back from its padded rows per batch
     (framed slots packed and unpacked in C++), OUT starts zeroed (private scratch)."""
     from synthetic.regions import conv_frontend
 
     from xdna_ep.compile import CompileOptions, compile_region
 
     sm = conv_frontend(t=60, seed=7, positions=True, batch=batch)
-    prog, plan = compile_region(sm.model, sm.region, CompileOptions("static", sm.samples(2, seed=1)))
+    prog, plan = compile_region(sm.model, sm.region, CompileOptions(mode, sm.samples(2, seed=1)))
     assert prog is not None and [ln.design for ln in prog.launches] == ["conv_frontend"]
     feeds = {sm.input_name: sm.samples(1, seed=9)[0][sm.input_name]}
     want = EmulatorDevice().load(prog).run(feeds)
@@ -162,6 +164,40 @@ def test_conv_frontend_launch_bytes_equal_pyxrt(batch: int, fake_npu: FakeNpu,
                                                         theirs.params)
     out_bo = next(c["id"] for c in fake_npu.calls("bo") if c["group"] == 104)
     assert [c["bo"] for c in fake_npu.calls("bo.write")].count(out_bo) == 1   # zeroed once
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_dynamic_conv_frontend_non_finite_input_raises_the_quantize_error(
+        bad: float, fake_npu: FakeNpu, tmp_path: Path) -> None:
+    """A NaN/Inf mel under the dynamic front end: the design's scale reduction flags it
+    (OUT FLAGS scratch, modelled by the FAKE hardware, which completes the launch) and
+    both NPU paths raise the quantize contract's error, as the emulator does; it is
+    bad input, not a device failure, so the plugin's region stays on the NPU."""
+    from synthetic.regions import conv_frontend
+
+    from xdna_ep.compile import CompileOptions, compile_region
+
+    sm = conv_frontend(t=60, seed=7, positions=True)
+    prog, _ = compile_region(sm.model, sm.region, CompileOptions("dynamic"))
+    assert prog is not None and [ln.design for ln in prog.launches] == ["conv_frontend"]
+    good = sm.samples(1, seed=9)[0][sm.input_name]
+    bad_x = good.copy()
+    bad_x[0, 5, 17] = bad
+    with pytest.raises(ValueError, match="Inf or NaN"):   # the emulator's conv1d
+        EmulatorDevice().load(prog).run({sm.input_name: bad_x})
+    want = EmulatorDevice().load(prog).run({sm.input_name: good})[prog.outputs[0].name]
+    prog = dataclasses.replace(
+        prog, inputs=tuple(TensorSpec(t.name, t.dtype, good.shape) for t in prog.inputs),
+        outputs=tuple(TensorSpec(t.name, t.dtype, want.shape) for t in prog.outputs))
+    sess = npu_session(write_program_model(prog, tmp_path / "cf.onnx"))
+    with pytest.raises(Exception, match="NaN or inf: no dynamic int8 scale exists"):
+        sess.run(None, {sm.input_name: bad_x})
+    assert fake_npu.calls("device.completed") and not fake_npu.calls("device.error")
+    assert sess.run(None, {sm.input_name: good})[0].tobytes() == want.tobytes()
+    assert len(fake_npu.calls("device.completed")) == 2      # still on the NPU
+    py_out, py_hw = pyxrt_run(prog, {sm.input_name: bad_x}, fake_npu.xclbin_dir)
+    assert isinstance(py_out, ValueError) and "NaN or inf" in str(py_out)
+    assert sm.input_name in str(py_out)
 
 
 # -- a compiled encoder layer (fused designs, framed slots) -----------------------------------
@@ -192,8 +228,9 @@ def test_compiled_encoder_layer_on_the_npu_equals_the_emulator(encoder, quantiza
     designs = {u.design for u in fake_npu.hardware.uploads}
     if quantization == "static":   # fused designs: framed IN/OUT slots, zeroed scratch
         assert {"conv_frontend", "ffn_block", "attn_block"} <= designs
-    else:
-        assert {"matmul", "attention", "conv1d"} <= designs
+    else:   # dynamic: every scale reduced on the array, the front end included
+        assert {"conv_frontend", "ln_matmul", "attn_block", "ffn_block"} <= designs
+        assert not {"matmul", "attention", "conv1d"} & designs
     assert not fake_npu.calls("device.error") and not fake_npu.calls("device.reject")
 
 

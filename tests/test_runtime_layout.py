@@ -128,3 +128,84 @@ def test_output_rule_matches_what_the_stage_writes(case: str) -> None:
     rule = output_specs(st.kernel, None, [BufferSpec.of(feeds[b]) for b in st.inputs],
                         stage_consts(prog, st), st.attrs)
     assert rule == [BufferSpec.of(got[t.name]) for t in prog.outputs], case
+
+
+def test_dynamic_conv_frontend_out_keeps_the_reduced_tensors_and_scales() -> None:
+    """A conv_frontend launch with dynamic-mode stages reduces its scales on the array:
+    its OUT adds conv1's raw output c1 [B, d, t1], conv2's c2 [B, t2, d] and one params
+    record per reducing stage (the two dynamic convs and the two dynamic quantizes,
+    kernels/fused/scratch.py) after the static entries; a static launch has none of
+    them. A set flag raises the quantize contract's error naming the reduced buffer;
+    clear flags pass."""
+    from xdna_ep._kernels.fused import scratch
+    from xdna_ep.compile.program import Stage
+    from xdna_ep.runtime.layout import (
+        SCRATCH_PREFIX,
+        check_scale_flags,
+        plan_out,
+        reductions,
+        scales_slot,
+    )
+    from xdna_ep.runtime.shapes import BufferSpec
+
+    b, mels, d, frames = 2, 80, 384, 60
+    dims = scratch.conv_frontend_dims(mels, d, frames)
+    known = {"mel": BufferSpec("float32", (b, mels, frames)),
+             "y": BufferSpec("float32", (b, frames // 2, d))}
+    consts = ({"weight": np.zeros((d, mels, 3), np.int8)},)
+    chain = [("conv1d", "mel"), ("quantize", "c1"), ("gelu", "q1"), ("dequantize", "g1"),
+             ("conv1d", "h"), ("quantize", "c2"), ("gelu", "q2"), ("dequantize", "g2"),
+             ("add", "h2")]
+
+    def stages(dynamic: bool) -> list[Stage]:
+        attrs = {"dynamic": True} if dynamic else {}
+        outs = [x for _, x in chain[1:]] + ["y"]
+        return [Stage(k, (x,), (o,), {}, dict(attrs) if k != "add" else {})
+                for (k, x), o in zip(chain, outs, strict=True)]
+
+    static = plan_out("conv_frontend", stages(False), known, ("y",), consts)
+    dynamic = plan_out("conv_frontend", stages(True), known, ("y",), consts)
+    pre = f"{SCRATCH_PREFIX}conv_frontend/"
+    assert [n for n, _ in static.specs] == ["y", pre + "h"]
+    assert [n for n, _ in dynamic.specs] == ["y", pre + "h", pre + "c1", pre + "c2",
+                                             scales_slot("conv_frontend")]
+    sizes = {n: s.nbytes for n, s in dynamic.specs}
+    assert sizes[pre + "c1"] == 4 * b * d * dims.t1
+    assert sizes[pre + "c2"] == 4 * b * dims.t2 * d
+    assert sizes[scales_slot("conv_frontend")] == 16 * scratch.CONV_REDUCTIONS == 64
+    assert [st.inputs[0] for st in reductions(stages(True))] == ["mel", "c1", "h", "c2"]
+    assert dims.scratch_bytes(scratch.SCALES, b, d) == 64
+
+    flags = np.tile(np.float32([0.5, 2.0, 0.0, 0.0]), (4, 1))   # {scale, 1/scale, flag, 0}
+    check_scale_flags("conv_frontend", stages(True),
+                      {scales_slot("conv_frontend"): flags.reshape(-1).view(np.uint8)})
+    for rec, buf in enumerate(("mel", "c1", "h", "c2")):
+        flags[:, 2] = 0.0
+        flags[rec, 2] = 1.0
+        with pytest.raises(ValueError, match=f"NaN or inf: no dynamic int8 scale.*'{buf}'"):
+            check_scale_flags("conv_frontend", stages(True),
+                              {scales_slot("conv_frontend"): flags.reshape(-1).view(np.uint8)})
+
+
+def test_dynamic_conv_frontend_refuses_attrs_it_is_not_built_for() -> None:
+    """The dynamic conv_frontend design is built for the compiler's gelu-input
+    neg_limit and the erf gelu: a launch asking for others gets a refusal (the NPU
+    paths then run it on the emulator), the compiled chain gets none, and a static
+    launch is never refused for it."""
+    from xdna_ep._kernels.fused import scratch
+    from xdna_ep.compile.program import Launch, Stage
+    from xdna_ep.runtime.layout import launch_refusal
+
+    def launch(neg_limit: float, approximate: str, dynamic: bool = True) -> Launch:
+        a = {"dynamic": True} if dynamic else {}
+        q = {**a, "neg_limit": neg_limit} if dynamic else {"out_scale": 0.1}
+        return Launch("conv_frontend", (
+            Stage("conv1d", ("mel",), ("c1",), {}, dict(a)),
+            Stage("quantize", ("c1",), ("q1",), {}, q),
+            Stage("gelu", ("q1",), ("g1",), {}, {**a, "approximate": approximate}),
+            Stage("dequantize", ("g1",), ("h",), {}, dict(a))))
+
+    assert launch_refusal(launch(scratch.CONV_NEG_LIMIT, "none")) == ""
+    assert "neg_limit" in launch_refusal(launch(2.0, "none"))
+    assert "'none' gelu table" in launch_refusal(launch(scratch.CONV_NEG_LIMIT, "tanh"))
+    assert launch_refusal(launch(2.0, "tanh", dynamic=False), {}) == ""

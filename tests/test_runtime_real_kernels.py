@@ -177,21 +177,21 @@ def _fake_npu_for(prog: Program, root: Path) -> XrtDevice:
     return XrtDevice(make_fake_pyxrt(), manifest=manifest, xclbin_dirs=[d])
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Path,
-                                                                   batch: int) -> None:
+@pytest.mark.parametrize(("batch", "mode"), [(1, "static"), (2, "static"), (2, "dynamic")])
+def test_conv_frontend_launch_with_position_table_xrt_through_fake(tmp_path: Path, batch: int,
+                                                                   mode: str) -> None:
     """The compiled front end (conv1d, gelu, conv1d, gelu, transposed position add) as
     ONE conv_frontend launch: the FAKE pyxrt rebuilds every stage from the weights BO
     bytes alone (the position table included, tile-padded) and, reading the mel from
     the design's zero-bordered rows and writing y at its padded rows per batch,
-    gives the emulator's bytes."""
+    gives the emulator's bytes, with calibrated scales and in dynamic mode."""
     from synthetic.regions import conv_frontend
 
     from xdna_ep.compile import CompileOptions, compile_region
 
     sm = conv_frontend(t=60, seed=7, positions=True, batch=batch)
     prog, plan = compile_region(sm.model, sm.region,
-                                CompileOptions("static", sm.samples(2, seed=1)))
+                                CompileOptions(mode, sm.samples(2, seed=1)))
     assert prog is not None, plan.fallbacks
     assert [ln.design for ln in prog.launches] == ["conv_frontend"]
     dev = _fake_npu_for(prog, tmp_path)

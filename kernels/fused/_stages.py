@@ -175,11 +175,16 @@ LN_STATIC = 2 * 4 * 1280 + 1024   # layernorm_aie.cc row scratch + the core's st
 CORE_BYTES = 64 * 1024
 
 
-def ln_rows_per_tile(channels: int) -> int:
-    """Rows per LayerNorm tile (dividing 32): double-buffered fp32 x and int8 y rows,
-    gamma/beta and the kernel's row scratch in one 64 KiB core (tiny: 8, large-v3: 2)."""
+def ln_rows_per_tile(channels: int, out_bytes: int = 1) -> int:
+    """Rows per LayerNorm tile (dividing 32): double-buffered fp32 x and y rows (int8,
+    or fp32 with out_bytes = 4: a dynamic form's LN output, which also folds its rows),
+    gamma/beta and the kernel's row scratch in one 64 KiB core (int8 y: tiny 8, large-v3
+    2; float32 y: tiny 4, large-v3 1)."""
     for r in (8, 4, 2, 1):
-        if 2 * r * channels * 5 + 8 * channels + 16 + LN_STATIC <= CORE_BYTES:
+        # the dynamic form's fold: its partial and the double-buffered row it folds
+        partial = 4 * DYN_WORDS + 2 * 4 * channels if out_bytes == 4 else 0
+        if 2 * r * channels * (4 + out_bytes) + 8 * channels + 16 + partial + LN_STATIC \
+                <= CORE_BYTES:
             return r
     raise ValueError(f"a LayerNorm row of {channels} channels does not fit one core")
 
@@ -244,3 +249,117 @@ def ln_phase(rt, fx, fq, fgb, fsc, weights, w_total: int, o_gb: int, o_sc: int, 
         rt.drain(fq[c].cons(), dst, contiguous_tap(dst_total, dst_base + c * rows_per_col
                                                    * channels, rows_per_col * channels),
                  wait=True, task_group=tg)
+
+
+# ---- the on-device dynamic scale (kernels/common/dynamic_scale.h, README there) ----
+# A dynamic quantize needs max|x| of the WHOLE float tensor before its first element
+# is quantized. Inside one launch: every producer core folds its tiles into a
+# 4-word partial, the partials join on a memory tile, one reducer core finishes
+# them into 4-word params {scale, 1/scale, flag, 0} and broadcasts them to the
+# consumer cores (and to OUT, where the host reads the scale and the NaN/inf flag).
+DYN_WORDS = 4          # dynamic_scale.h kWords: floats per partial / params object
+DYN_SYMBOLS = ("xdna_dynscale_begin", "xdna_dynscale_fold", "xdna_dynscale_reduce",
+               "xdna_dynscale_quantize")   # kernels/common/aie/dynamic_scale_aie.cc
+
+
+def neg_limit_bits(neg_limit: float) -> int:
+    """The stage's neg_limit as the int32 holding its float32 bits: the reducer's
+    argument (xdna_dynscale_reduce), so the value reaches the core exactly."""
+    import struct
+
+    return struct.unpack("<i", struct.pack("<f", float(neg_limit)))[0]
+
+
+class ScaleReduction:
+    """The fifos and reducer core of one on-device dynamic scale.
+
+    `partials[i]` is producer i's fifo of 4-word partials (its .prod() goes to that
+    producer's Worker; a producer calls begin once, fold per tile, then releases the
+    partial), `params` the 4-word params broadcast to every consumer (.cons() per
+    consumer Worker, plus one drained by the host to OUT), `worker` the reducer.
+    `rounds` tensors are reduced one after another (e.g. q, k, v of attn_block). `obj`:
+    the design's core object, which includes kernels/common/aie/dynamic_scale_aie.cc."""
+
+    def __init__(self, name: str, obj: str, producers: int, neg_limit: float = 0.0,
+                 rounds: int = 1, placement=None) -> None:
+        np, Kernel, ObjectFifo, _Program, _Runtime, Worker, range_, *_ = iron()
+        if producers < 1:
+            raise ValueError("a scale reduction needs at least one producer core")
+        f32, i32 = np.float32, np.int32
+
+        def ty(k):
+            return np.ndarray[(k,), np.dtype[f32]]
+
+        self.name, self.producers, self.rounds = name, producers, rounds
+        joined = ObjectFifo(ty(producers * DYN_WORDS), name=f"{name}_pj", depth=1)
+        self.partials = joined.prod().join(
+            [i * DYN_WORDS for i in range(producers)], obj_types=[ty(DYN_WORDS)] * producers,
+            names=[f"{name}_p{i}" for i in range(producers)], placement=placement)
+        self.params = ObjectFifo(ty(DYN_WORDS), name=f"{name}_s", depth=1)
+        reduce_k = Kernel("xdna_dynscale_reduce", obj, [ty(producers * DYN_WORDS), ty(DYN_WORDS),
+                                                      i32, i32])
+        n, bits = producers, neg_limit_bits(neg_limit)
+
+        def reducer(fj, fs, k):
+            for _ in range_(rounds):
+                parts, out = fj.acquire(1), fs.acquire(1)
+                k(parts, out, n, bits)
+                fj.release(1)
+                fs.release(1)
+
+        self.worker = Worker(reducer, [joined.cons(), self.params.prod(), reduce_k])
+
+
+def dyn_kernels(obj: str, tile_elems: int, quant_elems: int | None = None):
+    """(begin, fold, quantize) Kernels of the producer / consumer side, linked from the
+    design's object `obj`: fold takes float32 tiles of `tile_elems` values, quantize
+    tiles of `quant_elems` (default the same)."""
+    np, Kernel, *_ = iron()
+    f32, i8, i32 = np.float32, np.int8, np.int32
+    q = quant_elems or tile_elems
+
+    def ty(k, dt):
+        return np.ndarray[(k,), np.dtype[dt]]
+
+    return (Kernel("xdna_dynscale_begin", obj, [ty(DYN_WORDS, f32)]),
+            Kernel("xdna_dynscale_fold", obj, [ty(tile_elems, f32), ty(DYN_WORDS, f32), i32]),
+            Kernel("xdna_dynscale_quantize", obj, [ty(q, f32), ty(DYN_WORDS, f32),
+                                                   ty(q, i8), i32]))
+
+
+def a_tile_tap_f32(total: int, base: int, k_row: int, row0: int, kt: int):
+    """A float32 A tile (rows row0..row0+31, K tile kt) of a row-major float32
+    [M, k_row] matrix at byte `base` of a byte-typed buffer, in aie::mmul A order
+    [m/4][k/8][4][8] (runs of 8 floats = 32 bytes): the consumer quantizes it in
+    place order, so its int8 image is already an A tile."""
+    from aie.helpers.taplib import TensorAccessPattern
+
+    rb = 4 * k_row
+    return TensorAccessPattern((1, total), base + row0 * rb + 4 * kt * TILE_K,
+                               [TILE_M // MMUL_R, TILE_K // MMUL_S, MMUL_R, 4 * MMUL_S],
+                               [MMUL_R * rb, 4 * MMUL_S, rb, 1])
+
+
+def dyn_producer(range_, tiles: int, fx, fpart, k_begin, k_fold, tile_elems: int) -> None:
+    """Producer side of one reduction inside a core body: after the core wrote its
+    `tiles` float32 tiles to `fx` (or alongside), fold each into its partial. Here
+    the core reads the tiles it produced from fifo `fx` (its own output stream)."""
+    part = fpart.acquire(1)
+    k_begin(part)
+    for _ in range_(tiles):
+        x = fx.acquire(1)
+        k_fold(x, part, tile_elems)
+        fx.release(1)
+    fpart.release(1)
+
+
+def dyn_consumer(range_, tiles: int, fx, fs, fq, k_quant, tile_elems: int) -> None:
+    """Consumer side inside a core body: wait for the broadcast params, then quantize
+    `tiles` float32 tiles streamed back from OUT (fifo `fx`) into int8 tiles (`fq`)."""
+    s = fs.acquire(1)
+    for _ in range_(tiles):
+        x, q = fx.acquire(1), fq.acquire(1)
+        k_quant(x, s, q, tile_elems)
+        fx.release(1)
+        fq.release(1)
+    fs.release(1)

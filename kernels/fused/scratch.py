@@ -60,6 +60,46 @@ OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
     "conv_frontend": (OutEntry("y", ("add", 0, 0)), OutEntry("h", None)),
 }
 
+# The dynamic form of a design (kernels/manifest.json "dynamic_stages"): each dynamic
+# quantize between its stages is a reduction on the array (kernels/common/dynamic_scale.h).
+# Its OUT holds the static form's entries (the same stage outputs; a LayerNorm output a
+# is float32 there, quantized as it streams back), the float32 fc1 output f of the MLP
+# designs (the GELU input's scale needs all of it before gelu runs), conv_frontend's
+# raw conv outputs c1 [B, d, t1] and c2 (transposed like y, [B, t2, d]; its passes
+# stream them back), and SCALES: the reducer's 4-word params {scale, 1/scale, flag,
+# 0} per reduction, in the launch's order of its reducing stages (a dynamic quantize,
+# or a dynamic conv1d, which quantizes its own float input: runtime/layout.py
+# reductions). The host reads the flags (NaN/inf -> the quantize contract's error).
+SCALES = "scales"
+SCALE_WORDS = 4
+DYNAMIC_OUT_ENTRIES: dict[str, tuple[OutEntry, ...]] = {
+    "ln_matmul": OUT_ENTRIES["ln_matmul"] + (OutEntry(SCALES, None),),
+    "attn_block": OUT_ENTRIES["attn_block"] + (OutEntry(SCALES, None),),
+    "ffn_block": OUT_ENTRIES["ffn_block"] + (OutEntry("f", ("matmul", 0, 0)),
+                                             OutEntry(SCALES, None)),
+    "ffn_ln_matmul": OUT_ENTRIES["ffn_ln_matmul"] + (OutEntry("f", ("matmul", 0, 0)),
+                                                     OutEntry(SCALES, None)),
+    "conv_frontend": OUT_ENTRIES["conv_frontend"] + (OutEntry("c1", None), OutEntry("c2", None),
+                                                     OutEntry(SCALES, None)),
+}
+
+
+def out_entries(design: str, dynamic: bool) -> tuple[OutEntry, ...] | None:
+    """The OUT entries of `design` in its static or dynamic form (None: not fused)."""
+    if dynamic and design in DYNAMIC_OUT_ENTRIES:
+        return DYNAMIC_OUT_ENTRIES[design]
+    return OUT_ENTRIES.get(design)
+
+
+def scales_bytes(reductions: int) -> int:
+    """The SCALES slot: one 4-word float32 params object per reduction."""
+    return 4 * SCALE_WORDS * reductions
+
+
+def flagged(words: list[float]) -> list[int]:
+    """Indexes of the reductions whose params carry the NaN/inf flag (word 2 != 0)."""
+    return [i for i in range(len(words) // SCALE_WORDS) if words[i * SCALE_WORDS + 2] != 0.0]
+
 
 # Rows per IN slot the design reads (its launch inputs in Launch.inputs order): the
 # matmul-bearing designs read whole 128-row groups; attn_block's keys and values
@@ -161,6 +201,28 @@ class ConvFrontendDims:
     def h_bytes(self, batch: int, d: int) -> int:
         """Private scratch: conv1's gelu output fp32 [B, d, tp2] with zero borders."""
         return 4 * batch * d * self.tp2
+
+    def scratch_bytes(self, name: str, batch: int, d: int) -> int:
+        """Bytes of the private scratch entry `name` (h; dynamic form: c1, c2, and
+        SCALES: the params of its CONV_REDUCTIONS float reductions)."""
+        sizes = {"h": self.h_bytes(batch, d), "c1": 4 * batch * d * self.t1,
+                 "c2": 4 * batch * self.t2 * d, SCALES: scales_bytes(CONV_REDUCTIONS)}
+        if name not in sizes:
+            raise ValueError(f"conv_frontend has no private scratch {name!r}")
+        return sizes[name]
+
+
+# The float reductions of a dynamic conv_frontend launch, in SCALES order (its
+# reducing stages in launch order): the mel (conv1's input), c1 (the quantize
+# before gelu 1), h (conv2's input), c2 (the quantize before gelu 2). The two gelu
+# code-range reductions work on int8 codes: no params, never non-finite.
+CONV_REDUCTIONS = 4
+# Attrs the dynamic conv_frontend is built for (design.py build_dynamic): the
+# neg_limit of the quantize before each gelu (compile/ops gelu.py GELU_NEG_LIMIT)
+# and the gelu form. A launch with others is refused on the NPU (runtime/layout.py
+# dynamic_design_refusal), never run with the wrong constants.
+CONV_NEG_LIMIT = 4.0
+CONV_GELU_APPROXIMATE = "none"
 
 
 def conv_frontend_dims(mels: int, d: int, frames: int) -> ConvFrontendDims:

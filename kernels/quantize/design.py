@@ -101,6 +101,70 @@ def build(n: int, kind: str = "quantize"):
     return Program(NPU1Col4(), rt).resolve_program(SequentialPlacer())
 
 
+def build_dynamic(n: int, neg_limit: float = 0.0):
+    """Dynamic quantize in ONE launch, the scale computed on the array
+    (kernels/common/dynamic_scale.h, _stages.ScaleReduction): phase 1, per column a
+    producer core folds its quarter of x (tile by tile) into a partial; the partials
+    join on a memory tile and the reducer core finishes them into params {scale,
+    1/scale, flag, 0}, broadcast to the 4 consumer cores and drained to P. Phase 2:
+    each consumer reads its quarter of x again and quantizes it with 1/scale.
+
+    Runtime sequence: x float32 [Np] (zero padding does not change max|x|), params
+    float32 [16] (OUT: words 0..3 = the reducer's params; the host reads the scale
+    and raises the quantize contract's error on the flag), q int8 [Np]."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fused"))
+    import _stages as S  # noqa: PLC0415 - kernels/fused/_stages.py, next to the designs
+
+    np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
+    from aie.helpers.taplib import TensorAccessPattern
+
+    np_ = padded_size(n)
+    per_column = np_ // COLUMNS
+    tiles = per_column // TILE
+    f32, i8 = np.float32, np.int8
+
+    def ty(k, dt):
+        return np.ndarray[(k,), np.dtype[dt]]
+
+    red = S.ScaleReduction("xs", KERNEL_OBJECT, COLUMNS, neg_limit)
+    begin, fold, quant = S.dyn_kernels(KERNEL_OBJECT, TILE)
+    xs = [ObjectFifo(ty(TILE, f32), name=f"xr{c}") for c in range(COLUMNS)]
+    xq = [ObjectFifo(ty(TILE, f32), name=f"xq{c}") for c in range(COLUMNS)]
+    qs = [ObjectFifo(ty(TILE, i8), name=f"q{c}") for c in range(COLUMNS)]
+
+    def producer(fx, fpart, k_begin, k_fold):
+        S.dyn_producer(range_, tiles, fx, fpart, k_begin, k_fold, TILE)
+
+    def consumer(fx, fs, fq, k_quant):
+        S.dyn_consumer(range_, tiles, fx, fs, fq, k_quant, TILE)
+
+    workers = [red.worker]
+    for c in range(COLUMNS):
+        workers.append(Worker(producer, [xs[c].cons(), red.partials[c].prod(), begin, fold]))
+        workers.append(Worker(consumer, [xq[c].cons(), red.params.cons(), qs[c].prod(), quant]))
+
+    rt = Runtime()
+    with rt.sequence(ty(np_, f32), ty(PARAMS, f32), ty(np_, i8)) as (X, P, Q):
+        rt.start(*workers)
+        tg = rt.task_group()  # phase 1: partials -> params
+        for c in range(COLUMNS):
+            tap = TensorAccessPattern((1, np_), c * per_column, [1, 1, 1, per_column],
+                                      [0, 0, 0, 1])
+            rt.fill(xs[c].prod(), X, tap, task_group=tg)
+        rt.drain(red.params.cons(), P, TensorAccessPattern((1, PARAMS), 0, [1, 1, 1, 4],
+                                                           [0, 0, 0, 1]),
+                 wait=True, task_group=tg)
+        rt.finish_task_group(tg)
+        tg = rt.task_group()  # phase 2: x again -> int8
+        for c in range(COLUMNS):
+            tap = TensorAccessPattern((1, np_), c * per_column, [1, 1, 1, per_column],
+                                      [0, 0, 0, 1])
+            rt.fill(xq[c].prod(), X, tap, task_group=tg)
+            rt.drain(qs[c].cons(), Q, tap, wait=True, task_group=tg)
+        rt.finish_task_group(tg)
+    return Program(NPU1(), rt).resolve_program(Placer())
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernels/
     from whisper_shapes import size_case  # --size NAME [--case L]: the shared table

@@ -25,13 +25,24 @@ Where the numbers come from (each with its source: docs/COST_MODEL.md):
   hostbench.set_host_figures). A matmul with M rows is modelled at
   min(GEMM rate, M x GEMV rate): a one-token decoder matmul runs at GEMV speed.
 
+- On-array scale reductions (default/dynamic mode inside a fused launch,
+  kernels/common/dynamic_scale.h): each costs `reduction_s` = 5 us, an
+  ASSUMPTION (partials joined on a memory tile, one reducer core, the broadcast
+  lock round trips; not measured), plus its float32 traffic: the tensor is read
+  twice (once folded into partials, once quantized as it streams back; a tensor
+  a core produced is also written once to OUT), at `dram_bytes_per_s` = 25 GB/s,
+  also an ASSUMPTION (npu1 shim DMA to LPDDR5, not measured). Region.reductions
+  and Region.f32_traffic_bytes hold what compile found (dynamic_traffic).
+
 Every figure computed here is a projection from these constants, never a
 measurement on an NPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .plan import OpMatch, PartitionPlan, Region
 
@@ -46,6 +57,8 @@ class NpuCostModel:
     peak_int8_tops: float = 10.0
     launch_overhead_s: float = 0.15e-3
     region_call_s: float = 33e-6
+    reduction_s: float = 5e-6          # ASSUMPTION: one on-array dynamic scale reduction
+    dram_bytes_per_s: float = 25e9     # ASSUMPTION: float32 intermediates to/from DDR
 
     @property
     def macs_per_s(self) -> float:
@@ -115,8 +128,58 @@ def region_cost(region: Region, npu: NpuCostModel | None = None,
     npu = npu or NpuCostModel()
     cpu = cpu or host_cpu()
     launches = region.launches if region.launches > 0 else estimate_launches(region)
-    npu_s = npu.region_call_s + launches * npu.launch_overhead_s + region.macs / npu.macs_per_s
+    npu_s = (npu.region_call_s + launches * npu.launch_overhead_s + region.macs / npu.macs_per_s
+             + region.reductions * npu.reduction_s
+             + region.f32_traffic_bytes / npu.dram_bytes_per_s)
     return RegionCost(npu_s, cpu_time(region.matches, cpu), launches, region.launches <= 0)
+
+
+@dataclass(frozen=True)
+class DynamicTraffic:
+    """What a compiled program's fused dynamic launches add on the array."""
+
+    reductions: int          # dynamic quantizes (and dynamic conv1d inputs) reduced on the array
+    f32_bytes: int           # float32 bytes those reductions move to / from DDR
+
+
+def dynamic_traffic(program: Any, fused: set[str],
+                    dims: Mapping[str, int] | None = None) -> DynamicTraffic:
+    """Per dynamic quantize inside a fused launch (design name in `fused`), and per
+    dynamic conv1d there (it quantizes its own input: conv_frontend): one reduction;
+    its float32 input is read twice (partials, then quantize) and, when a
+    core of the launch produced it, written once to OUT first. Shapes are inferred
+    stage by stage from the program's input shapes, symbolic dims sized by `dims`
+    (the plan's sizes, PartitionPlan.dims); an input dim without a size makes the
+    traffic 0 (the reductions still count)."""
+    from .runtime.layout import REDUCING_KERNELS, stage_consts
+    from .runtime.shapes import BufferSpec, output_specs
+
+    sizes = dict(dims or {})
+    known: dict[str, BufferSpec] | None = {}
+    for t in program.inputs:
+        shape = [sizes.get(d) if isinstance(d, str) else d for d in t.shape]
+        if not all(isinstance(d, int) for d in shape):
+            known = None
+            break
+        known[t.name] = BufferSpec(t.dtype, tuple(int(d) for d in shape))
+    reductions = nbytes = 0
+    for ln in program.launches:
+        made: set[str] = set()
+        for st in ln.stages:
+            if ln.design in fused and st.kernel in REDUCING_KERNELS and st.attrs.get("dynamic"):
+                reductions += 1
+                x = known.get(st.inputs[0]) if known is not None else None
+                if x is not None:
+                    nbytes += x.nbytes * (3 if st.inputs[0] in made else 2)
+            made.update(st.outputs)
+            if known is not None and all(b in known for b in st.inputs):
+                try:
+                    outs = output_specs(st.kernel, None, [known[b] for b in st.inputs],
+                                        stage_consts(program, st), st.attrs)
+                except (NotImplementedError, ValueError, KeyError):
+                    continue
+                known.update(zip(st.outputs, outs, strict=False))
+    return DynamicTraffic(reductions, nbytes)
 
 
 def _ms(s: float) -> str:

@@ -77,6 +77,10 @@ class Region:
     graph: str = ""
     sqnr_db: float | None = None
     launches: int = 0
+    # after compile: dynamic scales reduced on the array inside fused launches, and
+    # the float32 bytes they move to / from DDR (cost.dynamic_traffic)
+    reductions: int = 0
+    f32_traffic_bytes: int = 0
 
     @property
     def nodes(self) -> list[str]:

@@ -34,6 +34,7 @@ import numpy as np
 from xdna_ep._kernels.add import geometry as add_geometry
 from xdna_ep._kernels.fused import scratch
 from xdna_ep.compile.program import Stage
+from xdna_ep.kernel_specs import quantize as qz
 from xdna_ep.kernel_specs import registry
 from xdna_ep.runtime.emulator import execute_stages
 from xdna_ep.runtime.layout import (
@@ -46,6 +47,7 @@ from xdna_ep.runtime.layout import (
     LaunchParams,
     RegionLayout,
     Slot,
+    scales_slot,
 )
 
 FAKE_XCLBIN_MAGIC = "FAKE-XCLBIN-FOR-TESTS"
@@ -242,13 +244,63 @@ class FakeHardware:
             stages.append(stage)
             specs.append(spec)
             states.append(state)
-        execute_stages(stages, specs, states, env)
-        out = design_outputs(params, env)
+        scales = run_design_stages(params, stages, specs, states, env)
+        out = design_outputs(params, env, scales)
         if out.size > bo_out.size_:
             raise ValueError(f"outputs need {out.size} bytes, OUT BO has {bo_out.size_}")
         bo_out.dev[:out.size] = out
         self.record("device.completed", design=params.design)
         return ert_cmd_state.ERT_CMD_STATE_COMPLETED
+
+
+# -- a design's dynamic form: the scale reductions on the array ------------------------
+REDUCTION_PRODUCERS = 4   # one producer core per column folds its rows (the designs' split)
+
+
+def reduce_on_array(x: np.ndarray, neg_limit: float) -> np.ndarray:
+    """The params {scale, 1/scale, flag, 0} a design's reducer makes for the float32
+    tensor x: each column's producer folds its quarter of the rows, the reducer combines
+    the partials (the host build of kernels/common/dynamic_scale.h, the AIE code)."""
+    rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
+    parts = [qz.dynamic_scale_partial(np.ascontiguousarray(r))
+             for r in np.array_split(rows, REDUCTION_PRODUCERS) if r.size]
+    return qz.dynamic_scale_reduce(np.stack(parts), float(neg_limit))
+
+
+def run_design_stages(params: LaunchParams, stages: Sequence[Stage], specs: Sequence[Any],
+                      states: Sequence[Any], env: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Runs the launch's stages; in a fused design's dynamic form each dynamic quantize
+    (and dynamic conv1d: it quantizes its own input, conv_frontend) first gets its
+    scale from the reduction on the array (reduce_on_array). A flagged
+    reduction (NaN/inf) stops the design, as the consumer cores would produce nothing
+    usable: the params reach OUT and the host raises. Returns the params per reduction.
+    The emulator's own scale must equal the reducer's bit for bit (else a device error)."""
+    fused = scratch.out_entries(params.design, True) != scratch.out_entries(params.design, False)
+    if not (fused and any(st.attrs.get("dynamic") for st in stages)):
+        execute_stages(stages, specs, states, env)
+        return []
+    scales: list[np.ndarray] = []
+    for st, spec, state in zip(stages, specs, states, strict=True):
+        if st.kernel == "conv1d" and st.attrs.get("dynamic"):   # its own input's scale
+            p = reduce_on_array(env[st.inputs[0]], 0.0)
+            scales.append(p)
+            if p[2] != 0.0:
+                return scales
+            execute_stages([st], [spec], [state], env)
+            continue
+        if st.kernel == "quantize" and st.attrs.get("dynamic"):
+            p = reduce_on_array(env[st.inputs[0]], st.attrs.get("neg_limit", 0.0))
+            scales.append(p)
+            if p[2] != 0.0:
+                return scales
+            execute_stages([st], [spec], [state], env)
+            got = np.asarray(env[st.outputs[1]], np.float32).reshape(-1)[:1]
+            if got.view(np.uint32)[0] != p[:1].view(np.uint32)[0]:
+                raise ValueError(f"FAKE: the reducer's scale {p[0]!r} differs from the "
+                                 f"quantize stage's {got[0]!r} for {st.inputs[0]!r}")
+            continue
+        execute_stages([st], [spec], [state], env)
+    return scales
 
 
 # -- what a fused design reads and writes, modelled from ITS side -----------------------
@@ -275,6 +327,11 @@ def _padding(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
     return np.full(n, PAD_BYTE, np.uint8).view(dt).reshape(shape)
 
 
+def _stage_outputs(params: LaunchParams, e: scratch.OutEntry) -> list[str]:
+    kernel, occ, _ = e.stage
+    return [s for s in params.stages if s["kernel"] == kernel][occ]["outputs"]
+
+
 def design_inputs(params: LaunchParams, dev: np.ndarray) -> dict[str, np.ndarray]:
     """IN as the design reads it: conv_frontend's mel from zero-bordered rows
     [B, mels, t1 + 2] (mel[b, m, t] at [b, m, 1 + t]); the rest by the slots."""
@@ -297,20 +354,27 @@ def design_inputs(params: LaunchParams, dev: np.ndarray) -> dict[str, np.ndarray
     return env
 
 
-def design_outputs(params: LaunchParams, env: dict[str, np.ndarray]) -> np.ndarray:
+def design_outputs(params: LaunchParams, env: dict[str, np.ndarray],
+                   scales: Sequence[np.ndarray] = ()) -> np.ndarray:
     """OUT bytes as the design writes them: conv_frontend's y at t2 rows per batch;
     a `whole` entry's split matmul outputs as one [rows_p, sum N] matrix (column
-    blocks); padding rows hold PAD_BYTE. Private scratch (SCRATCH_PREFIX slots) has
-    no emulator buffer: the FAKE leaves it zero."""
+    blocks); padding rows hold PAD_BYTE; a dynamic form's SCALES slot holds the
+    reducers' params. Other private scratch (SCRATCH_PREFIX slots) has no emulator
+    buffer, nor has a stage output a stopped (flagged) design never made: the FAKE
+    leaves them zero."""
     lay, modelled = params.outputs, {}
-    if params.design == "conv_frontend":
+    if scales:
+        name = scales_slot(params.design)
+        modelled[name] = np.concatenate(scales).astype(np.float32).view(np.uint8)
+    if params.design == "conv_frontend" and params.stages[-1]["outputs"][0] in env:
         _, y, dims = _conv_dims(params)
         b, t, d = env[y].shape
         full = _padding((b, dims.t2, d), np.dtype(np.float32))
         full[:, :t] = env[y]
         modelled[y] = full
-    for e in scratch.OUT_ENTRIES.get(params.design, ()):
-        if not e.whole:
+    dynamic = any(st["attrs"].get("dynamic") for st in params.stages)
+    for e in scratch.out_entries(params.design, dynamic) or ():
+        if not e.whole or any(o not in env for o in _stage_outputs(params, e)):
             continue
         kernel, occ, _ = e.stage
         st = [s for s in params.stages if s["kernel"] == kernel][occ]

@@ -25,12 +25,13 @@ the add stage's constant b: the position table fp32 [T2p, D], row-major, zero
 rows past T/2 (kernels/add device_constants pads it to whole 32-row tiles),
 64-byte aligned; PARAMS. The table reaches the cores row by row ([NT, NCO]
 blocks: 4 x NCO contiguous bytes per position) and frontend_conv_gelu_add adds
-it transposed. Static scales only. NT (positions) and NCO (output channels)
+it transposed. build() takes static scales; build_dynamic() below is the
+default (dynamic) mode's variant, its scales reduced on the array. NT (positions) and NCO (output channels)
 per tile come from kernels/fused/scratch.py conv_tiling, per stage and width
 (tiny: 8 x 8; large-v3 conv2: 2 x 1), so every core fits its 64 KiB; the same
 module gives the runtime the OUT slots (y rows, h scratch).
 
-    python design.py [--batch 1] [--mels 80] [--d-model 384] [--frames 3000]
+    python design.py [--batch 1] [--mels 80] [--d-model 384] [--frames 3000] [--dynamic]
 """
 
 from __future__ import annotations
@@ -186,6 +187,329 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
     return Program(NPU1(), rt).resolve_program(Placer())
 
 
+# ---- the dynamic variant (default mode without calibration) ------------------------------
+PASS_MAX = 1024          # floats per pass chunk (conv_frontend_aie.cc g_codes)
+GELU_BYTES = 256 + 16    # the gelu reducer's object: table[256], {s_out, 0, 0, 0}
+NEG_LIMIT = scratch.CONV_NEG_LIMIT   # the dynamic quantize before each gelu
+
+
+def pass_chunk(frames: int) -> int:
+    """Floats per chunk of a pass over a [.., frames] row: the largest divisor of
+    `frames` up to PASS_MAX (3000 -> 1000), so a chunk never spans two rows."""
+    return max(k for k in range(1, min(frames, PASS_MAX) + 1) if frames % k == 0)
+
+
+def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - one design
+                  approximate: str = scratch.CONV_GELU_APPROXIMATE):
+    """The front end's dynamic-mode chain in ONE launch: conv1d(dynamic), quantize
+    (dynamic, neg_limit 4) -> gelu(dynamic) -> dequantize, conv1d(dynamic), quantize
+    -> gelu -> dequantize, + positions. Every scale is computed on the array with the
+    quantize contract's rule (kernels/common/dynamic_scale.h), over the REAL
+    elements only (the padded positions never enter a reduction), so the bytes are
+    the emulator's stage by stage.
+
+    Cores (15 of 16): 4 conv1 + 4 conv2 cores (the static design's conv stages
+    without the gelu glue: raw fp32 blocks), 4 pass cores (one per column, element
+    passes over the real rows), and 3 reducers: A (neg_limit 0: the mel, then h;
+    broadcast to the conv cores), B (neg_limit 4: c1, then c2; to the pass cores and
+    the gelu reducer), G (the gelu code ranges -> the dynamic gelu's table and output
+    scale, gelu.h; to the pass cores).
+
+    Phases (task groups, in order):
+      1. pass cores fold the mel (IN, real frames) -> A -> params to the conv1 cores;
+         conv1 -> raw c1 [B, d, t1] (OUT).
+      2. three passes of the pass cores over c1's real rows: fold -> B (c1 params);
+         quantize + code range -> G (table 1); quantize -> table -> dequantize -> h
+         (OUT, zero-bordered [B, d, tp2]) folded -> A (h params).
+      3. conv2 with h's params -> raw c2, transposed [B, t2, d] (OUT).
+      4. three passes over c2's real rows (a quarter of d per column): fold -> B;
+         code range -> G; gelu glue + the position row (WEIGHTS) -> y.
+    The reducers' params of the four float reductions (mel, c1, h, c2) are drained
+    to OUT's SCALES entry (scratch.CONV_REDUCTIONS, in the launch's order of its
+    reducing stages: conv1d, quantize, conv1d, quantize); the host raises the quantize
+    contract's error on a set flag.
+
+    Runtime sequence: IN and the first OUT entries as the static design (y, h), then
+    c1, c2, scales (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS = conv1 (W1, w_scale, bias),
+    conv2 (same), the position table (the stages' device constants: dynamic conv1d
+    has no scalar block, dynamic gelu no table); PARAMS."""
+    np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
+    from aie.helpers.taplib import TensorAccessPattern
+
+    if d % 8 or frames < 2 or mels % S.COLUMNS:
+        raise ValueError("d_model must be a multiple of 8, mels of 4, and frames >= 2")
+    tanh = {"none": 0, "tanh": 1}[approximate]
+    dims = scratch.conv_frontend_dims(mels, d, frames)
+    t1, t2, tp1, tp2 = dims.t1, dims.t2, dims.tp1, dims.tp2
+    t2_real = (frames + 2 - KW) // 2 + 1       # conv2's real outputs (y rows per batch)
+    k1, k2 = mels * KW, d * KW
+    f32, i8, i32 = np.float32, np.int8, np.int32
+    cols = S.COLUMNS
+    p1 = pass_chunk(frames)                    # floats per chunk of a [.., frames] row
+    q2 = d // cols                             # floats per row chunk of c2 / y / pos
+    mel_rows, ch_rows = mels // cols, d // cols
+    n_mel = batch * mel_rows * (frames // p1)  # chunks per pass core, per pass
+    n_c1 = batch * ch_rows * (frames // p1)
+    n_c2 = batch * t2_real
+
+    def ty(n, dt):
+        return np.ndarray[(n,), np.dtype[dt]]
+
+    sizes = [d * k1, 4 * d, 4 * d, d * k2, 4 * d, 4 * d, 4 * t2 * d]
+    (o_w1, o_s1, o_b1, o_w2, o_s2, o_b2, o_pos), w_total = S.aligned_offsets(sizes)
+    (o_mel,), in_bytes = S.aligned_offsets([dims.in_bytes(batch, mels)])
+    o_mel, in_total = o_mel // 4, S.up(in_bytes, 4) // 4
+    outs = [dims.y_bytes(batch, d)] + [dims.scratch_bytes(e.name, batch, d)
+                                       for e in scratch.out_entries("conv_frontend", True)[1:]]
+    offs, out_bytes = scratch.offsets(outs)
+    o_y, o_h, o_c1, o_c2, o_fl = (o // 4 for o in offs)
+    out_total = out_bytes // 4
+
+    # the three reducers (kernels/fused/_stages.py ScaleReduction; G is the gelu one)
+    red_a = S.ScaleReduction("ra", OBJ, cols, 0.0, rounds=2)         # mel, then h
+    red_b = S.ScaleReduction("rb", OBJ, cols, NEG_LIMIT, rounds=2)   # c1, then c2
+    g_join = ObjectFifo(ty(cols * S.DYN_WORDS, i32), name="rg_pj", depth=1)
+    g_parts = g_join.prod().join([i * S.DYN_WORDS for i in range(cols)],
+                                 obj_types=[ty(S.DYN_WORDS, i32)] * cols,
+                                 names=[f"rg_p{i}" for i in range(cols)])
+    g_out = ObjectFifo(ty(GELU_BYTES, i8), name="rg_s", depth=1)
+    k_greduce = Kernel("frontend_gelu_reduce", OBJ, [ty(cols * S.DYN_WORDS, i32),
+                                                     ty(S.DYN_WORDS, f32), ty(GELU_BYTES, i8),
+                                                     i32, i32])
+
+    def gelu_reducer(fj, fs, fg, k):
+        for _ in range_(2):
+            s, parts, g = fs.acquire(1), fj.acquire(1), fg.acquire(1)
+            k(parts, s, g, cols, tanh)
+            fj.release(1)
+            fg.release(1)
+            fs.release(1)
+
+    workers = [red_a.worker, red_b.worker,
+               Worker(gelu_reducer, [g_join.cons(), red_b.params.cons(), g_out.prod(),
+                                     k_greduce])]
+
+    # ---- conv cores: the static stages without the gelu glue, params from reducer A ----
+    def conv_stage(name, cin, k, stride, tiling, first):
+        NT, NCO = tiling.nt, tiling.nco  # noqa: N806 - the tile constants of this stage
+        win = (NT - 1) * stride + KW
+        im2col = Kernel("xdna_conv1d_im2col", OBJ,
+                        [ty(cin * win, f32), ty(S.DYN_WORDS, f32), i32, i32, i32, i32, i32])
+        blk = Kernel("xdna_conv1d_block", OBJ,
+                     [ty(NCO * k, i8), ty(d, f32), ty(d, f32), ty(S.DYN_WORDS, f32),
+                      ty(NCO * NT, f32), i32, i32, i32, i32])
+        f = {key: ObjectFifo(ty(d, f32), name=f"{name}_{key}", depth=1) for key in ("ws", "b")}
+        f["w"] = ObjectFifo(ty(NCO * k, i8), name=f"{name}_w")
+        tiles = (t1 if first else t2) // cols // NT
+        cf = [{"win": ObjectFifo(ty(cin * win, f32), name=f"{name}_win{c}", depth=1),
+               "y": ObjectFifo(ty(NCO * NT, f32), name=f"{name}_y{c}")} for c in range(cols)]
+
+        def core(fwin, fw, fws, fb, fsc, fy, k_im, k_blk):
+            ws, bias = fws.acquire(1), fb.acquire(1)
+            if not first:           # round 1 of A (the mel's params) is conv1's
+                fsc.acquire(1)
+                fsc.release(1)
+            sc = fsc.acquire(1)
+            for _ in range_(batch * tiles):
+                wv = fwin.acquire(1)
+                k_im(wv, sc, cin, win, KW, stride, NT)
+                fwin.release(1)
+                for j in range_(d // NCO):
+                    wb, yb = fw.acquire(1), fy.acquire(1)
+                    k_blk(wb, ws, bias, sc, yb, k, j * NCO, NCO, NT)
+                    fw.release(1)
+                    fy.release(1)
+            fsc.release(1)
+            if first:               # round 2 of A (h's params) is conv2's
+                fsc.acquire(1)
+                fsc.release(1)
+            fb.release(1)
+            fws.release(1)
+
+        ws = [Worker(core, [cf[c]["win"].cons(), f["w"].cons(), f["ws"].cons(), f["b"].cons(),
+                            red_a.params.cons(), cf[c]["y"].prod(), im2col, blk])
+              for c in range(cols)]
+        return f, cf, ws, tiles, win
+
+    f1, c1, w1, tiles1, win1 = conv_stage("c1", mels, k1, 1, dims.c1, True)
+    f2, c2, w2, tiles2, win2 = conv_stage("c2", d, k2, 2, dims.c2, False)
+    workers += w1 + w2
+
+    # ---- pass cores: one per column -----------------------------------------------------
+    begin, fold, _quant = S.dyn_kernels(OBJ, p1)
+    k_cbegin = Kernel("frontend_codes_begin", OBJ, [ty(S.DYN_WORDS, i32)])
+    k_cfold = Kernel("frontend_codes_fold", OBJ, [ty(p1, f32), ty(S.DYN_WORDS, f32),
+                                                 ty(S.DYN_WORDS, i32), i32])
+    k_cfold_row = Kernel("frontend_codes_fold_row", OBJ, [ty(q2, f32), ty(S.DYN_WORDS, f32),
+                                                         ty(S.DYN_WORDS, i32), i32])
+    k_fold_row = Kernel("frontend_fold_row", OBJ, [ty(q2, f32), ty(S.DYN_WORDS, f32), i32])
+    k_gfold = Kernel("frontend_gelu_fold", OBJ, [ty(p1, f32), ty(S.DYN_WORDS, f32),
+                                                ty(GELU_BYTES, i8), ty(p1, f32),
+                                                ty(S.DYN_WORDS, f32), i32])
+    k_gadd = Kernel("frontend_gelu_add_row", OBJ, [ty(q2, f32), ty(q2, f32), ty(S.DYN_WORDS, f32),
+                                                  ty(GELU_BYTES, i8), ty(q2, f32), i32])
+    pc = [{"x": ObjectFifo(ty(p1, f32), name=f"px{c}"),
+           "h": ObjectFifo(ty(p1, f32), name=f"ph{c}"),
+           "x2": ObjectFifo(ty(q2, f32), name=f"px2_{c}"),
+           "e": ObjectFifo(ty(q2, f32), name=f"pe{c}"),
+           "y": ObjectFifo(ty(q2, f32), name=f"py{c}")} for c in range(cols)]
+
+    def pass_core(fx, fh, fx2, fe, fy, fpa, fpb, fpg, fsb, fg, kb, kf, kcb, kcf, kcfr, kfr,
+                  kgf, kga):
+        def fold_pass(fpart, n, src, k, chunk):
+            part = fpart.acquire(1)
+            kb(part)
+            for _ in range_(n):
+                x = src.acquire(1)
+                k(x, part, chunk)
+                src.release(1)
+            fpart.release(1)
+
+        def codes_pass(n, src, s, k, chunk):
+            rng = fpg.acquire(1)
+            kcb(rng)
+            for _ in range_(n):
+                x = src.acquire(1)
+                k(x, s, rng, chunk)
+                src.release(1)
+            fpg.release(1)
+
+        fold_pass(fpa, n_mel, fx, kf, p1)                  # 1: the mel -> A
+        fold_pass(fpb, n_c1, fx, kf, p1)                   # 2a: c1 -> B
+        s1 = fsb.acquire(1)
+        codes_pass(n_c1, fx, s1, kcf, p1)                  # 2b: c1's codes -> G
+        g1, part = fg.acquire(1), fpa.acquire(1)           # 2c: gelu -> h, h -> A
+        kb(part)
+        for _ in range_(n_c1):
+            x, h = fx.acquire(1), fh.acquire(1)
+            kgf(x, s1, g1, h, part, p1)
+            fx.release(1)
+            fh.release(1)
+        fpa.release(1)
+        fg.release(1)
+        fsb.release(1)
+        fold_pass(fpb, n_c2, fx2, kfr, q2)                 # 4a: c2 -> B
+        s4 = fsb.acquire(1)
+        codes_pass(n_c2, fx2, s4, kcfr, q2)                # 4b: c2's codes -> G
+        g2 = fg.acquire(1)                                 # 4c: gelu + positions -> y
+        for _ in range_(n_c2):
+            x, e, y = fx2.acquire(1), fe.acquire(1), fy.acquire(1)
+            kga(x, e, s4, g2, y, q2)
+            fx2.release(1)
+            fe.release(1)
+            fy.release(1)
+        fg.release(1)
+        fsb.release(1)
+
+    for c in range(cols):
+        workers.append(Worker(pass_core, [
+            pc[c]["x"].cons(), pc[c]["h"].prod(), pc[c]["x2"].cons(), pc[c]["e"].cons(),
+            pc[c]["y"].prod(), red_a.partials[c].prod(), red_b.partials[c].prod(),
+            g_parts[c].prod(), red_b.params.cons(), g_out.cons(), begin, fold, k_cbegin,
+            k_cfold, k_cfold_row, k_fold_row, k_gfold, k_gadd]))
+
+    def rows_tap(total, base, n_rows, row_len, chunk, count_rows):
+        """[n_rows] rows of `count_rows` floats at `base` (row stride row_len), in chunks."""
+        return TensorAccessPattern((1, total), base, [1, n_rows, count_rows // chunk, chunk],
+                                   [0, row_len, chunk, 1])
+
+    rt = Runtime()
+    with rt.sequence(ty(in_total, f32), ty(out_total, f32), ty(w_total, i8),
+                     ty(S.PARAMS_WORDS, np.uint32)) as (x_in, out, weights, _params):
+        rt.start(*workers)
+        for f, (o_s, o_b) in ((f1, (o_s1, o_b1)), (f2, (o_s2, o_b2))):
+            rt.fill(f["ws"].prod(), weights, S.contiguous_tap(w_total, o_s, 4 * d))
+            rt.fill(f["b"].prod(), weights, S.contiguous_tap(w_total, o_b, 4 * d))
+
+        def flags(red, slot, tg):   # the reducer's params of one round -> OUT scales
+            rt.drain(red.params.cons(), out, TensorAccessPattern(
+                (1, out_total), o_fl + S.DYN_WORDS * slot, [1, 1, 1, S.DYN_WORDS],
+                [0, 0, 0, 1]), wait=True, task_group=tg)
+
+        def conv_phase(f, cf, tiles, win, cin, tp, stride, src, src_total, src_base, o_w, k,
+                       tout, dst_tap, tiling, tg):
+            NT = tiling.nt  # noqa: N806
+            per_col = tout // cols
+            for b in range(batch):
+                for c in range(cols):
+                    base = src_base + b * cin * tp + c * per_col * stride
+                    rt.fill(cf[c]["win"].prod(), src,
+                            TensorAccessPattern((1, src_total), base, [1, tiles, cin, win],
+                                                [0, NT * stride, tp, 1]), task_group=tg)
+            for _ in range(batch * tiles):
+                rt.fill(f["w"].prod(), weights, S.contiguous_tap(w_total, o_w, d * k),
+                        task_group=tg)
+            for b in range(batch):
+                for c in range(cols):
+                    rt.drain(cf[c]["y"].cons(), out, dst_tap(b, c * per_col),
+                             wait=(b == batch - 1), task_group=tg)
+
+        def c1_tap(b, t0):   # raw conv1 blocks -> c1[b, co, t]
+            NT, NCO = dims.c1.nt, dims.c1.nco  # noqa: N806
+            return TensorAccessPattern((1, out_total), o_c1 + b * d * t1 + t0,
+                                       [tiles1, d // NCO, NCO, NT], [NT, NCO * t1, t1, 1])
+
+        def c2_tap(b, t0):   # raw conv2 blocks -> c2[b, t, co] (transposed, as y)
+            NT, NCO = dims.c2.nt, dims.c2.nco  # noqa: N806
+            return TensorAccessPattern((1, out_total), o_c2 + b * t2 * d + t0 * d,
+                                       [tiles2, d // NCO, NCO, NT], [NT * d, NCO, 1, d])
+
+        # phase 1: the mel's scale (A), conv1 -> c1
+        tg = rt.task_group()
+        for b in range(batch):
+            for c in range(cols):
+                rt.fill(pc[c]["x"].prod(), x_in,
+                        rows_tap(in_total, o_mel + (b * mels + c * mel_rows) * tp1 + 1,
+                                 mel_rows, tp1, p1, frames), task_group=tg)
+        flags(red_a, 0, tg)
+        conv_phase(f1, c1, tiles1, win1, mels, tp1, 1, x_in, in_total, o_mel, o_w1, k1, t1,
+                   c1_tap, dims.c1, tg)
+        rt.finish_task_group(tg)
+        # phase 2: three passes over c1's real rows -> B, G, h (+ h's partials -> A)
+        tg = rt.task_group()
+        for _pass in range(3):
+            for b in range(batch):
+                for c in range(cols):
+                    rt.fill(pc[c]["x"].prod(), out,
+                            rows_tap(out_total, o_c1 + (b * d + c * ch_rows) * t1, ch_rows, t1,
+                                     p1, frames), task_group=tg)
+        flags(red_b, 1, tg)
+        for b in range(batch):
+            for c in range(cols):
+                rt.drain(pc[c]["h"].cons(), out,
+                         rows_tap(out_total, o_h + (b * d + c * ch_rows) * tp2 + 1, ch_rows,
+                                  tp2, p1, frames), wait=True, task_group=tg)
+        rt.finish_task_group(tg)
+        # phase 3: conv2 with h's scale (A, round 2) -> c2
+        tg = rt.task_group()
+        flags(red_a, 2, tg)
+        conv_phase(f2, c2, tiles2, win2, d, tp2, 2, out, out_total, o_h, o_w2, k2, t2, c2_tap,
+                   dims.c2, tg)
+        rt.finish_task_group(tg)
+        # phase 4: three passes over c2's real rows -> B, G, y (+ positions)
+        tg = rt.task_group()
+        for _pass in range(3):
+            for b in range(batch):
+                for c in range(cols):
+                    rt.fill(pc[c]["x2"].prod(), out,
+                            rows_tap(out_total, o_c2 + b * t2 * d + c * q2, t2_real, d, q2,
+                                     q2), task_group=tg)
+        for _b in range(batch):
+            for c in range(cols):   # position rows: bytes of WEIGHTS
+                rt.fill(pc[c]["e"].prod(), weights,
+                        TensorAccessPattern((1, w_total), o_pos + 4 * c * q2,
+                                            [1, 1, t2_real, 4 * q2], [0, 0, 4 * d, 1]),
+                        task_group=tg)
+        flags(red_b, 3, tg)
+        for b in range(batch):
+            for c in range(cols):
+                rt.drain(pc[c]["y"].cons(), out,
+                         rows_tap(out_total, o_y + b * t2 * d + c * q2, t2_real, d, q2, q2),
+                         wait=True, task_group=tg)
+        rt.finish_task_group(tg)
+    return Program(NPU1(), rt).resolve_program(Placer())
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
     from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
@@ -199,8 +523,11 @@ def main() -> None:
     p.add_argument("--mels", type=int, default=80)
     p.add_argument("--d-model", type=int, default=384)
     p.add_argument("--frames", type=int, default=3000)
+    p.add_argument("--dynamic", action="store_true",
+                   help="the dynamic-mode variant (scales reduced on the array)")
     a = p.parse_args()
-    print(build(a.batch, a.mels, a.d_model, a.frames))
+    fn = build_dynamic if a.dynamic else build
+    print(fn(a.batch, a.mels, a.d_model, a.frames))
 
 
 if __name__ == "__main__":

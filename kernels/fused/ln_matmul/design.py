@@ -109,6 +109,154 @@ def build(rows: int, channels: int, n: int, out: str = "int8"):
     return Program(NPU1(), rt).resolve_program(Placer())
 
 
+def build_dynamic(rows: int, channels: int, n: int):
+    """The dynamic form (manifest "dynamic_stages": layernorm -> quantize -> matmul):
+    the LayerNorm output is float32 and its dynamic scale is reduced on the array
+    (kernels/common/dynamic_scale.h, _stages.ScaleReduction), then the matmul's
+    float32 epilogue uses that scale (a_scale * w_scale, kernels/matmul/README.md).
+
+    Phase 1, per column: the LN core normalizes R rows at a time into float32
+    (xdna_layernorm_f32) -> the `a` slot of OUT (float32 [Mp, C]).
+    Phase 2: each LN core streams its rows back and folds them into a partial;
+    the 4 partials join on a memory tile, the reducer core finishes the params
+    {scale, 1/scale, flag, 0}: broadcast to the 4 MM cores, drained to SCALES.
+    Phase 3, per column: the MM core takes float32 A tiles of a (aie::mmul A
+    order), quantizes each with 1/scale into an int8 tile (the quantize
+    contract's code), runs K/64 x matmul_i8_i32 per output tile, then the
+    dynamic float32 epilogue -> y. 9 cores.
+
+    Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = y fp32 [Mp, N], a fp32
+    [Mp, C], SCALES (16 B) (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS = layernorm
+    constants, then matmul constants (W int8 [C, N], words fp32 [2, N] = w_scale,
+    bias), each 64-byte aligned; PARAMS. Padding rows are zero in IN, so they
+    normalize to beta: phase 2 folds only the real rows (their count comes from
+    `rows`), the same tensor the host's quantize sees."""
+    np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
+    from aie.iron import Buffer
+
+    if channels % S.TILE_K or n % S.TILE_N:
+        raise ValueError("channels and n must be multiples of 64 for the fused design")
+    C = channels
+    mp = scratch.padded_rows("ln_matmul", rows)
+    mc = mp // S.COLUMNS
+    blocks = mc // S.TILE_M
+    kt_n, nt_n = C // S.TILE_K, n // S.TILE_N
+    R = S.ln_rows_per_tile(C, out_bytes=4)
+    i8, f32, i32 = np.int8, np.float32, np.int32
+
+    def ty(k, dt):
+        return np.ndarray[(k,), np.dtype[dt]]
+
+    (o_g, _o_b, o_s, o_w, o_p), w_total = S.aligned_offsets([4 * C, 4 * C, 16, C * n, 8 * n])
+    (o_y, o_a, o_sc), out_total = scratch.offsets([
+        scratch.capacity("ln_matmul", rows, 4 * n), scratch.capacity("ln_matmul", rows, 4 * C),
+        scratch.scales_bytes(1)])
+    in_total = 4 * mp * C
+    tile = S.TILE_M * S.TILE_N
+    # rows each column's producer folds: the real rows only (padding rows are beta)
+    real = [max(0, min(rows - c * mc, mc)) for c in range(S.COLUMNS)]
+
+    ln = Kernel("xdna_layernorm_f32", OBJ, [ty(R * C, f32), ty(2 * C, f32), ty(R * C, f32),
+                                            ty(4, f32), i32, i32])
+    zero = Kernel("matmul_zero_i32", OBJ, [])
+    mm = Kernel("matmul_i8_i32", OBJ, [ty(tile, i8), ty(64 * 64, i8)])
+    epi = Kernel("ln_matmul_epilogue_f32_dyn", OBJ, [ty(128, f32), ty(S.DYN_WORDS, f32),
+                                                     ty(tile, f32)])
+    begin, fold, quant = S.dyn_kernels(OBJ, C, tile)
+    red = S.ScaleReduction("sa", OBJ, S.COLUMNS)
+
+    of_gb = ObjectFifo(ty(2 * C, f32), name="gb", depth=1)
+    of_sc = ObjectFifo(ty(4, f32), name="sc", depth=1)
+    of_w = ObjectFifo(ty(64 * 64, i8), name="wt")  # broadcast: same tile order in every column
+    of_p = ObjectFifo(ty(128, f32), name="ep")
+    of_x = [ObjectFifo(ty(R * C, f32), name=f"x{c}") for c in range(S.COLUMNS)]
+    of_q = [ObjectFifo(ty(R * C, f32), name=f"q{c}") for c in range(S.COLUMNS)]
+    of_r = [ObjectFifo(ty(C, f32), name=f"r{c}") if real[c] else None   # fold: a rows
+            for c in range(S.COLUMNS)]
+    of_a = [ObjectFifo(ty(tile, f32), name=f"a{c}") for c in range(S.COLUMNS)]
+    of_y = [ObjectFifo(ty(tile, f32), name=f"y{c}") for c in range(S.COLUMNS)]
+
+    def ln_core(fx, fgb, fsc, fq, fr, fpart, k, k_begin, k_fold, folds):
+        gb, sc = fgb.acquire(1), fsc.acquire(1)
+        for _ in range_(mc // R):
+            x, q = fx.acquire(1), fq.acquire(1)
+            k(x, gb, q, sc, R, C)
+            fx.release(1)
+            fq.release(1)
+        fsc.release(1)
+        fgb.release(1)
+        if folds:
+            S.dyn_producer(range_, folds, fr, fpart, k_begin, k_fold, C)
+        else:   # a column holding only padding rows: the empty partial (the identity)
+            part = fpart.acquire(1)
+            k_begin(part)
+            fpart.release(1)
+
+    def mm_core(fa, fs, fw, fp, fy, k_zero, k_mm, k_quant, k_epi, qbuf):
+        s = fs.acquire(1)
+        for _ in range_(blocks * nt_n):
+            k_zero()
+            for _ in range_(kt_n):
+                a, w = fa.acquire(1), fw.acquire(1)
+                k_quant(a, s, qbuf, tile)
+                k_mm(qbuf, w)
+                fa.release(1)
+                fw.release(1)
+            p, o = fp.acquire(1), fy.acquire(1)
+            k_epi(p, s, o)
+            fp.release(1)
+            fy.release(1)
+        fs.release(1)
+
+    workers = [red.worker]
+    for c in range(S.COLUMNS):
+        workers.append(Worker(ln_core, [of_x[c].cons(), of_gb.cons(), of_sc.cons(),
+                                        of_q[c].prod(),
+                                        of_r[c].cons() if real[c] else None,
+                                        red.partials[c].prod(),
+                                        ln, begin, fold, real[c]]))
+        workers.append(Worker(mm_core, [of_a[c].cons(), red.params.cons(), of_w.cons(),
+                                        of_p.cons(), of_y[c].prod(), zero, mm, quant, epi,
+                                        Buffer(ty(tile, i8), name=f"qa{c}")]))
+
+    rt = Runtime()
+    with rt.sequence(ty(in_total, i8), ty(out_total, i8), ty(w_total, i8),
+                     ty(S.PARAMS_WORDS, np.uint32)) as (x_in, out, weights, _params):
+        rt.start(*workers)
+        tg = rt.task_group()  # phase 1: LN -> a (float32)
+        rt.fill(of_gb.prod(), weights, S.contiguous_tap(w_total, o_g, 8 * C), task_group=tg)
+        rt.fill(of_sc.prod(), weights, S.contiguous_tap(w_total, o_s, 16), task_group=tg)
+        for c in range(S.COLUMNS):
+            span = 4 * mc * C
+            rt.fill(of_x[c].prod(), x_in, S.contiguous_tap(in_total, c * span, span),
+                    task_group=tg)
+            rt.drain(of_q[c].cons(), out, S.contiguous_tap(out_total, o_a + c * span, span),
+                     wait=True, task_group=tg)
+        rt.finish_task_group(tg)
+        tg = rt.task_group()  # phase 2: the real rows of a -> partials -> params
+        for c in range(S.COLUMNS):
+            if real[c]:
+                rt.fill(of_r[c].prod(), out,
+                        S.contiguous_tap(out_total, o_a + 4 * c * mc * C, 4 * real[c] * C),
+                        task_group=tg)
+        rt.drain(red.params.cons(), out, S.contiguous_tap(out_total, o_sc, 4 * S.DYN_WORDS),
+                 wait=True, task_group=tg)
+        rt.finish_task_group(tg)
+        tg = rt.task_group()  # phase 3: a -> quantize -> matmul -> y
+        for c in range(S.COLUMNS):
+            for b in range(blocks):
+                row0 = c * mc + b * S.TILE_M
+                for _nt in range(nt_n):
+                    for kt in range(kt_n):
+                        rt.fill(of_a[c].prod(), out,
+                                S.a_tile_tap_f32(out_total, o_a, C, row0, kt), task_group=tg)
+        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, n, kt_n, nt_n, 2,
+                              blocks, tg)
+        S.drain_row_tiles(rt, of_y, out, out_total, o_y, n, 4, mc, blocks, nt_n, tg)
+        rt.finish_task_group(tg)
+    return Program(NPU1(), rt).resolve_program(Placer())
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
     from whisper_shapes import size_case  # --size NAME [--case L]: the shared table

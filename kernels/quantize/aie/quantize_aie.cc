@@ -13,6 +13,8 @@
 #include <aie_api/aie.hpp>
 
 #include "../quantize.h"
+// the on-device dynamic scale (design.py build_dynamic): begin / fold / reduce / quantize
+#include "../../common/aie/dynamic_scale_aie.cc"
 
 namespace {
 constexpr unsigned kTile = 1024;  // elements per object, must match design.py

@@ -24,6 +24,7 @@ import onnx
 from onnxruntime.quantization.calibrate import CalibrationDataReader
 
 from .. import passes as graph_passes
+from ..cost import dynamic_traffic
 from ..kernel_specs import manifest
 from ..kernel_specs.matmul import SUPPORTS_SPLIT
 from ..passes.base import PassContext
@@ -115,7 +116,7 @@ def _program_name(model_name: str, rid: int) -> str:
 def _to_cpu(plan: PartitionPlan, region: Region, reason: str) -> None:
     region.placement = "cpu"
     region.cost_reason = f"not compiled for the NPU: {reason}"
-    region.launches = 0
+    region.launches = region.reductions = region.f32_traffic_bytes = 0
     plan.fallbacks.append(f"region {region.id}: {reason}")
     for n in plan.nodes:
         if n.region == region.id:
@@ -165,6 +166,7 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
         if r.placement != "npu":
             continue
         r.sqnr_db, r.launches = None, 0  # never leave figures of an earlier compile
+        r.reductions = r.f32_traffic_bytes = 0
         if static and r.graph:
             _to_cpu(plan, r, f"static calibration inside If branch {r.graph!r} is not "
                              f"supported (use quantization='dynamic')")
@@ -219,6 +221,8 @@ def compile_plan(model: onnx.ModelProto, plan: PartitionPlan, options: CompileOp
         prog.meta.update(w.lowered.meta)  # what the passes recorded (outlier_channels)
         programs[w.region.id] = prog
         w.region.launches = prog.num_launches
+        traffic = dynamic_traffic(prog, set(manifest.load().designs), plan.dims)
+        w.region.reductions, w.region.f32_traffic_bytes = traffic.reductions, traffic.f32_bytes
 
     if corrupt:
         return _all_to_cpu(plan, corrupt)

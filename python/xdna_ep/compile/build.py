@@ -161,6 +161,18 @@ def _design_name(found: Any) -> str | None:
     return name
 
 
+def _takes(found: Any, chain: Sequence[Stage]) -> bool:
+    """Whether a found design runs `chain` in its stages' mode: a manifest design
+    decides (DesignEntry.takes: static stages only in its static form, dynamic-mode
+    stages only in its dynamic form, whose added quantizes reduce their scale on the
+    array); a bare name from a test's find_design takes whatever it matched."""
+    takes = getattr(found, "takes", None)
+    if takes is None:
+        return True
+    return bool(takes([st.kernel for st in chain],
+                      [bool(st.attrs.get("dynamic")) for st in chain]))
+
+
 def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> list[Launch]:
     """The fewest launches that cover the stages in order: each launch is a chain of
     consecutive stages the manifest has a design for, or one stage on its own
@@ -178,9 +190,8 @@ def group_launches(stages: Sequence[Stage], find_design: FindDesign | None) -> l
         if find_design is not None:
             for j in range(n, i + 1, -1):
                 found = find_design([st.kernel for st in stages[i:j]])
-                if getattr(found, "static_only", False) and any(
-                        st.attrs.get("dynamic") for st in stages[i:j]):
-                    continue  # a static-scales design cannot run dynamic-mode stages
+                if not _takes(found, stages[i:j]):
+                    continue  # the design does not run these stages in their mode
                 name = _design_name(found)
                 if name:
                     options.append((j, name))

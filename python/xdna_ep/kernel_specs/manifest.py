@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +21,8 @@ FILENAME = "manifest.json"
 SUPPORTED_MANIFEST_VERSION = 1
 REQUIRED_KERNELS = ("matmul", "quantize", "dequantize", "gelu", "layernorm", "softmax",
                     "attention", "add", "conv1d")
+# The one kernel a design's dynamic form may add between (or before) its stages.
+DYNAMIC_GLUE = "quantize"
 _KERNEL_FIELDS = ("folder", "kernel_version", "header", "aie_source", "design", "xclbin",
                   "instructions", "dtypes", "shapes", "tile")
 
@@ -60,10 +63,41 @@ class DesignEntry:
     # The design takes compile-time scales only: a chain with dynamic-mode stages
     # (scale buffers travelling with int8 tensors) is never grouped into it.
     static_only: bool = False
+    # The chain the design runs in dynamic mode (empty: none): `stages` with the
+    # dynamic quantizes it performs itself, each scale reduced on the array
+    # (kernels/common/dynamic_scale.h). Every kernel here that is not one of
+    # `stages` (in order) is such a quantize, or one of the design's `glue` kernels
+    # in its dynamic mode (conv_frontend's dequantize after each gelu); unlike `glue`
+    # it may lead the chain (attn_block quantizes the float q/k/v it reads from IN).
+    dynamic_stages: tuple[str, ...] = ()
 
     def matches(self, chain: tuple[str, ...]) -> bool:
         return tuple(k for k in chain if k not in self.glue) == self.stages and (
             not chain or chain[0] not in self.glue) and (not chain or chain[-1] not in self.glue)
+
+    def dynamic_glue(self) -> tuple[bool, ...]:
+        """Per stage of `dynamic_stages`: True where it is a quantize the design adds
+        (the positions `stages` does not account for, matched in order)."""
+        out, i = [], 0
+        for k in self.dynamic_stages:
+            if i < len(self.stages) and k == self.stages[i]:
+                out.append(False)
+                i += 1
+            else:
+                out.append(True)
+        return tuple(out)
+
+    def takes(self, kernels: Sequence[str], dynamic: Sequence[bool]) -> bool:
+        """Whether the design runs this chain of stages (kernel names, and per stage
+        whether it is a dynamic-mode stage). A chain with a dynamic-mode stage runs
+        only as the design's dynamic form, whose added stages must all be dynamic
+        quantizes; a chain without one only as its static form (stages + glue)."""
+        chain = tuple(kernels)
+        if not any(dynamic):
+            return self.stages == chain or bool(self.glue) and self.matches(chain)
+        if self.static_only or chain != self.dynamic_stages:
+            return False
+        return all(d for d, glue in zip(dynamic, self.dynamic_glue(), strict=True) if glue)
 
 
 @dataclass(frozen=True)
@@ -82,13 +116,18 @@ class Manifest:
                            f"(known: {sorted(self.kernels)})") from None
 
     def find_design(self, kernel_chain: list[str] | tuple[str, ...]) -> DesignEntry | None:
-        """The fused design whose stage list is exactly `kernel_chain`, or None."""
+        """The fused design whose stage list is exactly `kernel_chain` (or, with its
+        glue, or its dynamic form), or None. Whether it runs the chain's stages in
+        their mode (static or dynamic) is `DesignEntry.takes`."""
         chain = tuple(kernel_chain)
         for design in self.designs.values():
             if design.stages == chain:
                 return design
         for design in self.designs.values():
             if design.glue and design.matches(chain):
+                return design
+        for design in self.designs.values():
+            if design.dynamic_stages and design.dynamic_stages == chain:
                 return design
         return None
 
@@ -97,7 +136,11 @@ class Manifest:
         version (or the manifest's own kernel_version) changes."""
         parts = {"kernel_version": self.kernel_version,
                  "kernels": {k: v.kernel_version for k, v in sorted(self.kernels.items())},
-                 "designs": {k: v.kernel_version for k, v in sorted(self.designs.items())}}
+                 "designs": {k: v.kernel_version for k, v in sorted(self.designs.items())},
+                 # the chains launch grouping may put into each design: a cached
+                 # program grouped under other rules must not be reused
+                 "chains": {k: [v.stages, v.glue, v.static_only, v.dynamic_stages]
+                            for k, v in sorted(self.designs.items())}}
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
         return f"{self.kernel_version}+{digest}"
 
@@ -135,17 +178,30 @@ def _design(name: str, obj: Any, kernels: dict[str, KernelEntry]) -> DesignEntry
     glue = obj.get("glue", [])
     if not isinstance(glue, list) or not all(isinstance(g, str) for g in glue):
         raise ManifestError(f"{FILENAME}: {where}.glue must be a list of kernel names")
-    unknown = [s for s in stages + glue if s not in kernels]
+    dyn = obj.get("dynamic_stages", [])
+    if not isinstance(dyn, list) or not all(isinstance(k, str) for k in dyn):
+        raise ManifestError(f"{FILENAME}: {where}.dynamic_stages must be a list of kernel names")
+    unknown = [s for s in stages + glue + dyn if s not in kernels]
     if unknown:
         raise ManifestError(f"{FILENAME}: {where} names unknown kernels {unknown}")
     static_only = obj.get("static_only", False)
     if not isinstance(static_only, bool):
         raise ManifestError(f"{FILENAME}: {where}.static_only must be true or false")
-    return DesignEntry(
+    if dyn and static_only:
+        raise ManifestError(f"{FILENAME}: {where} is static_only but lists dynamic_stages")
+    entry = DesignEntry(
         name=name, stages=tuple(stages), glue=tuple(glue), static_only=static_only,
+        dynamic_stages=tuple(dyn),
         **{k: _need(obj, k, str, where) for k in ("folder", "design", "xclbin", "instructions")},
         kernel_version=_need(obj, "kernel_version", int, where),
     )
+    if dyn:
+        added = [k for k, g in zip(dyn, entry.dynamic_glue(), strict=True) if g]
+        kept = [k for k, g in zip(dyn, entry.dynamic_glue(), strict=True) if not g]
+        if kept != list(stages) or any(k != DYNAMIC_GLUE and k not in glue for k in added):
+            raise ManifestError(f"{FILENAME}: {where}.dynamic_stages must be its stages with "
+                                f"only {DYNAMIC_GLUE!r} stages (or its glue) added, got {dyn}")
+    return entry
 
 
 def parse(data: Any) -> Manifest:
@@ -163,7 +219,8 @@ def parse(data: Any) -> Manifest:
         raise ManifestError(f"{FILENAME}: kernels {missing} are missing")
     designs = {n: _design(n, o, kernels)
                for n, o in _need(data, "designs", dict, "top level").items()}
-    chains = [d.stages for d in designs.values()]
+    chains = [d.stages for d in designs.values()] + [
+        d.dynamic_stages for d in designs.values() if d.dynamic_stages]
     if len(set(chains)) != len(chains):
         raise ManifestError(f"{FILENAME}: two designs have the same stage chain")
     return Manifest(version, kv, kernels, designs, data)

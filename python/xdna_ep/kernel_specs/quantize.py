@@ -41,6 +41,21 @@ def quantize_dynamic(x: np.ndarray, neg_limit: float = 0.0) -> tuple[np.ndarray,
     return q, np.float32(s)
 
 
+def dynamic_scale_partial(x: np.ndarray) -> np.ndarray:
+    """One producer core's partial of an on-device dynamic scale over x: float32[4]
+    {max|x|, max x, non-finite flag (0/1), 0} (kernels/common/dynamic_scale.h fold,
+    the host build of the code the AIE cores run)."""
+    return _emu.dynamic_scale_partial(v.array("x", x, np.float32))
+
+
+def dynamic_scale_reduce(partials: np.ndarray, neg_limit: float = 0.0) -> np.ndarray:
+    """The reducer core: partials float32 [n, 4] -> params float32[4] {scale, 1/scale,
+    flag, 0} by the quantize contract's dynamic rule (dynamic_scale.h reduce). A set
+    flag (NaN or inf somewhere) is the host's cue to raise the contract's ValueError."""
+    return _emu.dynamic_scale_reduce(v.array("partials", partials, np.float32),
+                                     _neg_limit(neg_limit))
+
+
 def _neg_limit(value: Any) -> float:
     lim = float(value)
     if not (lim >= 0.0 and np.isfinite(np.float32(lim))):

@@ -12,9 +12,9 @@ depend on the run-time shapes. A program whose inputs have symbolic dims gets it
 image for the sizes the compile knew (`dims`: provider option dims, calibration
 arrays, free-dimension overrides, the first run's shape), and the payload records
 those input shapes, so the plugin runs other shapes on the emulator.
-A launch the NPU must not run (e.g. the position-form add on the add design,
-runtime/layout.py add_design_refusal) carries the refusal instead of an image, so
-the plugin refuses it the way XrtDevice does.
+A launch the NPU must not run (runtime/layout.py launch_refusal: e.g. an add form
+the add design cannot run) carries the refusal instead of an image, so the plugin
+refuses it the way XrtDevice does.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from ..compile.program import Program
 from ..kernel_specs import registry
 from ..runtime.layout import (
     Slot,
-    add_design_refusal,
     has_private_scratch,
     launch_io,
+    launch_refusal,
     plan_launch,
     plan_weights,
     stage_consts,
@@ -125,7 +125,7 @@ def launch_plans(program: Program, manifest: Mapping[str, Any] | None = None,
                                     why=f"the shapes of {unknown} are unknown (an earlier "
                                         "launch has no NPU layout)"))
             continue
-        refusal = add_design_refusal(ln)
+        refusal = launch_refusal(ln)
         if refusal:
             plans.append(LaunchPlan(**common, image=None, why=refusal, refused=True))
             _learn_outputs(program, ln, known)

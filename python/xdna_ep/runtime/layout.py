@@ -339,9 +339,62 @@ class OutPlan:
     frames: dict[str, Frame] = field(default_factory=dict)
 
 
+def dynamic_form(stages: Sequence[Stage]) -> bool:
+    """Whether a launch runs a design's dynamic form (it has dynamic-mode stages)."""
+    return any(st.attrs.get("dynamic") for st in stages)
+
+
+REDUCING_KERNELS = ("quantize", "conv1d")   # conv1d quantizes its own float input
+
+
+def reductions(stages: Sequence[Stage]) -> list[Stage]:
+    """The reducing stages of a fused launch, in order: each dynamic quantize, and each
+    dynamic conv1d (it quantizes its own float input by the same rule); one on-array
+    scale reduction each (kernels/common/dynamic_scale.h), params in the SCALES slot."""
+    return [st for st in stages if st.kernel in REDUCING_KERNELS and st.attrs.get("dynamic")]
+
+
+def scales_slot(design: str) -> str:
+    return f"{SCRATCH_PREFIX}{design}/{scratch.SCALES}"
+
+
+def check_scale_flags(design: str, stages: Sequence[Stage],
+                      outputs: Mapping[str, np.ndarray]) -> None:
+    """Raises the quantize contract's ValueError when a reduction on the array saw NaN
+    or inf (its params' flag word): no int8 image exists, as on the host."""
+    words = outputs.get(scales_slot(design))
+    if words is None:
+        return
+    bad = scratch.flagged(np.asarray(words).view(np.float32).tolist())
+    if bad:
+        red = reductions(stages)
+        names = [red[i].inputs[0] if i < len(red) else f"#{i}" for i in bad]
+        raise ValueError(f"x contains NaN or inf: no dynamic int8 scale exists (tensor(s) "
+                         f"{names}, scale reduced on the NPU by design {design!r})")
+
+
 def has_private_scratch(design: str) -> bool:
     """Whether the design's OUT holds scratch no stage output fills (it starts zeroed)."""
     return any(e.stage is None for e in scratch.OUT_ENTRIES.get(design, ()))
+
+
+def dynamic_design_refusal(launch: Launch) -> str:
+    """Why the NPU must not run `launch` ("" when it may): the dynamic conv_frontend
+    is built for one neg_limit and one gelu form (scratch.CONV_NEG_LIMIT,
+    CONV_GELU_APPROXIMATE); a launch with other attrs runs on the emulator."""
+    if launch.design != "conv_frontend" or not dynamic_form(launch.stages):
+        return ""
+    for st in launch.stages:
+        if st.kernel == "quantize" and float(st.attrs.get("neg_limit", 0.0)) \
+                != scratch.CONV_NEG_LIMIT:
+            return (f"design 'conv_frontend' (dynamic) quantizes each gelu input with "
+                    f"neg_limit {scratch.CONV_NEG_LIMIT}, the launch asks for "
+                    f"{st.attrs.get('neg_limit', 0.0)}")
+        if st.kernel == "gelu" and st.attrs.get("approximate", "none") \
+                != scratch.CONV_GELU_APPROXIMATE:
+            return (f"design 'conv_frontend' (dynamic) builds the {scratch.CONV_GELU_APPROXIMATE!r} "
+                    f"gelu table, the launch asks for {st.attrs.get('approximate')!r}")
+    return ""
 
 
 def _entry_stage(design: str, stages: Sequence[Stage], ref: tuple[str, int, int]) -> Stage:
@@ -369,7 +422,7 @@ def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpe
     OUT_ENTRIES: the stage outputs it writes to OUT, each reserved for its padded
     rows or framed as the design lays it out, and its private scratch), then every
     other export. A single-kernel design exports only what is needed later."""
-    entries = scratch.OUT_ENTRIES.get(design)
+    entries = scratch.out_entries(design, dynamic_form(stages))
     if entries is None:
         return OutPlan(tuple((b, known[b]) for b in exports), {})
     specs: list[tuple[str, BufferSpec]] = []
@@ -377,11 +430,15 @@ def plan_out(design: str, stages: Sequence[Stage], known: Mapping[str, BufferSpe
     frames: dict[str, Frame] = {}
     conv = conv_frontend_geometry(stages, known, consts) if design == "conv_frontend" else None
     for e in entries:
-        if e.stage is None:          # private scratch: conv_frontend's h rows
+        if e.name == scratch.SCALES and e.stage is None:   # the reducers' params
+            specs.append((scales_slot(design), BufferSpec(
+                "uint8", (scratch.scales_bytes(len(reductions(stages))),))))
+            continue
+        if e.stage is None:          # private scratch: conv_frontend's h rows (c1, c2)
             assert conv is not None, f"{design}: private scratch without its dims"
             batch, _, d, dims = conv
             name = f"{SCRATCH_PREFIX}{design}/{e.name}"
-            specs.append((name, BufferSpec("uint8", (dims.h_bytes(batch, d),))))
+            specs.append((name, BufferSpec("uint8", (dims.scratch_bytes(e.name, batch, d),))))
             continue
         stage = _entry_stage(design, stages, e.stage)
         buf = stage.outputs[e.stage[2]]
@@ -454,6 +511,14 @@ def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
 
 
 # -- the add design (kernels/add/geometry.py, shared with the design) -----------------
+def launch_refusal(launch: Launch) -> str:
+    """Why the NPU must not run `launch` ("" when it may): an add form the add
+    design cannot run (add_design_refusal), or a dynamic design asked for attrs it
+    is not built for (dynamic_design_refusal). Shared by the pyxrt runtime and the
+    payload's NPU image (ort/npu_image.py), so the plugin refuses the same launches."""
+    return add_design_refusal(launch) or dynamic_design_refusal(launch)
+
+
 def add_design_refusal(launch: Launch) -> str:
     """Why the add design cannot run `launch` ("" when it can): it runs exactly one
     add stage (every add form: equal shapes, b broadcast over a's leading dims, a

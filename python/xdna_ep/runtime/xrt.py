@@ -47,9 +47,10 @@ from .layout import (
     OPCODE,
     LaunchIO,
     WeightsPlan,
-    add_design_refusal,
+    check_scale_flags,
     has_private_scratch,
     launch_io,
+    launch_refusal,
     plan_launch,
     plan_weights,
     stage_consts,
@@ -303,7 +304,7 @@ class XrtProgram:
                     ) -> dict[str, np.ndarray]:
         xrt, dev = self.device.xrt, self.device
         design, kernels = ls.launch.design, ls.kernels
-        _refuse_add_form(ls)
+        _refuse_launch(ls)
         params = plan_launch(ls.launch, ls.io, ls.specs, ls.consts, ls.weights,
                              {b: BufferSpec.of(env[b]) for b in ls.io.inputs})
         in_bytes = params.inputs.pack({b: env[b] for b in ls.io.inputs})
@@ -345,7 +346,9 @@ class XrtProgram:
         except Exception as exc:
             raise XdnaDeviceError(f"{where}: reading outputs failed: {exc}", phase="run",
                                   design=design, kernels=kernels) from exc
-        return params.outputs.unpack(np.asarray(raw))
+        outputs = params.outputs.unpack(np.asarray(raw))
+        check_scale_flags(design, ls.launch.stages, outputs)
+        return outputs
 
     def close(self) -> None:
         with self._lock:
@@ -355,10 +358,10 @@ class XrtProgram:
             self.closed = True
 
 
-def _refuse_add_form(ls: _LaunchState) -> None:
-    """A form the add design cannot run (layout.add_design_refusal) is refused as a
-    device error before anything is submitted: with fallback=allow the program runs
-    on the emulator, announced (runtime/fallback.py); never a wrong number."""
-    why = add_design_refusal(ls.launch)
+def _refuse_launch(ls: _LaunchState) -> None:
+    """A launch the NPU must not run (layout.launch_refusal) is refused as a device
+    error before anything is submitted: with fallback=allow the program runs on the
+    emulator, announced (runtime/fallback.py); never a wrong number."""
+    why = launch_refusal(ls.launch)
     if why:
-        raise XdnaDeviceError(why, phase="run", design="add", kernels=ls.kernels)
+        raise XdnaDeviceError(why, phase="run", design=ls.launch.design, kernels=ls.kernels)

@@ -1,6 +1,6 @@
 // Scalar host stand-in for the few aie_api calls the xdna-ep AIE core sources
 // use (vector/accum types, load_v/store_v, mul/mac, to_vector/from_vector,
-// reduce_add, max/reduce_max). NOT the AMD library: it exists only so the
+// reduce_add, max/reduce_max, add). NOT the AMD library: it exists only so the
 // tests can compile aie/*_aie.cc on the host and check, through the designs'
 // per-core schedules, that the core code produces the emulator's bytes.
 // Integer lanes are exact here as on AIE2 (acc32 lanes never overflow in
@@ -75,6 +75,14 @@ template <typename T, int N>
 vector<T, N> max(const vector<T, N>& a, const vector<T, N>& b) {
   vector<T, N> r;
   for (int i = 0; i < N; ++i) r.v[i] = std::max(a.v[i], b.v[i]);
+  return r;
+}
+
+// lane-wise sum (fp32 lanes: one IEEE add each, as xdna_add_f32 needs)
+template <typename T, int N>
+vector<T, N> add(const vector<T, N>& a, const vector<T, N>& b) {
+  vector<T, N> r;
+  for (int i = 0; i < N; ++i) r.v[i] = a.v[i] + b.v[i];
   return r;
 }
 
