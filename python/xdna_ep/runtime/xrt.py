@@ -276,8 +276,15 @@ class XrtProgram:
         bo, cap = ls.bos.get(arg, (None, 0))
         if bo is None or cap < nbytes:
             cap = (nbytes + _BO_GRANULE - 1) // _BO_GRANULE * _BO_GRANULE
-            bo = self.device._alloc(ls.design.kernel, cap, arg, "host_only",
-                                    ls.launch.design, ls.kernels)
+            try:
+                bo = self.device._alloc(ls.design.kernel, cap, arg, "host_only",
+                                        ls.launch.design, ls.kernels)
+            except XdnaDeviceError as exc:
+                # a run that failed half way (earlier launches already ran) leaves
+                # the program as unusable as a failed command does: every later run
+                # raises, none silently succeeds after a failure
+                self.broken = f"launch {ls.index} of program {self.program.name!r}: {exc}"
+                raise
             if arg == ARG_OUT and has_private_scratch(ls.launch.design):
                 # a fused design's private scratch (conv_frontend's h rows) has zero
                 # borders the design reads but never writes: start OUT zeroed
