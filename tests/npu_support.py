@@ -62,7 +62,7 @@ def write_fake_designs(folder: Path, skip: tuple[str, ...] = ()) -> Path:
     for name, e in design_entries(load_manifest()).items():
         if name in skip:
             continue
-        write_fake_xclbin(folder / e.xclbin, name, (e.kernel,))
+        write_fake_xclbin(folder / e.xclbin, e.launch_design, (e.kernel,))
         write_instructions(folder / e.insts, INSTRUCTIONS)
     return folder
 

@@ -150,3 +150,26 @@ def test_plugin_runs_the_fused_dynamic_launches_and_raises_on_the_flag(
         sess.run(None, {"hidden_states": x})
     assert [u.design for u in fake_npu.hardware.uploads] == ["ln_matmul"]
     assert not fake_npu.calls("device.error") and not fake_npu.calls("device.reject")
+
+
+def test_a_dynamic_form_runs_from_its_own_xclbin_never_the_static_one(
+        two_layers: Program, tmp_path: Path) -> None:
+    """A fused launch in dynamic mode loads its design's dynamic-form files
+    (manifest dynamic_xclbin / dynamic_instructions: another runtime sequence); with
+    only the static files present the load names the missing dynamic form instead of
+    handing a dynamic launch to a static xclbin."""
+    from xdna_ep.runtime import XdnaDeviceError
+
+    fake = make_fake_pyxrt()
+    folder = write_fake_designs(tmp_path / "all")
+    XrtDevice(fake, xclbin_dirs=[folder]).load(two_layers)
+    loaded = {Path(d["xclbin"]).name for c, d in fake.hub.calls if c == "kernel"}
+    assert {"conv_frontend_dynamic.xclbin", "ln_matmul_dynamic.xclbin",
+            "attn_block_dynamic.xclbin", "ffn_ln_matmul_dynamic.xclbin"} <= loaded
+    assert not loaded & {"conv_frontend.xclbin", "ln_matmul.xclbin", "attn_block.xclbin"}
+    static_only = write_fake_designs(tmp_path / "static", skip=(
+        "conv_frontend.dynamic", "ln_matmul.dynamic", "attn_block.dynamic",
+        "ffn_block.dynamic", "ffn_ln_matmul.dynamic"))
+    with pytest.raises(XdnaDeviceError, match=r"missing xclbin for design "
+                                              r"'conv_frontend\.dynamic'.*conv_frontend_dynamic"):
+        XrtDevice(make_fake_pyxrt(), xclbin_dirs=[static_only]).load(two_layers)

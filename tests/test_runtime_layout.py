@@ -208,4 +208,4 @@ def test_dynamic_conv_frontend_refuses_attrs_it_is_not_built_for() -> None:
     assert launch_refusal(launch(scratch.CONV_NEG_LIMIT, "none")) == ""
     assert "neg_limit" in launch_refusal(launch(2.0, "none"))
     assert "'none' gelu table" in launch_refusal(launch(scratch.CONV_NEG_LIMIT, "tanh"))
-    assert launch_refusal(launch(2.0, "tanh", dynamic=False), {}) == ""
+    assert launch_refusal(launch(2.0, "tanh", dynamic=False)) == ""

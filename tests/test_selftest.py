@@ -36,8 +36,8 @@ def fake_npu(tmp_path: Path):
     d = tmp_path / "xclbin"
     d.mkdir()
     manifest = load_manifest()
-    for name, e in design_entries(manifest).items():
-        write_fake_xclbin(d / e.xclbin, name)
+    for e in design_entries(manifest).values():
+        write_fake_xclbin(d / e.xclbin, e.launch_design)
         write_instructions(d / e.insts, [0x06030100, 0x1, 0x2])
     return manifest, [d]
 

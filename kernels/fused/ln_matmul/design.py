@@ -270,8 +270,11 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=384)
     p.add_argument("--n", type=int, default=384)
     p.add_argument("--out", choices=["int8", "float32"], default="int8")
+    p.add_argument("--dynamic", action="store_true",
+                   help="the dynamic form (scales reduced on the array; float32 out)")
     a = p.parse_args()
-    print(build(a.rows, a.channels, a.n, a.out))
+    print(build_dynamic(a.rows, a.channels, a.n) if a.dynamic
+          else build(a.rows, a.channels, a.n, a.out))
 
 
 if __name__ == "__main__":

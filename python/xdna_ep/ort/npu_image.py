@@ -37,7 +37,13 @@ from ..runtime.layout import (
     stage_consts,
 )
 from ..runtime.shapes import BufferSpec
-from ..runtime.xclbins import DesignEntry, ManifestError, design_entries, load_manifest
+from ..runtime.xclbins import (
+    DesignEntry,
+    ManifestError,
+    design_entries,
+    launch_entry_names,
+    load_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -112,9 +118,10 @@ def launch_plans(program: Program, manifest: Mapping[str, Any] | None = None,
              for t, shape in zip(program.inputs, shapes_in, strict=True)
              } if shapes_in is not None else {}
     plans: list[LaunchPlan] = []
-    for ln, io in zip(program.launches, launch_io(program), strict=True):
+    names = launch_entry_names(program.launches, manifest)
+    for ln, io, name in zip(program.launches, launch_io(program), names, strict=True):
         common = dict(design=ln.design, n_stages=len(ln.stages), inputs=tuple(io.inputs),
-                      outputs=tuple(io.outputs), entry=entries.get(ln.design))
+                      outputs=tuple(io.outputs), entry=entries.get(name))
         if symbolic:
             plans.append(LaunchPlan(**common, image=None,
                                     why="symbolic input dims " + ", ".join(symbolic)))

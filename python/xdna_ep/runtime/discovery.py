@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .xclbins import find_designs
+from .xclbins import ManifestError, design_entries, find_designs, load_manifest
 
 DRIVER = "amdxdna"
 # Oldest npu1 firmware accepted: the 1.5 line that MLIR-AIE's driver build
@@ -140,6 +140,16 @@ def probe_system(probes: Probes | None = None,
     nodes = tuple(_node(probes, p) for p in paths)
     loaded, drv_version = _driver(probes)
     mod, py_version, py_error = _pyxrt(probes)
+    if designs is None:
+        # every design's own files; a dynamic form's are looked up when a program
+        # needs them (its launches then run on the emulator, announced, if absent):
+        # forms without an IRON variant yet must not make the whole NPU unusable
+        try:
+            entries = design_entries(probes.manifest if probes.manifest is not None
+                                     else load_manifest())
+            designs = [n for n, e in entries.items() if not e.design]
+        except ManifestError:
+            designs = None   # find_designs reports the manifest problem
     lookup = find_designs(designs, manifest=probes.manifest, dirs=probes.xclbin_dirs)
     found = {k: str(v.xclbin) for k, v in lookup.found.items()}
 

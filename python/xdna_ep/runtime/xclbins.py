@@ -49,6 +49,25 @@ class DesignEntry:
     xclbin: str            # file name (relative to a search-path directory) or absolute
     insts: str
     kernel: str = DEFAULT_KERNEL_NAME
+    design: str = ""       # the launches' design name ("" = `name`; a dynamic form's
+    #                        entry is "<design>.dynamic", its launches say "<design>")
+
+    @property
+    def launch_design(self) -> str:
+        return self.design or self.name
+
+
+DYNAMIC_FORM = ".dynamic"   # suffix of a design's dynamic-form entry
+
+
+def entry_name(design: str, dynamic: bool, entries: Mapping[str, DesignEntry]) -> str:
+    """The manifest entry whose files run a launch of `design`: its dynamic form's
+    (own xclbin and instructions: the scales are reduced on the array, another
+    runtime sequence) when the launch runs dynamic-mode stages and the manifest
+    declares that form, else the design's own. Why separate files: the static
+    xclbin of a fused design must never receive a dynamic launch."""
+    key = design + DYNAMIC_FORM
+    return key if dynamic and key in entries else design
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,27 @@ def design_entries(doc: Mapping[str, Any]) -> dict[str, DesignEntry]:
                 str(name), str(d.get("xclbin", f"{name}.xclbin")),
                 str(next((d[k] for k in _INSTS_KEYS if k in d), f"{name}.insts.bin")),
                 str(d.get("kernel", kernel_name)))
+            if d.get("dynamic_stages"):   # the dynamic form: its own files
+                out[f"{name}{DYNAMIC_FORM}"] = DesignEntry(
+                    f"{name}{DYNAMIC_FORM}",
+                    str(d.get("dynamic_xclbin", f"{name}_dynamic.xclbin")),
+                    str(d.get("dynamic_instructions", f"{name}_dynamic.insts.bin")),
+                    str(d.get("kernel", kernel_name)), design=str(name))
     return out
+
+
+def launch_entry_names(launches: Sequence[Any], manifest: Mapping[str, Any] | None = None
+                       ) -> list[str]:
+    """Per launch (a compile.program.Launch), the manifest entry whose files run it
+    (entry_name; a launch runs the dynamic form when a stage has the `dynamic`
+    attr). A manifest that does not parse leaves the design names: find_designs
+    then reports it."""
+    try:
+        entries = design_entries(load_manifest() if manifest is None else manifest)
+    except ManifestError:
+        entries = {}
+    return [entry_name(ln.design, any(st.attrs.get("dynamic") for st in ln.stages), entries)
+            for ln in launches]
 
 
 def _find(name: str, dirs: Sequence[Path]) -> Path | None:

@@ -56,7 +56,7 @@ from .layout import (
     stage_consts,
 )
 from .shapes import BufferSpec
-from .xclbins import DesignFiles, find_designs, read_instructions
+from .xclbins import DesignFiles, find_designs, launch_entry_names, read_instructions
 
 DEFAULT_TIMEOUT_MS = 10_000
 TIMEOUT_ENV = "XDNA_EP_NPU_TIMEOUT_MS"   # the plugin's backend reads the same variable
@@ -226,22 +226,23 @@ class XrtDevice:
     def load(self, program: Program) -> XrtProgram:
         program.validate()
         specs = [[registry.get(st.kernel) for st in ln.stages] for ln in program.launches]
-        needed = list(dict.fromkeys(ln.design for ln in program.launches))
+        names = launch_entry_names(program.launches, self._manifest)
+        needed = list(dict.fromkeys(names))
         with self._lock:
             lookup = find_designs(needed, manifest=self._manifest, dirs=self._dirs)
             if lookup.missing:
                 name, why = next(iter(lookup.missing.items()))
-                kernels = tuple(st.kernel for ln in program.launches if ln.design == name
-                                for st in ln.stages)
+                kernels = tuple(st.kernel for ln, n in zip(program.launches, names, strict=True)
+                                if n == name for st in ln.stages)
                 raise XdnaDeviceError(f"program {program.name!r}: missing xclbin for design "
                                       f"{name!r} (kernels {list(kernels)}): {why}",
                                       phase="load", design=name, kernels=kernels)
             launches = []
-            for i, (ln, io, lspecs) in enumerate(zip(program.launches, launch_io(program),
-                                                     specs, strict=True)):
+            for i, (ln, io, lspecs, name) in enumerate(zip(program.launches, launch_io(program),
+                                                           specs, names, strict=True)):
                 kernels = tuple(st.kernel for st in ln.stages)
                 try:
-                    design = self._design(lookup.found[ln.design])
+                    design = self._design(lookup.found[name])
                 except XdnaDeviceError as exc:
                     raise XdnaDeviceError(f"program {program.name!r}, launch {i} (kernels "
                                           f"{list(kernels)}): {exc}", phase=exc.phase,
