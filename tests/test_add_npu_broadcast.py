@@ -22,7 +22,7 @@ from xdna_ep.runtime.errors import XdnaDeviceError
 from xdna_ep.runtime.layout import LaunchParams, RegionLayout
 from xdna_ep.runtime.shapes import BufferSpec
 
-from fakes.fake_hardware import add_design_run  # isort: skip
+from fakes.fake_hardware import add_design_run, write_fake_designs_for  # isort: skip
 from fakes.fake_pyxrt import make_fake_pyxrt, write_fake_xclbin, write_instructions  # isort: skip
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
@@ -333,12 +333,7 @@ def test_compiled_broadcasting_add_runs_on_the_fake_npu(form: str, quantization:
     adds = [ln for ln in prog.launches if ln.design == "add"]
     assert len(adds) == 1, [ln.design for ln in prog.launches]
     d = tmp_path / "xclbin"
-    d.mkdir()
-    manifest: dict = {"designs": {}}
-    for name in sorted({ln.design for ln in prog.launches}):
-        write_fake_xclbin(d / f"{name}.xclbin", name)
-        write_instructions(d / f"{name}.insts.bin", [0x06030100, 0x1])
-        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    manifest = write_fake_designs_for(d, [ln.design for ln in prog.launches])
     fake = fake_pyxrt()
     dev = XrtDevice(fake, manifest=manifest, xclbin_dirs=[d])
     feed = _region_feed(model, feeds[0], [t.name for t in prog.inputs])

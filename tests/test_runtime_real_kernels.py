@@ -19,6 +19,7 @@ from xdna_ep.compile.program import Launch, Program, Stage, TensorSpec
 from xdna_ep.kernel_specs import registry
 from xdna_ep.runtime import EmulatorDevice, XrtDevice
 
+from fakes.fake_hardware import write_fake_designs_for  # isort: skip
 from fakes.fake_pyxrt import make_fake_pyxrt, write_fake_xclbin, write_instructions  # isort: skip
 from fakes.real_chain import ffn_chain_program  # isort: skip
 
@@ -168,12 +169,7 @@ def test_packed_kernels_xrt_through_fake_equal_emulator_and_reference(tmp_path: 
 def _fake_npu_for(prog: Program, root: Path) -> XrtDevice:
     """An XrtDevice over the FAKE pyxrt with one FAKE xclbin per design of `prog`."""
     d = root / "xclbin"
-    d.mkdir()
-    manifest: dict = {"designs": {}}
-    for name in sorted({ln.design for ln in prog.launches}):
-        write_fake_xclbin(d / f"{name}.xclbin", name)
-        write_instructions(d / f"{name}.insts.bin", [0x06030100, 0x1])
-        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    manifest = write_fake_designs_for(d, [ln.design for ln in prog.launches])
     return XrtDevice(make_fake_pyxrt(), manifest=manifest, xclbin_dirs=[d])
 
 

@@ -61,6 +61,19 @@ def write_fake_xclbin(path: Path, design: str, kernels: Sequence[str] = ("MLIR_A
     return path
 
 
+def write_fake_designs_for(folder: Path, designs: Sequence[str]) -> dict[str, Any]:
+    """A FAKE xclbin and instruction file per design name in `folder` (created), and
+    the manifest document naming them: the smallest kit an XrtDevice needs to load
+    programs whose launches use exactly these designs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"designs": {}}
+    for name in sorted(set(designs)):
+        write_fake_xclbin(folder / f"{name}.xclbin", name)
+        write_instructions(folder / f"{name}.insts.bin", [0x06030100, 0x1])
+        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    return manifest
+
+
 def write_instructions(path: Path, words: Sequence[int]) -> Path:
     """Instruction words as `.txt` (hex per line) or binary little-endian uint32."""
     arr = np.asarray(words, dtype=np.uint32)
