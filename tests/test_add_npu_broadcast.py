@@ -23,7 +23,7 @@ from xdna_ep.runtime.layout import LaunchParams, RegionLayout
 from xdna_ep.runtime.shapes import BufferSpec
 
 from fakes.fake_hardware import add_design_run, write_fake_designs_for  # isort: skip
-from fakes.fake_pyxrt import make_fake_pyxrt, write_fake_xclbin, write_instructions  # isort: skip
+from fakes.fake_pyxrt import make_fake_pyxrt  # isort: skip
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 RNG = np.random.default_rng(15)
@@ -81,10 +81,7 @@ FORMS = {
 @pytest.fixture()
 def add_npu(tmp_path: Path):
     d = tmp_path / "xclbin"
-    d.mkdir()
-    write_fake_xclbin(d / "add.xclbin", "add")
-    write_instructions(d / "add.insts.bin", [0x06030100, 0x1])
-    manifest = {"designs": {"add": {"xclbin": "add.xclbin", "insts": "add.insts.bin"}}}
+    manifest = write_fake_designs_for(d, ("add",))
     fake = make_fake_pyxrt()
     return fake, XrtDevice(fake, manifest=manifest, xclbin_dirs=[d])
 

@@ -36,8 +36,9 @@ from xdna_ep.runtime import (
     select_device,
 )
 
+from fakes.fake_hardware import write_fake_designs_for  # isort: skip
 from fakes.fake_pyxrt import (  # isort: skip
-    Faults, make_fake_pyxrt, write_fake_xclbin, write_instructions)
+    Faults, make_fake_pyxrt)
 from fakes.real_chain import ffn_chain_program  # isort: skip
 
 WINDOWS = 40
@@ -64,14 +65,9 @@ def fake_npu(root: Path, program: Program | Iterable[str], faults: Faults, fallb
     whose xclbin folder holds one FAKE xclbin per design (of `program`, or named)."""
     probes = fake_machine(root)
     xdir = root / "designs"
-    xdir.mkdir()
-    manifest: dict = {"designs": {}}
-    designs = ({launch.design for launch in program.launches}
-               if isinstance(program, Program) else set(program))
-    for name in sorted(designs):
-        write_fake_xclbin(xdir / f"{name}.xclbin", name)
-        write_instructions(xdir / f"{name}.insts.bin", [0x06030100, 0x1])
-        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    designs = ([launch.design for launch in program.launches]
+               if isinstance(program, Program) else list(program))
+    manifest = write_fake_designs_for(xdir, designs)
     fake = make_fake_pyxrt(faults)
     probes = dataclasses.replace(probes, manifest=manifest, xclbin_dirs=(xdir,),
                                  import_pyxrt=lambda: fake)

@@ -20,7 +20,7 @@ from xdna_ep.kernel_specs import registry
 from xdna_ep.runtime import EmulatorDevice, XrtDevice
 
 from fakes.fake_hardware import write_fake_designs_for  # isort: skip
-from fakes.fake_pyxrt import make_fake_pyxrt, write_fake_xclbin, write_instructions  # isort: skip
+from fakes.fake_pyxrt import make_fake_pyxrt  # isort: skip
 from fakes.real_chain import ffn_chain_program  # isort: skip
 
 
@@ -40,12 +40,7 @@ def _reference(prog: Program, x: np.ndarray) -> dict[str, np.ndarray]:
 @pytest.fixture()
 def npu(tmp_path: Path):
     d = tmp_path / "xclbin"
-    d.mkdir()
-    manifest = {"designs": {}}
-    for name in ("quantize", "gelu_dequantize", "add"):
-        write_fake_xclbin(d / f"{name}.xclbin", name)
-        write_instructions(d / f"{name}.insts.bin", [0x06030100, 0x1])
-        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    manifest = write_fake_designs_for(d, ("quantize", "gelu_dequantize", "add"))
     fake = make_fake_pyxrt()
     return fake, XrtDevice(fake, manifest=manifest, xclbin_dirs=[d])
 
@@ -69,10 +64,7 @@ def test_packed_constants_run_through_prepare_device_in_the_fake(npu, tmp_path: 
     (without it, it says plainly that it cannot: see docs/RUNTIME.md)."""
     fake, _ = npu
     d = tmp_path / "mm"
-    d.mkdir()
-    write_fake_xclbin(d / "matmul.xclbin", "matmul")
-    write_instructions(d / "matmul.insts.bin", [0x1])
-    manifest = {"designs": {"matmul": {"xclbin": "matmul.xclbin", "insts": "matmul.insts.bin"}}}
+    manifest = write_fake_designs_for(d, ("matmul",))
     rng = np.random.default_rng(0)
     consts = {"w": rng.integers(-127, 128, (64, 32), dtype=np.int8),
               "ws": np.full(32, 0.01, np.float32)}
@@ -138,12 +130,7 @@ def _packed_program() -> Program:
 def test_packed_kernels_xrt_through_fake_equal_emulator_and_reference(tmp_path: Path,
                                                                       kernel_path) -> None:
     d = tmp_path / "xclbin"
-    d.mkdir()
-    manifest = {"designs": {}}
-    for name in _PACKED:
-        write_fake_xclbin(d / f"{name}.xclbin", name)
-        write_instructions(d / f"{name}.insts.bin", [0x06030100, 0x1])
-        manifest["designs"][name] = {"xclbin": f"{name}.xclbin", "insts": f"{name}.insts.bin"}
+    manifest = write_fake_designs_for(d, _PACKED)
     fake = make_fake_pyxrt()
     prog = _packed_program()
     for name in _PACKED:
