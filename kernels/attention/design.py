@@ -27,7 +27,9 @@ The body (fifos, workers, DMA tasks) is `attention_phase` / `AttentionPhase`,
 shared with the fused attn_block design through `fused_stage`: there it runs on
 3 columns (xdna_attn_begin_cols takes the column count) so attn_block keeps 4
 cores for its out-projection, reading q, k, v from the fused design's IN and
-writing o into its OUT (operand offsets via `Operand`).
+writing o into its OUT (operand offsets via `Operand`). Its dynamic form takes
+`fused_dynamic_stage`: float32 q, k, v chunks quantized on the cores with the
+scales attn_block reduces on the array, float32 o.
 """
 
 from __future__ import annotations

@@ -18,7 +18,11 @@ Runtime sequence: IN = q [Mp, D], k, v [Tk_pad, D] int8 then x fp32 [Mp, D]
 and fp32 [2, D] epilogue words (attention has no constants); PARAMS (the
 attention cores read their int32 parameter words from it).
 
-    python design.py [--tq 1500] [--tk 1500] [--heads 6] [--head-dim 64]
+The dynamic (default-mode) form, `build_dynamic` (`--dynamic`), takes float32
+q, k, v and reduces their scales and o's on the array (its docstring;
+kernels/fused/README.md "attn_block's dynamic form").
+
+    python design.py [--tq 1500] [--tk 1500] [--heads 6] [--head-dim 64] [--dynamic]
 """
 
 from __future__ import annotations
