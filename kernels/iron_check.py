@@ -63,6 +63,7 @@ STATICS: dict[str, tuple[str, int]] = {
     "ffn_block.g_h": ("fused/ffn_block/ffn_block_aie.cc", 32 * 64),
     "ffn_block.g_y": ("fused/ffn_block/ffn_block_aie.cc", 4 * 32 * 64),
     "attn_block.g_y": ("fused/attn_block/attn_block_aie.cc", 4 * 32 * 64),
+    "attn_block.g_dyn_words": ("fused/attn_block/attn_block_aie.cc", 4 * 2 * 64),
     "ln_matmul.g_dyn_words": ("fused/ln_matmul/ln_matmul_aie.cc", 4 * 2 * 64),
     "conv_frontend.g_blk": ("fused/conv_frontend/conv_frontend_aie.cc", 4 * 8 * 8),
     "conv_frontend.g_codes": ("fused/conv_frontend/conv_frontend_aie.cc", 1024),
@@ -79,6 +80,7 @@ KERNEL_STATICS: dict[str, tuple[str, ...]] = {
     "matmul_epilogue_f32": ("matmul.g_acc",),
     "fused_epilogue_i8_gelu": ("matmul.g_acc", "ffn_block.g_h"),
     "fused_epilogue_f32_add": ("matmul.g_acc", "ffn_block.g_y"),  # attn_block's g_y: same size
+    "attn_epilogue_f32_dyn_add": ("matmul.g_acc", "attn_block.g_y", "attn_block.g_dyn_words"),
     "xdna_conv1d_im2col": _CONV,
     "xdna_conv1d_block": _CONV,
     "frontend_conv_gelu": (*_CONV, "conv_frontend.g_blk"),

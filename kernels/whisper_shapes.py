@@ -99,6 +99,8 @@ def design_cases(size: WhisperSize) -> tuple[DesignCase, ...]:
         C("ln_matmul", "fused/ln_matmul/design.py", "build_dynamic", (t, d, 3 * d),
           "qkv_dynamic"),
         C("attn_block", "fused/attn_block/design.py", "build", (t, t, h, HEAD_DIM), "self"),
+        C("attn_block", "fused/attn_block/design.py", "build_dynamic", (t, t, h, HEAD_DIM),
+          "self-dynamic"),
         C("ffn_block", "fused/ffn_block/design.py", "build", (t, d, f), "mlp"),
         C("ffn_ln_matmul", "fused/ffn_ln_matmul/design.py", "build",
           (t, d, f, 3 * d, "int8"), "mlp+qkv"),

@@ -431,3 +431,126 @@ def test_dynamic_ln_matmul_out_layout_matches_the_design(d: int, rows: int) -> N
     per_elem = read[_elements(a)]
     assert (per_elem == per_elem[0]).all() and per_elem[0] == n // 64 + 1
     assert (read[pad] == n // 64).all()
+
+
+# --- attn_block's dynamic form (kernels/fused/attn_block/design.py build_dynamic) ------
+def _dynamic_attn_block(d: int, tq: int, tk: int):
+    """(stages, known buffer specs) of a default-mode attn_block launch: dynamic
+    quantizes of the float q, k, v, attention (float32 out), quantize, matmul, add."""
+    dyn = {"dynamic": True}
+    heads = d // 64
+    stages = [Stage("quantize", ("qf",), ("q", "qs"), {}, dict(dyn)),
+              Stage("quantize", ("kf",), ("k", "ks"), {}, dict(dyn)),
+              Stage("quantize", ("vf",), ("v", "vs"), {}, dict(dyn)),
+              Stage("attention", ("q", "qs", "k", "ks", "v", "vs"), ("o",), {},
+                    {"dynamic": True, "out": "float32", "num_heads": heads,
+                     "softmax_scale": 0.125, "causal": False, "has_mask": False}),
+              Stage("quantize", ("o",), ("oq", "os"), {}, dict(dyn)),
+              Stage("matmul", ("oq", "os"), ("p",), {}, {"dynamic": True, "out": "float32"}),
+              Stage("add", ("p", "x"), ("y",))]
+    Q, K = [1, tq, d], [1, tk, d]
+    known = _specs(qf=("float32", Q), kf=("float32", K), vf=("float32", K), q=("int8", Q),
+                   k=("int8", K), v=("int8", K), o=("float32", Q), oq=("int8", Q),
+                   p=("float32", Q), x=("float32", Q), y=("float32", Q))
+    known.update({s: BufferSpec("float32", (1,)) for s in ("qs", "ks", "vs", "os")})
+    return stages, known
+
+
+def _dynamic_attn_block_trace(d: int, tq: int, tk: int):
+    from xdna_ep.runtime.layout import scales_slot
+
+    stages, known = _dynamic_attn_block(d, tq, tk)
+    rep = _trace("fused/attn_block/design.py", "build_dynamic", tq, tk, d // 64, 64)
+    plan = plan_out("attn_block", stages, known, ("y",))
+    out_layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
+    inputs = Launch("attn_block", tuple(stages)).inputs
+    in_layout = RegionLayout.plan([(b, known[b]) for b in inputs],
+                                  in_reserve("attn_block", inputs, known))
+    assert list(inputs) == ["qf", "kf", "vf", "x"]
+    assert [s.name for s in out_layout.slots] == ["y", "o", scales_slot("attn_block")]
+    return rep, stages, plan, out_layout, in_layout
+
+
+DYN_ATTN_CASES = [(384, 200, 200), (1280, 200, 131), (384, 90, 1500)]
+
+
+@pytest.mark.parametrize("d,tq,tk", DYN_ATTN_CASES)
+def test_dynamic_attn_block_out_layout_matches_the_design(d: int, tq: int, tk: int) -> None:
+    """attn_block's dynamic form writes y, the float32 attention output o and the four
+    reductions' params exactly into the slots runtime/layout.py plans (scratch.
+    DYNAMIC_OUT_ENTRIES); its reads of IN stay in the host's slots and, element by
+    element, match the schedule: the fold phase reads every REAL element of q, k, v
+    and o once (never a padding row), the attention reads q once and the head's keys
+    twice and values once per query group, the projection each o tile once per output
+    tile; it never reads OUT bytes it did not write first."""
+    rep, _stages, plan, out_layout, in_layout = _dynamic_attn_block_trace(d, tq, tk)
+    slots = {s.name: s for s in out_layout.slots}
+    sc = out_layout.slots[2]
+    assert sc.nbytes == 4 * 4 * 4
+    assert rep.arg_bytes[1] <= out_layout.size and rep.arg_bytes[0] <= in_layout.size
+    written = IC.touched(rep.moves, 1, "drain", rep.arg_bytes[1])
+    read = IC.touched(rep.moves, 1, "fill", rep.arg_bytes[1])
+    for name in ("y", "o"):
+        assert (written[_elements(slots[name])] > 0).all(), name
+    assert (written[sc.offset:sc.offset + sc.nbytes] == 1).all()
+    owner = np.full(rep.arg_bytes[1], -1)
+    for i, s in enumerate(out_layout.slots):
+        owner[s.offset:s.offset + max(s.room, plan.reserve.get(s.name, 0))] = i
+    assert (owner[written > 0] >= 0).all(), "writes OUT bytes outside every slot"
+    assert not (read & (written == 0)).any(), "reads OUT bytes it never wrote"
+    nt = d // 64
+    o = slots["o"]
+    o_pad = np.arange(o.offset + o.nbytes, o.offset + plan.reserve["o"])
+    assert (read[_elements(o)] == nt + 1).all() and (read[o_pad] == nt).all()
+    in_read = IC.touched(rep.moves, 0, "fill", rep.arg_bytes[0])
+    reserve = in_reserve("attn_block", ["qf", "kf", "vf", "x"], _dynamic_attn_block(d, tq, tk)[1])
+    in_owner = np.full(rep.arg_bytes[0], -1)
+    groups = -(-tq // 128)            # query groups per head: keys streamed 2x, values 1x
+    for i, s in enumerate(in_layout.slots):
+        room = max(s.room, reserve.get(s.name, 0))
+        in_owner[s.offset:s.offset + room] = i
+        real = in_read[_elements(s)]
+        pad = in_read[np.arange(s.offset + s.nbytes, s.offset + room)]
+        per = {"qf": 1, "kf": 2 * groups, "vf": groups, "x": 1}[s.name]
+        fold = 0 if s.name == "x" else 1
+        assert (real == per + fold).all(), f"{s.name}: real elements read {np.unique(real)}"
+        assert (pad == per).all(), f"{s.name}: padding rows read {np.unique(pad)}"
+    assert (in_owner[in_read > 0] >= 0).all(), "reads IN bytes outside its slots"
+
+
+@pytest.mark.parametrize("d,tq,tk", DYN_ATTN_CASES[:2])
+def test_dynamic_attn_block_drains_each_reductions_params_to_its_scales_slot(
+        d: int, tq: int, tk: int) -> None:
+    """The SCALES entry holds the params in the launch's order of its reducing stages
+    (runtime/layout.py reductions: q, k, v, then o), which the host's flag check and
+    the FAKE hardware assume: the i-th params drain lands at SCALES[i] and the fold
+    fills just before it (the reducer's round i) read exactly the real rows of the
+    i-th reducing stage's input. Swapping two folds or two drains fails here."""
+    from xdna_ep.runtime.layout import reductions
+
+    rep, stages, _plan, out_layout, in_layout = _dynamic_attn_block_trace(d, tq, tk)
+    sc = out_layout.slots[2]
+    where = {s.name: (0, s) for s in in_layout.slots}
+    where.update({s.name: (1, s) for s in out_layout.slots})
+    red = reductions(stages)
+    assert [st.inputs[0] for st in red] == ["qf", "kf", "vf", "o"]
+    rounds, pending = [], []
+    for m in rep.moves:
+        if m.kind == "drain" and m.arg == 1 and sc.offset <= _starts(m)[0] < sc.offset + sc.nbytes:
+            rounds.append((m, pending))
+            pending = []
+        elif m.kind == "drain":
+            pending = []          # the fold fills of a round follow the phase before it
+        elif m.kind == "fill":
+            pending.append(m)
+    assert len(rounds) == len(red) == sc.nbytes // 16
+    for i, (drain, fills) in enumerate(rounds):
+        assert (_starts(drain) == sc.offset + 16 * i + np.arange(16)).all(), \
+            f"round {i}'s params drained to the wrong SCALES slot"
+        arg, slot = where[red[i].inputs[0]]
+        folded = [m for m in fills if m.arg == arg]
+        assert folded and all(m.arg == arg for m in fills), f"round {i}: fills of other tensors"
+        got = np.sort(_starts_all(folded))   # every byte (IN/OUT are byte-typed)
+        want = (_elements(slot)[:, None] + np.arange(4)[None, :]).reshape(-1)
+        assert got.shape == want.shape and (got == np.sort(want)).all(), \
+            f"round {i} does not fold exactly the real elements of {red[i].inputs[0]!r}"
