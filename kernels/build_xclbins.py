@@ -179,7 +179,9 @@ def trace_designs(doc: dict, sizes: list[str] | None = None) -> tuple[list[str],
                 continue
             lines.append(f"{size.name:9s} {case.id:26s} {rep.workers:2d} cores, "
                          f"max core {rep.max_core / 1024:5.1f} KiB, "
-                         f"max memtile {rep.max_memtile / 1024:6.1f} KiB")
+                         f"max memtile {rep.max_memtile / 1024:6.1f} KiB, "
+                         f"fifo ends in/out per core <= {rep.max_streams[0]}/{rep.max_streams[1]}"
+                         + (" (over the tile's DMA channels)" if rep.over_dma_channels else ""))
     for missing in sorted(names - covered):
         problems.append(f"{missing}: no Whisper case in kernels/whisper_shapes.py")
     return lines, problems

@@ -41,6 +41,7 @@ import numpy as np
 CORE_MEMORY = 64 * 1024       # AIE2 compute tile data memory (npu1)
 MEMTILE_MEMORY = 512 * 1024   # AIE2 memory tile (npu1)
 COMPUTE_CORES = 16            # npu1: 4 columns x 4 compute rows
+DMA_CHANNELS_PER_DIRECTION = 2   # AIE2 compute tile: 2 S2MM (in) + 2 MM2S (out) DMA channels
 DEFAULT_STACK = 0x400         # IRON Worker's default stack_size
 DEFAULT_DEPTH = 2
 
@@ -125,6 +126,11 @@ class Report:
     core_bytes: list[int] = field(default_factory=list)      # per worker
     memtile_bytes: dict[int, int] = field(default_factory=dict)  # per column
     fifos: int = 0
+    # per worker: (fifos it consumes, fifos it produces). Each end of a fifo a core does
+    # not share memory with needs one of the compute tile's DMA channels
+    # (DMA_CHANNELS_PER_DIRECTION each way): a figure to watch, not a failure here,
+    # since the placement (which this trace does not do) decides what is shared.
+    core_streams: list[tuple[int, int]] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list, repr=False)      # host DMA tasks, in order
     arg_bytes: list[int] = field(default_factory=list, repr=False)   # sequence argument sizes
 
@@ -140,6 +146,20 @@ class Report:
     @property
     def max_memtile(self) -> int:
         return max(self.memtile_bytes.values(), default=0)
+
+    @property
+    def max_streams(self) -> tuple[int, int]:
+        """The most fifos one core consumes and the most one core produces."""
+        return (max((i for i, _ in self.core_streams), default=0),
+                max((o for _, o in self.core_streams), default=0))
+
+    @property
+    def over_dma_channels(self) -> bool:
+        """Whether some core has more fifo ends than its tile's DMA channels in one
+        direction: such a design lowers only if placement puts those fifos in memory
+        it shares with a neighbour (or the design merges streams on a memory tile)."""
+        i, o = self.max_streams
+        return max(i, o) > DMA_CHANNELS_PER_DIRECTION
 
 
 class _State:
@@ -391,6 +411,8 @@ class Program:
             w.fn(*w.args)
             mem = w.memory()
             rep.core_bytes.append(mem)
+            ends = [a.kind for a in w.args if isinstance(a, Handle)]
+            rep.core_streams.append((ends.count("cons"), ends.count("prod")))
             _check(mem <= CORE_MEMORY, f"a core needs {mem} bytes of data memory "
                                        f"(fifos {[a.fifo.name for a in w.args if isinstance(a, Handle)]}), "
                                        f"AIE2 has {CORE_MEMORY}")

@@ -70,6 +70,45 @@ def _toy(obj_elems: int, depth: int, fill_elems: int, core_takes: int, offset: i
 def test_tracer_accepts_a_consistent_design() -> None:
     rep = IC.trace(lambda: _toy(256, 2, 1024, 4), "build")
     assert rep.workers == 1 and rep.core_bytes == [2 * 2 * 256 + IC.DEFAULT_STACK]
+    assert rep.core_streams == [(1, 1)] and not rep.over_dma_channels
+
+
+def _fan_in(inputs: int):
+    """A one-core design consuming `inputs` host-filled fifos and producing one."""
+    def build():
+        from aie.iron import Kernel, ObjectFifo, Program, Runtime, Worker
+
+        t = np.ndarray[(64,), np.dtype[np.int8]]
+        fins = [ObjectFifo(t, name=f"in{i}", depth=1) for i in range(inputs)]
+        fout = ObjectFifo(t, name="out", depth=1)
+        k = Kernel("sum", "toy.o", [t] * (inputs + 1))
+
+        def core(*args):
+            *ins, out, kern = args
+            objs = [f.acquire(1) for f in ins] + [out.acquire(1)]
+            kern(*objs)
+            for f in (*ins, out):
+                f.release(1)
+
+        rt = Runtime()
+        with rt.sequence(*([t] * (inputs + 1))) as bufs:
+            rt.start(Worker(core, [f.cons() for f in fins] + [fout.prod(), k]))
+            for f, b in zip(fins, bufs, strict=False):
+                rt.fill(f.prod(), b)
+            rt.drain(fout.cons(), bufs[-1])
+        return Program(None, rt).resolve_program(None)
+
+    import types
+    return types.SimpleNamespace(build=build)
+
+
+@pytest.mark.parametrize("inputs,over", [(2, False), (3, True)])
+def test_tracer_counts_fifo_ends_against_the_tiles_dma_channels(inputs: int, over: bool) -> None:
+    """A compute tile has two input DMA channels: a core consuming three host fifos is
+    flagged (placement may still share memory for core-to-core fifos, hence a flag)."""
+    rep = IC.trace(lambda: _fan_in(inputs), "build")
+    assert rep.core_streams == [(inputs, 1)] and rep.max_streams == (inputs, 1)
+    assert rep.over_dma_channels is over
 
 
 @pytest.mark.parametrize("args,match", [
