@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from npu_support import write_fake_designs
-from plugin_support import one_stage_program
+from npu_support import FakeNpu, npu_session, write_fake_designs
+from plugin_support import one_stage_program, write_program_model
 from synthetic.regions import encoder_layer
 from test_plugin_stages import CASES
 
 from xdna_ep.compile import CompileOptions, compile_plan
 from xdna_ep.compile.program import Program
 from xdna_ep.kernel_specs import attention as att
+from xdna_ep.ort import npu_image
 from xdna_ep.partition import partition_model
 from xdna_ep.runtime import EmulatorDevice, XrtDevice
 from xdna_ep.runtime import xrt as xrt_mod
@@ -84,9 +85,10 @@ def _run(prog: Program, feeds: dict[str, np.ndarray], fake=None) -> dict[str, np
 
 @pytest.fixture
 def corrupt(monkeypatch: pytest.MonkeyPatch):
-    """corrupt(design, {word: value}): the pyxrt runtime writes these words into the
-    PARAMS of that design's launches instead of the host's."""
-    def install(design: str, words: dict[int, int]) -> None:
+    """corrupt(design, {word: value}): the pyxrt runtime (per run) and the payload's
+    NPU image (at compile time, the plugin's path) write these words into the PARAMS
+    of that design's launches instead of the host's."""
+    def install(design: str, words: dict[int, int], where=(xrt_mod, npu_image)) -> None:
         plan = xrt_mod.plan_launch
 
         def wrong(launch, *a, **k):
@@ -97,7 +99,8 @@ def corrupt(monkeypatch: pytest.MonkeyPatch):
             for i, v in words.items():
                 w[i] = v
             return dataclasses.replace(p, words=tuple(w))
-        monkeypatch.setattr(xrt_mod, "plan_launch", wrong)
+        for mod in where:
+            monkeypatch.setattr(mod, "plan_launch", wrong)
     return install
 
 
@@ -157,3 +160,24 @@ def test_attn_block_runs_from_its_words(layer, corrupt) -> None:
                                       att.W_SOFTMAX_SCALE_HI: int(ss[1])})
     bad = _run(prog, feeds)
     assert any(bad[k].tobytes() != want[k].tobytes() for k in want)
+
+
+def test_plugin_npu_path_runs_attention_from_the_image_words(corrupt, fake_npu: FakeNpu,
+                                                              tmp_path: Path) -> None:
+    """The plugin uploads the compile-time image's PARAMS as is (provider/npu_runner.cc;
+    a run of another shape runs on the emulator), so its words are the image's: right
+    ones give the emulator's bytes on the FAKE XRT backend, a wrong one does not."""
+    prog, feeds = _case_program("attention_static_int8_mask")
+    want = EmulatorDevice().load(prog).run(feeds)["o"]
+    (got,) = npu_session(write_program_model(prog, tmp_path / "a.onnx"),
+                         {"fallback": "error"}).run(None, feeds)
+    assert got.tobytes() == want.tobytes()
+    (up,) = fake_npu.hardware.uploads
+    spec, _ = CASES["attention_static_int8_mask"]
+    assert np.array_equal(LaunchParams.decode(np.frombuffer(up.params, np.uint8)).words,
+                          att.device_words(spec["attrs"], feeds["q"].shape, feeds["k"].shape))
+    corrupt("attention", {att.W_CAUSAL: 1}, where=(npu_image,))
+    (bad,) = npu_session(write_program_model(prog, tmp_path / "b.onnx"),
+                         {"fallback": "error"}).run(None, feeds)
+    assert bad.tobytes() != want.tobytes()
+    assert not fake_npu.calls("device.error")
