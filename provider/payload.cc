@@ -301,8 +301,8 @@ Payload parse_payload(const uint8_t* data, size_t size) {
   if (p.format_version != kPayloadVersion || header_size != kHeaderSize)
     throw PayloadError("EPContext payload format version " + std::to_string(p.format_version) +
                        " is not supported (this library reads version " +
-                       std::to_string(kPayloadVersion) + "; older payloads lack launches "
-                       "or image shapes); recompile the model with xdna-ep compile");
+                       std::to_string(kPayloadVersion) + "; older payloads lack launches, "
+                       "image shapes or PARAMS words); recompile the model with xdna-ep compile");
   std::memcpy(&body_size, data + 16, 8);
   std::memcpy(&checksum, data + 24, 4);
   if (body_size != size - kHeaderSize)

@@ -12,7 +12,9 @@
 namespace xdna::ep {
 
 constexpr char kPayloadMagic[8] = {'X', 'D', 'N', 'A', 'E', 'P', 'C', 'X'};
-constexpr uint32_t kPayloadVersion = 3;  // 3: + image input shapes; 2: launches + images (refused)
+// 4: images' PARAMS bytes of layout version 2 (binary words first; no field changes);
+// 3: + image input shapes; 2: launches + images (refused)
+constexpr uint32_t kPayloadVersion = 4;
 constexpr size_t kHeaderSize = 32;
 
 // A payload that cannot be used: wrong magic/version/checksum, truncated, malformed.

@@ -54,11 +54,15 @@ def _p(a: np.ndarray) -> ctypes.c_void_p:
 
 
 def host_words(tk: int, groups_per_head: int, softmax_scale: float) -> np.ndarray:
-    """PARAMS of the dynamic form: the attention words the host knows (causal 0,
-    past_len 0, Tk, groups per head) and softmax_scale's float64 bits in words 10-11."""
-    par = np.zeros(16, np.int32)
-    par[4], par[9] = tk, groups_per_head
-    par[10:12] = np.frombuffer(struct.pack("<d", softmax_scale), np.int32)
+    """PARAMS of the dynamic form as the host writes them (kernel_specs/attention.py
+    device_words, what runtime/layout.py puts at the start of PARAMS): the attention
+    words the host knows (causal 0, past_len 0, Tk, groups per head) and
+    softmax_scale's float64 bits in words 10-11."""
+    attrs = {"dynamic": True, "num_heads": 1, "softmax_scale": softmax_scale,
+             "out": "float32"}
+    par = A.device_words(attrs, (1, groups_per_head * 128, 64), (1, tk, 64))
+    assert list(par[[4, 9]]) == [tk, groups_per_head] and not par[:4].any()
+    assert struct.unpack("<d", par[10:12].tobytes())[0] == softmax_scale
     return par
 
 

@@ -1,4 +1,4 @@
-"""The payload's NPU image (ort/npu_image.py, docs/EPCONTEXT.md version 3) is what
+"""The payload's NPU image (ort/npu_image.py, docs/EPCONTEXT.md version 4) is what
 runtime/layout.py computes for the pyxrt path, and exists only for concrete shapes:
 the program's own, or its symbolic dims bound by the sizes the compile knew."""
 
@@ -116,7 +116,7 @@ def test_design_missing_from_the_manifest_has_no_entry() -> None:
 def test_payload_version_is_in_the_cache_key_and_header() -> None:
     spec, _ = CASES["gelu_static_tanh_offset"]
     blob = payload_bytes(one_stage_program("g", **spec))
-    assert read_header(blob).version == FORMAT_VERSION == 3
+    assert read_header(blob).version == FORMAT_VERSION == 4
     assert versions()["payload_format"] == FORMAT_VERSION
     assert np.frombuffer(blob[:8], np.uint8).tobytes() == b"XDNAEPCX"
 

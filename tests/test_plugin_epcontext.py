@@ -106,10 +106,13 @@ def test_side_file_outside_the_model_folder_is_refused(tmp_path):
     (lambda b: _reseal(b[HEADER.size:], version=FORMAT_VERSION + 1),
      f"format version {FORMAT_VERSION + 1} is not supported"),
     (lambda b: _reseal(b[HEADER.size:], version=1),
-     "format version 1 is not supported .*reads version 3; older payloads lack launches"),
+     "format version 1 is not supported .*reads version 4; older payloads lack launches"),
     (lambda b: _reseal(b[HEADER.size:], version=2),
-     "format version 2 is not supported .*reads version 3; older payloads lack launches or "
-     "image shapes"),
+     "format version 2 is not supported .*reads version 4; older payloads lack launches, "
+     "image shapes or PARAMS words"),
+    (lambda b: _reseal(b[HEADER.size:], version=3),
+     "format version 3 is not supported .*reads version 4; older payloads lack launches, "
+     "image shapes or PARAMS words"),
     (lambda b: _reseal(b[HEADER.size:-4] + struct.pack("<I", 3)),
      "payload malformed: 3 image input shapes for 2 inputs"),
     (lambda b: _reseal(b[HEADER.size:] + b"\0"), "trailing bytes after the image shapes"),

@@ -10,6 +10,8 @@ from test_plugin_stages import CASES as STAGE_CASES
 from xdna_ep.runtime import EmulatorDevice
 from xdna_ep.runtime.layout import (
     ALIGN,
+    WORDS,
+    WORDS_BYTES,
     LaunchParams,
     RegionLayout,
     launch_io,
@@ -49,16 +51,26 @@ def test_empty_region_still_has_a_bo_sized_payload() -> None:
 
 def test_launch_params_round_trip_and_bad_magic() -> None:
     lay = RegionLayout.plan([("x", BufferSpec("float32", (3, 8)))])
+    words = tuple(range(-3, WORDS - 3))
     p = LaunchParams("d", ({"kernel": "k", "inputs": ["x"], "outputs": ["y"],
-                           "attrs": {"s": 0.5}, "raw": True, "consts": {}},), lay, lay, lay)
+                           "attrs": {"s": 0.5}, "raw": True, "consts": {}},), lay, lay, lay,
+                     words=words)
     raw = p.encode()
     assert raw.size % ALIGN == 0
     assert LaunchParams.decode(raw) == p
     assert LaunchParams.decode(bytes(raw)) == p
+    # the designs read the words as little-endian int32 from byte 0; the header follows
+    assert tuple(raw[:WORDS_BYTES].view("<i4")) == words
+    assert raw[WORDS_BYTES:WORDS_BYTES + 8].tobytes() == b"XDNAEPL1"
     bad = raw.copy()
-    bad[0] ^= 0xFF
+    bad[WORDS_BYTES] ^= 0xFF
     with pytest.raises(ValueError, match="magic"):
         LaunchParams.decode(bad)
+    old = raw[WORDS_BYTES:]          # a layout-1 block (header at byte 0) is refused
+    with pytest.raises(ValueError, match="layout version 2"):
+        LaunchParams.decode(old)
+    with pytest.raises(ValueError, match="16 words"):
+        LaunchParams("d", (), lay, lay, lay, words=(0,) * 4)
 
 
 def test_launch_io_keeps_intermediates_on_device() -> None:

@@ -25,7 +25,7 @@ import json
 import random
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,12 @@ import numpy as np
 
 from xdna_ep._kernels.add import geometry as add_geometry
 from xdna_ep._kernels.fused import scratch
+from xdna_ep._native import emulator as native
 from xdna_ep.compile.program import Stage
+from xdna_ep.kernel_specs import attention as att
 from xdna_ep.kernel_specs import quantize as qz
 from xdna_ep.kernel_specs import registry
+from xdna_ep.kernel_specs.softmax import logit_requant
 from xdna_ep.runtime.emulator import execute_stages
 from xdna_ep.runtime.layout import (
     ARG_IN,
@@ -44,6 +47,7 @@ from xdna_ep.runtime.layout import (
     ARG_PARAMS,
     ARG_WEIGHTS,
     OPCODE,
+    WORD_DESIGNS,
     LaunchParams,
     RegionLayout,
     Slot,
@@ -290,7 +294,8 @@ def run_design_stages(params: LaunchParams, stages: Sequence[Stage], specs: Sequ
     The emulator's own scale must equal the reducer's bit for bit (else a device error)."""
     fused = scratch.out_entries(params.design, True) != scratch.out_entries(params.design, False)
     if not (fused and any(st.attrs.get("dynamic") for st in stages)):
-        execute_stages(stages, specs, states, env)
+        for st, spec, state in zip(stages, specs, states, strict=True):
+            run_stage(params, st, spec, state, env)
         return []
     scales: list[np.ndarray] = []
     for st, spec, state in zip(stages, specs, states, strict=True):
@@ -312,8 +317,76 @@ def run_design_stages(params: LaunchParams, stages: Sequence[Stage], specs: Sequ
                 raise ValueError(f"FAKE: the reducer's scale {p[0]!r} differs from the "
                                  f"quantize stage's {got[0]!r} for {st.inputs[0]!r}")
             continue
-        execute_stages([st], [spec], [state], env)
+        run_stage(params, st, spec, state, env)
     return scales
+
+
+def run_stage(params: LaunchParams, st: Stage, spec: Any, state: Any,
+              env: dict[str, np.ndarray]) -> None:
+    """One stage as the design computes it: the attention stage of a design that reads
+    PARAMS words from those words (attention_from_words), every other one by the
+    emulator kernel."""
+    if WORD_DESIGNS.get(params.design) == st.kernel:
+        outs = attention_from_words(params, st, [env[b] for b in st.inputs])
+        env.update(zip(st.outputs, outs, strict=True))
+        return
+    execute_stages([st], [spec], [state], env)
+
+
+# -- the attention designs, computed from the PARAMS words (attention_aie.cc enum Param) --
+MAX_LOGIT_UNITS = 2.0 ** 29   # attn_dyn_words: a larger logit scale gives multiplier 0
+
+
+def dynamic_words(host: np.ndarray, q_s: float, k_s: float, v_s: float) -> np.ndarray:
+    """What attn_dynamic_aie.cc attn_dyn_words makes on each core of attn_block's dynamic
+    form: the host's words with the logit requant from double(q_s) * double(k_s) *
+    softmax_scale (its float64 bits in words 10/11), float output, v_scale's bits."""
+    w = host.copy()
+    ss = float(host[att.W_SOFTMAX_SCALE_LO:att.W_SOFTMAX_SCALE_HI + 1].view(np.float64)[0])
+    real = float(np.float32(q_s)) * float(np.float32(k_s)) * ss
+    try:
+        m, e = logit_requant(real)
+    except ValueError:     # the core's multiplier-0 case (the host raises for it)
+        m, e = 0, 31
+    w[att.W_LOGIT_MULT], w[att.W_LOGIT_SHIFT], w[att.W_OUT_FLOAT] = m, e, 1
+    w[att.W_V_SCALE_BITS] = np.array([v_s], np.float32).view(np.int32)[0]
+    return w
+
+
+def attention_from_words(params: LaunchParams, st: Stage,
+                         inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The attention stage of an attention design, its integers taken from the PARAMS
+    words, never from the JSON attrs (only q/k/v/mask and the head count, the design's
+    build argument, come from elsewhere): a host that wrote wrong words gets wrong
+    bytes, and words that contradict the run-time shapes are a FAKE device error.
+    The dynamic form makes its scale-dependent words on the array (dynamic_words)."""
+    host = np.asarray(params.words, np.int32)
+    parsed = att._parse_attrs(st.attrs)
+    call = att._stage_call(parsed, inputs)        # validated arrays (q, k, v, mask)
+    tq, tk = call.q.shape[1], call.k.shape[1]
+    groups = -(-tq // att.GROUP_ROWS)
+    if host[att.W_KEY_LEN] != tk or host[att.W_GROUPS_PER_HEAD] != groups:
+        raise ValueError(f"FAKE {params.design} design: PARAMS words say Tk "
+                         f"{host[att.W_KEY_LEN]}, {host[att.W_GROUPS_PER_HEAD]} groups per "
+                         f"head; the launch's q/k hold Tk {tk}, {groups} groups")
+    w = host
+    if parsed.dynamic:
+        w = dynamic_words(host, *(float(np.asarray(inputs[i]).reshape(-1)[0])
+                                  for i in (1, 3, 5)))
+        if parsed.out == "int8":   # a one-stage dynamic int8 output: o_scale = v_scale
+            w[att.W_OUT_FLOAT] = 0
+            w[att.W_OUT_MULT], w[att.W_OUT_SHIFT] = (int(t) for t in native.make_requant(1.0))
+    out = "float32" if w[att.W_OUT_FLOAT] else "int8"
+    if out != parsed.out:
+        raise ValueError(f"FAKE {params.design} design: PARAMS word {att.W_OUT_FLOAT} asks for "
+                         f"a {out} output, the OUT slot holds {parsed.out}")
+    v_scale = float(w[att.W_V_SCALE_BITS:att.W_V_SCALE_BITS + 1].view(np.float32)[0])
+    driven = replace(call, logit_mult=int(w[att.W_LOGIT_MULT]),
+                     logit_shift=int(w[att.W_LOGIT_SHIFT]), causal=bool(w[att.W_CAUSAL]),
+                     past_len=int(w[att.W_PAST_LEN]), out=out,
+                     out_mult=int(w[att.W_OUT_MULT]), out_shift=int(w[att.W_OUT_SHIFT]),
+                     v_scale=v_scale)
+    return [np.ascontiguousarray(a) for a in att._outputs(parsed, driven, att.run_call(driven))]
 
 
 # -- what a fused design reads and writes, modelled from ITS side -----------------------

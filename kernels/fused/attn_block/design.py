@@ -16,7 +16,8 @@ Runtime sequence: IN = q [Mp, D], k, v [Tk_pad, D] int8 then x fp32 [Mp, D]
 (64-byte aligned; Mp = Tq rounded up to 128, Tk_pad to 64); OUT = y fp32
 [Mp, D] then o int8 [Mp, D] (scratch.OUT_ENTRIES); WEIGHTS = W int8 [D, D]
 and fp32 [2, D] epilogue words (attention has no constants); PARAMS (the
-attention cores read their int32 parameter words from it).
+attention cores read their int32 parameter words from its first 16 words, which
+the host writes there: runtime/layout.py launch_words).
 
 The dynamic (default-mode) form, `build_dynamic` (`--dynamic`), takes float32
 q, k, v and reduces their scales and o's on the array (its docstring;
@@ -192,7 +193,8 @@ def build_dynamic(tq: int, tk: int, heads: int, head_dim: int):
     [Mp, D], o fp32 [Mp, D], SCALES (4 x 16 B) (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS
     = W int8 [D, D], words fp32 [2, D] (w_scale, bias); PARAMS = the attention words
     (kernels/attention/aie/attention_aie.cc enum Param: causal, past_len, Tk, groups
-    per head), with softmax_scale's float64 bits in words 10 (low) and 11 (high)."""
+    per head), with softmax_scale's float64 bits in words 10 (low) and 11 (high): the
+    first 16 words of PARAMS (runtime/layout.py launch_words)."""
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
     from aie.iron import Buffer
 

@@ -105,19 +105,32 @@ def prepare_call(
                                                                         softmax_scale)
     m, e = logit_requant(qs * ks * ss)
     ma = None if mask is None else chk.mask(mask, (b, int(num_heads), tq, tk), "[B,H,Tq,Tk]")
-    pl = 0
-    if causal:
-        pl = max(tk - tq, 0) if past_len is None else chk.past_len(past_len)
-    if out not in OUTPUTS:
-        raise ValueError(f"out must be one of {OUTPUTS}, got {out!r}")
-    om, oe, os_ = 0, 31, None
-    if out == "int8":
-        if out_scale is None:
-            raise ValueError("out_scale is required when out='int8'")
-        os_ = chk.real_scale("out_scale", out_scale)
-        om, oe = (int(t) for t in emulator.make_requant(vs / os_))
+    pl = _past_len(causal, past_len, tq, tk)
+    om, oe, os_ = _out_requant(out, vs, out_scale)
     return AttentionCall(qa, ka, va, int(num_heads), dh, m, e, bool(causal), pl, ma, out, om, oe,
                          float(np.float32(vs)), os_)
+
+
+def _past_len(causal: bool, past_len: int | None, tq: int, tk: int) -> int:
+    """Keys before the first query row (causal only; default: the queries are the
+    last Tq rows of the key range, the KV-cache convention)."""
+    if not causal:
+        return 0
+    return max(tk - tq, 0) if past_len is None else chk.past_len(past_len)
+
+
+def _out_requant(out: str, v_scale: float, out_scale: Any) -> tuple[int, int, float | None]:
+    """(multiplier, shift, out_scale) of the output epilogue: make_requant(v_scale /
+    out_scale) for int8, (0, 31, None) for float32."""
+    if out not in OUTPUTS:
+        raise ValueError(f"out must be one of {OUTPUTS}, got {out!r}")
+    if out == "float32":
+        return 0, 31, None
+    if out_scale is None:
+        raise ValueError("out_scale is required when out='int8'")
+    os_ = chk.real_scale("out_scale", out_scale)
+    om, oe = (int(t) for t in emulator.make_requant(v_scale / os_))
+    return om, oe, os_
 
 
 def _mask_strides(c: AttentionCall) -> list[int]:
@@ -351,3 +364,45 @@ def _output_specs(ins: Sequence[BufferSpec], consts: dict[str, BufferSpec],
 
 SPEC = register(KernelSpec(name="attention", prepare=_prepare, run=_run, reference=_reference,
                            macs=_macs, output_specs=_output_specs))
+
+
+# -- the PARAMS words the attention designs read --------------------------------------
+# kernels/attention/aie/attention_aie.cc `enum Param` (words 0-9) and, for the fused
+# attn_block's dynamic form, softmax_scale's float64 bits (attn_dynamic_aie.cc, words
+# 10 low and 11 high). runtime/layout.py writes them at the start of PARAMS.
+WORDS = 16
+(W_LOGIT_MULT, W_LOGIT_SHIFT, W_CAUSAL, W_PAST_LEN, W_KEY_LEN, W_OUT_FLOAT, W_OUT_MULT,
+ W_OUT_SHIFT, W_V_SCALE_BITS, W_GROUPS_PER_HEAD, W_SOFTMAX_SCALE_LO, W_SOFTMAX_SCALE_HI) = range(12)
+GROUP_ROWS = 128  # query rows of one column group (kernels/attention/design.py GROUP_ROWS)
+
+
+def device_words(attrs: Attrs, q_shape: Sequence[int], k_shape: Sequence[int]) -> np.ndarray:
+    """The int32[16] PARAMS words of an attention stage with these attrs and q [B, Tq,
+    H*Dh], k [B, Tk, H*Dh] shapes: the integers prepare_call derives (same helpers),
+    so a design reading them computes the emulator's bytes. In dynamic mode the
+    scale-dependent words (logit requant, output epilogue, v_scale) are made on the
+    array from the reduced scales (attn_dyn_words); the host leaves them zero and
+    passes softmax_scale's float64 bits instead (written in both forms)."""
+    st = _parse_attrs(attrs)
+    if len(q_shape) != 3 or len(k_shape) != 3:
+        raise ValueError(f"attention words: q and k must be 3-D, got {list(q_shape)}, "
+                         f"{list(k_shape)}")
+    tq, tk, hd = int(q_shape[1]), int(k_shape[1]), int(q_shape[2])
+    if st.num_heads < 1 or hd % st.num_heads:
+        raise ValueError(f"num_heads={st.num_heads} must be >= 1 and divide H*Dh={hd}")
+    w = np.zeros(WORDS, np.int32)
+    w[W_CAUSAL] = int(st.causal)
+    w[W_PAST_LEN] = _past_len(st.causal, st.past_len, tq, tk)
+    w[W_KEY_LEN] = tk
+    w[W_GROUPS_PER_HEAD] = -(-tq // GROUP_ROWS)
+    w[W_SOFTMAX_SCALE_LO:W_SOFTMAX_SCALE_HI + 1] = np.array([st.softmax_scale],
+                                                            np.float64).view(np.int32)
+    if st.dynamic:
+        return w
+    assert st.q_scale is not None and st.k_scale is not None and st.v_scale is not None
+    w[W_LOGIT_MULT:W_LOGIT_SHIFT + 1] = logit_requant(st.q_scale * st.k_scale * st.softmax_scale)
+    om, oe, _ = _out_requant(st.out, st.v_scale, st.out_scale)
+    w[W_OUT_FLOAT] = int(st.out == "float32")
+    w[W_OUT_MULT], w[W_OUT_SHIFT] = om, oe
+    w[W_V_SCALE_BITS] = np.array([st.v_scale], np.float32).view(np.int32)[0]
+    return w

@@ -22,6 +22,9 @@ pyxrt path runs), which the plugin's native NPU backend uploads as is.
 Version 3 adds, after the launches, the concrete input shapes the images are for
 when the program has symbolic dims the compile knew the sizes of (`dims`): runs
 of another shape go to the emulator.
+Version 4 changes no field: the images' PARAMS bytes follow layout version 2
+(runtime/layout.py: the designs' binary words first, then the header and JSON), so
+a version 3 payload, whose PARAMS a design would misread, is refused.
 
 Header (32 bytes): magic ``XDNAEPCX``, u32 format version, u32 header size,
 u64 body size, u32 CRC-32 (zlib's) of the body, u32 reserved (0). The CRC
@@ -51,7 +54,7 @@ from ..runtime.layout import Slot, stage_consts, stage_weight_blobs
 from .npu_image import LaunchPlan, image_input_shapes, launch_plans
 
 MAGIC = b"XDNAEPCX"
-FORMAT_VERSION = 3  # 3: + the images' input shapes; 2: launches + NPU images; 1: refused
+FORMAT_VERSION = 4  # 4: PARAMS words first; 3: + the images' input shapes; 2: launches
 HEADER = struct.Struct("<8sIIQII")  # magic, version, header size, body size, crc32, reserved
 EPCONTEXT_OP = "EPContext"
 EPCONTEXT_DOMAIN = "com.microsoft"
@@ -298,7 +301,7 @@ def read_header(blob: bytes) -> PayloadHeader:
     if version != FORMAT_VERSION or hsize != HEADER.size:
         raise PayloadError(f"EPContext payload format version {version} is not supported "
                            f"(this xdna-ep reads and writes version {FORMAT_VERSION}; older "
-                           "payloads lack launches or image shapes: recompile the model with "
+                           "payloads lack launches, image shapes or PARAMS words: recompile the model with "
                            "xdna-ep compile)")
     if body_size != len(blob) - HEADER.size:
         raise PayloadError("EPContext payload truncated or padded")

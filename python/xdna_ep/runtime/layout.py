@@ -22,7 +22,11 @@ friendly); buffers are C-contiguous little-endian. A stage's WEIGHTS content
 is `KernelSpec.device_constants(consts, attrs)` when the kernel defines it,
 otherwise the stage's constants by role in sorted role order ("raw").
 
-The PARAMS block is MAGIC, uint32 version, uint32 length, then UTF-8 JSON.
+The PARAMS block starts with WORDS int32 words (WORDS_BYTES bytes), the binary words
+the IRON designs read from the start of their PARAMS argument (the attention
+designs: kernel_specs/attention.py device_words; zeros for a design that reads
+none), then at WORDS_BYTES: MAGIC, uint32 version, uint32 length, UTF-8 JSON (the
+launch description the host and the tests' FAKE hardware decode).
 
 OUT of a fused launch starts with the design's OUT entries (plan_out): the
 stage outputs the design writes to OUT (exports and intermediates it reads
@@ -51,7 +55,9 @@ import numpy as np
 
 from .._kernels.add import geometry as add_geometry
 from .._kernels.fused import scratch
+from .._kernels.fused._stages import PARAMS_WORDS
 from ..compile.program import Launch, Program, Stage
+from ..kernel_specs import attention as attention_spec
 from .shapes import BufferSpec, output_specs
 
 ALIGN = 64
@@ -60,7 +66,9 @@ ARG_INSTR = 1
 ARG_IN, ARG_OUT, ARG_WEIGHTS, ARG_PARAMS = 3, 4, 5, 6
 DATA_ARGS = (ARG_IN, ARG_OUT, ARG_WEIGHTS, ARG_PARAMS)
 PARAMS_MAGIC = b"XDNAEPL1"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2   # 2: binary words before the header; 1: header + JSON only
+WORDS = PARAMS_WORDS          # int32 words at the start of PARAMS (the designs' PARAMS type)
+WORDS_BYTES = 4 * WORDS       # where the header + JSON start
 _HEADER = struct.Struct("<8sII")
 
 
@@ -287,6 +295,11 @@ class LaunchParams:
     weights: RegionLayout
     version: int = LAYOUT_VERSION
     geometry: dict[str, Any] | None = None   # the add design's (add_launch_geometry)
+    words: tuple[int, ...] = (0,) * WORDS    # the binary words the design reads
+
+    def __post_init__(self) -> None:
+        if len(self.words) != WORDS:
+            raise ValueError(f"PARAMS holds {WORDS} words, got {len(self.words)}")
 
     def encode(self) -> np.ndarray:
         doc = {
@@ -297,24 +310,29 @@ class LaunchParams:
         if self.geometry is not None:
             doc["geometry"] = self.geometry
         body = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-        blob = _HEADER.pack(PARAMS_MAGIC, self.version, len(body)) + body
+        blob = np.asarray(self.words, "<i4").tobytes() + \
+            _HEADER.pack(PARAMS_MAGIC, self.version, len(body)) + body
         return np.frombuffer(blob + bytes(_align(len(blob)) - len(blob)), dtype=np.uint8)
 
     @classmethod
     def decode(cls, buf: np.ndarray | bytes | memoryview) -> LaunchParams:
         whole = _as_bytes(buf)
-        if whole.size < _HEADER.size:
-            raise ValueError("params block shorter than its header")
-        magic, version, length = _HEADER.unpack(bytes(whole[:_HEADER.size]))
+        start = WORDS_BYTES + _HEADER.size
+        if whole.size < start:
+            raise ValueError("params block shorter than its words and header")
+        magic, version, length = _HEADER.unpack(bytes(whole[WORDS_BYTES:start]))
         if magic != PARAMS_MAGIC or version != LAYOUT_VERSION:
-            raise ValueError(f"params block: bad magic/version {magic!r}/{version}")
-        body = bytes(whole[_HEADER.size:_HEADER.size + length])
+            raise ValueError(f"params block: bad magic/version {magic!r}/{version} at byte "
+                             f"{WORDS_BYTES} (this xdna-ep reads layout version "
+                             f"{LAYOUT_VERSION}: {WORDS} words, then the header)")
+        body = bytes(whole[start:start + length])
         if len(body) != length:
             raise ValueError("params block truncated")
         d = json.loads(body)
+        words = tuple(int(w) for w in whole[:WORDS_BYTES].view("<i4"))
         return cls(d["design"], tuple(d["stages"]), RegionLayout.from_json(d["in"]),
                    RegionLayout.from_json(d["out"]), RegionLayout.from_json(d["weights"]),
-                   int(d["version"]), d.get("geometry"))
+                   int(d["version"]), d.get("geometry"), words)
 
 
 def _as_bytes(buf: np.ndarray | bytes | memoryview) -> np.ndarray:
@@ -507,7 +525,31 @@ def plan_launch(launch: Launch, io: LaunchIO, specs: Sequence[Any],
                           in_reserve(launch.design, io.inputs, known),
                           in_frames(launch.design, launch.stages, io.inputs, known, consts)),
         RegionLayout.plan(out.specs, out.reserve, out.frames),
-        weights.layout, geometry=None if geo is None else geo.to_json())
+        weights.layout, geometry=None if geo is None else geo.to_json(),
+        words=launch_words(launch, known))
+
+
+# -- the binary words at the start of PARAMS ------------------------------------------
+WORD_DESIGNS = {"attention": "attention", "attn_block": "attention"}   # design -> stage kernel
+
+
+def launch_words(launch: Launch, known: Mapping[str, BufferSpec]) -> tuple[int, ...]:
+    """The WORDS int32 words a launch's design reads from the start of PARAMS, for
+    these run-time shapes: the attention designs (one-stage attention, attn_block in
+    both forms) read their attention stage's words (kernel_specs/attention.py
+    device_words, the host's one definition); every other design reads none (zeros)."""
+    kernel = WORD_DESIGNS.get(launch.design)
+    if kernel is None:
+        return (0,) * WORDS
+    found = [st for st in launch.stages if st.kernel == kernel]
+    if len(found) != 1:
+        raise ValueError(f"design {launch.design!r} reads the words of one {kernel} stage, "
+                         f"the launch has {len(found)}")
+    st = found[0]
+    per = 2 if st.attrs.get("dynamic") else 1
+    words = attention_spec.device_words(st.attrs, known[st.inputs[0]].shape,
+                                        known[st.inputs[per]].shape)
+    return tuple(int(w) for w in words)
 
 
 # -- the add design (kernels/add/geometry.py, shared with the design) -----------------
