@@ -12,8 +12,12 @@ Where the numbers come from (each with its source: docs/COST_MODEL.md):
   (LayerNorm 256: ~0.15 ms, GELU 512: 0.16 ms, GELU 2048: 0.17 ms, matmul 16x16:
   0.48 ms), i.e. the fixed cost dominates. We take the smallest, 0.15 ms, so the
   model errs towards the NPU.
-- Region call: the ONNX Runtime -> region custom op crossing costs ~33 us per
-  call (the fast array path, docs/ARCHITECTURE.md key decision 2).
+- Region call: the plugin EP's per-region overhead (ONNX Runtime -> the region
+  node's compute function in libxdna_ep_provider.so and back), 2.1 us as
+  `python -m xdna_ep bench session` measured it (`region_call_overhead_us`) on
+  the shared 2-core Zen 4 build host: a host-CPU measurement, not an NPU one.
+  Until 2026-12 this was 33 us, the crossing of the former onnxruntime-extensions
+  bridge, which no region uses any more.
 - CPU side: measured once per machine on the host it runs on (hostbench.py:
   ONNX Runtime's CPU provider, float32 GEMM and GEMV, element-wise Add, per-node
   dispatch; INT8 GEMM recorded too), cached per CPU model + core count. The
@@ -56,7 +60,7 @@ class NpuCostModel:
     name: str = "Phoenix npu1 (4x4 AIE2)"
     peak_int8_tops: float = 10.0
     launch_overhead_s: float = 0.15e-3
-    region_call_s: float = 33e-6
+    region_call_s: float = 2.1e-6     # plugin per-region overhead, host CPU (bench session)
     reduction_s: float = 5e-6          # ASSUMPTION: one on-array dynamic scale reduction
     dram_bytes_per_s: float = 25e9     # ASSUMPTION: float32 intermediates to/from DDR
 
