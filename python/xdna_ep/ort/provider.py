@@ -604,7 +604,7 @@ class XDNAProvider:
                          EP_NAME, folded, dims_mod.shape_key(dims))
         try:
             plan = stages.partition(proto, opts, info.device, info.device_reason, name,
-                                    dict(dims), dict(dims_source))
+                                    dict(dims), dict(dims_source), self.compile_overrides)
             if opts.cpu_quantization != "none":  # in the report and the cached plan
                 plan.notes.append(cpu_quantize.DESCRIPTION)
             if not any(r.placement == "npu" for r in plan.regions):
