@@ -49,15 +49,6 @@ def compile_regions(model: onnx.ModelProto, plan: PartitionPlan, opts: ProviderO
                                                     calibration=samples, **(overrides or {})))
 
 
-def select_device(name: str, fallback: str = "allow") -> tuple[Any, str]:
-    """(device, why it was chosen) for provider options `device` and `fallback`
-    (the runtime's DeviceChoice that opens the device)."""
-    from ..runtime import select_device as choose
-
-    choice = choose(name, fallback)
-    return choice.open(), choice.reason
-
-
 def write_report(plan: PartitionPlan, path: Path) -> None:
     """The partition report in the format the suffix names."""
     from .. import report
