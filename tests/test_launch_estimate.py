@@ -118,3 +118,18 @@ def test_tiny_whisper_estimate_equals_compiled_launches(tmp_path) -> None:
     assert r.estimate_rule == GROUPED and r.placement == "npu"
     compile_plan(model, plan, DYNAMIC)
     assert r.launches == estimated == 1 + 2 * 2 + 2  # front end + 2 per layer + final LN
+
+
+def test_a_failing_calibrated_pass_falls_back_to_one_per_op(monkeypatch) -> None:
+    """A pass that raises (compile would meet it too) still leaves placement a figure,
+    with the reason in the rule."""
+    from xdna_ep import passes as graph_passes
+
+    def broken(regions, ctx):
+        raise ValueError("odd weights")
+
+    monkeypatch.setattr(graph_passes, "run_calibrated", broken)
+    (r,) = partition_model(ms.encoder_layer(d=64, heads=2, ffn=256, t=16, seed=1)).regions
+    assert r.estimated_launches == len(r.matches)
+    assert r.estimate_rule == ("one launch per matched op: the calibrated passes failed "
+                               "(ValueError: odd weights)")

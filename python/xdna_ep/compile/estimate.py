@@ -95,7 +95,13 @@ def estimate_launches(model: onnx.ModelProto, regions: list[Region],
             out[r.id] = _per_op(r, f"it does not lower ({getattr(e, 'reason', str(e))})")
     main = [lr for r, lr in lowered if not r.graph]
     if main:
-        graph_passes.run_calibrated(main, ctx)
+        try:
+            graph_passes.run_calibrated(main, ctx)
+        except (NotLowerable, WeightError, ValueError, KeyError) as e:
+            # compile would meet the same failure; placement still needs a figure
+            why = f"the calibrated passes failed ({type(e).__name__}: {e})"
+            out.update({r.id: _per_op(r, why) for r, _ in lowered if not r.graph})
+            lowered = [(r, lr) for r, lr in lowered if r.graph]
     find = options.find_design or manifest.find_design
     for r, lr in lowered:
         bp = plan_buffers(lr, mode)
