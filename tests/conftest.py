@@ -46,7 +46,7 @@ def no_cost_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from xdna_ep.ort import stages
 
     def partition(model, opts, device_name, device_reason="", model_name="", dims=None,
-                  dims_source=None):
+                  dims_source=None, overrides=None):
         return partition_mod.partition_model(
             model, exclude_ops=list(opts.exclude_ops), exclude_nodes=list(opts.exclude_nodes),
             use_cost_model=False, device=device_name, device_reason=device_reason,

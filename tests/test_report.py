@@ -12,6 +12,7 @@ import pytest
 from synthetic import graphs as ms
 
 from xdna_ep.cli import main
+from xdna_ep.compile.estimate import GROUPED
 from xdna_ep.partition import partition
 from xdna_ep.report import render_html, render_text, report_dict, write_report
 
@@ -43,7 +44,9 @@ def test_json_required_fields(plan) -> None:
         assert set(r) >= {"id", "nodes", "macs", "sqnr_db"}
         assert r["sqnr_db"] is None  # not quantized yet
     assert doc["launches_source"] == "estimate"
-    assert doc["launches_per_inference"] == sum(len(r.matches) for r in npu_regions)
+    # before compile: what compile's grouping makes of each region's stage chain
+    assert doc["launches_per_inference"] == sum(r.estimated_launches for r in npu_regions)
+    assert all(r["launches_estimate_rule"] == GROUPED for r in doc["regions"])
     assert "projection" in doc["projection"]["label"]
 
 

@@ -8,12 +8,19 @@ Where the numbers come from (each with its source: docs/COST_MODEL.md):
 
 - NPU rate: Phoenix npu1, about 10 INT8 TOPS peak = 5e12 MAC/s. We use the
   peak, so NPU compute time is a lower bound.
+- Launches: after compile, Region.launches; before it, what compile's grouping
+  makes of the region's stage chain (compile/estimate.py, stored by partition in
+  Region.estimated_launches with its rule), else one per matched op.
 - Launch overhead: one launch of a tiny kernel on Phoenix takes 0.15-0.5 ms
   (LayerNorm 256: ~0.15 ms, GELU 512: 0.16 ms, GELU 2048: 0.17 ms, matmul 16x16:
   0.48 ms), i.e. the fixed cost dominates. We take the smallest, 0.15 ms, so the
   model errs towards the NPU.
-- Region call: the ONNX Runtime -> region custom op crossing costs ~33 us per
-  call (the fast array path, docs/ARCHITECTURE.md key decision 2).
+- Region call: the plugin EP's per-region overhead (ONNX Runtime -> the region
+  node's compute function in libxdna_ep_provider.so and back), 2.1 us as
+  `python -m xdna_ep bench session` measured it (`region_call_overhead_us`) on
+  the shared 2-core Zen 4 build host: a host-CPU measurement, not an NPU one.
+  Until 2026-12 this was 33 us, the crossing of the former onnxruntime-extensions
+  bridge, which no region uses any more.
 - CPU side: measured once per machine on the host it runs on (hostbench.py:
   ONNX Runtime's CPU provider, float32 GEMM and GEMV, element-wise Add, per-node
   dispatch; INT8 GEMM recorded too), cached per CPU model + core count. The
@@ -56,7 +63,7 @@ class NpuCostModel:
     name: str = "Phoenix npu1 (4x4 AIE2)"
     peak_int8_tops: float = 10.0
     launch_overhead_s: float = 0.15e-3
-    region_call_s: float = 33e-6
+    region_call_s: float = 2.1e-6     # plugin per-region overhead, host CPU (bench session)
     reduction_s: float = 5e-6          # ASSUMPTION: one on-array dynamic scale reduction
     dram_bytes_per_s: float = 25e9     # ASSUMPTION: float32 intermediates to/from DDR
 
@@ -84,7 +91,8 @@ class RegionCost:
     npu_s: float
     cpu_s: float
     launches: int
-    launches_estimated: bool
+    launches_estimated: bool  # True until compile sets Region.launches
+    estimate_rule: str = ""   # how an estimated count was made (cost.estimate_launches)
 
     @property
     def placement(self) -> str:
@@ -100,10 +108,17 @@ def match_rows(m: OpMatch) -> int:
     return 1
 
 
-def estimate_launches(region: Region) -> int:
-    """Before compile: one launch per matched op (compile fuses chains, then
-    Region.launches holds the real figure)."""
-    return len(region.matches)
+PER_OP_RULE = "one launch per matched op: partition did not derive its stage chain"
+
+
+def estimate_launches(region: Region) -> tuple[int, str]:
+    """Before compile: (launches, the rule that gave them). Partition stores what
+    compile's grouping of the region's stage chain gives (compile/estimate.py:
+    Region.estimated_launches, Region.estimate_rule); without it, one launch per
+    matched op. After compile Region.launches holds the real figure."""
+    if region.estimated_launches > 0:
+        return region.estimated_launches, region.estimate_rule
+    return len(region.matches), PER_OP_RULE
 
 
 def cpu_time(matches: list[OpMatch], cpu: CpuCostModel) -> float:
@@ -127,11 +142,16 @@ def region_cost(region: Region, npu: NpuCostModel | None = None,
                 cpu: CpuCostModel | None = None) -> RegionCost:
     npu = npu or NpuCostModel()
     cpu = cpu or host_cpu()
-    launches = region.launches if region.launches > 0 else estimate_launches(region)
+    rule = ""
+    if region.launches > 0:
+        launches = region.launches
+    else:
+        launches, rule = estimate_launches(region)
     npu_s = (npu.region_call_s + launches * npu.launch_overhead_s + region.macs / npu.macs_per_s
              + region.reductions * npu.reduction_s
              + region.f32_traffic_bytes / npu.dram_bytes_per_s)
-    return RegionCost(npu_s, cpu_time(region.matches, cpu), launches, region.launches <= 0)
+    return RegionCost(npu_s, cpu_time(region.matches, cpu), launches, region.launches <= 0,
+                      rule)
 
 
 @dataclass(frozen=True)
@@ -193,7 +213,7 @@ def place_by_cost(regions: list[Region], npu: NpuCostModel | None = None,
     cpu = cpu or host_cpu()
     for r in regions:
         c = region_cost(r, npu, cpu)
-        est = " (estimated)" if c.launches_estimated else ""
+        est = f" (estimated: {c.estimate_rule})" if c.launches_estimated else ""
         detail = (f"NPU {_ms(c.npu_s)} ({c.launches} launch{'es' if c.launches != 1 else ''}"
                   f"{est} x {_ms((npu or NpuCostModel()).launch_overhead_s)} + compute) vs "
                   f"CPU {_ms(c.cpu_s)}")

@@ -14,14 +14,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 
 from .capability import CapabilityOptions, analyze, load_model
 from .cost import CpuCostModel, NpuCostModel, place_by_cost
 from .ops.patch_conv import PatchRewrite
-from .plan import NodePlacement, PartitionPlan
+from .plan import NodePlacement, PartitionPlan, Region
 from .regions import build_regions
+
+if TYPE_CHECKING:
+    from .compile.api import CompileOptions
 
 # reason categories that mean "the NPU could have taken it but did not"
 FALLBACK_CATEGORIES = ("opset", "excluded", "dtype", "shape", "non-constant weight")
@@ -42,6 +46,7 @@ def partition_model(
     device_reason: str = "",
     quantization: str = "",
     model_name: str = "",
+    compile_options: CompileOptions | None = None,
 ) -> PartitionPlan:
     """Partition `model` (renames unnamed/duplicate nodes in place, adds the CPU
     nodes that convert a fused attention's int32 mask for its NPU region:
@@ -58,6 +63,9 @@ def partition_model(
     plan's dims_guessed names the dims (the provider never gets here with a
     guess: it compiles at the first run's shape instead).
     device / quantization: recorded in the plan for the report (later stages set them).
+    compile_options: the options compile_plan will get (default: dynamic
+    quantization, the provider's default); the cost model prices each region at the launches
+    compile's grouping makes of its stage chain in that mode (compile/estimate.py).
     """
     if not isinstance(model, onnx.ModelProto):
         raise TypeError(f"model must be an onnx.ModelProto, got {type(model).__name__}")
@@ -87,6 +95,7 @@ def partition_model(
             r.cost_reason = (f"cost not evaluated: symbolic dims {unknown} have no size "
                              "(give dims); placed by capability only")
     elif use_cost_model:
+        _estimate_launches(model, regions, compile_options)
         moved = place_by_cost(regions, npu_cost, cpu_cost)
     else:
         moved = []
@@ -132,6 +141,22 @@ def partition_model(
                      for k in cap.dim_bindings},
         dims_guessed=list(cap.dims_guessed),
     )
+
+
+def _estimate_launches(model: onnx.ModelProto, regions: list[Region],
+                       options: CompileOptions | None) -> None:
+    """Region.estimated_launches / estimate_rule: what compile will make of each region
+    (compile/estimate.py), so placement is not decided at one launch per matched op."""
+    if not regions:
+        return
+    from .compile.api import CompileOptions
+    from .compile.estimate import estimate_launches
+
+    found = estimate_launches(model, regions, options or CompileOptions(quantization="dynamic",
+                                                                  measure_sqnr=False))
+    for r in regions:
+        if r.id in found:
+            r.estimated_launches, r.estimate_rule = found[r.id].launches, found[r.id].rule
 
 
 def _conv_back_in_report(placements: list[NodePlacement], undone: PatchRewrite) -> None:

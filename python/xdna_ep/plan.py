@@ -81,6 +81,10 @@ class Region:
     # the float32 bytes they move to / from DDR (cost.dynamic_traffic)
     reductions: int = 0
     f32_traffic_bytes: int = 0
+    # before compile: the launches compile is expected to make (compile/estimate.py)
+    # and the rule that gave them; 0 / "" when partition did not estimate
+    estimated_launches: int = 0
+    estimate_rule: str = ""
 
     @property
     def nodes(self) -> list[str]:

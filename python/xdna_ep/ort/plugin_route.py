@@ -85,6 +85,12 @@ def available() -> str | None:
     return None
 
 
+def runs(device: str) -> bool:
+    """Whether the plugin library runs this device's regions (the host emulator and
+    the NPU through its native backend, when the library is built and registers)."""
+    return device in ("emulator", "npu") and available() is None
+
+
 def unavailable_selector(why: str):
     """A device selector (XDNAProvider.device_selector) for a process without a
     usable plugin library: device=npu cannot be had (RuntimeError: the session

@@ -1,5 +1,5 @@
 """The XDNA execution provider's core: a model and provider options in, the
-rewritten model and its region programs loaded on a device out.
+rewritten model and its region programs for the plugin library out.
 
 ONNX Runtime's compile-based EPs follow one contract: GetCapability (which
 nodes the EP takes, as fused subgraphs), then Compile (one compute function per
@@ -9,7 +9,9 @@ fused node). XDNAProvider.prepare() is that contract for XDNA:
     compiled   a shipped compiled model (EPContext-style), a cache entry, or
                partition (capability -> regions -> cost) + compile (quantize ->
                Programs) + rewrite (one region node per NPU region), then cached
-    loaded     every region's Program loaded on the device, kept resident
+    handed on  the rewritten model and its programs to the caller, which runs every
+               region natively in the plugin library (libxdna_ep_provider.so); a
+               caller that does not run the device there gets the fallback policy
     policy     never a silent CPU fallback: when XDNA cannot run the model, the
                provider raises XDNAUnavailableError (fallback=error) or returns
                the reason as a notice the runtime must show (fallback=allow)
@@ -27,7 +29,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import onnx
@@ -65,22 +67,6 @@ log = logging.getLogger("xdna_ep")
 RegionObserver = Callable[[int, Program, Mapping[str, np.ndarray]], None]
 
 
-class LoadedProgram(Protocol):
-    """What runtime devices return from load(program) (runtime/ owns the classes)."""
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]: ...
-
-
-@dataclass
-class LoadedRegion:
-    """One region's program loaded on the device, as its region node calls it."""
-
-    loaded: LoadedProgram
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    region: int = -1
-
-
 @dataclass
 class StartInfo:
     """How a session started (the benchmark, whisper and tests read it)."""
@@ -105,7 +91,6 @@ class PreparedModel:
     """
 
     rewritten: onnx.ModelProto | None = None
-    regions: dict[str, LoadedRegion] = field(default_factory=dict)  # by program reference
     programs: dict[str, Program] = field(default_factory=dict)
     plan: PartitionPlan | None = None
     device: Any = None
@@ -114,7 +99,7 @@ class PreparedModel:
     # run (XDNAProvider.prepare_shape); nothing is compiled yet
     deferred: tuple[str, ...] = ()
     # the caller runs the regions natively (the plugin library): `rewritten` and
-    # `programs` are set, `regions` is empty (nothing loaded in Python)
+    # `programs` are set (nothing is loaded in Python)
     native: bool = False
     # the model given is already an EPContext model of ours (xdna-ep compile): the
     # caller hands it to the plugin library as it is
@@ -122,19 +107,6 @@ class PreparedModel:
     # the compiled model as an EPContext model file (the cache entry's), when one
     # exists: a native caller hands ORT this path (`rewritten` may then be None)
     epcontext_file: Path | None = None
-
-
-class _Observed:
-    """A loaded program whose every result is also handed to an observer."""
-
-    def __init__(self, inner: LoadedProgram, region: int, program: Program,
-                 observe: RegionObserver) -> None:
-        self.inner, self.region, self.program, self.observe = inner, region, program, observe
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-        out = self.inner.run(inputs)
-        self.observe(self.region, self.program, out)
-        return out
 
 
 def load_model(src: str | os.PathLike[str] | bytes) -> onnx.ModelProto:
@@ -185,9 +157,11 @@ class XDNAProvider:
         self._device: Any = None
         self.dims_choice: dims_mod.DimsChoice | None = None
         self.shapes_compiled: list[str] = []  # shape keys, in compile order
-        # device name -> whether the caller runs that device's regions natively
-        # (the session adapter answers: the plugin library carries the emulator)
-        self.native_devices: Callable[[str], bool] = lambda _device: False
+        # device name -> whether the caller runs that device's regions natively: the
+        # plugin library's answer (it carries the emulator; the session adapter, or a
+        # subclass of it, may decline a device); a declined device gets the fallback
+        # policy, nothing runs in Python
+        self.native_devices: Callable[[str], bool] = _plugin_runs
         # why the caller can run no region at all (the session adapter: the plugin
         # library cannot be loaded); None when it can. Set, the model is partitioned
         # (for the plan and report) but never compiled, and runs on the CPU provider
@@ -196,10 +170,10 @@ class XDNAProvider:
         # whether the caller needs the rewritten model and programs in Python even
         # when it runs natively (e.g. to write an ep.context_enable model)
         self.need_model = True
-        # provider option device -> (device, why): the Python runtime's selection by
-        # default; the session adapter names the plugin library's when it runs there
-        self.device_selector: Callable[[str, str], tuple[Any, str]] = (
-            lambda name, fallback: stages.select_device(name, fallback))
+        # provider option device -> (device, why): the plugin library's selection
+        # (ort/plugin_route.py); the session adapter sets the same, or one that says
+        # why the library cannot run anything
+        self.device_selector: Callable[[str, str], tuple[Any, str]] = _plugin_device
         self._ctx_file: Path | None = None  # the last _compiled()'s EPContext file
         self._ctx_regions = 0
         self._last_compile: tuple[dict[str, int], dict[str, str]] = ({}, {})
@@ -216,14 +190,14 @@ class XDNAProvider:
 
     def _on_cpu(self, prepared: PreparedModel, source: str) -> PreparedModel:
         self.start.source = source
-        prepared.rewritten, prepared.regions = None, {}
+        prepared.rewritten = None
         prepared.notices = list(self._notices)
         return prepared
 
     # -- the contract --------------------------------------------------------------------
     def prepare(self, src: str | os.PathLike[str] | bytes,
                 session_options: Any = None) -> PreparedModel:
-        """Device, compiled model and loaded programs for `src` (a path or bytes).
+        """Device, compiled model and its programs for `src` (a path or bytes).
 
         session_options: the user's onnxruntime.SessionOptions, whose
         free-dimension overrides size the symbolic input dims (ort/dims.py).
@@ -361,9 +335,9 @@ class XDNAProvider:
 
     def _finish(self, prepared: PreparedModel, model: onnx.ModelProto | None,
                 programs: dict[str, Program], plan: PartitionPlan | None) -> PreparedModel:
-        """Report, fallback policy and loading, once a model is compiled (or not)."""
+        """Report and fallback policy, once a model is compiled (or not): the caller
+        runs the compiled regions natively, or XDNA cannot run the model."""
         opts, info = self.options, self.start
-        device = prepared.device
         prepared.plan = plan
         ctx_file, self._ctx_file = self._ctx_file, None
         if plan is not None:
@@ -403,20 +377,17 @@ class XDNAProvider:
                 why += f" (e.g. {'; '.join(reasons)})" if reasons else ""
             self._cannot_run(why)
             return self._on_cpu(prepared, "cpu-fallback")
-        try:
-            assert model is not None  # programs come with their rewritten model
-            if self.runs_natively(info.device):
-                prepared.native, prepared.epcontext_file = True, ctx_file
-                nodes = region_nodes(model)
-                self.region_programs = {int(_region_id(n)): programs[node_program(n)[0]]
-                                        for n in nodes}
-                self.region_names = {n.name: int(_region_id(n)) for n in nodes}
-            else:
-                prepared.regions = self._load(device, model, programs)
-        except Exception as exc:  # noqa: BLE001 - a device that cannot load is reported
-            self._cannot_run(f"loading the compiled regions on the {info.device} failed "
-                             f"({type(exc).__name__}: {exc})")
+        assert model is not None  # programs come with their rewritten model
+        if not self.runs_natively(info.device):
+            self._cannot_run(f"the compiled regions for device {info.device!r} run only in "
+                             "the plugin library, and the caller does not run that device "
+                             "there")
             return self._on_cpu(prepared, "cpu-fallback")
+        prepared.native, prepared.epcontext_file = True, ctx_file
+        nodes = region_nodes(model)
+        self.region_programs = {int(_region_id(n)): programs[node_program(n)[0]]
+                                for n in nodes}
+        self.region_names = {n.name: int(_region_id(n)) for n in nodes}
         prepared.rewritten, prepared.programs = model, programs
         prepared.notices = list(self._notices)
         info.regions = len(self.region_programs)
@@ -503,22 +474,6 @@ class XDNAProvider:
             log.info("%s: emulator threads set to %d (process-wide)", EP_NAME,
                      self.options.num_threads)
 
-    def _load(self, device: Any, model: onnx.ModelProto, programs: dict[str, Program]
-              ) -> dict[str, LoadedRegion]:
-        """Every region node's program loaded on `device`, by program reference."""
-        regions: dict[str, LoadedRegion] = {}
-        for node in region_nodes(model):
-            ref, _ = node_program(node)
-            prog = programs[ref]
-            rid = int(_region_id(node))
-            loaded: LoadedProgram = device.load(prog)
-            if self.observe is not None:
-                loaded = _Observed(loaded, rid, prog, self.observe)
-            regions[ref] = LoadedRegion(loaded, tuple(t.name for t in prog.inputs),
-                                        tuple(t.name for t in prog.outputs), rid)
-        self.region_programs = {r.region: programs[ref] for ref, r in regions.items()}
-        return regions
-
     def _options_key(self) -> str:
         """The options part of the cache key (compile overrides only when given, so
         the keys of ordinary sessions stay what they always were)."""
@@ -604,7 +559,7 @@ class XDNAProvider:
                          EP_NAME, folded, dims_mod.shape_key(dims))
         try:
             plan = stages.partition(proto, opts, info.device, info.device_reason, name,
-                                    dict(dims), dict(dims_source))
+                                    dict(dims), dict(dims_source), self.compile_overrides)
             if opts.cpu_quantization != "none":  # in the report and the cached plan
                 plan.notes.append(cpu_quantize.DESCRIPTION)
             if not any(r.placement == "npu" for r in plan.regions):
@@ -641,6 +596,21 @@ class XDNAProvider:
         for why in plan.fallbacks:
             log.info("%s: kept on CPU: %s", EP_NAME, why)
         return rewritten, programs, plan
+
+
+def _plugin_device(name: str, fallback: str) -> tuple[Any, str]:
+    """(device, why) as the plugin library chooses it (imported at call time: the
+    route imports onnxruntime, which this module does not)."""
+    from .plugin_route import select_device
+
+    return select_device(name, fallback)
+
+
+def _plugin_runs(device: str) -> bool:
+    """Whether the plugin library runs this device's regions (plugin_route.runs)."""
+    from .plugin_route import runs
+
+    return runs(device)
 
 
 def _cost_kept_everything_on_cpu(plan: PartitionPlan) -> bool:

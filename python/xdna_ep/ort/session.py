@@ -127,9 +127,8 @@ def _no_route(device: str) -> str:
 
 
 def _plugin_runs(device: str) -> bool:
-    """Whether the plugin library runs this device's regions (the host emulator and
-    the NPU through its native backend, when the library is built and registers)."""
-    return device in ("emulator", "npu") and plugin_route.available() is None
+    """Whether the plugin library runs this device's regions (plugin_route.runs)."""
+    return plugin_route.runs(device)
 
 
 def _epcontext_bytes(prepared: PreparedModel) -> bytes:

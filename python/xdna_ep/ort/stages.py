@@ -21,15 +21,21 @@ log = logging.getLogger("xdna_ep")
 def partition(model: onnx.ModelProto, opts: ProviderOptions, device_name: str,
               device_reason: str = "", model_name: str = "",
               dims: dict[str, int] | None = None,
-              dims_source: dict[str, str] | None = None) -> PartitionPlan:
+              dims_source: dict[str, str] | None = None,
+              overrides: Mapping[str, Any] | None = None) -> PartitionPlan:
     """capability + regions + placement by cost, for symbolic input dims bound to
-    `dims` (ort/dims.py resolves them; `dims_source` says from where)."""
+    `dims` (ort/dims.py resolves them; `dims_source` says from where). The cost
+    model counts the launches compile_regions will make with the same options
+    (`overrides` as there; the calibration data is not read here)."""
+    from ..compile import CompileOptions
     from ..partition import partition_model
 
     return partition_model(model, exclude_ops=list(opts.exclude_ops),
                            exclude_nodes=list(opts.exclude_nodes), device=device_name,
                            device_reason=device_reason, model_name=model_name,
-                           dims=dims or None, dims_source=dims_source)
+                           dims=dims or None, dims_source=dims_source,
+                           compile_options=CompileOptions(quantization=opts.quantization,
+                                                          **(overrides or {})))
 
 
 def compile_regions(model: onnx.ModelProto, plan: PartitionPlan, opts: ProviderOptions,
@@ -41,15 +47,6 @@ def compile_regions(model: onnx.ModelProto, plan: PartitionPlan, opts: ProviderO
 
     return compile_plan(model, plan, CompileOptions(quantization=opts.quantization,
                                                     calibration=samples, **(overrides or {})))
-
-
-def select_device(name: str, fallback: str = "allow") -> tuple[Any, str]:
-    """(device, why it was chosen) for provider options `device` and `fallback`
-    (the runtime's DeviceChoice that opens the device)."""
-    from ..runtime import select_device as choose
-
-    choice = choose(name, fallback)
-    return choice.open(), choice.reason
 
 
 def write_report(plan: PartitionPlan, path: Path) -> None:

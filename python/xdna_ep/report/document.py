@@ -50,6 +50,7 @@ def report_dict(plan: PartitionPlan, npu: NpuCostModel | None = None,
             "sqnr_db": _num(r.sqnr_db),
             "launches": int(r.launches) if r.launches > 0 else None,
             "launches_estimate": c.launches,
+            "launches_estimate_rule": c.estimate_rule,  # "" once compiled
             "inputs": list(r.inputs),
             "outputs": list(r.outputs),
             "cost_reason": r.cost_reason,
