@@ -47,9 +47,16 @@ def test_sessions_and_runs_keep_memory_and_fds_bounded(tmp_path):
     def peak(samples: list[dict], key: str) -> float:
         return max(x[key] for x in samples)
 
+    # descriptors: the LOWEST of the last samples against the highest of the first. A
+    # descriptor kept per session (or per run) raises every later sample (by 40 after
+    # 40 sessions); a file open for a moment while one sample is taken (seen once on a
+    # loaded machine: 11 for one sample, 7 before and after) raises only that sample
+    def low(samples: list[dict], key: str) -> float:
+        return min(x[key] for x in samples)
+
     first, last = sessions[:WARMUP_SESSIONS], sessions[-WARMUP_SESSIONS:]
     assert peak(last, "rss_mb") - peak(first, "rss_mb") <= RSS_SLACK_MB, sessions
-    assert peak(last, "fds") <= peak(first, "fds"), sessions   # none kept per session
+    assert low(last, "fds") <= peak(first, "fds"), sessions   # none kept per session
     first, last = runs[:WARMUP_RUNS // 100], runs[-(WARMUP_RUNS // 100):]
     assert peak(last, "rss_mb") - peak(first, "rss_mb") <= RSS_SLACK_MB, runs
-    assert peak(last, "fds") <= peak(first, "fds"), runs
+    assert low(last, "fds") <= peak(first, "fds"), runs
