@@ -83,6 +83,27 @@ def test_stale_entry_is_rebuilt_with_a_log_line(lm, tmp_path, monkeypatch, caplo
     assert _start(mb, tmp_path).xdna_start.source == "cache"
 
 
+def test_a_changed_cost_model_rebuilds_the_cached_placement(lm, tmp_path, monkeypatch,
+                                                           caplog):
+    """An entry stores a placement decision (a "nothing placed" one too): NPU cost
+    constants or a placement rule other than the entry's make it stale."""
+    import dataclasses
+
+    from xdna_ep import cost
+
+    mb = lm.model.SerializeToString()
+    _start(mb, tmp_path)
+    assert _start(mb, tmp_path).xdna_start.source == "cache"
+    monkeypatch.setattr(cost, "NpuCostModel", dataclasses.make_dataclass(
+        "NpuCostModel", [("region_call_s", float, 40e-6)], bases=(cost.NpuCostModel,),
+        frozen=True))
+    with caplog.at_level(logging.WARNING, logger="xdna_ep"):
+        assert _start(mb, tmp_path).xdna_start.source == "compiled"
+    assert "'placement'" in caplog.text and "rebuilding" in caplog.text
+    monkeypatch.setattr(cost, "PLACEMENT_RULES_VERSION", cost.PLACEMENT_RULES_VERSION + 1)
+    assert _start(mb, tmp_path).xdna_start.source == "compiled"
+
+
 @pytest.mark.parametrize("target", ["program", "model", "epcontext"])
 def test_corrupt_file_is_detected_and_rebuilt(lm, x, tmp_path, caplog, target):
     mb = lm.model.SerializeToString()

@@ -58,6 +58,13 @@ PROJECTION_LABEL = ("projection from the cost model (NPU: Phoenix figures in "
                     "not a measurement")
 
 
+# Bump when the placement rule changes (the formulas here, the launch estimate of
+# compile/estimate.py): cached decisions, "nothing placed" ones included, were made
+# by the old rule and are rebuilt (placement_key, in the cache's version table).
+# 2: region call 2.1 us (the plugin), launches estimated with compile's grouping.
+PLACEMENT_RULES_VERSION = 2
+
+
 @dataclass(frozen=True)
 class NpuCostModel:
     name: str = "Phoenix npu1 (4x4 AIE2)"
@@ -260,3 +267,11 @@ def projected_npu_time(plan: PartitionPlan, npu: NpuCostModel | None = None,
             continue  # constants are folded into their consumers: no dispatch
         cpu_s += n.macs / cpu.gemm_macs_per_s + cpu.node_dispatch_s
     return Projection(npu_s, cpu_s)
+
+
+def placement_key() -> dict[str, Any]:
+    """What decides placement besides the model and the options: the rule's version
+    and the NPU constants (the CPU side is this host's benchmark, cached per machine)."""
+    from dataclasses import asdict
+
+    return {"rules": PLACEMENT_RULES_VERSION, "npu": asdict(NpuCostModel())}

@@ -133,12 +133,15 @@ def compile_defaults() -> str:
 
 def versions() -> dict[str, Any]:
     """What makes an entry stale when it changes (the EPContext payload format too:
-    an entry's epcontext.onnx holds payloads of that version)."""
+    an entry's epcontext.onnx holds payloads of that version; the placement rule and
+    NPU cost constants too: an entry stores a placement decision)."""
+    from ..cost import placement_key
     from .epcontext import FORMAT_VERSION as PAYLOAD_FORMAT_VERSION
 
     return {"package": __version__, "kernels": kernel_manifest_version(),
             "program_format": PROGRAM_FORMAT_VERSION, "cache_format": CACHE_FORMAT_VERSION,
-            "payload_format": PAYLOAD_FORMAT_VERSION, "compile_defaults": compile_defaults()}
+            "payload_format": PAYLOAD_FORMAT_VERSION, "compile_defaults": compile_defaults(),
+            "placement": placement_key()}
 
 
 def model_digest(model: str | os.PathLike[str] | bytes,
