@@ -89,13 +89,13 @@ class Schedule:
     def gelu_table(self, chunks_per_col: list[list[np.ndarray]], params: np.ndarray,
                    row: bool) -> np.ndarray:
         ranges = np.zeros((COLS, 4), np.int32)
-        fold = self.lib.frontend_codes_fold_row if row else self.lib.frontend_codes_fold
+        fold = self.lib.frontend_codes_fold_row if row else self.lib.xdna_gelu_codes_fold
         for c, chunks in enumerate(chunks_per_col):
-            self.lib.frontend_codes_begin(_p(ranges[c]))
+            self.lib.xdna_gelu_codes_begin(_p(ranges[c]))
             for x in chunks:
                 fold(_p(x), _p(params), _p(ranges[c]), x.size)
         gelu = np.zeros(272, np.int8)
-        self.lib.frontend_gelu_reduce(_p(ranges), _p(params), _p(gelu), COLS, 0)
+        self.lib.xdna_gelu_table_reduce(_p(ranges), _p(params), _p(gelu), COLS, 0)
         return gelu
 
     def conv(self, src: np.ndarray, w: np.ndarray, ws: np.ndarray, bias: np.ndarray,

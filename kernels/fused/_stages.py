@@ -175,16 +175,17 @@ LN_STATIC = 2 * 4 * 1280 + 1024   # layernorm_aie.cc row scratch + the core's st
 CORE_BYTES = 64 * 1024
 
 
-def ln_rows_per_tile(channels: int, out_bytes: int = 1) -> int:
+def ln_rows_per_tile(channels: int, out_bytes: int = 1, extra: int = 0) -> int:
     """Rows per LayerNorm tile (dividing 32): double-buffered fp32 x and y rows (int8,
     or fp32 with out_bytes = 4: a dynamic form's LN output, which also folds its rows),
     gamma/beta and the kernel's row scratch in one 64 KiB core (int8 y: tiny 8, large-v3
-    2; float32 y: tiny 4, large-v3 1)."""
+    2; float32 y: tiny 4, large-v3 1), next to `extra` bytes of the core's other work
+    (the MLP designs' pass buffers)."""
     for r in (8, 4, 2, 1):
         # the dynamic form's fold: its partial and the double-buffered row it folds
         partial = 4 * DYN_WORDS + 2 * 4 * channels if out_bytes == 4 else 0
         if 2 * r * channels * (4 + out_bytes) + 8 * channels + 16 + partial + LN_STATIC \
-                <= CORE_BYTES:
+                + extra <= CORE_BYTES:
             return r
     raise ValueError(f"a LayerNorm row of {channels} channels does not fit one core")
 
@@ -237,17 +238,18 @@ def fill_a_tiles(rt, fifos, src, total: int, base: int, k_row: int, rows_per_col
 
 def ln_phase(rt, fx, fq, fgb, fsc, weights, w_total: int, o_gb: int, o_sc: int, src,
              src_total: int, src_base: int, dst, dst_total: int, dst_base: int, channels: int,
-             rows_per_col: int, tg) -> None:
+             rows_per_col: int, tg, out_bytes: int = 1) -> None:
     """DMA of one LayerNorm pass: constants, each column's fp32 rows (bytes of `src` from
-    src_base) in, its int8 rows out to `dst` (bytes from dst_base), both row-major."""
+    src_base) in, its int8 (out_bytes 1) or float32 (4: a dynamic form's) rows out to
+    `dst` (bytes from dst_base), both row-major."""
     rt.fill(fgb.prod(), weights, contiguous_tap(w_total, o_gb, 8 * channels), task_group=tg)
     rt.fill(fsc.prod(), weights, contiguous_tap(w_total, o_sc, 16), task_group=tg)
+    span = rows_per_col * channels
     for c in range(COLUMNS):
-        rt.fill(fx[c].prod(), src, contiguous_tap(src_total, src_base + 4 * c * rows_per_col
-                                                  * channels, 4 * rows_per_col * channels),
+        rt.fill(fx[c].prod(), src, contiguous_tap(src_total, src_base + 4 * c * span, 4 * span),
                 task_group=tg)
-        rt.drain(fq[c].cons(), dst, contiguous_tap(dst_total, dst_base + c * rows_per_col
-                                                   * channels, rows_per_col * channels),
+        rt.drain(fq[c].cons(), dst, contiguous_tap(dst_total, dst_base + out_bytes * c * span,
+                                                   out_bytes * span),
                  wait=True, task_group=tg)
 
 
@@ -343,13 +345,15 @@ def a_tile_tap_f32(total: int, base: int, k_row: int, row0: int, kt: int):
 def dyn_producer(range_, tiles: int, fx, fpart, k_begin, k_fold, tile_elems: int) -> None:
     """Producer side of one reduction inside a core body: after the core wrote its
     `tiles` float32 tiles to `fx` (or alongside), fold each into its partial. Here
-    the core reads the tiles it produced from fifo `fx` (its own output stream)."""
+    the core reads the tiles it produced from fifo `fx` (its own output stream).
+    tiles = 0 (a column holding only padding rows): the empty partial, the identity."""
     part = fpart.acquire(1)
     k_begin(part)
-    for _ in range_(tiles):
-        x = fx.acquire(1)
-        k_fold(x, part, tile_elems)
-        fx.release(1)
+    if tiles:
+        for _ in range_(tiles):
+            x = fx.acquire(1)
+            k_fold(x, part, tile_elems)
+            fx.release(1)
     fpart.release(1)
 
 
@@ -363,3 +367,158 @@ def dyn_consumer(range_, tiles: int, fx, fs, fq, k_quant, tile_elems: int) -> No
         fx.release(1)
         fq.release(1)
     fs.release(1)
+
+
+def dyn_tile_matmul(range_, tiles: int, ktiles: int, fa, fs, fw, fp, fout, k_zero, k_mm,
+                    k_quant, k_epi, qbuf) -> None:
+    """Core loop of a dynamic matmul fed float32 A tiles (aie::mmul A order): wait for
+    the broadcast params, quantize each A tile into `qbuf` (the quantize contract's
+    code), K/64 x matmul per output tile, then the dynamic epilogue k_epi(words,
+    params, out) (a_scale * w_scale)."""
+    s = fs.acquire(1)
+    for _ in range_(tiles):
+        k_zero()
+        for _ in range_(ktiles):
+            a, w = fa.acquire(1), fw.acquire(1)
+            k_quant(a, s, qbuf, TILE_M * TILE_K)
+            k_mm(qbuf, w)
+            fa.release(1)
+            fw.release(1)
+        p, o = fp.acquire(1), fout.acquire(1)
+        k_epi(p, s, o)
+        fp.release(1)
+        fout.release(1)
+    fs.release(1)
+
+
+def fill_a_tiles_f32(rt, fifos, src, total: int, base: int, k_row: int, rows_per_col: int,
+                     blocks: int, ntiles: int, tg) -> None:
+    """fill_a_tiles for a float32 [M, k_row] matrix (a dynamic matmul's A, quantized
+    tile by tile on the core): a_tile_tap_f32 per column, 32-row block, output tile
+    and K tile."""
+    for c, fifo in enumerate(fifos):
+        for b in range(blocks):
+            row0 = c * rows_per_col + b * TILE_M
+            for _nt in range(ntiles):
+                for kt in range(k_row // TILE_K):
+                    rt.fill(fifo.prod(), src, a_tile_tap_f32(total, base, k_row, row0, kt),
+                            task_group=tg)
+
+
+def fill_real_rows(rt, fifos, src, total: int, base: int, row_bytes: int, rows: int,
+                   rows_per_col: int, tg) -> None:
+    """Per column, the REAL rows (of `rows`) of its row block of a row-major matrix at
+    byte `base` (row_bytes each), contiguous: what a dynamic scale's producers fold (a
+    column holding only padding rows gets nothing)."""
+    for c, fifo in enumerate(fifos):
+        real = max(0, min(rows - c * rows_per_col, rows_per_col))
+        if real:
+            rt.fill(fifo.prod(), src,
+                    contiguous_tap(total, base + c * rows_per_col * row_bytes, real * row_bytes),
+                    task_group=tg)
+
+
+def drain_scales(rt, params, out, total: int, base: int, slot: int, tg) -> None:
+    """The reducer's params of one reduction -> SCALES object `slot` (4 words from byte
+    `base` of a byte-typed OUT), in the launch's order of its reducing stages."""
+    rt.drain(params.cons(), out, contiguous_tap(total, base + 4 * DYN_WORDS * slot,
+                                                4 * DYN_WORDS), wait=True, task_group=tg)
+
+
+# ---- the on-array dynamic GELU table (kernels/common/aie/gelu_table_aie.cc) ----
+# A dynamic gelu's table and output scale depend on the code range of its WHOLE
+# quantized input: producer cores quantize their chunks with the input's broadcast
+# params and fold the codes into a 4-int32 range, the ranges join on a memory tile,
+# one reducer core builds {table[256], s_out} and broadcasts it.
+PASS_MAX = 1024           # floats per pass chunk (gelu_table_aie.cc g_gelu_codes)
+GELU_BYTES = 256 + 16     # the gelu reducer's object: table[256], {s_out, 0, 0, 0}
+GELU_SYMBOLS = ("xdna_gelu_codes_begin", "xdna_gelu_codes_fold", "xdna_gelu_table_reduce",
+                "xdna_gelu_table_apply")
+
+
+def pass_chunk(n: int, limit: int = PASS_MAX) -> int:
+    """Floats per chunk of a pass over rows of n values: the largest divisor of n up
+    to `limit` (3000 -> 1000), so a chunk never spans two rows."""
+    return max(k for k in range(1, min(n, limit) + 1) if n % k == 0)
+
+
+class GeluTableReduction:
+    """The fifos and reducer core of one on-array dynamic gelu table.
+
+    `partials[i]`: producer i's fifo of 4-int32 code ranges (begin once, fold per
+    chunk: gelu_codes_pass); `table`: the {table, s_out} object broadcast to every
+    consumer (.cons() per consumer Worker); `worker`: the reducer, which also takes
+    the gelu input's params from `params` (the ScaleReduction's fifo) each round.
+    `rounds` gelus are built one after another (conv_frontend: 2). tanh: the gelu
+    form (0 erf, 1 tanh)."""
+
+    def __init__(self, name: str, obj: str, producers: int, params, tanh: int,
+                 rounds: int = 1) -> None:
+        np, Kernel, ObjectFifo, _Program, _Runtime, Worker, range_, *_ = iron()
+        f32, i8, i32 = np.float32, np.int8, np.int32
+
+        def ty(k, dt):
+            return np.ndarray[(k,), np.dtype[dt]]
+
+        joined = ObjectFifo(ty(producers * DYN_WORDS, i32), name=f"{name}_pj", depth=1)
+        self.partials = joined.prod().join(
+            [i * DYN_WORDS for i in range(producers)], obj_types=[ty(DYN_WORDS, i32)] * producers,
+            names=[f"{name}_p{i}" for i in range(producers)])
+        self.table = ObjectFifo(ty(GELU_BYTES, i8), name=f"{name}_s", depth=1)
+        reduce_k = Kernel("xdna_gelu_table_reduce", obj, [ty(producers * DYN_WORDS, i32),
+                                                          ty(DYN_WORDS, f32),
+                                                          ty(GELU_BYTES, i8), i32, i32])
+        n = producers
+
+        def reducer(fj, fs, fg, k):
+            for _ in range_(rounds):
+                s, parts, g = fs.acquire(1), fj.acquire(1), fg.acquire(1)
+                k(parts, s, g, n, tanh)
+                fj.release(1)
+                fg.release(1)
+                fs.release(1)
+
+        self.worker = Worker(reducer, [joined.cons(), params.cons(), self.table.prod(),
+                                       reduce_k])
+
+
+def gelu_kernels(obj: str, chunk: int, fold_symbol: str = "xdna_gelu_codes_fold"):
+    """(codes begin, codes fold) Kernels of a gelu table's producer side for float32
+    chunks of `chunk` values (another chunk size in the same design needs its own
+    fold symbol: a shim calling xdna_gelu_codes_fold)."""
+    np, Kernel, *_ = iron()
+    f32, i32 = np.float32, np.int32
+
+    def ty(k, dt):
+        return np.ndarray[(k,), np.dtype[dt]]
+
+    return (Kernel("xdna_gelu_codes_begin", obj, [ty(DYN_WORDS, i32)]),
+            Kernel(fold_symbol, obj, [ty(chunk, f32), ty(DYN_WORDS, f32), ty(DYN_WORDS, i32),
+                                      i32]))
+
+
+def gelu_apply_kernel(obj: str, chunk: int):
+    """The consumer side: quantize a float32 chunk with the input's params and apply
+    the broadcast table -> the gelu's int8 output (xdna_gelu_table_apply)."""
+    np, Kernel, *_ = iron()
+    f32, i8, i32 = np.float32, np.int8, np.int32
+
+    def ty(k, dt):
+        return np.ndarray[(k,), np.dtype[dt]]
+
+    return Kernel("xdna_gelu_table_apply", obj, [ty(chunk, f32), ty(DYN_WORDS, f32),
+                                                 ty(GELU_BYTES, i8), ty(chunk, i8), i32])
+
+
+def gelu_codes_pass(range_, chunks: int, fx, fpart, params, k_begin, k_fold, chunk: int) -> None:
+    """Producer side of a gelu table inside a core body: quantize `chunks` float32
+    chunks from `fx` with the input's params and fold their codes into the partial
+    (chunks = 0: the empty range, the identity)."""
+    rng = fpart.acquire(1)
+    k_begin(rng)
+    if chunks:
+        for _ in range_(chunks):
+            x = fx.acquire(1)
+            k_fold(x, params, rng, chunk)
+            fx.release(1)
+    fpart.release(1)
