@@ -79,6 +79,7 @@ KERNEL_STATICS: dict[str, tuple[str, ...]] = {
     "matmul_epilogue_f32": ("matmul.g_acc",),
     "fused_epilogue_i8_gelu": ("matmul.g_acc", "ffn_block.g_h"),
     "fused_epilogue_f32_add": ("matmul.g_acc", "ffn_block.g_y"),  # attn_block's g_y: same size
+    "ffn_epilogue_f32_dyn_add": ("matmul.g_acc", "ln_matmul.g_dyn_words", "ffn_block.g_y"),
     "xdna_conv1d_im2col": _CONV,
     "xdna_conv1d_block": _CONV,
     "frontend_conv_gelu": (*_CONV, "conv_frontend.g_blk"),

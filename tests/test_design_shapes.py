@@ -342,10 +342,10 @@ def _starts_all(moves) -> np.ndarray:
     return np.concatenate([_starts(m) for m in moves])
 
 
-def _check_split_blocks(rep, layout, outs: tuple[str, ...], rows: int) -> None:
+def _check_split_blocks(rep, layout, outs: tuple[str, ...], rows: int, elem: int = 1) -> None:
     """The design drains z as [32, 64] tiles of one row-major [Mp, N] matrix (per
-    column, per 32-row block, per 64-column tile); the host's q/k/v blocks are its
-    column ranges, element by element."""
+    column, per 32-row block, per 64-column tile; elements of `elem` bytes); the
+    host's q/k/v blocks are its column ranges, element by element."""
     from xdna_ep._kernels.fused import scratch
 
     first = next(s for s in layout.slots if s.name == outs[0])
@@ -358,8 +358,8 @@ def _check_split_blocks(rep, layout, outs: tuple[str, ...], rows: int) -> None:
     for k, m in enumerate(drains):
         c, b, t = np.unravel_index(k, (scratch.CONV_COLUMNS, blocks, ntiles))
         r, col = np.meshgrid(np.arange(32), np.arange(64), indexing="ij")
-        got[_starts(m)] = ((c * mp // scratch.CONV_COLUMNS + b * 32 + r) * n
-                           + t * 64 + col).reshape(-1)
+        got[_starts(m).reshape(-1, elem)[:, 0]] = \
+            ((c * mp // scratch.CONV_COLUMNS + b * 32 + r) * n + t * 64 + col).reshape(-1)
     col0 = 0
     for name in outs:
         s = next(x for x in layout.slots if x.name == name)
@@ -431,3 +431,147 @@ def test_dynamic_ln_matmul_out_layout_matches_the_design(d: int, rows: int) -> N
     per_elem = read[_elements(a)]
     assert (per_elem == per_elem[0]).all() and per_elem[0] == n // 64 + 1
     assert (read[pad] == n // 64).all()
+
+
+# --- the MLP designs' dynamic forms ---------------------------------------------------
+def _dynamic_mlp(design: str, d: int, rows: int, split: bool = False):
+    """The compiled default-mode chain of `design` (layernorm f32 -> Q -> fc1 f32 -> Q
+    (neg_limit 4) -> gelu -> fc2 f32 -> add [-> layernorm f32 -> Q -> matmul f32]),
+    as compile/build.py emits it: (stages, known specs, exports, the reduced tensors
+    in SCALES order)."""
+    f, n3 = 4 * d, 3 * d
+    M = [1, rows]
+    dyn = {"dynamic": True}
+    stages = [Stage("layernorm", ("x",), ("a",), {}, {"out": "float32"}),
+              Stage("quantize", ("a",), ("aq", "as"), {}, dict(dyn)),
+              Stage("matmul", ("aq", "as"), ("f",), {}, {**dyn, "out": "float32"}),
+              Stage("quantize", ("f",), ("fq", "fs"), {}, {**dyn, "neg_limit": 4.0}),
+              Stage("gelu", ("fq", "fs"), ("h", "hs"), {}, {**dyn, "approximate": "none"}),
+              Stage("matmul", ("h", "hs"), ("g",), {}, {**dyn, "out": "float32"}),
+              Stage("add", ("x", "g"), ("y",))]
+    known = _specs(x=("float32", M + [d]), a=("float32", M + [d]), aq=("int8", M + [d]),
+                   f=("float32", M + [f]), fq=("int8", M + [f]), h=("int8", M + [f]),
+                   g=("float32", M + [d]), y=("float32", M + [d]))
+    for s in ("as", "fs", "hs"):
+        known[s] = BufferSpec("float32", (1,))
+    if design == "ffn_block":
+        return stages, known, ("y",), ("a", "f")
+    zs = ("zq", "zk", "zv") if split else ("z",)
+    stages += [Stage("layernorm", ("y",), ("a2",), {}, {"out": "float32"}),
+               Stage("quantize", ("a2",), ("a2q", "a2s"), {}, dict(dyn)),
+               Stage("matmul", ("a2q", "a2s"), zs, {},
+                     {**dyn, "out": "float32", **({"split": [d] * 3} if split else {})})]
+    known.update(_specs(a2=("float32", M + [d]), a2q=("int8", M + [d])))
+    known["a2s"] = BufferSpec("float32", (1,))
+    known.update({z: BufferSpec("float32", tuple(M + [n3 // len(zs)])) for z in zs})
+    return stages, known, ("y", *zs), ("a", "f", "a2")
+
+
+def _trace_dynamic_mlp(design: str, rows: int, d: int) -> IC.Report:
+    rel = f"fused/{design}/design.py"
+    args = (rows, d, 4 * d) + ((3 * d,) if design == "ffn_ln_matmul" else ())
+    return _trace(rel, "build_dynamic", *args)
+
+
+def _check_scales_order(rep, design: str, slots, reduced: tuple[str, ...]) -> None:
+    """SCALES object k is drained once the producers have started folding reduction k's
+    tensor (its first read back from OUT) and before the next reduced tensor is first
+    read: the params land in the launch's order of its reducing stages."""
+    from xdna_ep.runtime.layout import scales_slot
+
+    sc = slots[scales_slot(design)]
+
+    def inside(m, s, room):
+        return s.offset <= _starts(m)[0] < s.offset + room
+
+    first_read = [next(i for i, m in enumerate(rep.moves) if m.arg == 1 and m.kind == "fill"
+                       and inside(m, slots[t], slots[t].room)) for t in reduced]
+    for k in range(len(reduced)):
+        obj = sc.offset + 16 * k
+        (at,) = [i for i, m in enumerate(rep.moves) if m.arg == 1 and m.kind == "drain"
+                 and _starts(m)[0] == obj]
+        assert first_read[k] < at, f"SCALES[{k}] drained before {reduced[k]} was folded"
+        if k + 1 < len(reduced):
+            assert at < first_read[k + 1], \
+                f"SCALES[{k}] drained after {reduced[k + 1]} was read: wrong SCALES order"
+
+
+def _check_dynamic_mlp(rep, design: str, d: int, rows: int, split: bool = False) -> None:
+    from xdna_ep.runtime.layout import scales_slot
+
+    stages, known, exports, reduced = _dynamic_mlp(design, d, rows, split)
+    plan = plan_out(design, stages, known, exports)
+    layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
+    slots = {s.name: s for s in layout.slots}
+    names = [s.name for s in layout.slots]
+    want = ["y", "h", "a"] + (["a2", *exports[1:]] if design == "ffn_ln_matmul" else []) \
+        + ["f", scales_slot(design)]
+    assert names[:len(want)] == want
+    sc = slots[scales_slot(design)]
+    assert sc.nbytes == 16 * len(reduced)
+    assert rep.arg_bytes[1] <= layout.size
+    written = IC.touched(rep.moves, 1, "drain", rep.arg_bytes[1])
+    read = IC.touched(rep.moves, 1, "fill", rep.arg_bytes[1])
+    for name in want[:-1]:
+        assert (written[_elements(slots[name])] > 0).all(), f"{design}: {name} not written"
+    assert (written[sc.offset:sc.offset + sc.nbytes] == 1).all()
+    assert not (read & (written == 0)).any(), "reads OUT bytes it never wrote"
+    # the folds read only the REAL rows: a (a2) once more than the matmul's A tiles,
+    # f three times (fold, code range, gelu) where its padding rows are read once
+    nt = {"a": 4 * d // 64, "a2": 3 * d // 64}
+    for name, s in slots.items():
+        if name not in ("a", "a2", "f"):
+            continue
+        pad = np.arange(s.offset + s.nbytes, s.offset + plan.reserve[name])
+        real_reads, pad_reads = (3, 1) if name == "f" else (nt[name] + 1, nt[name])
+        assert (read[_elements(s)] == real_reads).all(), name
+        assert (read[pad] == pad_reads).all(), name
+    _check_scales_order(rep, design, slots, reduced)
+    inputs = Launch(design, tuple(stages)).inputs
+    assert inputs == ("x",)
+    in_layout = RegionLayout.plan([("x", known["x"])], in_reserve(design, inputs, known),
+                                  in_frames(design, stages, inputs, known, ()))
+    (x_slot,) = in_layout.slots
+    in_read = IC.touched(rep.moves, 0, "fill", rep.arg_bytes[0])
+    assert rep.arg_bytes[0] <= in_layout.size
+    assert (in_read[_elements(x_slot)] == 2).all(), "x: read by the LayerNorm and the add"
+    if split:
+        _check_split_blocks(rep, layout, exports[1:], rows, elem=4)
+
+
+@pytest.mark.parametrize("d", [384, 1280])
+@pytest.mark.parametrize("rows", [200, 90])
+@pytest.mark.parametrize("design", ["ffn_block", "ffn_ln_matmul"])
+def test_dynamic_mlp_out_layout_matches_the_design(design: str, rows: int, d: int) -> None:
+    """The MLP designs' dynamic forms write y, h, a (a2, z), the float32 fc1 output f
+    and the reducers' params exactly into the slots runtime/layout.py plans for the
+    compiled chain (scratch.DYNAMIC_OUT_ENTRIES); the scale and code-range passes read
+    only the real rows of a, f (a2), and the params land in SCALES in the launch's
+    order of its reducing stages."""
+    _check_dynamic_mlp(_trace_dynamic_mlp(design, rows, d), design, d, rows)
+
+
+def test_dynamic_ffn_ln_matmul_writes_the_split_projection_blocks() -> None:
+    """The tail's q/k/v outputs are the column blocks of the one z matrix it drains."""
+    _check_dynamic_mlp(_trace_dynamic_mlp("ffn_ln_matmul", 200, 384), "ffn_ln_matmul", 384,
+                       200, split=True)
+
+
+@pytest.mark.parametrize("design", ["ffn_block", "ffn_ln_matmul"])
+def test_scales_order_check_fails_on_swapped_params(design: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order check is not vacuous: the same design with its reducers' params
+    drained to each other's SCALES object is rejected."""
+    import _stages
+
+    real = _stages.drain_scales
+    n = 3 if design == "ffn_ln_matmul" else 2
+
+    def swapped(rt, params, out, total, base, slot, tg):
+        real(rt, params, out, total, base, {0: 1, 1: 0}.get(slot, slot) if n == 2
+             else {0: 1, 1: 2, 2: 0}[slot], tg)
+
+    monkeypatch.setattr(_stages, "drain_scales", swapped)
+    rep = _trace_dynamic_mlp(design, 200, 384)
+    with pytest.raises(AssertionError, match="SCALES"):
+        _check_dynamic_mlp(rep, design, 384, 200)
