@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-import shutil
-import struct
-import subprocess
 import sys
-import sysconfig
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,31 +22,16 @@ from xdna_ep._kernels.fused import scratch
 from xdna_ep.kernel_specs import gelu as gl
 from xdna_ep.kernel_specs import quantize as qz
 
-KERNELS = Path(__file__).resolve().parents[1] / "kernels"
+from aie_host import KERNELS, core_fixture, f32_bits, ptr  # isort: skip
+
 sys.path.insert(0, str(KERNELS / "fused"))
 import _stages as S  # noqa: E402
 
 COLS = S.COLUMNS
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    cxx = shutil.which(sysconfig.get_config_var("CXX") or "") or shutil.which("c++")
-    assert cxx, "a C++ compiler is needed (it also builds xdna_ep._emulator)"
-    so = tmp_path_factory.mktemp("gt") / "gelu_table_aie.so"
-    subprocess.run([cxx, "-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-I",
-                    str(KERNELS / "attention" / "aie" / "host_stub"), "-o", str(so),
-                    str(KERNELS / "common" / "aie" / "gelu_table_aie.cc")], check=True)
-    return ctypes.CDLL(str(so))
-
-
-def _p(a: np.ndarray) -> ctypes.c_void_p:
-    assert a.flags.c_contiguous
-    return a.ctypes.data_as(ctypes.c_void_p)
-
-
-def _bits(x: float) -> int:
-    return struct.unpack("<i", struct.pack("<f", x))[0]
+core = core_fixture("common", "aie", "gelu_table_aie.cc")
+_p, _bits = ptr, f32_bits
 
 
 def _mlp_pass(lib: ctypes.CDLL, f: np.ndarray, rows: int, channels: int):

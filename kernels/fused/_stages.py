@@ -19,6 +19,7 @@ designs) can be imported and py_compiled without the MLIR-AIE toolchain.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 COLUMNS = 4
@@ -190,15 +191,18 @@ def ln_rows_per_tile(channels: int, out_bytes: int = 1, extra: int = 0) -> int:
     raise ValueError(f"a LayerNorm row of {channels} channels does not fit one core")
 
 
-def ln_core_fn(range_, tiles: int, passes: int = 1):
+def ln_core_fn(range_, tiles: int, passes: int = 1, mode: int | None = 2):
     """LN core body: per pass (a layernorm stage), gamma/beta and scalars once, then
-    `tiles` row tiles fp32 -> int8 row-major (xdna_layernorm mode 2)."""
+    `tiles` row tiles fp32 -> int8 row-major (xdna_layernorm mode 2; mode None: a
+    kernel without the mode argument, e.g. the dynamic forms' xdna_layernorm_f32)."""
+    tail = () if mode is None else (mode,)
+
     def body(fx, fgb, fsc, fq, k, rows, channels):
         for _ in range(passes):
             gb, sc = fgb.acquire(1), fsc.acquire(1)
             for _ in range_(tiles):
                 x, q = fx.acquire(1), fq.acquire(1)
-                k(x, gb, q, sc, rows, channels, 2)
+                k(x, gb, q, sc, rows, channels, *tail)
                 fx.release(1)
                 fq.release(1)
             fsc.release(1)
@@ -224,16 +228,17 @@ def tile_matmul(range_, tiles: int, ktiles: int, fa, fw, fp, fout, k_zero, k_mm,
 
 
 def fill_a_tiles(rt, fifos, src, total: int, base: int, k_row: int, rows_per_col: int,
-                 blocks: int, ntiles: int, tg) -> None:
+                 blocks: int, ntiles: int, tg, tap=None) -> None:
     """Per column, per 32-row block and output tile: the block's K tiles of a row-major
-    int8 [M, k_row] matrix at byte `base` of `src`, in aie::mmul A order."""
+    int8 [M, k_row] matrix at byte `base` of `src`, in aie::mmul A order (tap =
+    a_tile_tap_f32: a float32 matrix, a dynamic matmul's A quantized on the core)."""
+    tap = tap or a_tile_tap
     for c, fifo in enumerate(fifos):
         for b in range(blocks):
             row0 = c * rows_per_col + b * TILE_M
             for _nt in range(ntiles):
                 for kt in range(k_row // TILE_K):
-                    rt.fill(fifo.prod(), src, a_tile_tap(total, base, k_row, row0, kt),
-                            task_group=tg)
+                    rt.fill(fifo.prod(), src, tap(total, base, k_row, row0, kt), task_group=tg)
 
 
 def ln_phase(rt, fx, fq, fgb, fsc, weights, w_total: int, o_gb: int, o_sc: int, src,
@@ -371,38 +376,76 @@ def dyn_consumer(range_, tiles: int, fx, fs, fq, k_quant, tile_elems: int) -> No
 
 def dyn_tile_matmul(range_, tiles: int, ktiles: int, fa, fs, fw, fp, fout, k_zero, k_mm,
                     k_quant, k_epi, qbuf) -> None:
-    """Core loop of a dynamic matmul fed float32 A tiles (aie::mmul A order): wait for
-    the broadcast params, quantize each A tile into `qbuf` (the quantize contract's
-    code), K/64 x matmul per output tile, then the dynamic epilogue k_epi(words,
-    params, out) (a_scale * w_scale)."""
+    """tile_matmul of a dynamic matmul fed float32 A tiles (aie::mmul A order): with
+    the broadcast params held, each A tile is quantized into `qbuf` (the quantize
+    contract's code) before its matmul, and the epilogue is the dynamic one,
+    k_epi(words, params, out) (a_scale * w_scale)."""
     s = fs.acquire(1)
-    for _ in range_(tiles):
-        k_zero()
-        for _ in range_(ktiles):
-            a, w = fa.acquire(1), fw.acquire(1)
-            k_quant(a, s, qbuf, TILE_M * TILE_K)
-            k_mm(qbuf, w)
-            fa.release(1)
-            fw.release(1)
-        p, o = fp.acquire(1), fout.acquire(1)
-        k_epi(p, s, o)
-        fp.release(1)
-        fout.release(1)
+
+    def mm(a, w):
+        k_quant(a, s, qbuf, TILE_M * TILE_K)
+        k_mm(qbuf, w)
+
+    tile_matmul(range_, tiles, ktiles, fa, fw, fp, fout, k_zero, mm,
+                lambda p, o: k_epi(p, s, o))
     fs.release(1)
 
 
-def fill_a_tiles_f32(rt, fifos, src, total: int, base: int, k_row: int, rows_per_col: int,
-                     blocks: int, ntiles: int, tg) -> None:
-    """fill_a_tiles for a float32 [M, k_row] matrix (a dynamic matmul's A, quantized
-    tile by tile on the core): a_tile_tap_f32 per column, 32-row block, output tile
-    and K tile."""
-    for c, fifo in enumerate(fifos):
-        for b in range(blocks):
-            row0 = c * rows_per_col + b * TILE_M
-            for _nt in range(ntiles):
-                for kt in range(k_row // TILE_K):
-                    rt.fill(fifo.prod(), src, a_tile_tap_f32(total, base, k_row, row0, kt),
-                            task_group=tg)
+def dyn_ln_matmul_kernels(obj: str, rows_per_tile: int, channels: int):
+    """(layernorm f32, matmul zero, matmul, dynamic f32 epilogue) Kernels of a dynamic
+    form's LN -> Q -> matmul (kernels/fused/ln_matmul/ln_matmul_aie.cc, which the MLP
+    designs' object includes): R rows of float32 in and out, [32, 64] tiles."""
+    np, Kernel, *_ = iron()
+    f32, i8, i32 = np.float32, np.int8, np.int32
+    n = rows_per_tile * channels
+    tile = TILE_M * TILE_N
+
+    def ty(k, dt):
+        return np.ndarray[(k,), np.dtype[dt]]
+
+    return (Kernel("xdna_layernorm_f32", obj, [ty(n, f32), ty(2 * channels, f32), ty(n, f32),
+                                               ty(4, f32), i32, i32]),
+            Kernel("matmul_zero_i32", obj, []),
+            Kernel("matmul_i8_i32", obj, [ty(tile, i8), ty(64 * 64, i8)]),
+            Kernel("ln_matmul_epilogue_f32_dyn", obj, [ty(128, f32), ty(DYN_WORDS, f32),
+                                                       ty(tile, f32)]))
+
+
+@dataclass(frozen=True)
+class DynProjectionFifos:
+    """The fifos of a dynamic LN -> Q -> matmul's last two phases: per column the fold
+    fifo its producer folds float32 A rows from, the reducer's params, per column the
+    float32 A tile fifo and the output tile fifo, the broadcast weight tiles and
+    float32 epilogue words."""
+
+    folds: list
+    params: object
+    a: list
+    w: object
+    p: object
+    out: list
+
+
+def dyn_projection_phases(rt, f: DynProjectionFifos, out, out_total: int, weights,
+                          w_total: int, o_a: int, o_sc: int, slot: int, o_w: int, o_p: int,
+                          o_out: int, k_row: int, n_cols: int, rows: int,
+                          rows_per_col: int) -> None:
+    """DMA of a dynamic projection once its float32 A [Mp, k_row] is in OUT at o_a:
+    (1) the real rows of A to the producers, the reducer's params to SCALES[slot];
+    (2) A tiles to the matmul cores (quantized there), weight tiles and words
+    ([2, n_cols] float32 at o_p) broadcast, float32 output tiles to o_out."""
+    tg = rt.task_group()
+    fill_real_rows(rt, f.folds, out, out_total, o_a, 4 * k_row, rows, rows_per_col, tg)
+    drain_scales(rt, f.params, out, out_total, o_sc, slot, tg)
+    rt.finish_task_group(tg)
+    tg = rt.task_group()
+    blocks, nt = rows_per_col // TILE_M, n_cols // TILE_N
+    fill_a_tiles(rt, f.a, out, out_total, o_a, k_row, rows_per_col, blocks, nt, tg,
+                 tap=a_tile_tap_f32)
+    stream_weight_tiles(rt, f.w, f.p, weights, w_total, o_w, o_p, n_cols, k_row // TILE_K, nt,
+                        2, blocks, tg)
+    drain_row_tiles(rt, f.out, out, out_total, o_out, n_cols, 4, rows_per_col, blocks, nt, tg)
+    rt.finish_task_group(tg)
 
 
 def fill_real_rows(rt, fifos, src, total: int, base: int, row_bytes: int, rows: int,

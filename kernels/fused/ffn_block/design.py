@@ -50,6 +50,27 @@ import scratch  # noqa: E402 - the OUT slots, shared with runtime/layout.py
 OBJ = "ffn_block_aie.o"
 
 
+def fc2_phase(rt, fa, fr, fw, fp, fy, x_in, in_total: int, out, out_total: int, weights,
+              w_total: int, o_h: int, o_w2: int, o_p2: int, o_y: int, channels: int, ffn: int,
+              mc: int, tg) -> None:
+    """DMA of fc2 + the residual add, both forms: per column the int8 h tiles (from
+    OUT at o_h) and the residual x tiles (IN) in, W2 tiles and its float32 words
+    ([2, C] at o_p2) broadcast, the float32 y tiles out to o_y."""
+    C, F = channels, ffn
+    blocks, nt2 = mc // S.TILE_M, C // S.TILE_N
+    S.fill_a_tiles(rt, fa, out, out_total, o_h, F, mc, blocks, nt2, tg)
+    for c in range(S.COLUMNS):
+        for b in range(blocks):
+            row0 = c * mc + b * S.TILE_M
+            for nt in range(nt2):
+                rt.fill(fr[c].prod(), x_in,
+                        S.block_tap(in_total, 4 * C, row0, 4 * S.TILE_N * nt, S.TILE_M,
+                                    4 * S.TILE_N), task_group=tg)
+    S.stream_weight_tiles(rt, fw, fp, weights, w_total, o_w2, o_p2, C, F // S.TILE_K, nt2, 2,
+                          blocks, tg)
+    S.drain_row_tiles(rt, fy, out, out_total, o_y, C, 4, mc, blocks, nt2, tg)
+
+
 def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one function
           tail_n: int | None = None, tail_out: str = "int8", obj: str = OBJ):
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
@@ -163,17 +184,8 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
         S.drain_row_tiles(rt, of_h, out, out_total, o_h, F, 1, mc, blocks, nt1, tg)
         rt.finish_task_group(tg)
         tg = rt.task_group()  # phase 3: fc2(h) -> + x -> y
-        S.fill_a_tiles(rt, of_a2, out, out_total, o_h, F, mc, blocks, nt2, tg)
-        for c in range(S.COLUMNS):
-            for b in range(blocks):
-                row0 = c * mc + b * 32
-                for nt in range(nt2):
-                    rt.fill(of_r[c].prod(), x_in,
-                            S.block_tap(in_total, 4 * C, row0, 4 * 64 * nt, 32, 4 * 64),
-                            task_group=tg)
-        S.stream_weight_tiles(rt, of_w2, of_p2, weights, w_total, o_w2, o_p2, C, kt2, nt2, 2,
-                              blocks, tg)
-        S.drain_row_tiles(rt, of_y, out, out_total, o_y, C, 4, mc, blocks, nt2, tg)
+        fc2_phase(rt, of_a2, of_r, of_w2, of_p2, of_y, x_in, in_total, out, out_total, weights,
+                  w_total, o_h, o_w2, o_p2, o_y, C, F, mc, tg)
         rt.finish_task_group(tg)
         if tail:
             tg = rt.task_group()  # phase 4: the next layer's LN(y) -> a2 (y read back)
@@ -250,7 +262,7 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
     # object, SF's params, the two extra partials, the codes scratch
     extra = 2 * ch + S.GELU_BYTES + 3 * 4 * S.DYN_WORDS + S.PASS_MAX
     R = S.ln_rows_per_tile(C, out_bytes=4, extra=extra)
-    i8, f32, i32 = np.int8, np.float32, np.int32
+    i8, f32 = np.int8, np.float32
 
     def ty(n, dt):
         return np.ndarray[(n,), np.dtype[dt]]
@@ -270,12 +282,7 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
     tile = S.TILE_M * S.TILE_N
     real = [max(0, min(rows - c * mc, mc)) for c in range(S.COLUMNS)]
 
-    ln = Kernel("xdna_layernorm_f32", obj, [ty(R * C, f32), ty(2 * C, f32), ty(R * C, f32),
-                                            ty(4, f32), i32, i32])
-    zero = Kernel("matmul_zero_i32", obj, [])
-    mm = Kernel("matmul_i8_i32", obj, [ty(tile, i8), ty(64 * 64, i8)])
-    epi1 = Kernel("ln_matmul_epilogue_f32_dyn", obj, [ty(128, f32), ty(S.DYN_WORDS, f32),
-                                                      ty(tile, f32)])
+    ln, zero, mm, epi1 = S.dyn_ln_matmul_kernels(obj, R, C)
     epi2 = Kernel("ffn_epilogue_f32_dyn_add", obj, [ty(128, f32), ty(S.GELU_BYTES, i8),
                                                      ty(tile, f32), ty(tile, f32)])
     begin, fold, quant = S.dyn_kernels(obj, ch, tile)
@@ -303,15 +310,10 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
     of_y = [ObjectFifo(ty(tile, f32), name=f"y{c}") for c in range(S.COLUMNS)]
     row_chunks, f_chunks = C // ch, F // ch
 
+    ln_body = S.ln_core_fn(range_, mc // R, mode=None)
+
     def ln_pass(fx, fgb, fsc, fq, k):
-        gb, sc = fgb.acquire(1), fsc.acquire(1)
-        for _ in range_(mc // R):
-            x, q = fx.acquire(1), fq.acquire(1)
-            k(x, gb, q, sc, R, C)
-            fx.release(1)
-            fq.release(1)
-        fsc.release(1)
-        fgb.release(1)
+        ln_body(fx, fgb, fsc, fq, k, R, C)
 
     def p_core(fx, fgb, fsc, fq, fe, fh, fpa, fpf, fpg, fsf, fg, k_ln, kb, kf, kcb, kcf, k_app,
                real_rows):
@@ -373,16 +375,10 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
         S.ln_phase(rt, of_x, of_q, of_gb, of_sc, weights, w_total, o_g, o_s, x_in, in_total, 0,
                    out, out_total, o_a, C, mc, tg, out_bytes=4)
         rt.finish_task_group(tg)
-        tg = rt.task_group()  # 2: a's real rows -> SA -> SCALES[0]
-        S.fill_real_rows(rt, of_e, out, out_total, o_a, 4 * C, rows, mc, tg)
-        S.drain_scales(rt, red_a.params, out, out_total, o_sc, 0, tg)
-        rt.finish_task_group(tg)
-        tg = rt.task_group()  # 3: a -> Q -> fc1 -> f (float32)
-        S.fill_a_tiles_f32(rt, of_a1, out, out_total, o_a, C, mc, blocks, nt1, tg)
-        S.stream_weight_tiles(rt, of_w1, of_p1, weights, w_total, o_w1, o_p1, F, kt1, nt1, 2,
-                              blocks, tg)
-        S.drain_row_tiles(rt, of_f, out, out_total, o_f, F, 4, mc, blocks, nt1, tg)
-        rt.finish_task_group(tg)
+        # 2: a's real rows -> SA -> SCALES[0]; 3: a -> Q -> fc1 -> f (float32)
+        S.dyn_projection_phases(rt, S.DynProjectionFifos(of_e, red_a.params, of_a1, of_w1, of_p1,
+                                                         of_f), out, out_total, weights, w_total,
+                                o_a, o_sc, 0, o_w1, o_p1, o_f, C, F, rows, mc)
         tg = rt.task_group()  # 4: f -> SF -> SCALES[1]; f's codes -> G; f -> gelu -> h
         S.fill_real_rows(rt, of_e, out, out_total, o_f, 4 * F, rows, mc, tg)
         S.fill_real_rows(rt, of_e, out, out_total, o_f, 4 * F, rows, mc, tg)
@@ -393,33 +389,19 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
                      wait=True, task_group=tg)
         rt.finish_task_group(tg)
         tg = rt.task_group()  # 5: h -> fc2 (s_out) -> + x -> y
-        S.fill_a_tiles(rt, of_a2, out, out_total, o_h, F, mc, blocks, nt2, tg)
-        for c in range(S.COLUMNS):
-            for b in range(blocks):
-                row0 = c * mc + b * 32
-                for nt in range(nt2):
-                    rt.fill(of_r[c].prod(), x_in,
-                            S.block_tap(in_total, 4 * C, row0, 4 * 64 * nt, 32, 4 * 64),
-                            task_group=tg)
-        S.stream_weight_tiles(rt, of_w2, of_p2, weights, w_total, o_w2, o_p2, C, kt2, nt2, 2,
-                              blocks, tg)
-        S.drain_row_tiles(rt, of_y, out, out_total, o_y, C, 4, mc, blocks, nt2, tg)
+        fc2_phase(rt, of_a2, of_r, of_w2, of_p2, of_y, x_in, in_total, out, out_total, weights,
+                  w_total, o_h, o_w2, o_p2, o_y, C, F, mc, tg)
         rt.finish_task_group(tg)
         if tail:
             tg = rt.task_group()  # 6: the next layer's LN(y) -> a2 (float32; y read back)
             S.ln_phase(rt, of_x, of_q, of_gb, of_sc, weights, w_total, o_g3, o_s3, out,
                        out_total, o_y, out, out_total, o_a2, C, mc, tg, out_bytes=4)
             rt.finish_task_group(tg)
-            tg = rt.task_group()  # 7: a2's real rows -> SA (round 2) -> SCALES[2]
-            S.fill_real_rows(rt, of_e, out, out_total, o_a2, 4 * C, rows, mc, tg)
-            S.drain_scales(rt, red_a.params, out, out_total, o_sc, 2, tg)
-            rt.finish_task_group(tg)
-            tg = rt.task_group()  # 8: a2 -> Q -> projection -> z (float32)
-            S.fill_a_tiles_f32(rt, of_a1, out, out_total, o_a2, C, mc, blocks, nt3, tg)
-            S.stream_weight_tiles(rt, of_w1, of_p1, weights, w_total, o_w3, o_p3, n3, kt1, nt3,
-                                  2, blocks, tg)
-            S.drain_row_tiles(rt, of_f, out, out_total, o_z, n3, 4, mc, blocks, nt3, tg)
-            rt.finish_task_group(tg)
+            # 7: a2's real rows -> SA (round 2) -> SCALES[2]; 8: a2 -> Q -> projection -> z
+            S.dyn_projection_phases(rt, S.DynProjectionFifos(of_e, red_a.params, of_a1, of_w1,
+                                                             of_p1, of_f), out, out_total,
+                                    weights, w_total, o_a2, o_sc, 2, o_w3, o_p3, o_z, C, n3,
+                                    rows, mc)
     return Program(NPU1(), rt).resolve_program(Placer())
 
 

@@ -156,7 +156,7 @@ def build_dynamic(rows: int, channels: int, n: int):
 
     g = _geometry(rows, channels, n, 4)
     C, mc, blocks, kt_n, nt_n, R = g.channels, g.mc, g.blocks, g.kt_n, g.nt_n, g.rows_per_tile
-    i8, f32, i32 = np.int8, np.float32, np.int32
+    i8, f32 = np.int8, np.float32
 
     def ty(k, dt):
         return np.ndarray[(k,), np.dtype[dt]]
@@ -170,12 +170,7 @@ def build_dynamic(rows: int, channels: int, n: int):
     # rows each column's producer folds: the real rows only (padding rows are beta)
     real = [max(0, min(rows - c * mc, mc)) for c in range(S.COLUMNS)]
 
-    ln = Kernel("xdna_layernorm_f32", OBJ, [ty(R * C, f32), ty(2 * C, f32), ty(R * C, f32),
-                                            ty(4, f32), i32, i32])
-    zero = Kernel("matmul_zero_i32", OBJ, [])
-    mm = Kernel("matmul_i8_i32", OBJ, [ty(tile, i8), ty(64 * 64, i8)])
-    epi = Kernel("ln_matmul_epilogue_f32_dyn", OBJ, [ty(128, f32), ty(S.DYN_WORDS, f32),
-                                                     ty(tile, f32)])
+    ln, zero, mm, epi = S.dyn_ln_matmul_kernels(OBJ, R, C)
     begin, fold, quant = S.dyn_kernels(OBJ, C, tile)
     red = S.ScaleReduction("sa", OBJ, S.COLUMNS)
 
@@ -190,15 +185,10 @@ def build_dynamic(rows: int, channels: int, n: int):
     of_a = [ObjectFifo(ty(tile, f32), name=f"a{c}") for c in range(S.COLUMNS)]
     of_y = [ObjectFifo(ty(tile, f32), name=f"y{c}") for c in range(S.COLUMNS)]
 
+    ln_body = S.ln_core_fn(range_, mc // R, mode=None)
+
     def ln_core(fx, fgb, fsc, fq, fr, fpart, k, k_begin, k_fold, folds):
-        gb, sc = fgb.acquire(1), fsc.acquire(1)
-        for _ in range_(mc // R):
-            x, q = fx.acquire(1), fq.acquire(1)
-            k(x, gb, q, sc, R, C)
-            fx.release(1)
-            fq.release(1)
-        fsc.release(1)
-        fgb.release(1)
+        ln_body(fx, fgb, fsc, fq, k, R, C)
         S.dyn_producer(range_, folds, fr, fpart, k_begin, k_fold, C)  # 0: padding only
 
     def mm_core(fa, fs, fw, fp, fy, k_zero, k_mm, k_quant, k_epi, qbuf):
@@ -224,16 +214,10 @@ def build_dynamic(rows: int, channels: int, n: int):
         S.ln_phase(rt, of_x, of_q, of_gb, of_sc, weights, w_total, o_g, o_s, x_in, in_total, 0,
                    out, out_total, o_a, C, mc, tg, out_bytes=4)
         rt.finish_task_group(tg)
-        tg = rt.task_group()  # phase 2: the real rows of a -> partials -> params
-        S.fill_real_rows(rt, of_r, out, out_total, o_a, 4 * C, rows, mc, tg)
-        S.drain_scales(rt, red.params, out, out_total, o_sc, 0, tg)
-        rt.finish_task_group(tg)
-        tg = rt.task_group()  # phase 3: a -> quantize -> matmul -> y
-        S.fill_a_tiles_f32(rt, of_a, out, out_total, o_a, C, mc, blocks, nt_n, tg)
-        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, n, kt_n, nt_n, 2,
-                              blocks, tg)
-        S.drain_row_tiles(rt, of_y, out, out_total, o_y, n, 4, mc, blocks, nt_n, tg)
-        rt.finish_task_group(tg)
+        # phase 2: the real rows of a -> partials -> params; phase 3: a -> Q -> matmul -> y
+        S.dyn_projection_phases(rt, S.DynProjectionFifos(of_r, red.params, of_a, of_w, of_p, of_y),
+                                out, out_total, weights, w_total, o_a, o_sc, 0, o_w, o_p, o_y,
+                                C, n, rows, mc)
     return Program(NPU1(), rt).resolve_program(Placer())
 
 
