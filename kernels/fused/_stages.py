@@ -108,6 +108,23 @@ def a_tile_tap(total: int, base: int, row_len: int, row0: int, kt: int):
                                [d[0] for d in dims], [d[1] for d in dims])
 
 
+MATMUL_N_GROUP = COLUMNS * TILE_N   # kernels/matmul/design.py padded_shape: N to 4 x 64
+
+
+def matmul_weight_blobs(k: int, n: int, word_rows: int) -> list[int]:
+    """Bytes of a matmul stage's WEIGHTS blobs as the host packs them (kernel_specs/
+    matmul.py device_constants): W int8 [Kp, Np], the 4-byte epilogue words
+    [word_rows, Np], the int32 (K, N) pair. Np = N rounded up to MATMUL_N_GROUP: a
+    design reads W and the words with row length Np (padded_cols)."""
+    kp, np_ = up(k, TILE_K), padded_cols(n)
+    return [kp * np_, 4 * word_rows * np_, 8]
+
+
+def padded_cols(n: int) -> int:
+    """Np: the row length of a matmul's W and words in WEIGHTS."""
+    return up(n, MATMUL_N_GROUP)
+
+
 def aligned_offsets(sizes: list[int], align: int = 64) -> tuple[list[int], int]:
     """Byte offsets of consecutive slots, each 64-byte aligned (runtime/layout.py)."""
     offs, pos = [], 0
@@ -432,8 +449,9 @@ def dyn_projection_phases(rt, f: DynProjectionFifos, out, out_total: int, weight
                           rows_per_col: int) -> None:
     """DMA of a dynamic projection once its float32 A [Mp, k_row] is in OUT at o_a:
     (1) the real rows of A to the producers, the reducer's params to SCALES[slot];
-    (2) A tiles to the matmul cores (quantized there), weight tiles and words
-    ([2, n_cols] float32 at o_p) broadcast, float32 output tiles to o_out."""
+    (2) A tiles to the matmul cores (quantized there), weight tiles (W [k_row, Np] at
+    o_w) and words ([2, Np] float32 at o_p) broadcast, float32 output tiles [Mp,
+    n_cols] to o_out."""
     tg = rt.task_group()
     fill_real_rows(rt, f.folds, out, out_total, o_a, 4 * k_row, rows, rows_per_col, tg)
     drain_scales(rt, f.params, out, out_total, o_sc, slot, tg)
@@ -442,8 +460,8 @@ def dyn_projection_phases(rt, f: DynProjectionFifos, out, out_total: int, weight
     blocks, nt = rows_per_col // TILE_M, n_cols // TILE_N
     fill_a_tiles(rt, f.a, out, out_total, o_a, k_row, rows_per_col, blocks, nt, tg,
                  tap=a_tile_tap_f32)
-    stream_weight_tiles(rt, f.w, f.p, weights, w_total, o_w, o_p, n_cols, k_row // TILE_K, nt,
-                        2, blocks, tg)
+    stream_weight_tiles(rt, f.w, f.p, weights, w_total, o_w, o_p, padded_cols(n_cols),
+                        k_row // TILE_K, nt, 2, blocks, tg)
     drain_row_tiles(rt, f.out, out, out_total, o_out, n_cols, 4, rows_per_col, blocks, nt, tg)
     rt.finish_task_group(tg)
 

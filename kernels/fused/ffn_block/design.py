@@ -52,10 +52,11 @@ OBJ = "ffn_block_aie.o"
 
 def fc2_phase(rt, fa, fr, fw, fp, fy, x_in, in_total: int, out, out_total: int, weights,
               w_total: int, o_h: int, o_w2: int, o_p2: int, o_y: int, channels: int, ffn: int,
-              mc: int, tg) -> None:
+              mc: int, tg, w_cols: int | None = None) -> None:
     """DMA of fc2 + the residual add, both forms: per column the int8 h tiles (from
     OUT at o_h) and the residual x tiles (IN) in, W2 tiles and its float32 words
-    ([2, C] at o_p2) broadcast, the float32 y tiles out to o_y."""
+    ([2, w_cols] at o_p2; w_cols: the row length of W2 and the words in WEIGHTS, C
+    by default) broadcast, the float32 y tiles out to o_y."""
     C, F = channels, ffn
     blocks, nt2 = mc // S.TILE_M, C // S.TILE_N
     S.fill_a_tiles(rt, fa, out, out_total, o_h, F, mc, blocks, nt2, tg)
@@ -66,8 +67,8 @@ def fc2_phase(rt, fa, fr, fw, fp, fy, x_in, in_total: int, out, out_total: int, 
                 rt.fill(fr[c].prod(), x_in,
                         S.block_tap(in_total, 4 * C, row0, 4 * S.TILE_N * nt, S.TILE_M,
                                     4 * S.TILE_N), task_group=tg)
-    S.stream_weight_tiles(rt, fw, fp, weights, w_total, o_w2, o_p2, C, F // S.TILE_K, nt2, 2,
-                          blocks, tg)
+    S.stream_weight_tiles(rt, fw, fp, weights, w_total, o_w2, o_p2, w_cols or C, F // S.TILE_K,
+                          nt2, 2, blocks, tg)
     S.drain_row_tiles(rt, fy, out, out_total, o_y, C, 4, mc, blocks, nt2, tg)
 
 
@@ -237,10 +238,12 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
     quantizes of a, f, a2), as runtime/layout.py and the FAKE hardware read them.
 
     Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = scratch.DYNAMIC_OUT_ENTRIES
-    (y, h, a, [a2, z,] f, SCALES); WEIGHTS = LN (gamma, beta, scalars), fc1 (W1 int8
-    [C, F], words fp32 [2, F] = w_scale, bias), fc2 (W2 int8 [F, C], words fp32
-    [2, C]), [tail LN, W3 int8 [C, N], words fp32 [2, N]] (a dynamic gelu has no
-    table constant), 64-byte aligned; PARAMS. Built for neg_limit 4 and the erf gelu
+    (y, h, a, [a2, z,] f, SCALES); WEIGHTS as the host packs the stages' device
+    constants: LN (gamma, beta, scalars), fc1 (W1 int8 [C, Fp], words fp32 [2, Fp] =
+    w_scale, bias, the (K, N) pair), fc2 (W2 [F, Cp], words [2, Cp], (K, N)), [tail
+    LN, W3 [C, Np], words [2, Np], (K, N)] (Xp: X rounded up to 256,
+    _stages.matmul_weight_blobs; a dynamic gelu and quantize have none), 64-byte
+    aligned; PARAMS. Built for neg_limit 4 and the erf gelu
     (runtime/layout.py dynamic_design_refusal sends other launches to the emulator)."""
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
     from math import gcd
@@ -267,9 +270,13 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
     def ty(n, dt):
         return np.ndarray[(n,), np.dtype[dt]]
 
-    (o_g, _o_b, o_s, o_w1, o_p1, o_w2, o_p2, o_g3, _o_b3, o_s3, o_w3, o_p3), w_total = \
-        S.aligned_offsets([4 * C, 4 * C, 16, C * F, 8 * F, F * C, 8 * C]
-                          + ([4 * C, 4 * C, 16, C * n3, 8 * n3] if tail else [0] * 5))
+    ln_blobs = [4 * C, 4 * C, 16]       # gamma, beta, scalars (layernorm device constants)
+    offs_w, w_total = S.aligned_offsets(
+        ln_blobs + S.matmul_weight_blobs(C, F, 2) + S.matmul_weight_blobs(F, C, 2)
+        + (ln_blobs + S.matmul_weight_blobs(C, n3, 2) if tail else []))
+    o_g, _o_b, o_s, o_w1, o_p1, _kn1, o_w2, o_p2, _kn2 = offs_w[:9]
+    o_g3, o_s3, o_w3, o_p3 = (offs_w[9], offs_w[11], offs_w[12], offs_w[13]) if tail \
+        else (0, 0, 0, 0)
     row_bytes = {"y": 4 * C, "h": F, "a": 4 * C, "a2": 4 * C, "z": 4 * n3, "f": 4 * F}
     entries = [e.name for e in scratch.out_entries(design, True)]
     offs, out_total = scratch.offsets([
@@ -390,7 +397,7 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
         rt.finish_task_group(tg)
         tg = rt.task_group()  # 5: h -> fc2 (s_out) -> + x -> y
         fc2_phase(rt, of_a2, of_r, of_w2, of_p2, of_y, x_in, in_total, out, out_total, weights,
-                  w_total, o_h, o_w2, o_p2, o_y, C, F, mc, tg)
+                  w_total, o_h, o_w2, o_p2, o_y, C, F, mc, tg, w_cols=S.padded_cols(C))
         rt.finish_task_group(tg)
         if tail:
             tg = rt.task_group()  # 6: the next layer's LN(y) -> a2 (float32; y read back)

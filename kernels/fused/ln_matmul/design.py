@@ -147,8 +147,9 @@ def build_dynamic(rows: int, channels: int, n: int):
 
     Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = y fp32 [Mp, N], a fp32
     [Mp, C], SCALES (16 B) (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS = layernorm
-    constants, then matmul constants (W int8 [C, N], words fp32 [2, N] = w_scale,
-    bias), each 64-byte aligned; PARAMS. Padding rows are zero in IN, so they
+    constants, then matmul constants as the host packs them (W int8 [C, Np], words
+    fp32 [2, Np] = w_scale, bias, the (K, N) pair; Np = N rounded up to 256:
+    _stages.matmul_weight_blobs), each 64-byte aligned; PARAMS. Padding rows are zero in IN, so they
     normalize to beta: phase 2 folds only the real rows (their count comes from
     `rows`), the same tensor the host's quantize sees."""
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
@@ -161,7 +162,8 @@ def build_dynamic(rows: int, channels: int, n: int):
     def ty(k, dt):
         return np.ndarray[(k,), np.dtype[dt]]
 
-    (o_g, _o_b, o_s, o_w, o_p), w_total = S.aligned_offsets([4 * C, 4 * C, 16, C * n, 8 * n])
+    (o_g, _o_b, o_s, o_w, o_p, _o_kn), w_total = S.aligned_offsets(
+        [4 * C, 4 * C, 16] + S.matmul_weight_blobs(C, n, 2))
     (o_y, o_a, o_sc), out_total = scratch.offsets([
         scratch.capacity("ln_matmul", rows, 4 * n), scratch.capacity("ln_matmul", rows, 4 * C),
         scratch.scales_bytes(1)])
