@@ -577,43 +577,58 @@ def test_scales_order_check_fails_on_swapped_params(design: str,
         _check_dynamic_mlp(rep, design, 384, 200)
 
 
-# --- WEIGHTS: the dynamic forms read the constants where the host packs them ----------
+# --- WEIGHTS: the designs read the constants where the host packs them ----------------
 @pytest.fixture(scope="module")
-def default_mode_layers():
-    """A compiled 2-layer default-mode encoder (d 384, ffn 1536, 64 frames): its
-    launches are ln_matmul, attn_block, ffn_ln_matmul, attn_block, ffn_block, layernorm
-    (the dynamic forms), each with its real stage constants."""
-    from synthetic.graphs import encoder_layer
+def two_layer_programs():
+    """A 2-layer encoder (d 384, ffn 1536) compiled in both modes: default (dynamic; 64
+    frames) and calibrated (static; 100 frames). Both are ln_matmul, attn_block,
+    ffn_ln_matmul, attn_block, ffn_block (the default mode adds the final layernorm),
+    each launch with its real stage constants."""
+    from synthetic.graphs import encoder_layer as graph_layer
+    from synthetic.regions import encoder_layer
 
     from xdna_ep.compile.api import CompileOptions, compile_plan
     from xdna_ep.partition import partition_model
 
-    model = encoder_layer(d=384, heads=6, ffn=1536, t=64, layers=2, seed=3)
-    progs = compile_plan(model, partition_model(model, use_cost_model=False),
-                         CompileOptions(quantization="dynamic", measure_sqnr=False))
-    (prog,) = progs.values()
-    return prog
+    model = graph_layer(d=384, heads=6, ffn=1536, t=64, layers=2, seed=3)
+    (dyn,) = compile_plan(model, partition_model(model, use_cost_model=False),
+                          CompileOptions(quantization="dynamic", measure_sqnr=False)).values()
+    sm = encoder_layer(t=100, layers=2, seed=8)
+    (static,) = compile_plan(sm.model, partition_model(sm.model, use_cost_model=False),
+                             CompileOptions("static", sm.samples(2, seed=9), fuse_qkv=True,
+                                            measure_sqnr=False)).values()
+    return {"dynamic": (dyn, 64), "static": (static, 100)}
 
 
+def _build_call(design: str, launch, rows: int, d: int, dynamic: bool):
+    f, n3 = 4 * d, 3 * d
+    out = launch.stages[-1].attrs.get("out", "int8")
+    if dynamic:
+        return "build_dynamic", {"ln_matmul": (rows, d, n3), "ffn_block": (rows, d, f),
+                                 "ffn_ln_matmul": (rows, d, f, n3)}[design]
+    return "build", {"ln_matmul": (rows, d, n3, out), "ffn_block": (rows, d, f),
+                     "ffn_ln_matmul": (rows, d, f, n3, out)}[design]
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
 @pytest.mark.parametrize("design", ["ln_matmul", "ffn_ln_matmul", "ffn_block"])
-def test_dynamic_form_reads_weights_where_the_host_packs_them(default_mode_layers,
-                                                              design: str) -> None:
-    """Every WEIGHTS byte the dynamic form reads lies in a slot runtime/layout.py
+def test_design_reads_weights_where_the_host_packs_them(two_layer_programs, design: str,
+                                                        mode: str) -> None:
+    """Every WEIGHTS byte the design reads lies in a slot runtime/layout.py
     plan_weights packs for the launch's stages (the kernels' device constants: a
-    matmul's W [Kp, Np], words [2, Np] and (K, N) pair), the LayerNorm constants are
-    read whole, and of each matmul's W and words exactly the real [K, N] columns:
-    the padding columns (N rounded up to 256) and the (K, N) pair never."""
+    matmul's W [Kp, Np], words [rows, Np] and (K, N) pair), the LayerNorm constants
+    and a static gelu table are read whole, and of each matmul's W and words exactly
+    the real [K, N] columns: the padding columns (N rounded up to 256) and the (K, N)
+    pair never."""
     from xdna_ep.kernel_specs import registry
     from xdna_ep.runtime.layout import plan_weights, stage_consts
 
-    prog = default_mode_layers
+    prog, rows = two_layer_programs[mode]
     launch = next(ln for ln in prog.launches if ln.design == design)
     w = plan_weights(launch, [registry.get(st.kernel) for st in launch.stages],
                      [stage_consts(prog, st) for st in launch.stages])
-    d, rows = 384, 64
-    args = {"ln_matmul": (rows, d, 3 * d), "ffn_block": (rows, d, 4 * d),
-            "ffn_ln_matmul": (rows, d, 4 * d, 3 * d)}[design]
-    rep = _trace(f"fused/{design}/design.py", "build_dynamic", *args)
+    fn, args = _build_call(design, launch, rows, 384, mode == "dynamic")
+    rep = _trace(f"fused/{design}/design.py", fn, *args)
     assert rep.arg_bytes[2] <= w.layout.size
     read = IC.touched(rep.moves, 2, "fill", rep.arg_bytes[2])
     owner = np.full(rep.arg_bytes[2], -1)
@@ -622,10 +637,7 @@ def test_dynamic_form_reads_weights_where_the_host_packs_them(default_mode_layer
     assert (owner[read > 0] >= 0).all(), f"{design} reads WEIGHTS bytes outside every slot"
     for st_i, (st, keys) in enumerate(zip(launch.stages, w.keys, strict=True)):
         slots = {k: next(s for s in w.layout.slots if s.name == name) for k, name in keys.items()}
-        if st.kernel == "layernorm":
-            for s in slots.values():
-                assert (read[s.offset:s.offset + s.nbytes] > 0).all(), f"stage {st_i}"
-        elif st.kernel == "matmul":
+        if st.kernel == "matmul":
             k, n = (int(v) for v in prog.constants[st.consts["weight"]].shape)
             wt, words, kn = slots["#0"], slots["#1"], slots["#2"]
             np_ = wt.nbytes // k
@@ -633,9 +645,13 @@ def test_dynamic_form_reads_weights_where_the_host_packs_them(default_mode_layer
             got = read[wt.offset:wt.offset + wt.nbytes]
             assert (got[real] > 0).all(), f"stage {st_i}: W's real columns not all read"
             assert got.sum() == got[real].sum(), f"stage {st_i}: W's padding columns read"
-            cols = (np.arange(2)[:, None] * 4 * np_ + np.arange(4 * n)[None, :]).reshape(-1)
+            word_rows = words.nbytes // (4 * np_)
+            cols = (np.arange(word_rows)[:, None] * 4 * np_
+                    + np.arange(4 * n)[None, :]).reshape(-1)
             got = read[words.offset:words.offset + words.nbytes]
             assert (got[cols] > 0).all() and got.sum() == got[cols].sum(), f"stage {st_i}"
             assert not read[kn.offset:kn.offset + kn.nbytes].any()
-        else:   # dynamic quantize, gelu, add: no device constants in these forms
-            assert not slots, f"stage {st_i} ({st.kernel}) has WEIGHTS the design ignores"
+        else:   # layernorm constants, a static gelu table: read whole (dynamic: none)
+            for s in slots.values():
+                assert (read[s.offset:s.offset + s.nbytes] > 0).all(), \
+                    f"stage {st_i} ({st.kernel}): WEIGHTS the design does not read"

@@ -19,9 +19,11 @@ independent of C and F (kernels/iron_check.py checks it for tiny..large-v3).
 
 Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = y fp32 [Mp, C], h int8
 [Mp, F], a int8 [Mp, C] (kernels/fused/scratch.py OUT_ENTRIES, shared with
-runtime/layout.py); WEIGHTS = LN (gamma, beta, scalars), fc1 (W1 int8 [C, F],
-words int32 [3, F]), gelu table int8 [256], fc2 (W2 int8 [F, C], words fp32
-[2, C]), 64-byte aligned; PARAMS.
+runtime/layout.py); WEIGHTS = the stages' device constants as the host packs
+them: LN (gamma, beta, scalars), fc1 (W1 int8 [C, Fp], words int32 [3, Fp], the
+(K, N) pair), gelu table int8 [256], fc2 (W2 int8 [F, Cp], words fp32 [2, Cp],
+(K, N)), 64-byte aligned (Xp: X rounded up to 256, _stages.matmul_weight_blobs);
+PARAMS. build_dynamic (below, `--dynamic`) is the default mode's form.
 
 Optional ln_matmul tail (`tail_n`; the design "ffn_ln_matmul" of
 kernels/fused/ffn_ln_matmul): phases 4-5 run the NEXT layer's layernorm ->
@@ -29,12 +31,12 @@ projection on y (read back from OUT) on the same LN and MM1 cores (their code
 is already the layernorm and matmul stage functions): LN(y) -> a2, then
 z = matmul(a2) [Mp, N] -> OUT. OUT then holds y, h, a, a2, z; WEIGHTS
 continue with the tail's LN (gamma, beta, scalars) and matmul (W3 int8
-[C, N], words int32 [3, N] for int8 out or fp32 [2, N]). This folds the
+[C, Np], words int32 [3, Np] for int8 out or fp32 [2, Np], (K, N)). This folds the
 launch boundary between one encoder layer's MLP and the next layer's
 q/k/v projection: two launches become one.
 
     python design.py [--rows 1500] [--channels 384] [--ffn 1536] [--tail-n N]
-                     [--tail-out int8|float32]
+                     [--tail-out int8|float32] [--dynamic]
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ OBJ = "ffn_block_aie.o"
 
 def fc2_phase(rt, fa, fr, fw, fp, fy, x_in, in_total: int, out, out_total: int, weights,
               w_total: int, o_h: int, o_w2: int, o_p2: int, o_y: int, channels: int, ffn: int,
-              mc: int, tg, w_cols: int | None = None) -> None:
+              mc: int, tg) -> None:
     """DMA of fc2 + the residual add, both forms: per column the int8 h tiles (from
     OUT at o_h) and the residual x tiles (IN) in, W2 tiles and its float32 words
-    ([2, w_cols] at o_p2; w_cols: the row length of W2 and the words in WEIGHTS, C
-    by default) broadcast, the float32 y tiles out to o_y."""
+    ([2, Cp] at o_p2; W2 and the words have rows of Cp = C rounded up to 256 in
+    WEIGHTS) broadcast, the float32 y tiles out to o_y."""
     C, F = channels, ffn
     blocks, nt2 = mc // S.TILE_M, C // S.TILE_N
     S.fill_a_tiles(rt, fa, out, out_total, o_h, F, mc, blocks, nt2, tg)
@@ -67,8 +69,8 @@ def fc2_phase(rt, fa, fr, fw, fp, fy, x_in, in_total: int, out, out_total: int, 
                 rt.fill(fr[c].prod(), x_in,
                         S.block_tap(in_total, 4 * C, row0, 4 * S.TILE_N * nt, S.TILE_M,
                                     4 * S.TILE_N), task_group=tg)
-    S.stream_weight_tiles(rt, fw, fp, weights, w_total, o_w2, o_p2, w_cols or C, F // S.TILE_K,
-                          nt2, 2, blocks, tg)
+    S.stream_weight_tiles(rt, fw, fp, weights, w_total, o_w2, o_p2, S.padded_cols(C),
+                          F // S.TILE_K, nt2, 2, blocks, tg)
     S.drain_row_tiles(rt, fy, out, out_total, o_y, C, 4, mc, blocks, nt2, tg)
 
 
@@ -90,10 +92,15 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
     n3 = tail_n if tail else 0
     nt3 = n3 // S.TILE_N
     zb, prow3 = (1, 3) if tail_out == "int8" else (4, 2)  # bytes per z element, word rows
-    (o_g, _o_b, o_s, o_w1, o_p1, o_t, o_w2, o_p2, o_g3, _o_b3, o_s3, o_w3, o_p3), w_total = \
-        S.aligned_offsets([4 * C, 4 * C, 16, C * F, 12 * F, 256, F * C, 8 * C]
-                          + ([4 * C, 4 * C, 16, C * n3, 4 * prow3 * n3] if tail
-                             else [0, 0, 0, 0, 0]))
+    # WEIGHTS as the host packs the stages' device constants (matmul: W [K, Np], words
+    # [rows, Np], the (K, N) pair; _stages.matmul_weight_blobs)
+    ln_blobs = [4 * C, 4 * C, 16]
+    offs_w, w_total = S.aligned_offsets(
+        ln_blobs + S.matmul_weight_blobs(C, F, 3) + [256] + S.matmul_weight_blobs(F, C, 2)
+        + (ln_blobs + S.matmul_weight_blobs(C, n3, prow3) if tail else []))
+    o_g, _o_b, o_s, o_w1, o_p1, _kn1, o_t, o_w2, o_p2, _kn2 = offs_w[:10]
+    o_g3, o_s3, o_w3, o_p3 = (offs_w[10], offs_w[12], offs_w[13], offs_w[14]) if tail \
+        else (0, 0, 0, 0)
     cap = [scratch.capacity(design, rows, b) for b in (4 * C, F, C)]
     if tail:
         cap += [scratch.capacity(design, rows, C), scratch.capacity(design, rows, zb * n3)]
@@ -180,7 +187,8 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
         rt.finish_task_group(tg)
         tg = rt.task_group()  # phase 2: fc1(a) -> gelu -> h
         S.fill_a_tiles(rt, of_a1, out, out_total, o_a, C, mc, blocks, nt1, tg)
-        S.stream_weight_tiles(rt, of_w1, of_p1, weights, w_total, o_w1, o_p1, F, kt1, nt1, 3,
+        S.stream_weight_tiles(rt, of_w1, of_p1, weights, w_total, o_w1, o_p1, S.padded_cols(F),
+                              kt1, nt1, 3,
                               blocks, tg)
         S.drain_row_tiles(rt, of_h, out, out_total, o_h, F, 1, mc, blocks, nt1, tg)
         rt.finish_task_group(tg)
@@ -195,7 +203,8 @@ def build(rows: int, channels: int, ffn: int,  # noqa: C901 - one design, one fu
             rt.finish_task_group(tg)
             tg = rt.task_group()  # phase 5: projection(a2) -> z
             S.fill_a_tiles(rt, of_a1, out, out_total, o_a2, C, mc, blocks, nt3, tg)
-            S.stream_weight_tiles(rt, of_w1, of_p3, weights, w_total, o_w3, o_p3, n3, kt1, nt3,
+            S.stream_weight_tiles(rt, of_w1, of_p3, weights, w_total, o_w3, o_p3,
+                                  S.padded_cols(n3), kt1, nt3,
                                   prow3, blocks, tg)
             S.drain_row_tiles(rt, of_z, out, out_total, o_z, n3, zb, mc, blocks, nt3, tg)
             rt.finish_task_group(tg)
@@ -397,7 +406,7 @@ def build_dynamic(rows: int, channels: int, ffn: int,  # noqa: C901 - one design
         rt.finish_task_group(tg)
         tg = rt.task_group()  # 5: h -> fc2 (s_out) -> + x -> y
         fc2_phase(rt, of_a2, of_r, of_w2, of_p2, of_y, x_in, in_total, out, out_total, weights,
-                  w_total, o_h, o_w2, o_p2, o_y, C, F, mc, tg, w_cols=S.padded_cols(C))
+                  w_total, o_h, o_w2, o_p2, o_y, C, F, mc, tg)
         rt.finish_task_group(tg)
         if tail:
             tg = rt.task_group()  # 6: the next layer's LN(y) -> a2 (float32; y read back)

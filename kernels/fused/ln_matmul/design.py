@@ -17,8 +17,10 @@ every core's memory independent of C. It is still one launch.
 
 Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = y [Mp, N] then a int8
 [Mp, C] (kernels/fused/scratch.py OUT_ENTRIES, shared with runtime/layout.py);
-WEIGHTS = layernorm constants (gamma, beta, scalars) then matmul constants
-(W int8 [C, N], epilogue words), each 64-byte aligned; PARAMS. C and N are
+WEIGHTS = layernorm constants (gamma, beta, scalars) then matmul constants as
+the host packs them (W int8 [C, Np], epilogue words [rows, Np], the (K, N) pair;
+Np = N rounded up to 256: _stages.matmul_weight_blobs), each 64-byte aligned;
+PARAMS. C and N are
 multiples of 64; Mp = M rounded up to 128.
 
     python design.py [--rows 1500] [--channels 384] [--n 384] [--out int8|float32]
@@ -74,8 +76,8 @@ def build(rows: int, channels: int, n: int, out: str = "int8"):
     def ty(k, dt):
         return np.ndarray[(k,), np.dtype[dt]]
 
-    (o_g, _o_b, o_s, o_w, o_p), w_total = S.aligned_offsets(
-        [4 * C, 4 * C, 16, C * n, 4 * prow * n])
+    (o_g, _o_b, o_s, o_w, o_p, _o_kn), w_total = S.aligned_offsets(
+        [4 * C, 4 * C, 16] + S.matmul_weight_blobs(C, n, prow))
     (o_y, o_a), out_total = scratch.offsets([scratch.capacity("ln_matmul", rows, yb * n),
                                              scratch.capacity("ln_matmul", rows, C)])
     in_total = g.in_total
@@ -122,7 +124,8 @@ def build(rows: int, channels: int, n: int, out: str = "int8"):
         rt.finish_task_group(tg)
         tg = rt.task_group()  # phase 2: a -> matmul -> y
         S.fill_a_tiles(rt, of_a, y_out, out_total, o_a, C, mc, blocks, nt_n, tg)
-        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, n, kt_n, nt_n, prow,
+        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, S.padded_cols(n), kt_n,
+                              nt_n, prow,
                               blocks, tg)
         S.drain_row_tiles(rt, of_y, y_out, out_total, o_y, n, yb, mc, blocks, nt_n, tg)
         rt.finish_task_group(tg)
