@@ -67,7 +67,7 @@ STATICS: dict[str, tuple[str, int]] = {
     "attn_block.g_dyn_words": ("fused/attn_block/attn_block_aie.cc", 4 * 2 * 64),
     "ln_matmul.g_dyn_words": ("fused/ln_matmul/ln_matmul_aie.cc", 4 * 2 * 64),
     "conv_frontend.g_blk": ("fused/conv_frontend/conv_frontend_aie.cc", 4 * 8 * 8),
-    "conv_frontend.g_codes": ("fused/conv_frontend/conv_frontend_aie.cc", 1024),
+    "gelu_table.g_gelu_codes": ("common/aie/gelu_table_aie.cc", 1024),
 }
 _ATT = ("attention.g_acc_hi", "attention.g_acc_lo", "attention.g_scores", "attention.g_zmax")
 _CONV = ("conv1d.g_qwin", "conv1d.g_col")
@@ -82,12 +82,14 @@ KERNEL_STATICS: dict[str, tuple[str, ...]] = {
     "fused_epilogue_i8_gelu": ("matmul.g_acc", "ffn_block.g_h"),
     "fused_epilogue_f32_add": ("matmul.g_acc", "ffn_block.g_y"),  # attn_block's g_y: same size
     "attn_epilogue_f32_dyn_add": ("matmul.g_acc", "attn_block.g_y", "attn_block.g_dyn_words"),
+    "ffn_epilogue_f32_dyn_add": ("matmul.g_acc", "ln_matmul.g_dyn_words", "ffn_block.g_y"),
     "xdna_conv1d_im2col": _CONV,
     "xdna_conv1d_block": _CONV,
     "frontend_conv_gelu": (*_CONV, "conv_frontend.g_blk"),
     "frontend_conv_gelu_add": (*_CONV, "conv_frontend.g_blk"),
-    "frontend_codes_fold": ("conv_frontend.g_codes",),
-    "frontend_codes_fold_row": ("conv_frontend.g_codes",),
+    "xdna_gelu_codes_fold": ("gelu_table.g_gelu_codes",),
+    "xdna_gelu_table_apply": ("gelu_table.g_gelu_codes",),
+    "frontend_codes_fold_row": ("gelu_table.g_gelu_codes",),
     "xdna_softmax_i8": ("softmax.g_z", "softmax.g_work"),
     "xdna_softmax_i8_masked": ("softmax.g_z", "softmax.g_work"),
     **{k: _ATT for k in ("xdna_attn_begin", "xdna_attn_rewind", "xdna_attn_pass1",

@@ -10,12 +10,7 @@ the DMA (tests/test_design_shapes.py traces that)."""
 from __future__ import annotations
 
 import ctypes
-import shutil
-import struct
-import subprocess
 import sys
-import sysconfig
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,30 +20,14 @@ from xdna_ep._kernels.fused import scratch
 from xdna_ep.compile import CompileOptions, compile_region
 from xdna_ep.runtime import EmulatorDevice
 
-KERNELS = Path(__file__).resolve().parents[1] / "kernels"
+from aie_host import KERNELS, core_fixture, f32_bits, ptr  # isort: skip
+
 COLS = scratch.CONV_COLUMNS
 KW = scratch.CONV_KW
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    cxx = shutil.which(sysconfig.get_config_var("CXX") or "") or shutil.which("c++")
-    assert cxx, "a C++ compiler is needed (it also builds xdna_ep._emulator)"
-    so = tmp_path_factory.mktemp("cf") / "conv_frontend_aie.so"
-    subprocess.run([cxx, "-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-I",
-                    str(KERNELS / "attention" / "aie" / "host_stub"), "-o", str(so),
-                    str(KERNELS / "fused" / "conv_frontend" / "conv_frontend_aie.cc")],
-                   check=True)
-    return ctypes.CDLL(str(so))
-
-
-def _p(a: np.ndarray) -> ctypes.c_void_p:
-    assert a.flags.c_contiguous
-    return a.ctypes.data_as(ctypes.c_void_p)
-
-
-def _bits(x: float) -> int:
-    return struct.unpack("<i", struct.pack("<f", x))[0]
+core = core_fixture("fused", "conv_frontend", "conv_frontend_aie.cc")
+_p, _bits = ptr, f32_bits
 
 
 def _design():
@@ -89,13 +68,13 @@ class Schedule:
     def gelu_table(self, chunks_per_col: list[list[np.ndarray]], params: np.ndarray,
                    row: bool) -> np.ndarray:
         ranges = np.zeros((COLS, 4), np.int32)
-        fold = self.lib.frontend_codes_fold_row if row else self.lib.frontend_codes_fold
+        fold = self.lib.frontend_codes_fold_row if row else self.lib.xdna_gelu_codes_fold
         for c, chunks in enumerate(chunks_per_col):
-            self.lib.frontend_codes_begin(_p(ranges[c]))
+            self.lib.xdna_gelu_codes_begin(_p(ranges[c]))
             for x in chunks:
                 fold(_p(x), _p(params), _p(ranges[c]), x.size)
         gelu = np.zeros(272, np.int8)
-        self.lib.frontend_gelu_reduce(_p(ranges), _p(params), _p(gelu), COLS, 0)
+        self.lib.xdna_gelu_table_reduce(_p(ranges), _p(params), _p(gelu), COLS, 0)
         return gelu
 
     def conv(self, src: np.ndarray, w: np.ndarray, ws: np.ndarray, bias: np.ndarray,

@@ -381,10 +381,10 @@ def _starts_all(moves) -> np.ndarray:
     return np.concatenate([_starts(m) for m in moves])
 
 
-def _check_split_blocks(rep, layout, outs: tuple[str, ...], rows: int) -> None:
+def _check_split_blocks(rep, layout, outs: tuple[str, ...], rows: int, elem: int = 1) -> None:
     """The design drains z as [32, 64] tiles of one row-major [Mp, N] matrix (per
-    column, per 32-row block, per 64-column tile); the host's q/k/v blocks are its
-    column ranges, element by element."""
+    column, per 32-row block, per 64-column tile; elements of `elem` bytes); the
+    host's q/k/v blocks are its column ranges, element by element."""
     from xdna_ep._kernels.fused import scratch
 
     first = next(s for s in layout.slots if s.name == outs[0])
@@ -397,8 +397,8 @@ def _check_split_blocks(rep, layout, outs: tuple[str, ...], rows: int) -> None:
     for k, m in enumerate(drains):
         c, b, t = np.unravel_index(k, (scratch.CONV_COLUMNS, blocks, ntiles))
         r, col = np.meshgrid(np.arange(32), np.arange(64), indexing="ij")
-        got[_starts(m)] = ((c * mp // scratch.CONV_COLUMNS + b * 32 + r) * n
-                           + t * 64 + col).reshape(-1)
+        got[_starts(m).reshape(-1, elem)[:, 0]] = \
+            ((c * mp // scratch.CONV_COLUMNS + b * 32 + r) * n + t * 64 + col).reshape(-1)
     col0 = 0
     for name in outs:
         s = next(x for x in layout.slots if x.name == name)
@@ -593,3 +593,227 @@ def test_dynamic_attn_block_drains_each_reductions_params_to_its_scales_slot(
         want = (_elements(slot)[:, None] + np.arange(4)[None, :]).reshape(-1)
         assert got.shape == want.shape and (got == np.sort(want)).all(), \
             f"round {i} does not fold exactly the real elements of {red[i].inputs[0]!r}"
+
+
+# --- the MLP designs' dynamic forms ---------------------------------------------------
+def _dynamic_mlp(design: str, d: int, rows: int, split: bool = False):
+    """The compiled default-mode chain of `design` (layernorm f32 -> Q -> fc1 f32 -> Q
+    (neg_limit 4) -> gelu -> fc2 f32 -> add [-> layernorm f32 -> Q -> matmul f32]),
+    as compile/build.py emits it: (stages, known specs, exports, the reduced tensors
+    in SCALES order)."""
+    f, n3 = 4 * d, 3 * d
+    M = [1, rows]
+    dyn = {"dynamic": True}
+    stages = [Stage("layernorm", ("x",), ("a",), {}, {"out": "float32"}),
+              Stage("quantize", ("a",), ("aq", "as"), {}, dict(dyn)),
+              Stage("matmul", ("aq", "as"), ("f",), {}, {**dyn, "out": "float32"}),
+              Stage("quantize", ("f",), ("fq", "fs"), {}, {**dyn, "neg_limit": 4.0}),
+              Stage("gelu", ("fq", "fs"), ("h", "hs"), {}, {**dyn, "approximate": "none"}),
+              Stage("matmul", ("h", "hs"), ("g",), {}, {**dyn, "out": "float32"}),
+              Stage("add", ("x", "g"), ("y",))]
+    known = _specs(x=("float32", M + [d]), a=("float32", M + [d]), aq=("int8", M + [d]),
+                   f=("float32", M + [f]), fq=("int8", M + [f]), h=("int8", M + [f]),
+                   g=("float32", M + [d]), y=("float32", M + [d]))
+    for s in ("as", "fs", "hs"):
+        known[s] = BufferSpec("float32", (1,))
+    if design == "ffn_block":
+        return stages, known, ("y",), ("a", "f")
+    zs = ("zq", "zk", "zv") if split else ("z",)
+    stages += [Stage("layernorm", ("y",), ("a2",), {}, {"out": "float32"}),
+               Stage("quantize", ("a2",), ("a2q", "a2s"), {}, dict(dyn)),
+               Stage("matmul", ("a2q", "a2s"), zs, {},
+                     {**dyn, "out": "float32", **({"split": [d] * 3} if split else {})})]
+    known.update(_specs(a2=("float32", M + [d]), a2q=("int8", M + [d])))
+    known["a2s"] = BufferSpec("float32", (1,))
+    known.update({z: BufferSpec("float32", tuple(M + [n3 // len(zs)])) for z in zs})
+    return stages, known, ("y", *zs), ("a", "f", "a2")
+
+
+def _trace_dynamic_mlp(design: str, rows: int, d: int) -> IC.Report:
+    rel = f"fused/{design}/design.py"
+    args = (rows, d, 4 * d) + ((3 * d,) if design == "ffn_ln_matmul" else ())
+    return _trace(rel, "build_dynamic", *args)
+
+
+def _check_scales_order(rep, design: str, slots, reduced: tuple[str, ...]) -> None:
+    """SCALES object k is drained once the producers have started folding reduction k's
+    tensor (its first read back from OUT) and before the next reduced tensor is first
+    read: the params land in the launch's order of its reducing stages."""
+    from xdna_ep.runtime.layout import scales_slot
+
+    sc = slots[scales_slot(design)]
+
+    def inside(m, s, room):
+        return s.offset <= _starts(m)[0] < s.offset + room
+
+    first_read = [next(i for i, m in enumerate(rep.moves) if m.arg == 1 and m.kind == "fill"
+                       and inside(m, slots[t], slots[t].room)) for t in reduced]
+    for k in range(len(reduced)):
+        obj = sc.offset + 16 * k
+        (at,) = [i for i, m in enumerate(rep.moves) if m.arg == 1 and m.kind == "drain"
+                 and _starts(m)[0] == obj]
+        assert first_read[k] < at, f"SCALES[{k}] drained before {reduced[k]} was folded"
+        if k + 1 < len(reduced):
+            assert at < first_read[k + 1], \
+                f"SCALES[{k}] drained after {reduced[k + 1]} was read: wrong SCALES order"
+
+
+def _check_dynamic_mlp(rep, design: str, d: int, rows: int, split: bool = False) -> None:
+    from xdna_ep.runtime.layout import scales_slot
+
+    stages, known, exports, reduced = _dynamic_mlp(design, d, rows, split)
+    plan = plan_out(design, stages, known, exports)
+    layout = RegionLayout.plan(plan.specs, plan.reserve, plan.frames)
+    slots = {s.name: s for s in layout.slots}
+    names = [s.name for s in layout.slots]
+    want = ["y", "h", "a"] + (["a2", *exports[1:]] if design == "ffn_ln_matmul" else []) \
+        + ["f", scales_slot(design)]
+    assert names[:len(want)] == want
+    sc = slots[scales_slot(design)]
+    assert sc.nbytes == 16 * len(reduced)
+    assert rep.arg_bytes[1] <= layout.size
+    written = IC.touched(rep.moves, 1, "drain", rep.arg_bytes[1])
+    read = IC.touched(rep.moves, 1, "fill", rep.arg_bytes[1])
+    for name in want[:-1]:
+        assert (written[_elements(slots[name])] > 0).all(), f"{design}: {name} not written"
+    assert (written[sc.offset:sc.offset + sc.nbytes] == 1).all()
+    assert not (read & (written == 0)).any(), "reads OUT bytes it never wrote"
+    # the folds read only the REAL rows: a (a2) once more than the matmul's A tiles,
+    # f three times (fold, code range, gelu) where its padding rows are read once
+    nt = {"a": 4 * d // 64, "a2": 3 * d // 64}
+    for name, s in slots.items():
+        if name not in ("a", "a2", "f"):
+            continue
+        pad = np.arange(s.offset + s.nbytes, s.offset + plan.reserve[name])
+        real_reads, pad_reads = (3, 1) if name == "f" else (nt[name] + 1, nt[name])
+        assert (read[_elements(s)] == real_reads).all(), name
+        assert (read[pad] == pad_reads).all(), name
+    _check_scales_order(rep, design, slots, reduced)
+    inputs = Launch(design, tuple(stages)).inputs
+    assert inputs == ("x",)
+    in_layout = RegionLayout.plan([("x", known["x"])], in_reserve(design, inputs, known),
+                                  in_frames(design, stages, inputs, known, ()))
+    (x_slot,) = in_layout.slots
+    in_read = IC.touched(rep.moves, 0, "fill", rep.arg_bytes[0])
+    assert rep.arg_bytes[0] <= in_layout.size
+    assert (in_read[_elements(x_slot)] == 2).all(), "x: read by the LayerNorm and the add"
+    if split:
+        _check_split_blocks(rep, layout, exports[1:], rows, elem=4)
+
+
+@pytest.mark.parametrize("d", [384, 1280])
+@pytest.mark.parametrize("rows", [200, 90])
+@pytest.mark.parametrize("design", ["ffn_block", "ffn_ln_matmul"])
+def test_dynamic_mlp_out_layout_matches_the_design(design: str, rows: int, d: int) -> None:
+    """The MLP designs' dynamic forms write y, h, a (a2, z), the float32 fc1 output f
+    and the reducers' params exactly into the slots runtime/layout.py plans for the
+    compiled chain (scratch.DYNAMIC_OUT_ENTRIES); the scale and code-range passes read
+    only the real rows of a, f (a2), and the params land in SCALES in the launch's
+    order of its reducing stages."""
+    _check_dynamic_mlp(_trace_dynamic_mlp(design, rows, d), design, d, rows)
+
+
+def test_dynamic_ffn_ln_matmul_writes_the_split_projection_blocks() -> None:
+    """The tail's q/k/v outputs are the column blocks of the one z matrix it drains."""
+    _check_dynamic_mlp(_trace_dynamic_mlp("ffn_ln_matmul", 200, 384), "ffn_ln_matmul", 384,
+                       200, split=True)
+
+
+@pytest.mark.parametrize("design", ["ffn_block", "ffn_ln_matmul"])
+def test_scales_order_check_fails_on_swapped_params(design: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order check is not vacuous: the same design with its reducers' params
+    drained to each other's SCALES object is rejected."""
+    import _stages
+
+    real = _stages.drain_scales
+    n = 3 if design == "ffn_ln_matmul" else 2
+
+    def swapped(rt, params, out, total, base, slot, tg):
+        real(rt, params, out, total, base, {0: 1, 1: 0}.get(slot, slot) if n == 2
+             else {0: 1, 1: 2, 2: 0}[slot], tg)
+
+    monkeypatch.setattr(_stages, "drain_scales", swapped)
+    rep = _trace_dynamic_mlp(design, 200, 384)
+    with pytest.raises(AssertionError, match="SCALES"):
+        _check_dynamic_mlp(rep, design, 384, 200)
+
+
+# --- WEIGHTS: the designs read the constants where the host packs them ----------------
+@pytest.fixture(scope="module")
+def two_layer_programs():
+    """A 2-layer encoder (d 384, ffn 1536) compiled in both modes: default (dynamic; 64
+    frames) and calibrated (static; 100 frames). Both are ln_matmul, attn_block,
+    ffn_ln_matmul, attn_block, ffn_block (the default mode adds the final layernorm),
+    each launch with its real stage constants."""
+    from synthetic.graphs import encoder_layer as graph_layer
+    from synthetic.regions import encoder_layer
+
+    from xdna_ep.compile.api import CompileOptions, compile_plan
+    from xdna_ep.partition import partition_model
+
+    model = graph_layer(d=384, heads=6, ffn=1536, t=64, layers=2, seed=3)
+    (dyn,) = compile_plan(model, partition_model(model, use_cost_model=False),
+                          CompileOptions(quantization="dynamic", measure_sqnr=False)).values()
+    sm = encoder_layer(t=100, layers=2, seed=8)
+    (static,) = compile_plan(sm.model, partition_model(sm.model, use_cost_model=False),
+                             CompileOptions("static", sm.samples(2, seed=9), fuse_qkv=True,
+                                            measure_sqnr=False)).values()
+    return {"dynamic": (dyn, 64), "static": (static, 100)}
+
+
+def _build_call(design: str, launch, rows: int, d: int, dynamic: bool):
+    f, n3 = 4 * d, 3 * d
+    out = launch.stages[-1].attrs.get("out", "int8")
+    if dynamic:
+        return "build_dynamic", {"ln_matmul": (rows, d, n3), "ffn_block": (rows, d, f),
+                                 "ffn_ln_matmul": (rows, d, f, n3)}[design]
+    return "build", {"ln_matmul": (rows, d, n3, out), "ffn_block": (rows, d, f),
+                     "ffn_ln_matmul": (rows, d, f, n3, out)}[design]
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+@pytest.mark.parametrize("design", ["ln_matmul", "ffn_ln_matmul", "ffn_block"])
+def test_design_reads_weights_where_the_host_packs_them(two_layer_programs, design: str,
+                                                        mode: str) -> None:
+    """Every WEIGHTS byte the design reads lies in a slot runtime/layout.py
+    plan_weights packs for the launch's stages (the kernels' device constants: a
+    matmul's W [Kp, Np], words [rows, Np] and (K, N) pair), the LayerNorm constants
+    and a static gelu table are read whole, and of each matmul's W and words exactly
+    the real [K, N] columns: the padding columns (N rounded up to 256) and the (K, N)
+    pair never."""
+    from xdna_ep.kernel_specs import registry
+    from xdna_ep.runtime.layout import plan_weights, stage_consts
+
+    prog, rows = two_layer_programs[mode]
+    launch = next(ln for ln in prog.launches if ln.design == design)
+    w = plan_weights(launch, [registry.get(st.kernel) for st in launch.stages],
+                     [stage_consts(prog, st) for st in launch.stages])
+    fn, args = _build_call(design, launch, rows, 384, mode == "dynamic")
+    rep = _trace(f"fused/{design}/design.py", fn, *args)
+    assert rep.arg_bytes[2] <= w.layout.size
+    read = IC.touched(rep.moves, 2, "fill", rep.arg_bytes[2])
+    owner = np.full(rep.arg_bytes[2], -1)
+    for i, s in enumerate(w.layout.slots):
+        owner[s.offset:s.offset + s.nbytes] = i
+    assert (owner[read > 0] >= 0).all(), f"{design} reads WEIGHTS bytes outside every slot"
+    for st_i, (st, keys) in enumerate(zip(launch.stages, w.keys, strict=True)):
+        slots = {k: next(s for s in w.layout.slots if s.name == name) for k, name in keys.items()}
+        if st.kernel == "matmul":
+            k, n = (int(v) for v in prog.constants[st.consts["weight"]].shape)
+            wt, words, kn = slots["#0"], slots["#1"], slots["#2"]
+            np_ = wt.nbytes // k
+            real = (np.arange(k)[:, None] * np_ + np.arange(n)[None, :]).reshape(-1)
+            got = read[wt.offset:wt.offset + wt.nbytes]
+            assert (got[real] > 0).all(), f"stage {st_i}: W's real columns not all read"
+            assert got.sum() == got[real].sum(), f"stage {st_i}: W's padding columns read"
+            word_rows = words.nbytes // (4 * np_)
+            cols = (np.arange(word_rows)[:, None] * 4 * np_
+                    + np.arange(4 * n)[None, :]).reshape(-1)
+            got = read[words.offset:words.offset + words.nbytes]
+            assert (got[cols] > 0).all() and got.sum() == got[cols].sum(), f"stage {st_i}"
+            assert not read[kn.offset:kn.offset + kn.nbytes].any()
+        else:   # layernorm constants, a static gelu table: read whole (dynamic: none)
+            for s in slots.values():
+                assert (read[s.offset:s.offset + s.nbytes] > 0).all(), \
+                    f"stage {st_i} ({st.kernel}): WEIGHTS the design does not read"

@@ -221,3 +221,36 @@ def test_dynamic_conv_frontend_refuses_attrs_it_is_not_built_for() -> None:
     assert "neg_limit" in launch_refusal(launch(2.0, "none"))
     assert "'none' gelu table" in launch_refusal(launch(scratch.CONV_NEG_LIMIT, "tanh"))
     assert launch_refusal(launch(2.0, "tanh", dynamic=False)) == ""
+
+
+@pytest.mark.parametrize("design", ["ffn_block", "ffn_ln_matmul"])
+def test_dynamic_mlp_designs_refuse_attrs_they_are_not_built_for(design: str) -> None:
+    """The MLP designs' dynamic forms build their reducers for neg_limit 0 (a, a2) and
+    CONV_NEG_LIMIT (the gelu input f) and the erf gelu table: the compiled chain is
+    accepted, another neg_limit on either quantize or a tanh gelu is refused."""
+    from xdna_ep._kernels.fused import scratch
+    from xdna_ep.compile.program import Launch, Stage
+    from xdna_ep.runtime.layout import launch_refusal
+
+    def launch(lims: tuple[float, ...], approximate: str = "none") -> Launch:
+        d = {"dynamic": True}
+        stages = [Stage("layernorm", ("x",), ("a",), {}, {"out": "float32"}),
+                  Stage("quantize", ("a",), ("aq", "as"), {}, {**d, "neg_limit": lims[0]}),
+                  Stage("matmul", ("aq", "as"), ("f",), {}, {**d, "out": "float32"}),
+                  Stage("quantize", ("f",), ("fq", "fs"), {}, {**d, "neg_limit": lims[1]}),
+                  Stage("gelu", ("fq", "fs"), ("h", "hs"), {}, {**d, "approximate": approximate}),
+                  Stage("matmul", ("h", "hs"), ("g",), {}, {**d, "out": "float32"}),
+                  Stage("add", ("x", "g"), ("y",))]
+        if design == "ffn_ln_matmul":
+            stages += [Stage("layernorm", ("y",), ("a2",), {}, {"out": "float32"}),
+                       Stage("quantize", ("a2",), ("bq", "bs"), {}, {**d, "neg_limit": lims[2]}),
+                       Stage("matmul", ("bq", "bs"), ("z",), {}, {**d, "out": "float32"})]
+        return Launch(design, tuple(stages))
+
+    built = scratch.DYNAMIC_NEG_LIMITS[design]
+    assert built[1] == scratch.CONV_NEG_LIMIT and built[0] == 0.0
+    assert launch_refusal(launch(built)) == ""
+    for k in range(len(built)):
+        other = tuple(2.0 if i == k else lim for i, lim in enumerate(built))
+        assert "neg_limit" in launch_refusal(launch(other)), k
+    assert "'none' gelu table" in launch_refusal(launch(built, "tanh"))

@@ -223,6 +223,14 @@ CONV_REDUCTIONS = 4
 # dynamic_design_refusal), never run with the wrong constants.
 CONV_NEG_LIMIT = 4.0
 CONV_GELU_APPROXIMATE = "none"
+# The same for every dynamic design with an on-array gelu table (the MLP designs'
+# build_dynamic share conv_frontend's constants): the neg_limit each dynamic quantize
+# of the launch is built with, in launch order (0: not a gelu input), and the gelu form.
+DYNAMIC_NEG_LIMITS: dict[str, tuple[float, ...]] = {
+    "conv_frontend": (CONV_NEG_LIMIT, CONV_NEG_LIMIT),
+    "ffn_block": (0.0, CONV_NEG_LIMIT),
+    "ffn_ln_matmul": (0.0, CONV_NEG_LIMIT, 0.0),
+}
 
 
 def conv_frontend_dims(mels: int, d: int, frames: int) -> ConvFrontendDims:

@@ -2,6 +2,10 @@
 // included by the fused designs' core objects (kernels/fused/<design>/*_aie.cc)
 // that take dynamic-mode stages. Scalar IEEE fp32 (exact max/fabs, the contract's
 // division): the same bits as the host. Not compiled on hosts without MLIR-AIE.
+// included once per core object (several shared sources include it)
+#ifndef XDNA_DYNAMIC_SCALE_AIE_CC
+#define XDNA_DYNAMIC_SCALE_AIE_CC
+
 #include <stdint.h>
 #include <string.h>
 
@@ -53,3 +57,5 @@ void xdna_dynscale_quantize(const float* __restrict x, const float* __restrict p
 }
 
 }  // extern "C"
+
+#endif  // XDNA_DYNAMIC_SCALE_AIE_CC

@@ -3,17 +3,17 @@
 // The fp32 -> gelu -> fp32 glue is exactly the quantize -> gelu -> dequantize
 // stage composition (shared epilogue quantize / dequantize with bias 0).
 // The dynamic variant (design.py build_dynamic) adds the on-device scale
-// reduction (kernels/common/aie/dynamic_scale_aie.cc) and the pass shims below.
+// reduction (kernels/common/aie/dynamic_scale_aie.cc), the shared dynamic gelu
+// table (kernels/common/aie/gelu_table_aie.cc, which includes both it and the gelu
+// stage source) and the pass shims below.
 #include "../../common/epilogue.h"
 #include "../../add/aie/add_aie.cc"
-#include "../../common/aie/dynamic_scale_aie.cc"
+#include "../../common/aie/gelu_table_aie.cc"
 #include "../../conv1d/aie/conv1d_aie.cc"
-#include "../../gelu/aie/gelu_aie.cc"
 
 namespace {
 alignas(32) float g_blk[8 * 8];
-alignas(32) int8_t g_codes[1024];  // one pass chunk's int8 codes (dynamic variant)
-constexpr int32_t kGeluScaleAt = 256;  // gelu object: table[256], then {s_out} as fp32
+constexpr int32_t kGeluScaleAt = xdna::gelu_table::kScaleAt;  // gelu object: table, s_out
 }  // namespace
 
 extern "C" {
@@ -58,45 +58,16 @@ void frontend_conv_gelu_add(const int8_t* __restrict w, const float* __restrict 
 // params = the broadcast {scale, 1/scale, flag, 0} of the tensor's reduction
 // (dynamic_scale.h); a flagged tensor quantizes to zeros (the host raises on the flag).
 
-// Code range of a pass: range = {lo, hi, 0, 0} as int32, starting at {127, -128}.
-void frontend_codes_begin(int32_t* __restrict range) {
-  range[0] = 127;
-  range[1] = -128;
-  range[2] = range[3] = 0;
-}
-
-// Quantizes a chunk of n <= 1024 values with params (the dynamic quantize stage)
-// and folds its codes into range (the dynamic gelu's code range, gelu_aie.cc).
-void frontend_codes_fold(const float* __restrict x, const float* __restrict params,
-                         int32_t* __restrict range, int32_t n) {
-  xdna_dynscale_quantize(x, params, g_codes, n);
-  xdna_gelu_code_range(g_codes, n, range);
-}
-
-// The same for one row chunk of conv2's output (a distinct symbol: other chunk size).
+// The code range of one row chunk of conv2's output: the shared code fold
+// (gelu_table_aie.cc) under its own symbol, for the other chunk size.
 void frontend_codes_fold_row(const float* __restrict x, const float* __restrict params,
                              int32_t* __restrict range, int32_t n) {
-  frontend_codes_fold(x, params, range, n);
+  xdna_gelu_codes_fold(x, params, range, n);
 }
 
 // Folds one row chunk into a partial (xdna_dynscale_fold for the row chunk size).
 void frontend_fold_row(const float* __restrict x, float* __restrict partial, int32_t n) {
   xdna_dynscale_fold(x, partial, n);
-}
-
-// The gelu reducer: the code ranges of `parts` producers ([parts][4] int32) and the
-// input's params -> the dynamic gelu's table and output scale (gelu.h, the same
-// formula as the host's gelu_dynamic): gelu = {table[256], s_out} (272 bytes).
-void frontend_gelu_reduce(const int32_t* __restrict ranges, const float* __restrict params,
-                          int8_t* __restrict gelu, int32_t parts, int32_t tanh_approx) {
-  int32_t range[2] = {127, -128};
-  for (int32_t i = 0; i < parts; ++i) {
-    range[0] = ranges[4 * i] < range[0] ? ranges[4 * i] : range[0];
-    range[1] = ranges[4 * i + 1] > range[1] ? ranges[4 * i + 1] : range[1];
-  }
-  float so;
-  xdna_gelu_build_table(params, range, &so, gelu, tanh_approx);
-  memcpy(gelu + kGeluScaleAt, &so, sizeof so);
 }
 
 // quantize (params) -> gelu table -> dequantize (s_out) of n values, one element.

@@ -188,15 +188,9 @@ def build(batch: int, mels: int, d: int, frames: int):  # noqa: C901 - one desig
 
 
 # ---- the dynamic variant (default mode without calibration) ------------------------------
-PASS_MAX = 1024          # floats per pass chunk (conv_frontend_aie.cc g_codes)
-GELU_BYTES = 256 + 16    # the gelu reducer's object: table[256], {s_out, 0, 0, 0}
+GELU_BYTES = S.GELU_BYTES  # the gelu reducer's object: table[256], {s_out, 0, 0, 0}
 NEG_LIMIT = scratch.CONV_NEG_LIMIT   # the dynamic quantize before each gelu
-
-
-def pass_chunk(frames: int) -> int:
-    """Floats per chunk of a pass over a [.., frames] row: the largest divisor of
-    `frames` up to PASS_MAX (3000 -> 1000), so a chunk never spans two rows."""
-    return max(k for k in range(1, min(frames, PASS_MAX) + 1) if frames % k == 0)
+pass_chunk = S.pass_chunk  # floats per chunk of a [.., frames] row (3000 -> 1000)
 
 
 def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - one design
@@ -268,26 +262,8 @@ def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - on
     # the three reducers (kernels/fused/_stages.py ScaleReduction; G is the gelu one)
     red_a = S.ScaleReduction("ra", OBJ, cols, 0.0, rounds=2)         # mel, then h
     red_b = S.ScaleReduction("rb", OBJ, cols, NEG_LIMIT, rounds=2)   # c1, then c2
-    g_join = ObjectFifo(ty(cols * S.DYN_WORDS, i32), name="rg_pj", depth=1)
-    g_parts = g_join.prod().join([i * S.DYN_WORDS for i in range(cols)],
-                                 obj_types=[ty(S.DYN_WORDS, i32)] * cols,
-                                 names=[f"rg_p{i}" for i in range(cols)])
-    g_out = ObjectFifo(ty(GELU_BYTES, i8), name="rg_s", depth=1)
-    k_greduce = Kernel("frontend_gelu_reduce", OBJ, [ty(cols * S.DYN_WORDS, i32),
-                                                     ty(S.DYN_WORDS, f32), ty(GELU_BYTES, i8),
-                                                     i32, i32])
-
-    def gelu_reducer(fj, fs, fg, k):
-        for _ in range_(2):
-            s, parts, g = fs.acquire(1), fj.acquire(1), fg.acquire(1)
-            k(parts, s, g, cols, tanh)
-            fj.release(1)
-            fg.release(1)
-            fs.release(1)
-
-    workers = [red_a.worker, red_b.worker,
-               Worker(gelu_reducer, [g_join.cons(), red_b.params.cons(), g_out.prod(),
-                                     k_greduce])]
+    red_g = S.GeluTableReduction("rg", OBJ, cols, red_b.params, tanh, rounds=2)
+    workers = [red_a.worker, red_b.worker, red_g.worker]
 
     # ---- conv cores: the static stages without the gelu glue, params from reducer A ----
     def conv_stage(name, cin, k, stride, tiling, first):
@@ -337,9 +313,7 @@ def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - on
 
     # ---- pass cores: one per column -----------------------------------------------------
     begin, fold, _quant = S.dyn_kernels(OBJ, p1)
-    k_cbegin = Kernel("frontend_codes_begin", OBJ, [ty(S.DYN_WORDS, i32)])
-    k_cfold = Kernel("frontend_codes_fold", OBJ, [ty(p1, f32), ty(S.DYN_WORDS, f32),
-                                                 ty(S.DYN_WORDS, i32), i32])
+    k_cbegin, k_cfold = S.gelu_kernels(OBJ, p1)
     k_cfold_row = Kernel("frontend_codes_fold_row", OBJ, [ty(q2, f32), ty(S.DYN_WORDS, f32),
                                                          ty(S.DYN_WORDS, i32), i32])
     k_fold_row = Kernel("frontend_fold_row", OBJ, [ty(q2, f32), ty(S.DYN_WORDS, f32), i32])
@@ -357,22 +331,10 @@ def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - on
     def pass_core(fx, fh, fx2, fe, fy, fpa, fpb, fpg, fsb, fg, kb, kf, kcb, kcf, kcfr, kfr,
                   kgf, kga):
         def fold_pass(fpart, n, src, k, chunk):
-            part = fpart.acquire(1)
-            kb(part)
-            for _ in range_(n):
-                x = src.acquire(1)
-                k(x, part, chunk)
-                src.release(1)
-            fpart.release(1)
+            S.dyn_producer(range_, n, src, fpart, kb, k, chunk)
 
         def codes_pass(n, src, s, k, chunk):
-            rng = fpg.acquire(1)
-            kcb(rng)
-            for _ in range_(n):
-                x = src.acquire(1)
-                k(x, s, rng, chunk)
-                src.release(1)
-            fpg.release(1)
+            S.gelu_codes_pass(range_, n, src, fpg, s, kcb, k, chunk)
 
         fold_pass(fpa, n_mel, fx, kf, p1)                  # 1: the mel -> A
         fold_pass(fpb, n_c1, fx, kf, p1)                   # 2a: c1 -> B
@@ -405,7 +367,7 @@ def build_dynamic(batch: int, mels: int, d: int, frames: int,  # noqa: C901 - on
         workers.append(Worker(pass_core, [
             pc[c]["x"].cons(), pc[c]["h"].prod(), pc[c]["x2"].cons(), pc[c]["e"].cons(),
             pc[c]["y"].prod(), red_a.partials[c].prod(), red_b.partials[c].prod(),
-            g_parts[c].prod(), red_b.params.cons(), g_out.cons(), begin, fold, k_cbegin,
+            red_g.partials[c].prod(), red_b.params.cons(), red_g.table.cons(), begin, fold, k_cbegin,
             k_cfold, k_cfold_row, k_fold_row, k_gfold, k_gadd]))
 
     def rows_tap(total, base, n_rows, row_len, chunk, count_rows):

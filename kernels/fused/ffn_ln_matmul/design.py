@@ -14,10 +14,11 @@ residual) and the tail's input, read back from OUT inside the launch.
 Runtime sequence: IN = x fp32 [Mp, C]; OUT = y fp32 [Mp, C], h int8 [Mp, F]
 (scratch), z [Mp, Np] (int8 or fp32); WEIGHTS = the five ffn_block stages'
 constants then layernorm_b (gamma, beta, scalars) and W3 (int8 [C, Np] +
-epilogue words), 64-byte aligned; PARAMS.
+epilogue words), 64-byte aligned; PARAMS. build_dynamic: the dynamic form
+(ffn_block's build_dynamic with the tail).
 
     python design.py [--rows 1500] [--channels 384] [--ffn 1536] [--n 1152]
-                     [--out int8|float32]
+                     [--out int8|float32] [--dynamic]
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def build(rows: int, channels: int, ffn: int, n: int, out: str = "int8"):
                               obj="ffn_ln_matmul_aie.o")
 
 
+def build_dynamic(rows: int, channels: int, ffn: int, n: int):
+    """The dynamic form (manifest "dynamic_stages": ffn_block's dynamic form, then
+    layernorm -> Q -> matmul, float32 out): ffn_block's build_dynamic with its tail
+    (phases 6-8 there, ln_matmul's dynamic pattern on the pass and fc1 cores; the
+    tail's scale is the a reducer's second round, SCALES[2]). 15 cores."""
+    return _ffn_block().build_dynamic(rows, channels, ffn, tail_n=n, obj="ffn_ln_matmul_aie.o")
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # kernels/
     from whisper_shapes import size_case  # --size NAME [--case L]: the shared table
@@ -56,8 +65,12 @@ def main() -> None:
     p.add_argument("--ffn", type=int, default=1536)
     p.add_argument("--n", type=int, default=1152)
     p.add_argument("--out", choices=["int8", "float32"], default="int8")
+    p.add_argument("--dynamic", action="store_true",
+                   help="the dynamic form (scales and the gelu table reduced on the array; "
+                        "float32 out)")
     a = p.parse_args()
-    print(build(a.rows, a.channels, a.ffn, a.n, a.out))
+    print(build_dynamic(a.rows, a.channels, a.ffn, a.n) if a.dynamic
+          else build(a.rows, a.channels, a.ffn, a.n, a.out))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ every core's memory independent of C. It is still one launch.
 
 Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = y [Mp, N] then a int8
 [Mp, C] (kernels/fused/scratch.py OUT_ENTRIES, shared with runtime/layout.py);
-WEIGHTS = layernorm constants (gamma, beta, scalars) then matmul constants
-(W int8 [C, N], epilogue words), each 64-byte aligned; PARAMS. C and N are
+WEIGHTS = layernorm constants (gamma, beta, scalars) then matmul constants as
+the host packs them (W int8 [C, Np], epilogue words [rows, Np], the (K, N) pair;
+Np = N rounded up to 256: _stages.matmul_weight_blobs), each 64-byte aligned;
+PARAMS. C and N are
 multiples of 64; Mp = M rounded up to 128.
 
     python design.py [--rows 1500] [--channels 384] [--n 384] [--out int8|float32]
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,16 +40,35 @@ import scratch  # noqa: E402 - the OUT slots, shared with runtime/layout.py
 OBJ = "ln_matmul_aie.o"
 
 
-def build(rows: int, channels: int, n: int, out: str = "int8"):
-    np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
+@dataclass(frozen=True)
+class Geometry:
+    """The row and tile grid both forms share: mp padded rows, mc per column, 32-row
+    blocks per column, K and N tiles, R LayerNorm rows per tile (out_bytes: the LN
+    output's element size, 4 in the dynamic form), IN bytes."""
+
+    channels: int
+    mp: int
+    mc: int
+    blocks: int
+    kt_n: int
+    nt_n: int
+    rows_per_tile: int
+    in_total: int
+
+
+def _geometry(rows: int, channels: int, n: int, out_bytes: int) -> Geometry:
     if channels % S.TILE_K or n % S.TILE_N:
         raise ValueError("channels and n must be multiples of 64 for the fused design")
-    C = channels
     mp = scratch.padded_rows("ln_matmul", rows)
     mc = mp // S.COLUMNS
-    blocks = mc // S.TILE_M
-    kt_n, nt_n = C // S.TILE_K, n // S.TILE_N
-    R = S.ln_rows_per_tile(C)
+    return Geometry(channels, mp, mc, mc // S.TILE_M, channels // S.TILE_K, n // S.TILE_N,
+                    S.ln_rows_per_tile(channels, out_bytes=out_bytes), 4 * mp * channels)
+
+
+def build(rows: int, channels: int, n: int, out: str = "int8"):
+    np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
+    g = _geometry(rows, channels, n, 1)
+    C, mc, blocks, kt_n, nt_n, R = g.channels, g.mc, g.blocks, g.kt_n, g.nt_n, g.rows_per_tile
     ydt, yb = (np.int8, 1) if out == "int8" else (np.float32, 4)
     pdt, prow = (np.int32, 3) if out == "int8" else (np.float32, 2)
     i8, f32, i32 = np.int8, np.float32, np.int32
@@ -54,11 +76,11 @@ def build(rows: int, channels: int, n: int, out: str = "int8"):
     def ty(k, dt):
         return np.ndarray[(k,), np.dtype[dt]]
 
-    (o_g, _o_b, o_s, o_w, o_p), w_total = S.aligned_offsets(
-        [4 * C, 4 * C, 16, C * n, 4 * prow * n])
+    (o_g, _o_b, o_s, o_w, o_p, _o_kn), w_total = S.aligned_offsets(
+        [4 * C, 4 * C, 16] + S.matmul_weight_blobs(C, n, prow))
     (o_y, o_a), out_total = scratch.offsets([scratch.capacity("ln_matmul", rows, yb * n),
                                              scratch.capacity("ln_matmul", rows, C)])
-    in_total = 4 * mp * C
+    in_total = g.in_total
     tile = S.TILE_M * S.TILE_N
 
     ln = Kernel("xdna_layernorm", OBJ, [ty(R * C, f32), ty(2 * C, f32), ty(R * C, i8),
@@ -102,7 +124,8 @@ def build(rows: int, channels: int, n: int, out: str = "int8"):
         rt.finish_task_group(tg)
         tg = rt.task_group()  # phase 2: a -> matmul -> y
         S.fill_a_tiles(rt, of_a, y_out, out_total, o_a, C, mc, blocks, nt_n, tg)
-        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, n, kt_n, nt_n, prow,
+        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, S.padded_cols(n), kt_n,
+                              nt_n, prow,
                               blocks, tg)
         S.drain_row_tiles(rt, of_y, y_out, out_total, o_y, n, yb, mc, blocks, nt_n, tg)
         rt.finish_task_group(tg)
@@ -127,41 +150,32 @@ def build_dynamic(rows: int, channels: int, n: int):
 
     Runtime sequence (bytes): IN = x fp32 [Mp, C]; OUT = y fp32 [Mp, N], a fp32
     [Mp, C], SCALES (16 B) (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS = layernorm
-    constants, then matmul constants (W int8 [C, N], words fp32 [2, N] = w_scale,
-    bias), each 64-byte aligned; PARAMS. Padding rows are zero in IN, so they
+    constants, then matmul constants as the host packs them (W int8 [C, Np], words
+    fp32 [2, Np] = w_scale, bias, the (K, N) pair; Np = N rounded up to 256:
+    _stages.matmul_weight_blobs), each 64-byte aligned; PARAMS. Padding rows are zero in IN, so they
     normalize to beta: phase 2 folds only the real rows (their count comes from
     `rows`), the same tensor the host's quantize sees."""
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
     from aie.iron import Buffer
 
-    if channels % S.TILE_K or n % S.TILE_N:
-        raise ValueError("channels and n must be multiples of 64 for the fused design")
-    C = channels
-    mp = scratch.padded_rows("ln_matmul", rows)
-    mc = mp // S.COLUMNS
-    blocks = mc // S.TILE_M
-    kt_n, nt_n = C // S.TILE_K, n // S.TILE_N
-    R = S.ln_rows_per_tile(C, out_bytes=4)
-    i8, f32, i32 = np.int8, np.float32, np.int32
+    g = _geometry(rows, channels, n, 4)
+    C, mc, blocks, kt_n, nt_n, R = g.channels, g.mc, g.blocks, g.kt_n, g.nt_n, g.rows_per_tile
+    i8, f32 = np.int8, np.float32
 
     def ty(k, dt):
         return np.ndarray[(k,), np.dtype[dt]]
 
-    (o_g, _o_b, o_s, o_w, o_p), w_total = S.aligned_offsets([4 * C, 4 * C, 16, C * n, 8 * n])
+    (o_g, _o_b, o_s, o_w, o_p, _o_kn), w_total = S.aligned_offsets(
+        [4 * C, 4 * C, 16] + S.matmul_weight_blobs(C, n, 2))
     (o_y, o_a, o_sc), out_total = scratch.offsets([
         scratch.capacity("ln_matmul", rows, 4 * n), scratch.capacity("ln_matmul", rows, 4 * C),
         scratch.scales_bytes(1)])
-    in_total = 4 * mp * C
+    in_total = g.in_total
     tile = S.TILE_M * S.TILE_N
     # rows each column's producer folds: the real rows only (padding rows are beta)
     real = [max(0, min(rows - c * mc, mc)) for c in range(S.COLUMNS)]
 
-    ln = Kernel("xdna_layernorm_f32", OBJ, [ty(R * C, f32), ty(2 * C, f32), ty(R * C, f32),
-                                            ty(4, f32), i32, i32])
-    zero = Kernel("matmul_zero_i32", OBJ, [])
-    mm = Kernel("matmul_i8_i32", OBJ, [ty(tile, i8), ty(64 * 64, i8)])
-    epi = Kernel("ln_matmul_epilogue_f32_dyn", OBJ, [ty(128, f32), ty(S.DYN_WORDS, f32),
-                                                     ty(tile, f32)])
+    ln, zero, mm, epi = S.dyn_ln_matmul_kernels(OBJ, R, C)
     begin, fold, quant = S.dyn_kernels(OBJ, C, tile)
     red = S.ScaleReduction("sa", OBJ, S.COLUMNS)
 
@@ -176,37 +190,15 @@ def build_dynamic(rows: int, channels: int, n: int):
     of_a = [ObjectFifo(ty(tile, f32), name=f"a{c}") for c in range(S.COLUMNS)]
     of_y = [ObjectFifo(ty(tile, f32), name=f"y{c}") for c in range(S.COLUMNS)]
 
+    ln_body = S.ln_core_fn(range_, mc // R, mode=None)
+
     def ln_core(fx, fgb, fsc, fq, fr, fpart, k, k_begin, k_fold, folds):
-        gb, sc = fgb.acquire(1), fsc.acquire(1)
-        for _ in range_(mc // R):
-            x, q = fx.acquire(1), fq.acquire(1)
-            k(x, gb, q, sc, R, C)
-            fx.release(1)
-            fq.release(1)
-        fsc.release(1)
-        fgb.release(1)
-        if folds:
-            S.dyn_producer(range_, folds, fr, fpart, k_begin, k_fold, C)
-        else:   # a column holding only padding rows: the empty partial (the identity)
-            part = fpart.acquire(1)
-            k_begin(part)
-            fpart.release(1)
+        ln_body(fx, fgb, fsc, fq, k, R, C)
+        S.dyn_producer(range_, folds, fr, fpart, k_begin, k_fold, C)  # 0: padding only
 
     def mm_core(fa, fs, fw, fp, fy, k_zero, k_mm, k_quant, k_epi, qbuf):
-        s = fs.acquire(1)
-        for _ in range_(blocks * nt_n):
-            k_zero()
-            for _ in range_(kt_n):
-                a, w = fa.acquire(1), fw.acquire(1)
-                k_quant(a, s, qbuf, tile)
-                k_mm(qbuf, w)
-                fa.release(1)
-                fw.release(1)
-            p, o = fp.acquire(1), fy.acquire(1)
-            k_epi(p, s, o)
-            fp.release(1)
-            fy.release(1)
-        fs.release(1)
+        S.dyn_tile_matmul(range_, blocks * nt_n, kt_n, fa, fs, fw, fp, fy, k_zero, k_mm,
+                          k_quant, k_epi, qbuf)
 
     workers = [red.worker]
     for c in range(S.COLUMNS):
@@ -224,36 +216,13 @@ def build_dynamic(rows: int, channels: int, n: int):
                      ty(S.PARAMS_WORDS, np.uint32)) as (x_in, out, weights, _params):
         rt.start(*workers)
         tg = rt.task_group()  # phase 1: LN -> a (float32)
-        rt.fill(of_gb.prod(), weights, S.contiguous_tap(w_total, o_g, 8 * C), task_group=tg)
-        rt.fill(of_sc.prod(), weights, S.contiguous_tap(w_total, o_s, 16), task_group=tg)
-        for c in range(S.COLUMNS):
-            span = 4 * mc * C
-            rt.fill(of_x[c].prod(), x_in, S.contiguous_tap(in_total, c * span, span),
-                    task_group=tg)
-            rt.drain(of_q[c].cons(), out, S.contiguous_tap(out_total, o_a + c * span, span),
-                     wait=True, task_group=tg)
+        S.ln_phase(rt, of_x, of_q, of_gb, of_sc, weights, w_total, o_g, o_s, x_in, in_total, 0,
+                   out, out_total, o_a, C, mc, tg, out_bytes=4)
         rt.finish_task_group(tg)
-        tg = rt.task_group()  # phase 2: the real rows of a -> partials -> params
-        for c in range(S.COLUMNS):
-            if real[c]:
-                rt.fill(of_r[c].prod(), out,
-                        S.contiguous_tap(out_total, o_a + 4 * c * mc * C, 4 * real[c] * C),
-                        task_group=tg)
-        rt.drain(red.params.cons(), out, S.contiguous_tap(out_total, o_sc, 4 * S.DYN_WORDS),
-                 wait=True, task_group=tg)
-        rt.finish_task_group(tg)
-        tg = rt.task_group()  # phase 3: a -> quantize -> matmul -> y
-        for c in range(S.COLUMNS):
-            for b in range(blocks):
-                row0 = c * mc + b * S.TILE_M
-                for _nt in range(nt_n):
-                    for kt in range(kt_n):
-                        rt.fill(of_a[c].prod(), out,
-                                S.a_tile_tap_f32(out_total, o_a, C, row0, kt), task_group=tg)
-        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, n, kt_n, nt_n, 2,
-                              blocks, tg)
-        S.drain_row_tiles(rt, of_y, out, out_total, o_y, n, 4, mc, blocks, nt_n, tg)
-        rt.finish_task_group(tg)
+        # phase 2: the real rows of a -> partials -> params; phase 3: a -> Q -> matmul -> y
+        S.dyn_projection_phases(rt, S.DynProjectionFifos(of_r, red.params, of_a, of_w, of_p, of_y),
+                                out, out_total, weights, w_total, o_a, o_sc, 0, o_w, o_p, o_y,
+                                C, n, rows, mc)
     return Program(NPU1(), rt).resolve_program(Placer())
 
 

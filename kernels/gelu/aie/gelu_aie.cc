@@ -6,6 +6,10 @@
 // vector gather, so the lookup is a scalar loop the compiler software-
 // pipelines (one load + one store per element). The table lives in the core's
 // local memory (256 bytes), delivered once per launch by its own ObjectFifo.
+// included once per core object (several shared sources include it)
+#ifndef XDNA_GELU_AIE_CC
+#define XDNA_GELU_AIE_CC
+
 #include <cstdint>
 
 #include "../gelu.h"
@@ -43,3 +47,5 @@ void xdna_gelu_build_table(const float* __restrict scale_in, const int32_t* __re
 }
 
 }  // extern "C"
+
+#endif  // XDNA_GELU_AIE_CC

@@ -143,7 +143,7 @@ def probe_system(probes: Probes | None = None,
     if designs is None:
         # every design's own files; a dynamic form's are looked up when a program
         # needs them (its launches then run on the emulator, announced, if absent):
-        # forms without an IRON variant yet must not make the whole NPU unusable
+        # a build that ships only the static forms must not make the NPU unusable
         try:
             entries = design_entries(probes.manifest if probes.manifest is not None
                                      else load_manifest())

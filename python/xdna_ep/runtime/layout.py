@@ -397,21 +397,25 @@ def has_private_scratch(design: str) -> bool:
 
 
 def dynamic_design_refusal(launch: Launch) -> str:
-    """Why the NPU must not run `launch` ("" when it may): the dynamic conv_frontend
-    is built for one neg_limit and one gelu form (scratch.CONV_NEG_LIMIT,
-    CONV_GELU_APPROXIMATE); a launch with other attrs runs on the emulator."""
-    if launch.design != "conv_frontend" or not dynamic_form(launch.stages):
+    """Why the NPU must not run `launch` ("" when it may): the dynamic designs with an
+    on-array gelu table (conv_frontend, ffn_block, ffn_ln_matmul) are built for one
+    neg_limit per dynamic quantize (scratch.DYNAMIC_NEG_LIMITS: the gelu input's
+    CONV_NEG_LIMIT, 0 elsewhere) and one gelu form (CONV_GELU_APPROXIMATE); a launch
+    with other attrs runs on the emulator."""
+    built = scratch.DYNAMIC_NEG_LIMITS.get(launch.design)
+    if built is None or not dynamic_form(launch.stages):
         return ""
+    quantizes = [st for st in launch.stages if st.kernel == "quantize"]
+    for st, lim in zip(quantizes, built, strict=False):
+        if float(st.attrs.get("neg_limit", 0.0)) != lim:
+            return (f"design {launch.design!r} (dynamic) quantizes this input with "
+                    f"neg_limit {lim}, the launch asks for {st.attrs.get('neg_limit', 0.0)}")
     for st in launch.stages:
-        if st.kernel == "quantize" and float(st.attrs.get("neg_limit", 0.0)) \
-                != scratch.CONV_NEG_LIMIT:
-            return (f"design 'conv_frontend' (dynamic) quantizes each gelu input with "
-                    f"neg_limit {scratch.CONV_NEG_LIMIT}, the launch asks for "
-                    f"{st.attrs.get('neg_limit', 0.0)}")
         if st.kernel == "gelu" and st.attrs.get("approximate", "none") \
                 != scratch.CONV_GELU_APPROXIMATE:
-            return (f"design 'conv_frontend' (dynamic) builds the {scratch.CONV_GELU_APPROXIMATE!r} "
-                    f"gelu table, the launch asks for {st.attrs.get('approximate')!r}")
+            return (f"design {launch.design!r} (dynamic) builds the "
+                    f"{scratch.CONV_GELU_APPROXIMATE!r} gelu table, the launch asks for "
+                    f"{st.attrs.get('approximate')!r}")
     return ""
 
 
