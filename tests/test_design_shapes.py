@@ -764,6 +764,8 @@ def two_layer_programs():
 
 def _build_call(design: str, launch, rows: int, d: int, dynamic: bool):
     f, n3 = 4 * d, 3 * d
+    if design == "attn_block":   # self-attention: Tk = Tq = rows, heads of 64
+        return "build_dynamic" if dynamic else "build", (rows, rows, d // 64, 64)
     out = launch.stages[-1].attrs.get("out", "int8")
     if dynamic:
         return "build_dynamic", {"ln_matmul": (rows, d, n3), "ffn_block": (rows, d, f),
@@ -773,7 +775,7 @@ def _build_call(design: str, launch, rows: int, d: int, dynamic: bool):
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
-@pytest.mark.parametrize("design", ["ln_matmul", "ffn_ln_matmul", "ffn_block"])
+@pytest.mark.parametrize("design", ["ln_matmul", "ffn_ln_matmul", "ffn_block", "attn_block"])
 def test_design_reads_weights_where_the_host_packs_them(two_layer_programs, design: str,
                                                         mode: str) -> None:
     """Every WEIGHTS byte the design reads lies in a slot runtime/layout.py

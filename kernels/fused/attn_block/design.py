@@ -14,8 +14,10 @@ the phases.
 
 Runtime sequence: IN = q [Mp, D], k, v [Tk_pad, D] int8 then x fp32 [Mp, D]
 (64-byte aligned; Mp = Tq rounded up to 128, Tk_pad to 64); OUT = y fp32
-[Mp, D] then o int8 [Mp, D] (scratch.OUT_ENTRIES); WEIGHTS = W int8 [D, D]
-and fp32 [2, D] epilogue words (attention has no constants); PARAMS (the
+[Mp, D] then o int8 [Mp, D] (scratch.OUT_ENTRIES); WEIGHTS = the out-projection's
+constants as the host packs them (W int8 [D, Dp], fp32 epilogue words [2, Dp], the
+(K, N) pair; Dp = D rounded up to 256: _stages.matmul_weight_blobs; attention has
+no constants); PARAMS (the
 attention cores read their int32 parameter words from its first 16 words, which
 the host writes there: runtime/layout.py launch_words).
 
@@ -75,7 +77,7 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
         [mp * d, phase.tk_pad * d, phase.tk_pad * d, 4 * mp * d])
     (o_y, o_o), out_total = scratch.offsets([scratch.capacity("attn_block", tq, 4 * d),
                                              scratch.capacity("attn_block", tq, d)])
-    (o_w, o_p), w_total = S.aligned_offsets([d * d, 8 * d])
+    (o_w, o_p, _o_kn), w_total = S.aligned_offsets(S.matmul_weight_blobs(d, d, 2))
     f32, i8 = np.float32, np.int8
     tile = S.TILE_M * S.TILE_N
 
@@ -128,7 +130,8 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
                     rt.fill(of_r[c].prod(), x_in,
                             S.block_tap(in_total, 4 * d, 0, o_x + 4 * (row0 * d + 64 * nt), 32,
                                         4 * 64), task_group=tg)
-        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, d, kt_n, nt_n, 2,
+        S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, S.padded_cols(d),
+                              kt_n, nt_n, 2,
                               blocks, tg)
         S.drain_row_tiles(rt, of_y, out, out_total, o_y, d, 4, mc, blocks, nt_n, tg)
         rt.finish_task_group(tg)
@@ -191,7 +194,8 @@ def build_dynamic(tq: int, tk: int, heads: int, head_dim: int):
     Runtime sequence (bytes): IN = q fp32 [Mp, D], k, v fp32 [Tk_pad, D], x fp32
     [Mp, D] (64-byte aligned; Mp = Tq rounded up to 128, Tk_pad to 64); OUT = y fp32
     [Mp, D], o fp32 [Mp, D], SCALES (4 x 16 B) (scratch.DYNAMIC_OUT_ENTRIES); WEIGHTS
-    = W int8 [D, D], words fp32 [2, D] (w_scale, bias); PARAMS = the attention words
+    = W int8 [D, Dp], words fp32 [2, Dp] (w_scale, bias), the (K, N) pair (Dp: D rounded
+    up to 256); PARAMS = the attention words
     (kernels/attention/aie/attention_aie.cc enum Param: causal, past_len, Tk, groups
     per head), with softmax_scale's float64 bits in words 10 (low) and 11 (high): the
     first 16 words of PARAMS (runtime/layout.py launch_words)."""
@@ -215,7 +219,7 @@ def build_dynamic(tq: int, tk: int, heads: int, head_dim: int):
     (o_y, o_o, o_sc), out_total = scratch.offsets([
         scratch.capacity("attn_block", tq, 4 * d), scratch.capacity("attn_block", tq, 4 * d),
         scratch.scales_bytes(len(REDUCTIONS))])
-    (o_w, o_p), w_total = S.aligned_offsets([d * d, 8 * d])
+    (o_w, o_p, _o_kn), w_total = S.aligned_offsets(S.matmul_weight_blobs(d, d, 2))
     f32, i8 = np.float32, np.int8
     tile = S.TILE_M * S.TILE_N
 
@@ -324,7 +328,8 @@ def build_dynamic(tq: int, tk: int, heads: int, head_dim: int):
                     rt.fill(of_r[c].prod(), x_in,
                             S.block_tap(in_total, 4 * d, 0, o_x + 4 * (row0 * d + 64 * nt), 32,
                                         4 * 64), task_group=tg)
-            S.stream_weight_tiles(rt, of_w[c], of_p[c], weights, w_total, o_w, o_p, d, kt_n,
+            S.stream_weight_tiles(rt, of_w[c], of_p[c], weights, w_total, o_w, o_p,
+                                  S.padded_cols(d), kt_n,
                                   nt_n, 2, nb, tg)
             for b in range(b0, b0 + nb):
                 row0 = b * S.TILE_M
