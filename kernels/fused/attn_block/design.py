@@ -59,6 +59,21 @@ def attention_stage():
     return attention_design, hook
 
 
+def fill_projection(rt, fa, fr, a_tap, out, out_total: int, o_o: int, x_in, in_total: int,
+                    o_x: int, d: int, row0s: list[int], tg) -> None:
+    """DMA of one out-projection core's inputs: per 32-row block (first rows `row0s`)
+    and output tile, the K tiles of the attention output o in OUT (`a_tap`: int8
+    S.a_tile_tap, or float32 S.a_tile_tap_f32 in the dynamic form, quantized on the
+    core), then the [32, 64] fp32 residual tile of x from IN."""
+    for row0 in row0s:
+        for nt in range(d // S.TILE_N):
+            for kt in range(d // S.TILE_K):
+                rt.fill(fa.prod(), out, a_tap(out_total, o_o, d, row0, kt), task_group=tg)
+            rt.fill(fr.prod(), x_in,
+                    S.block_tap(in_total, 4 * d, 0, o_x + 4 * (row0 * d + S.TILE_N * nt),
+                                S.TILE_M, 4 * S.TILE_N), task_group=tg)
+
+
 def build(tq: int, tk: int, heads: int, head_dim: int):
     np, Kernel, ObjectFifo, Program, Runtime, Worker, range_, NPU1, Placer = S.iron()
     att, hook = attention_stage()
@@ -121,15 +136,8 @@ def build(tq: int, tk: int, heads: int, head_dim: int):
         # phase 2: out-projection (A = o from scratch) -> + x -> y
         tg = rt.task_group()
         for c in range(S.COLUMNS):
-            for b in range(blocks):
-                row0 = c * mc + b * 32
-                for nt in range(nt_n):
-                    for kt in range(kt_n):
-                        rt.fill(of_a[c].prod(), out, S.a_tile_tap(out_total, o_o, d, row0, kt),
-                                task_group=tg)
-                    rt.fill(of_r[c].prod(), x_in,
-                            S.block_tap(in_total, 4 * d, 0, o_x + 4 * (row0 * d + 64 * nt), 32,
-                                        4 * 64), task_group=tg)
+            fill_projection(rt, of_a[c], of_r[c], S.a_tile_tap, out, out_total, o_o, x_in,
+                            in_total, o_x, d, [c * mc + b * S.TILE_M for b in range(blocks)], tg)
         S.stream_weight_tiles(rt, of_w, of_p, weights, w_total, o_w, o_p, S.padded_cols(d),
                               kt_n, nt_n, 2,
                               blocks, tg)
@@ -250,14 +258,7 @@ def build_dynamic(tq: int, tk: int, heads: int, head_dim: int):
     def mm_core(fx, fpart, fs, fa, fw, fp, fr, fy, k_begin, k_fold, k_quant, k_zero, k_mm,
                 k_epi, qbuf, counts, n_blocks):
         for r, n in enumerate(counts):   # the reducer's rounds: q, k, v, o
-            part = fpart.acquire(1)
-            k_begin(part)
-            if n:
-                for _ in range_(n):
-                    x = fx.acquire(1)
-                    k_fold(x, part, d)
-                    fx.release(1)
-            fpart.release(1)
+            S.dyn_producer(range_, n, fx, fpart, k_begin, k_fold, d)
             if r < len(counts) - 1:   # q, k, v params: the attention cores'
                 fs.acquire(1)
                 fs.release(1)
@@ -319,15 +320,8 @@ def build_dynamic(tq: int, tk: int, heads: int, head_dim: int):
         scales_drain(tg, REDUCTIONS.index("o"))
         for c in range(MM_CORES):
             b0, nb = blocks[c]
-            for b in range(b0, b0 + nb):
-                row0 = b * S.TILE_M
-                for nt in range(nt_n):
-                    for kt in range(kt_n):
-                        rt.fill(of_a[c].prod(), out, S.a_tile_tap_f32(out_total, o_o, d, row0, kt),
-                                task_group=tg)
-                    rt.fill(of_r[c].prod(), x_in,
-                            S.block_tap(in_total, 4 * d, 0, o_x + 4 * (row0 * d + 64 * nt), 32,
-                                        4 * 64), task_group=tg)
+            fill_projection(rt, of_a[c], of_r[c], S.a_tile_tap_f32, out, out_total, o_o, x_in,
+                            in_total, o_x, d, [b * S.TILE_M for b in range(b0, b0 + nb)], tg)
             S.stream_weight_tiles(rt, of_w[c], of_p[c], weights, w_total, o_w, o_p,
                                   S.padded_cols(d), kt_n,
                                   nt_n, 2, nb, tg)
