@@ -20,7 +20,8 @@ extern "C" {
 
 // mode bit 0: x is int8 (else fp32); bit 1: y is int8 (else fp32).
 // gb = gamma[C] then beta[C]. scal = {epsilon, in_scale, inv_out_scale, unused},
-// delivered per launch from the PARAMS block (scales differ per layer).
+// delivered per launch from the WEIGHTS block after gamma/beta (the layer's device
+// constants, kernel_specs/layernorm.py; scales differ per layer).
 void xdna_layernorm(const void* __restrict x, const float* __restrict gb, void* __restrict y,
                     const float* __restrict scal, int32_t rows, int32_t C, int32_t mode) {
   namespace ln = xdna::layernorm;
